@@ -1,0 +1,32 @@
+# Set-up and checks of ml4ep. On a fresh machine: `make demo` or `make test`; both create .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ml4ep-installed
+# PyTorch from the local CPU wheel, installed before anything that depends on torch
+TORCH := torch==2.13.0
+JOBS ?= 2
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) examples/infer_demo.py
+
+test: install
+	$(PY) -m pytest -n $(JOBS) -q tests
+
+bench: install
+	$(PY) -m pip install -q -e '.[bench]'
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) benchmarks/infer_latency.py --write docs/benchmarks.md
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,79 @@
+"""The ``ml4ep`` command: one argparse subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from .errors import Ml4epError
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    import ml4ep.infer as mi
+
+    model = mi.compile(args.model, name=args.name, portable=args.portable)
+    out = model.save(args.output)
+    if args.print_code:
+        sys.stdout.write(model.source)
+    print(f"{args.model}: wrote {out}/{model.name}.hpp, {model.name}.bin, example.cpp, CMakeLists.txt")
+    print(f"  {model!r}")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    import ml4ep.infer as mi
+
+    problems = mi.check(args.model)
+    if not problems:
+        print(f"{args.model}: every node can be compiled by ml4ep")
+        return 0
+    print(f"{args.model}: {len(problems)} node(s) cannot be compiled:")
+    for p in problems:
+        print(f"  {p}")
+    return 1
+
+
+def _cmd_ops(args: argparse.Namespace) -> int:
+    import ml4ep.infer as mi
+
+    print("\n".join(mi.supported_operators()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ml4ep", description="Machine learning for experimental particle physics.")
+    p.add_argument("--version", action="version", version=f"ml4ep {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what ml4ep does")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="compile an ONNX model into a standalone C++ header + weights file")
+    c.add_argument("model", help="the .onnx file")
+    c.add_argument("-o", "--output", required=True, help="output directory")
+    c.add_argument("--name", help="C++ namespace and file names (default: the file's stem)")
+    c.add_argument("--portable", action="store_true", help="build for any x86-64-v2 machine (no -march=native)")
+    c.add_argument("--print", dest="print_code", action="store_true", help="print the generated C++")
+    c.set_defaults(func=_cmd_compile)
+
+    k = sub.add_parser("check", help="list the nodes of an ONNX model that ml4ep cannot compile")
+    k.add_argument("model", help="the .onnx file")
+    k.set_defaults(func=_cmd_check)
+
+    o = sub.add_parser("operators", help="list the ONNX operators ml4ep compiles")
+    o.set_defaults(func=_cmd_ops)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except Ml4epError as exc:
+        print(f"ml4ep: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

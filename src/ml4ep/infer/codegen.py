@@ -1,0 +1,368 @@
+"""C++ code generation: the graph, after its passes, printed as one header and a weights blob.
+
+The header holds a ``<name>::Model`` class following the contract in docs/architecture.md: its constructor
+reads ``<name>.bin``; ``infer`` takes one typed pointer per ONNX input, then per output, then the values of
+the symbolic dimensions, and allocates nothing once its workspace has grown to the dimensions seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+
+from . import dims as D
+from . import ops as O
+from .graph import Graph, Node
+from .ops.common import ctype
+from .passes.memory import ALIGN, Plan
+from .passes import memory
+
+_IDENT = re.compile(r"[^0-9A-Za-z_]")
+
+CPP_KEYWORDS = {
+    "alignas", "alignof", "and", "asm", "auto", "bool", "break", "case", "catch", "char", "class", "const",
+    "continue", "default", "delete", "do", "double", "else", "enum", "explicit", "export", "extern", "false",
+    "float", "for", "friend", "goto", "if", "inline", "int", "long", "mutable", "namespace", "new", "not",
+    "operator", "or", "private", "protected", "public", "register", "return", "short", "signed", "sizeof",
+    "static", "struct", "switch", "template", "this", "throw", "true", "try", "typedef", "union", "unsigned",
+    "using", "virtual", "void", "volatile", "while", "xor", "m", "w_", "ws", "arena_",
+}
+
+
+def ident(name: str, prefix: str = "") -> str:
+    s = _IDENT.sub("_", name)
+    if not s or s[0].isdigit() or s in CPP_KEYWORDS:
+        s = "t_" + s
+    return prefix + s
+
+
+def prelude() -> str:
+    return resources.files("ml4ep.infer").joinpath("cpp/prelude.hpp").read_text()
+
+
+@dataclass
+class Generated:
+    name: str
+    header: str
+    bridge: str
+    weights: bytes
+    meta: dict
+    example: str = ""
+    cmake: str = ""
+    model_id: int = 0
+    code_lines: list[str] = field(default_factory=list)
+
+
+class Emitter:
+    """What an operator's ``emit`` sees: pointers, shapes and constants of tensors as C++ expressions."""
+
+    def __init__(self, g: Graph, plan: Plan):
+        self.g = g
+        self.plan = plan
+        self.blobs: list[tuple[int, bytes]] = []  # (offset, bytes)
+        self.size = 0
+        self.const_ptr: dict[str, str] = {}
+        self.node: Node | None = None
+        self.uses_blas = False
+
+    # tensors --------------------------------------------------------------------------------------
+    def ptr(self, name: str) -> str:
+        v = self.g.const(name)
+        if v is not None:
+            if name not in self.const_ptr:
+                if v.dtype == object:
+                    raise D.SymbolicError(f"symbolic constant '{name}' used as run-time data")
+                self.const_ptr[name] = self.weight(v, name)
+            return self.const_ptr[name]
+        return ident(name, "v_")
+
+    def shape(self, name: str) -> list:
+        return list(self.g.t(name).shape)
+
+    def cshape(self, name: str) -> list[str]:
+        return [D.cpp(d) for d in self.shape(name)]
+
+    def numel(self, name: str) -> str:
+        return D.cpp(self.g.t(name).numel)
+
+    def ctype(self, name: str) -> str:
+        return ctype(self.g.t(name).dtype)
+
+    def dtype(self, name: str) -> np.dtype:
+        return self.g.t(name).dtype
+
+    def const(self, name: str) -> np.ndarray | None:
+        return self.g.const(name) if name else None
+
+    def same_storage(self, a: str, b: str) -> bool:
+        """Whether tensors a and b share their storage (a view and its source)."""
+        sa, sb = self.plan.storage_of.get(a), self.plan.storage_of.get(b)
+        return sa is not None and sa is sb
+
+    def dim(self, d) -> str:
+        return D.cpp(d)
+
+    # weights and scratch --------------------------------------------------------------------------
+    def weight(self, array: np.ndarray, hint: str = "") -> str:
+        """Store a constant array in the weights file; returns a typed C++ pointer expression."""
+        arr = np.ascontiguousarray(array)
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        data = arr.tobytes()
+        off = self.size
+        self.blobs.append((off, data))
+        self.size = (off + len(data) + ALIGN - 1) // ALIGN * ALIGN
+        ct = ctype(arr.dtype)
+        return f"reinterpret_cast<const {ct}*>(w_ + {off})"
+
+    def workspace(self, k: int = 0, ct: str = "float") -> str:
+        assert self.node is not None
+        s = self.plan.workspaces[(self.node.name, k)]
+        return f"reinterpret_cast<{ct}*>({_arena_addr(s)})"
+
+
+def _group_var(syms: tuple) -> str:
+    if not syms:
+        return "g_static"
+    return "g_" + "_".join(f"{D.cpp_name(s)}{p if p > 1 else ''}" for s, p in syms)
+
+
+def _arena_addr(s: memory.Storage) -> str:
+    mono = D.cpp(D.Dim.make(s.offset, s.group)) if s.offset else "0"
+    return f"(ws + {_group_var(s.group)} + {mono})"
+
+
+def generate(g: Graph, name: str, plan: Plan) -> Generated:
+    em = Emitter(g, plan)
+    body: list[str] = []
+    for node in g.nodes:
+        opdef = O.get(node.op_type)
+        assert opdef is not None and opdef.emit is not None, node.op_type
+        em.node = node
+        origin = ", ".join(node.origin) if node.origin else node.name
+        fused = "".join(f" + {op}" for op, _ in node.fused)
+        outs = ", ".join(f"{o} {D.fmt_shape(g.t(o).shape)}" for o in node.outputs if o)
+        code = opdef.emit(node, em)
+        body.append(f"  // {node.op_type}{fused} '{origin}' -> {outs}\n")
+        if code.strip():
+            body.append("  {\n" + _indent(code, "    ") + "  }\n")
+
+    syms = g.symbols
+    in_params = [f"const {ctype(g.t(i).dtype)}* {ident(i, 'in_')}" for i in g.inputs]
+    out_params = [f"{ctype(g.t(o).dtype)}* {ident(o, 'out_')}" for o in g.outputs]
+    dim_params = [f"int64_t {D.cpp_name(s)}" for s in syms]
+    params = ", ".join(in_params + out_params + dim_params)
+
+    # pointer declarations
+    decl: list[str] = []
+    for s in syms:
+        decl.append(f"  if ({D.cpp_name(s)} < 0) throw std::invalid_argument(\"{name}: dimension '{s}' is negative\");\n")
+    # group sizes and offsets
+    gkeys = sorted(plan.groups, key=lambda k: (len(k), k))
+    acc = "0"
+    for key in gkeys:
+        decl.append(f"  const size_t {_group_var(key)} = {acc};\n")
+        size = D.cpp(D.Dim.make(plan.groups[key], key)) if plan.groups[key] else "0"
+        acc = f"{_group_var(key)} + size_t({size})"
+    decl.append(f"  unsigned char* ws = arena_.reserve({acc});\n" if gkeys else "  unsigned char* ws = nullptr;\n")
+    decl.append("  const unsigned char* w_ = weights_->data();\n  (void)ws; (void)w_;\n")
+    for tname, s in sorted(plan.storage_of.items()):
+        ct = ctype(g.t(tname).dtype)
+        if s.kind == "input":
+            expr = f"const_cast<{ct}*>(reinterpret_cast<const {ct}*>({ident(s.name, 'in_')}))"
+        elif s.kind == "output":
+            expr = f"reinterpret_cast<{ct}*>({ident(s.name, 'out_')})"
+        else:
+            expr = f"reinterpret_cast<{ct}*>{_arena_addr(s)}"
+        decl.append(f"  {ct}* {ident(tname, 'v_')} = {expr};\n  (void){ident(tname, 'v_')};\n")
+
+    payload = bytearray(em.size)
+    for off, data in em.blobs:
+        payload[off:off + len(data)] = data
+    model_id = int.from_bytes(hashlib.sha256(bytes(payload) + name.encode()).digest()[:8], "little")
+    weights = b"ML4EPW01" + struct.pack("<QQ", model_id, len(payload)) + bytes(40) + bytes(payload)
+
+    guard = f"ML4EP_MODEL_{ident(name).upper()}_HPP"
+    header = f"""// Generated by ml4ep from '{g.source}': inference code for model '{name}'. Do not edit.
+// Usage: {name}::Model m("{name}.bin"); m.infer({", ".join(
+        [ident(i, "in_") for i in g.inputs] + [ident(o, "out_") for o in g.outputs] + [D.cpp_name(s) for s in syms])});
+// Inputs:  {"; ".join(f"{i} {g.t(i).dtype} {D.fmt_shape(g.t(i).shape)}" for i in g.inputs)}
+// Outputs: {"; ".join(f"{o} {g.t(o).dtype} {D.fmt_shape(g.t(o).shape)}" for o in g.outputs)}
+#ifndef {guard}
+#define {guard}
+{prelude()}
+namespace {name} {{
+
+class Model {{
+ public:
+  static constexpr uint64_t kModelId = {model_id}ULL;
+  static constexpr uint64_t kWeightBytes = {len(payload)}ULL;
+  explicit Model(const std::string& weights_path)
+      : weights_(std::make_shared<ml4ep_rt::Weights>(weights_path, kModelId, kWeightBytes, "{name}")) {{}}
+  // a copy shares the weights and has a workspace of its own: one Model per thread
+  Model(const Model& other) : weights_(other.weights_) {{}}
+  Model& operator=(const Model&) = delete;
+
+  void infer({params});
+
+ private:
+  std::shared_ptr<const ml4ep_rt::Weights> weights_;
+  ml4ep_rt::Arena arena_;
+}};
+
+inline void Model::infer({params}) {{
+{"".join(decl)}
+{"".join(body)}}}
+
+}}  // namespace {name}
+#endif  // {guard}
+"""
+    bridge = _bridge(g, name)
+    meta = {
+        "name": name,
+        "source": g.source,
+        "symbols": list(syms),
+        "inputs": [
+            {"name": i, "dtype": str(g.t(i).dtype), "shape": [D.to_json(d) for d in g.t(i).shape]} for i in g.inputs
+        ],
+        "outputs": [
+            {"name": on, "dtype": str(g.t(o).dtype), "shape": [D.to_json(d) for d in g.t(o).shape]}
+            for o, on in zip(g.outputs, g.output_names or g.outputs)
+        ],
+    }
+    return Generated(name, header, bridge, weights, meta, _example(g, name), _cmake(name), model_id)
+
+
+def _indent(code: str, pre: str) -> str:
+    return "".join(pre + line if line.strip() else line for line in code.splitlines(True))
+
+
+def _bridge(g: Graph, name: str) -> str:
+    args = []
+    for k, i in enumerate(g.inputs):
+        ct = ctype(g.t(i).dtype)
+        args.append(f"static_cast<const {ct}*>(inputs[{k}])")
+    for k, o in enumerate(g.outputs):
+        ct = ctype(g.t(o).dtype)
+        args.append(f"static_cast<{ct}*>(outputs[{k}])")
+    for k, _ in enumerate(g.symbols):
+        args.append(f"dims[{k}]")
+    return f"""// extern "C" bridge of model '{name}' for the ml4ep Python runtime (ctypes)
+#include "{name}.hpp"
+
+namespace {{
+void copy_error(const char* what, char* err, int errlen) {{
+  if (err && errlen > 0) {{
+    std::strncpy(err, what, size_t(errlen - 1));
+    err[errlen - 1] = 0;
+  }}
+}}
+}}  // namespace
+
+extern "C" {{
+void* ml4ep_create(const char* path, char* err, int errlen) {{
+  try {{
+    return new {name}::Model(path);
+  }} catch (const std::exception& e) {{
+    copy_error(e.what(), err, errlen);
+    return nullptr;
+  }}
+}}
+void* ml4ep_clone(void* handle) {{ return new {name}::Model(*static_cast<{name}::Model*>(handle)); }}
+void ml4ep_destroy(void* handle) {{ delete static_cast<{name}::Model*>(handle); }}
+int ml4ep_infer(void* handle, void* const* inputs, void* const* outputs, const int64_t* dims, char* err, int errlen) {{
+  (void)inputs; (void)outputs; (void)dims;
+  try {{
+    static_cast<{name}::Model*>(handle)->infer({", ".join(args)});
+    return 0;
+  }} catch (const std::exception& e) {{
+    copy_error(e.what(), err, errlen);
+    return 1;
+  }}
+}}
+}}
+"""
+
+
+def _example(g: Graph, name: str) -> str:
+    """A standalone program: reads raw inputs (or makes them), runs the model, writes raw outputs."""
+    lines = []
+    sym_vals = ", ".join(f"int64_t {D.cpp_name(s)} = 1" for s in g.symbols)
+    lines.append("  // symbolic dimensions (batch size, ...): from the command line, default 1")
+    for k, s in enumerate(g.symbols):
+        lines.append(f"  const int64_t {D.cpp_name(s)} = argc > {k + 3} ? std::atoll(argv[{k + 3}]) : 1;")
+    for i in g.inputs:
+        t = g.t(i)
+        lines.append(f"  std::vector<{ctype(t.dtype)}> {ident(i, 'in_')}(size_t({D.cpp(t.numel)}));")
+    for o in g.outputs:
+        t = g.t(o)
+        lines.append(f"  std::vector<{ctype(t.dtype)}> {ident(o, 'out_')}(size_t({D.cpp(t.numel)}));")
+    lines.append("  if (argc > 2 && std::string(argv[2]) != \"-\") {  // inputs: raw little-endian, in ONNX order")
+    lines.append("    std::ifstream f(argv[2], std::ios::binary);")
+    lines.append("    if (!f) { std::fprintf(stderr, \"cannot open %s\\n\", argv[2]); return 1; }")
+    for i in g.inputs:
+        v = ident(i, "in_")
+        lines.append(f"    f.read(reinterpret_cast<char*>({v}.data()), std::streamsize({v}.size() * sizeof({v}[0])));")
+    lines.append("    if (!f) { std::fprintf(stderr, \"input file too short\\n\"); return 1; }")
+    lines.append("  } else {")
+    for i in g.inputs:
+        v = ident(i, "in_")
+        lines.append(f"    for (size_t j = 0; j < {v}.size(); ++j) {v}[j] = static_cast<{ctype(g.t(i).dtype)}>((j % 7) * 0.25);")
+    lines.append("  }")
+    lines.append(f"  {name}::Model model(argc > 1 ? argv[1] : \"{name}.bin\");")
+    call = ", ".join([ident(i, "in_") + ".data()" for i in g.inputs] + [ident(o, "out_") + ".data()" for o in g.outputs]
+                     + [D.cpp_name(s) for s in g.symbols])
+    lines.append(f"  model.infer({call});")
+    lines.append("  if (argc > 2 && std::string(argv[2]) != \"-\") {  // outputs next to the inputs: <inputs>.out")
+    lines.append("    std::ofstream f(std::string(argv[2]) + \".out\", std::ios::binary);")
+    for o in g.outputs:
+        v = ident(o, "out_")
+        lines.append(f"    f.write(reinterpret_cast<const char*>({v}.data()), std::streamsize({v}.size() * sizeof({v}[0])));")
+    lines.append("  }")
+    for o in g.outputs:
+        v = ident(o, "out_")
+        lines.append(f"  double sum_{v} = 0; for (auto x : {v}) sum_{v} += double(x);")
+        lines.append(f"  std::printf(\"{o}: %zu values, sum %.6g\\n\", {v}.size(), sum_{v});")
+    del sym_vals
+    body = "\n".join(lines)
+    return f"""// Example use of the generated model '{name}': ./example [{name}.bin] [inputs.raw|-] [dims...]
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "{name}.hpp"
+
+int main(int argc, char** argv) {{
+  try {{
+{_indent(body, "  ")}
+  }} catch (const std::exception& e) {{
+    std::fprintf(stderr, "error: %s\\n", e.what());
+    return 1;
+  }}
+  return 0;
+}}
+"""
+
+
+def _cmake(name: str) -> str:
+    return f"""# Builds the example program of the ml4ep model '{name}'. The model itself is header-only.
+cmake_minimum_required(VERSION 3.16)
+project({name}_example CXX)
+set(CMAKE_CXX_STANDARD 17)
+set(CMAKE_CXX_STANDARD_REQUIRED ON)
+option(ML4EP_USE_BLAS "link the large matrix products against a CBLAS" ON)
+add_executable({name}_example example.cpp)
+if(ML4EP_USE_BLAS)
+  find_package(BLAS REQUIRED)
+  target_link_libraries({name}_example PRIVATE ${{BLAS_LIBRARIES}})
+else()
+  target_compile_definitions({name}_example PRIVATE ML4EP_NO_BLAS)
+endif()
+"""

@@ -1,0 +1,199 @@
+// ---- ml4ep runtime prelude: shared by every generated model (guarded: one copy per translation unit) ----
+#ifndef ML4EP_PRELUDE_V1
+#define ML4EP_PRELUDE_V1
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+// BLAS through the standard CBLAS names; define ML4EP_CBLAS_SGEMM to use a prefixed build
+// (e.g. -DML4EP_CBLAS_SGEMM=scipy_cblas_sgemm for the scipy-openblas32 wheel), or ML4EP_NO_BLAS to use
+// the portable loops below instead.
+#ifndef ML4EP_NO_BLAS
+#ifndef ML4EP_CBLAS_SGEMM
+#define ML4EP_CBLAS_SGEMM cblas_sgemm
+#endif
+extern "C" void ML4EP_CBLAS_SGEMM(int order, int transa, int transb, int m, int n, int k, float alpha,
+                                  const float* a, int lda, const float* b, int ldb, float beta, float* c,
+                                  int ldc);
+#endif
+
+namespace ml4ep_rt {
+
+// exp with range reduction and a degree-6 polynomial (max. error ~1 ulp); branch-free so loops vectorise
+inline float expf(float x) {
+  const float xc = std::min(std::max(x, -87.33654f), 88.37626f);
+  const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+  float r = xc - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  float y = p * scale;
+  y = x > 88.72283f ? std::numeric_limits<float>::infinity() : y;
+  y = x < -87.33654f ? 0.0f : y;
+  return y;
+}
+
+inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+inline float tanhf(float x) {
+  const float ax = std::abs(x);
+  const float z = x * x;
+  float small = -5.70498872745e-3f;
+  small = small * z + 2.06390887954e-2f;
+  small = small * z - 5.37397155531e-2f;
+  small = small * z + 1.33314422036e-1f;
+  small = small * z - 3.33332819422e-1f;
+  small = small * z * x + x;
+  const float e = expf(2.0f * std::min(ax, 20.0f));
+  const float big = std::copysign(1.0f - 2.0f / (e + 1.0f), x);
+  return ax < 0.625f ? small : big;
+}
+
+inline float softplusf(float x) { return x > 20.0f ? x : std::log1p(expf(x)); }
+
+// y[0:N] = x[0:K] @ W[K, N] (+ bias): streams W once, row by row, four rows at a time
+template <int64_t K, int64_t N>
+inline void gemv(const float* __restrict x, const float* __restrict w, const float* __restrict bias,
+                 float* __restrict y) {
+  if (N == 1) {
+    float acc[16] = {0.0f};
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16)
+      for (int j = 0; j < 16; ++j) acc[j] += x[k + j] * w[k + j];
+    float s = bias ? bias[0] : 0.0f;
+    for (; k < K; ++k) s += x[k] * w[k];
+    for (int j = 0; j < 16; ++j) s += acc[j];
+    y[0] = s;
+    return;
+  }
+  if (bias) {
+    for (int64_t j = 0; j < N; ++j) y[j] = bias[j];
+  } else {
+    for (int64_t j = 0; j < N; ++j) y[j] = 0.0f;
+  }
+  int64_t k = 0;
+  for (; k + 4 <= K; k += 4) {
+    const float a0 = x[k], a1 = x[k + 1], a2 = x[k + 2], a3 = x[k + 3];
+    const float* __restrict w0 = w + k * N;
+    const float* __restrict w1 = w0 + N;
+    const float* __restrict w2 = w1 + N;
+    const float* __restrict w3 = w2 + N;
+    for (int64_t j = 0; j < N; ++j) y[j] += a0 * w0[j] + a1 * w1[j] + a2 * w2[j] + a3 * w3[j];
+  }
+  for (; k < K; ++k) {
+    const float a0 = x[k];
+    const float* __restrict w0 = w + k * N;
+    for (int64_t j = 0; j < N; ++j) y[j] += a0 * w0[j];
+  }
+}
+
+// C[M, N] = alpha * op(A) @ op(B) + beta * C, all row-major and contiguous
+inline void gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* a, bool ta, const float* b,
+                 bool tb, float beta, float* c) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    for (int64_t i = 0; i < M * N; ++i) c[i] = beta == 0.0f ? 0.0f : beta * c[i];
+    return;
+  }
+#ifndef ML4EP_NO_BLAS
+  if (M * N * K >= 4096) {
+    ML4EP_CBLAS_SGEMM(101, ta ? 112 : 111, tb ? 112 : 111, int(M), int(N), int(K), alpha, a,
+                      int(ta ? M : K), b, int(tb ? K : N), beta, c, int(N));
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < M; ++i) {
+    float* __restrict ci = c + i * N;
+    for (int64_t j = 0; j < N; ++j) ci[j] = beta == 0.0f ? 0.0f : beta * ci[j];
+    for (int64_t p = 0; p < K; ++p) {
+      const float av = alpha * (ta ? a[p * M + i] : a[i * K + p]);
+      if (tb) {
+        for (int64_t j = 0; j < N; ++j) ci[j] += av * b[j * K + p];
+      } else {
+        const float* __restrict bp = b + p * N;
+        for (int64_t j = 0; j < N; ++j) ci[j] += av * bp[j];
+      }
+    }
+  }
+}
+
+// Y[M, N] = op(A)[M, K] @ W[K, N] + bias[N]
+inline void dense_blas(int64_t M, int64_t N, int64_t K, const float* a, bool ta, const float* w,
+                       const float* bias, float* y) {
+  if (M <= 0) return;
+  float beta = 0.0f;
+  if (bias) {
+    for (int64_t i = 0; i < M; ++i) std::memcpy(y + i * N, bias, sizeof(float) * size_t(N));
+    beta = 1.0f;
+  }
+  gemm(M, N, K, 1.0f, a, ta, w, false, beta, y);
+}
+
+// the weights file: a 64-byte header (magic, model id, payload size) then 64-byte aligned tensors
+class Weights {
+ public:
+  Weights(const std::string& path, uint64_t model_id, uint64_t payload_bytes, const char* model_name) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw std::runtime_error(std::string(model_name) + ": cannot open weights file '" + path + "'");
+    char header[64];
+    f.read(header, 64);
+    uint64_t id = 0, size = 0;
+    std::memcpy(&id, header + 8, 8);
+    std::memcpy(&size, header + 16, 8);
+    if (!f || std::memcmp(header, "ML4EPW01", 8) != 0)
+      throw std::runtime_error(std::string(model_name) + ": '" + path + "' is not an ml4ep weights file");
+    if (id != model_id || size != payload_bytes)
+      throw std::runtime_error(std::string(model_name) + ": weights file '" + path +
+                               "' belongs to another model (id or size differ)");
+    data_.reset(static_cast<unsigned char*>(::operator new(payload_bytes + 64, std::align_val_t(64))));
+    f.read(reinterpret_cast<char*>(data_.get()), std::streamsize(payload_bytes));
+    if (!f) throw std::runtime_error(std::string(model_name) + ": weights file '" + path + "' is truncated");
+  }
+  const unsigned char* data() const { return data_.get(); }
+
+ private:
+  struct Free {
+    void operator()(unsigned char* p) const { ::operator delete(p, std::align_val_t(64)); }
+  };
+  std::unique_ptr<unsigned char, Free> data_;
+};
+
+// the workspace of intermediate tensors: grows only when a larger set of symbolic dimensions is seen
+class Arena {
+ public:
+  unsigned char* reserve(size_t bytes) {
+    if (bytes > capacity_) {
+      data_.reset(static_cast<unsigned char*>(::operator new(bytes, std::align_val_t(64))));
+      capacity_ = bytes;
+    }
+    return data_.get();
+  }
+  size_t capacity() const { return capacity_; }
+
+ private:
+  struct Free {
+    void operator()(unsigned char* p) const { ::operator delete(p, std::align_val_t(64)); }
+  };
+  std::unique_ptr<unsigned char, Free> data_;
+  size_t capacity_ = 0;
+};
+
+}  // namespace ml4ep_rt
+#endif  // ML4EP_PRELUDE_V1

@@ -1,0 +1,162 @@
+"""ONNX model -> :class:`Graph`.
+
+Reads a file or ``ModelProto`` through the ``onnx`` package, converts opsets below 13 to 13, keeps symbolic
+dimensions symbolic (an unnamed dynamic dimension gets a name of its own), treats initializers that are also
+graph inputs as constants, and lists every node whose operator ml4ep does not know, all at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from . import dims as D
+from . import ops as O
+from .graph import Graph, Node
+from ..errors import ModelLoadError, UnsupportedOperatorError
+
+log = logging.getLogger(__name__)
+
+MIN_OPSET = 13
+ModelLike = Union[str, os.PathLike, onnx.ModelProto, bytes]
+
+
+def load_proto(model: ModelLike) -> tuple[onnx.ModelProto, str]:
+    """The ModelProto and a source label for messages."""
+    if isinstance(model, onnx.ModelProto):
+        return model, model.graph.name or "model"
+    if isinstance(model, (bytes, bytearray)):
+        try:
+            return onnx.load_from_string(bytes(model)), "model"
+        except Exception as exc:  # noqa: BLE001 - protobuf raises several types
+            raise ModelLoadError(f"the bytes given are not an ONNX model: {exc}") from exc
+    path = Path(model)
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ModelLoadError(f"{path}: is a directory, not an ONNX file")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {exc})") from exc
+    if not proto.graph.node and not proto.graph.output:
+        raise ModelLoadError(f"{path}: not a valid ONNX model (no graph found)")
+    return proto, str(path)
+
+
+def _opset(proto: onnx.ModelProto) -> int:
+    for imp in proto.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 0
+
+
+def _convert(proto: onnx.ModelProto, source: str) -> onnx.ModelProto:
+    opset = _opset(proto)
+    if opset >= MIN_OPSET:
+        return proto
+    try:
+        from onnx import version_converter
+
+        log.info("%s: converting opset %d to %d", source, opset, MIN_OPSET)
+        return version_converter.convert_version(proto, MIN_OPSET)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(
+            f"{source}: opset {opset} is older than {MIN_OPSET} and could not be converted: {exc}"
+        ) from exc
+
+
+def _tensor_type(vi: onnx.ValueInfoProto, source: str) -> tuple[np.dtype, list]:
+    tt = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type"):
+        raise ModelLoadError(f"{source}: graph input '{vi.name}' is not a tensor")
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type))
+    if not tt.HasField("shape"):
+        raise ModelLoadError(f"{source}: graph input '{vi.name}' has no shape; ml4ep needs the rank at least")
+    shape: list = []
+    for k, d in enumerate(tt.shape.dim):
+        if d.HasField("dim_value") and d.dim_value > 0:
+            shape.append(int(d.dim_value))
+        elif d.HasField("dim_param") and d.dim_param:
+            shape.append(D.Dim.symbol(d.dim_param))
+        else:
+            shape.append(D.Dim.symbol(f"{vi.name}_dim{k}"))
+    return dtype, shape
+
+
+def import_model(model: ModelLike, name: str | None = None) -> Graph:
+    proto, source = load_proto(model)
+    proto = _convert(proto, source)
+    for imp in proto.opset_import:
+        if imp.domain not in ("", "ai.onnx"):
+            log.debug("%s: opset import of domain '%s' (only used nodes matter)", source, imp.domain)
+    if proto.functions:
+        # model-local functions are inlined by onnx before import
+        try:
+            from onnx import inliner
+
+            proto = inliner.inline_local_functions(proto)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelLoadError(f"{source}: could not inline its local functions: {exc}") from exc
+    gp = proto.graph
+    g = Graph(name or (gp.name or "model"), _opset(proto))
+    g.source = source
+
+    try:
+        inits = {t.name: numpy_helper.to_array(t) for t in gp.initializer}
+    except Exception as exc:  # noqa: BLE001 (external data missing, ...)
+        raise ModelLoadError(f"{source}: cannot read initializers: {exc}") from exc
+    for iname, value in inits.items():
+        value = np.asarray(value)
+        g.add_tensor(iname, value.dtype, value.shape, value)
+
+    for vi in gp.input:
+        if vi.name in inits:
+            continue  # an initializer that is also an input: used as a constant
+        dtype, shape = _tensor_type(vi, source)
+        g.add_tensor(vi.name, dtype, shape)
+        g.inputs.append(vi.name)
+        for d in shape:
+            for s in D.symbols([d]):
+                if s not in g.symbols:
+                    g.symbols.append(s)
+
+    problems: list[tuple[str, str, str]] = []
+    used_names: set[str] = set()
+    for idx, n in enumerate(gp.node):
+        nname = n.name or f"{n.op_type}_{idx}"
+        while nname in used_names:
+            nname += "_"
+        used_names.add(nname)
+        attrs = {}
+        for a in n.attribute:
+            if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+                problems.append((nname, n.op_type, "control flow with subgraphs is not supported"))
+                continue
+            v = helper.get_attribute_value(a)
+            if isinstance(v, onnx.TensorProto):
+                v = numpy_helper.to_array(v)
+            elif isinstance(v, bytes):
+                v = v.decode()
+            elif isinstance(v, list) and v and isinstance(v[0], bytes):
+                v = [x.decode() for x in v]
+            attrs[a.name] = v
+        if n.domain not in ("", "ai.onnx"):
+            problems.append((nname, f"{n.domain}.{n.op_type}", f"operator domain '{n.domain}' is not supported"))
+        elif O.get(n.op_type) is None:
+            problems.append((nname, n.op_type, "operator not supported by ml4ep"))
+        g.nodes.append(Node(n.op_type, nname, list(n.input), list(n.output), attrs, n.domain, origin=[nname]))
+
+    g.outputs = [o.name for o in gp.output]
+    g.output_names = list(g.outputs)
+    if problems:
+        raise UnsupportedOperatorError(problems, source)
+    if not g.outputs:
+        raise ModelLoadError(f"{source}: the graph has no outputs")
+    return g

@@ -1,0 +1,161 @@
+"""Helpers shared by the operator families: broadcasting, C++ types, loop printing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .. import dims as D
+from ...errors import ShapeError
+
+if TYPE_CHECKING:
+    from ..codegen import Emitter
+    from ..graph import Graph, Node
+
+CTYPES = {
+    np.dtype(np.float32): "float",
+    np.dtype(np.float64): "double",
+    np.dtype(np.int64): "int64_t",
+    np.dtype(np.int32): "int32_t",
+    np.dtype(np.int8): "int8_t",
+    np.dtype(np.uint8): "uint8_t",
+    np.dtype(np.bool_): "bool",
+}
+
+
+def ctype(dtype) -> str:
+    dt = np.dtype(dtype)
+    if dt not in CTYPES:
+        raise ShapeError(f"dtype {dt} is not supported by ml4ep code generation")
+    return CTYPES[dt]
+
+
+def broadcast_shapes(node: "Node", *shapes: Sequence) -> tuple:
+    """Multidirectional (NumPy) broadcasting with symbolic dimensions."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(rank):
+        dim: D.DimLike = 1
+        for s in shapes:
+            k = axis - (rank - len(s))
+            if k < 0:
+                continue
+            d = s[k]
+            if d == 1:
+                continue
+            if dim == 1 or dim == d:
+                dim = d
+            else:
+                raise ShapeError(
+                    f"node '{node.name}' ({node.op_type}): shapes "
+                    + " and ".join(D.fmt_shape(x) for x in shapes)
+                    + " cannot be broadcast"
+                )
+        out.append(dim)
+    return tuple(out)
+
+
+def norm_axis(node: "Node", axis: int, rank: int) -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise ShapeError(f"node '{node.name}' ({node.op_type}): axis {axis} out of range for rank {rank}")
+    return axis + rank if axis < 0 else axis
+
+
+def strides(shape: Sequence) -> list:
+    """Row-major strides (DimLike) of a shape."""
+    out: list = [1] * len(shape)
+    acc: D.DimLike = 1
+    for i in range(len(shape) - 1, -1, -1):
+        out[i] = acc
+        acc = D.norm(acc * shape[i])
+    return out
+
+
+def broadcast_index_plan(out_shape: Sequence, in_shapes: Sequence[Sequence]):
+    """Collapse the output into as few loops as possible for a broadcast.
+
+    Returns ``(loop_extents, in_strides)``: extents of the collapsed loops (outermost first) and, per input,
+    its element stride (DimLike; 0 where broadcast) in every loop.
+    """
+    rank = len(out_shape)
+    padded = [[1] * (rank - len(s)) + list(s) for s in in_shapes]
+    # per axis: for each input, whether it varies along the axis
+    varies = [[(p[a] != 1) for p in padded] for a in range(rank)]
+    # merge axes of extent 1 away and neighbours with equal broadcast pattern
+    groups: list[tuple[list[int], list[bool]]] = []
+    for a in range(rank):
+        if out_shape[a] == 1:
+            continue
+        if groups and groups[-1][1] == varies[a]:
+            groups[-1][0].append(a)
+        else:
+            groups.append(([a], varies[a]))
+    extents = [D.prod(out_shape[a] for a in axes) for axes, _ in groups]
+    in_strides = []
+    for k, p in enumerate(padded):
+        st_full = strides(p)
+        row = []
+        for axes, var in groups:
+            row.append(st_full[axes[-1]] if var[k] else 0)
+        in_strides.append(row)
+    return extents, in_strides
+
+
+def emit_broadcast(cg: "Emitter", out: str, ins: Sequence[str], expr_fn, out_ctype: str | None = None) -> str:
+    """Loop over ``out`` computing ``expr_fn([in0, in1, ...])`` (C++ scalar expressions) with broadcasting."""
+    out_shape = cg.shape(out)
+    extents, in_strides = broadcast_index_plan(out_shape, [cg.shape(i) for i in ins])
+    optr = cg.ptr(out)
+    iptrs = [cg.ptr(i) for i in ins]
+    if not extents:  # a scalar output
+        vals = [f"{p}[0]" for p in iptrs]
+        return f"{optr}[0] = {expr_fn(vals)};\n"
+    n = len(extents)
+    lines = []
+    idx = [f"i{k}" for k in range(n)]
+    # offsets of each input: sum of idx*stride
+    for k in range(n):
+        lines.append("  " * k + f"for (int64_t {idx[k]} = 0; {idx[k]} < {D.cpp(extents[k])}; ++{idx[k]}) {{")
+    ind = "  " * n
+    out_off = " + ".join(
+        f"{idx[k]}*{D.cpp(s)}" if s != 1 else idx[k] for k, s in enumerate(strides(extents))
+    )
+    vals = []
+    for p, st in zip(iptrs, in_strides):
+        terms = [f"{idx[k]}*{D.cpp(s)}" if s != 1 else idx[k] for k, s in enumerate(st) if s != 0]
+        vals.append(f"{p}[{' + '.join(terms) if terms else '0'}]")
+    lines.append(f"{ind}{optr}[{out_off}] = {expr_fn(vals)};")
+    for k in range(n - 1, -1, -1):
+        lines.append("  " * k + "}")
+    return "\n".join(lines) + "\n"
+
+
+def get_ints(node: "Node", key: str, default=None) -> list[int] | None:
+    v = node.attrs.get(key, default)
+    return None if v is None else [int(x) for x in v]
+
+
+def const_ints(node: "Node", g: "Graph", idx: int, what: str) -> list | None:
+    """Values of a constant integer input (e.g. a shape), possibly symbolic; None when the input is absent."""
+    name = node.input(idx)
+    if not name:
+        return None
+    v = g.const(name)
+    if v is None:
+        raise ShapeError(
+            f"node '{node.name}' ({node.op_type}): input '{name}' ({what}) must be known at compile time"
+        )
+    return [D.norm(x) for x in np.asarray(v).reshape(-1).tolist()]
+
+
+def loop(var: str, extent, body: str, indent: str = "") -> str:
+    return f"{indent}for (int64_t {var} = 0; {var} < {D.cpp(extent)}; ++{var}) {{\n{body}{indent}}}\n"
+
+
+def emit_view_copy(node: "Node", cg: "Emitter") -> str:
+    """Code of a view op (Reshape, Identity, ...): nothing when the planner aliased output and input."""
+    x, y = node.inputs[0], node.outputs[0]
+    if not y or cg.same_storage(x, y):
+        return ""
+    return f"std::memcpy({cg.ptr(y)}, {cg.ptr(x)}, sizeof({cg.ctype(y)}) * size_t({cg.numel(y)}));\n"

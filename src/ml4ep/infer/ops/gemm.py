@@ -1,0 +1,207 @@
+"""Dense layers: Gemm and MatMul (batched, broadcasting).
+
+A constant weight matrix is stored once, as a (K, N) row-major matrix already scaled by ``alpha``. Small row
+counts (batch 1 inside an event loop) run a streaming kernel specialised at compile time for K and N; larger
+ones call ``cblas_sgemm``. Bias and a fused activation are applied while the output row is hot in cache.
+Fusion passes may give MatMul a third input, a bias broadcast along the last axis.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import register
+from .common import broadcast_shapes, emit_broadcast
+from .elementwise import unary_expr
+from .. import dims as D
+from ...errors import ShapeError
+
+if TYPE_CHECKING:
+    from ..codegen import Emitter
+    from ..graph import Graph, Node
+
+# rows at or below which the streaming kernel beats a BLAS call (measured in benchmarks/infer_latency.py)
+SMALL_M = 8
+
+
+def _check_float_inputs(node: "Node", g: "Graph"):
+    for i in node.inputs[:2]:
+        t = g.tensors.get(i)
+        if t is not None and t.dtype != np.float32:
+            return f"input '{i}' has dtype {t.dtype} (float32 only)"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------
+# Gemm
+
+def _infer_gemm(node: "Node", g: "Graph"):
+    a, b = g.t(node.inputs[0]), g.t(node.inputs[1])
+    if a.rank != 2 or b.rank != 2:
+        raise ShapeError(f"node '{node.name}' (Gemm): A and B must be 2-D, got {a.rank}-D and {b.rank}-D")
+    m, k = (a.shape[1], a.shape[0]) if node.attr("transA", 0) else a.shape
+    k2, n = (b.shape[1], b.shape[0]) if node.attr("transB", 0) else b.shape
+    if k != k2:
+        raise ShapeError(f"node '{node.name}' (Gemm): inner dimensions differ ({D.fmt(k)} vs {D.fmt(k2)})")
+    if node.input(2):
+        broadcast_shapes(node, (m, n), g.t(node.inputs[2]).shape)
+    return [(a.dtype, (m, n))]
+
+
+def activation_code(node: "Node", var: str) -> str:
+    """``var = act(var);`` statements for the activations fused into ``node``."""
+    return "".join(f"{var} = {unary_expr(op, attrs, var)}; " for op, attrs in node.fused)
+
+
+def _dense(cg: "Emitter", node: "Node", a_ptr: str, rows, k: int, n: int, w: np.ndarray,
+           bias: np.ndarray | None, y_ptr: str, a_trans: bool = False) -> str:
+    """Y[rows, n] = A[rows, k] @ W[k, n] + bias, then fused activations."""
+    wp = cg.weight(np.ascontiguousarray(w, dtype=np.float32), f"{node.name}.W")
+    bp = cg.weight(np.ascontiguousarray(bias, dtype=np.float32).reshape(-1), f"{node.name}.bias") \
+        if bias is not None else "nullptr"
+    act = activation_code(node, "v")
+    act_loop = ""
+    if act:
+        act_loop = f"  for (int64_t i = 0; i < int64_t({D.cpp(rows)}) * {n}; ++i) {{ float v = {y_ptr}[i]; {act}{y_ptr}[i] = v; }}\n"
+    rows_c = D.cpp(rows)
+    if a_trans:
+        # A is stored (k, rows): BLAS handles the transpose; no streaming kernel
+        return (
+            f"ml4ep_rt::dense_blas({rows_c}, {n}, {k}, {a_ptr}, true, {wp}, {bp}, {y_ptr});\n" + act_loop
+        )
+    small = (
+        f"  for (int64_t m = 0; m < {rows_c}; ++m) {{\n"
+        f"    float* __restrict yr = {y_ptr} + m * {n};\n"
+        f"    ml4ep_rt::gemv<{k}, {n}>({a_ptr} + m * {k}, {wp}, {bp}, yr);\n"
+        + (f"    for (int64_t j = 0; j < {n}; ++j) {{ float v = yr[j]; {act}yr[j] = v; }}\n" if act else "")
+        + "  }\n"
+    )
+    if D.is_static(rows) and int(rows) <= SMALL_M:
+        return "{\n" + small + "}\n"
+    large = f"  ml4ep_rt::dense_blas({rows_c}, {n}, {k}, {a_ptr}, false, {wp}, {bp}, {y_ptr});\n" + act_loop
+    return f"if ({rows_c} <= {SMALL_M}) {{\n{small}}} else {{\n{large}}}\n"
+
+
+def _emit_gemm(node: "Node", cg: "Emitter") -> str:
+    a, b, c = node.inputs[0], node.inputs[1], node.input(2)
+    y = node.outputs[0]
+    alpha, beta = float(node.attr("alpha", 1.0)), float(node.attr("beta", 1.0))
+    ta, tb = int(node.attr("transA", 0)), int(node.attr("transB", 0))
+    m, n = cg.shape(y)
+    bv = cg.const(b)
+    cv = cg.const(c) if c else None
+    if bv is not None and (not c or cv is not None):
+        w = (bv.T if tb else bv).astype(np.float32) * np.float32(alpha)
+        k = w.shape[0]
+        bias = None
+        if c:
+            full = np.broadcast_to(cv.astype(np.float32) * np.float32(beta), (1, n) if cv.ndim < 2 or cv.shape[0] == 1
+                                   else cv.shape)
+            if full.shape[0] == 1:
+                bias = full.reshape(-1)
+            else:  # a full (M, N) bias: add it after the product
+                code = _dense(cg, _no_act(node), cg.ptr(a), m, k, n, w, None, cg.ptr(y), bool(ta))
+                code += emit_broadcast(cg, y, [y, c], lambda v: f"{v[0]} + {_fl(beta)} * {v[1]}")
+                code += _act_pass(cg, node, y)
+                return code
+        return _dense(cg, node, cg.ptr(a), m, k, n, w, bias, cg.ptr(y), bool(ta))
+    # general case: both operands at run time
+    k = cg.shape(a)[0 if ta else 1]
+    code = (
+        f"ml4ep_rt::gemm({D.cpp(m)}, {D.cpp(n)}, {D.cpp(k)}, {_fl(alpha)}, {cg.ptr(a)}, {'true' if ta else 'false'}, "
+        f"{cg.ptr(b)}, {'true' if tb else 'false'}, 0.0f, {cg.ptr(y)});\n"
+    )
+    if c:
+        code += emit_broadcast(cg, y, [y, c], lambda v: f"{v[0]} + {_fl(beta)} * {v[1]}")
+    return code + _act_pass(cg, node, y)
+
+
+def _fl(x: float) -> str:
+    return repr(float(np.float32(x))) + "f"
+
+
+def _no_act(node: "Node") -> "Node":
+    from copy import copy
+    n2 = copy(node)
+    n2.fused = []
+    return n2
+
+
+def _act_pass(cg: "Emitter", node: "Node", y: str) -> str:
+    act = activation_code(node, "v")
+    if not act:
+        return ""
+    return f"for (int64_t i = 0; i < {cg.numel(y)}; ++i) {{ float v = {cg.ptr(y)}[i]; {act}{cg.ptr(y)}[i] = v; }}\n"
+
+
+register("Gemm", infer=_infer_gemm, emit=_emit_gemm, check=_check_float_inputs)
+
+
+# ------------------------------------------------------------------------------------------------------
+# MatMul (numpy semantics) with an optional fused bias as third input
+
+def _infer_matmul(node: "Node", g: "Graph"):
+    a, b = g.t(node.inputs[0]).shape, g.t(node.inputs[1]).shape
+    if len(a) == 0 or len(b) == 0:
+        raise ShapeError(f"node '{node.name}' (MatMul): scalar operands are not allowed")
+    a2 = (1,) + tuple(a) if len(a) == 1 else tuple(a)
+    b2 = tuple(b) + (1,) if len(b) == 1 else tuple(b)
+    if a2[-1] != b2[-2]:
+        raise ShapeError(
+            f"node '{node.name}' (MatMul): inner dimensions differ: {D.fmt_shape(a)} x {D.fmt_shape(b)}"
+        )
+    batch = broadcast_shapes(node, a2[:-2], b2[:-2])
+    out = list(batch) + [a2[-2], b2[-1]]
+    if len(a) == 1:
+        out.pop(-2)
+    if len(b) == 1:
+        out.pop(-1)
+    return [(g.t(node.inputs[0]).dtype, tuple(out))]
+
+
+def _emit_matmul(node: "Node", cg: "Emitter") -> str:
+    a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    ash, bsh = cg.shape(a), cg.shape(b)
+    bv = cg.const(b)
+    bias_name = node.input(2)
+    bias = cg.const(bias_name) if bias_name else None
+    if bv is not None and bv.ndim == 2 and len(ash) >= 1:
+        k, n = bv.shape
+        rows = D.prod(ash[:-1]) if len(ash) > 1 else 1
+        return _dense(cg, node, cg.ptr(a), rows, k, n, bv, bias, cg.ptr(y))
+    # general batched product
+    a2 = [1] + list(ash) if len(ash) == 1 else list(ash)
+    b2 = list(bsh) + [1] if len(bsh) == 1 else list(bsh)
+    m, k, n = a2[-2], a2[-1], b2[-1]
+    batch = broadcast_shapes(node, a2[:-2], b2[:-2])
+    from .common import broadcast_index_plan
+    extents, (sa, sb) = broadcast_index_plan(batch, [a2[:-2], b2[:-2]]) if batch else ([], ([], []))
+    mk, kn, mn = D.prod([m, k]), D.prod([k, n]), D.prod([m, n])
+    lines = []
+    idx = [f"b{j}" for j in range(len(extents))]
+    for j, e in enumerate(extents):
+        lines.append(f"for (int64_t {idx[j]} = 0; {idx[j]} < {D.cpp(e)}; ++{idx[j]}) {{")
+    out_strides = []
+    acc: D.DimLike = 1
+    for e in reversed(extents):
+        out_strides.insert(0, acc)
+        acc = D.norm(acc * e)
+
+    def off(st, unit):
+        terms = [f"{idx[j]}*{D.cpp(D.norm(s * unit))}" for j, s in enumerate(st) if s != 0]
+        return " + ".join(terms) if terms else "0"
+
+    lines.append(
+        f"ml4ep_rt::gemm({D.cpp(m)}, {D.cpp(n)}, {D.cpp(k)}, 1.0f, {cg.ptr(a)} + {off(sa, mk)}, false, "
+        f"{cg.ptr(b)} + {off(sb, kn)}, false, 0.0f, {cg.ptr(y)} + {off(out_strides, mn)});"
+    )
+    lines += ["}"] * len(extents)
+    code = "\n".join(lines) + "\n"
+    if bias_name:
+        code += emit_broadcast(cg, y, [y, bias_name], lambda v: f"{v[0]} + {v[1]}")
+    return code + _act_pass(cg, node, y)
+
+
+register("MatMul", infer=_infer_matmul, emit=_emit_matmul, check=_check_float_inputs)

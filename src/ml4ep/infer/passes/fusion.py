@@ -1,0 +1,125 @@
+"""Fusion passes, each a ``match`` over the node list and a ``transform`` of the matched nodes.
+
+- Conv + BatchNormalization (constant statistics) -> Conv with rescaled weights and bias.
+- MatMul (constant 2-D weight) + Add (bias along the last axis) -> MatMul with a bias input.
+- Gemm / MatMul / Conv / ConvTranspose + activation (Relu, LeakyRelu, Sigmoid, Tanh, Clip, ...) -> one node
+  that applies the activation to its output while it is hot in cache.
+A fused producer must have exactly one consumer and must not itself be a graph output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import Graph, Node
+from ..ops.elementwise import FUSABLE
+
+DENSE_OPS = {"Gemm", "MatMul", "Conv", "ConvTranspose"}
+
+
+def _single_consumer(g: Graph, name: str) -> Node | None:
+    if name in g.outputs:
+        return None
+    users = [n for n in g.nodes if name in n.inputs]
+    return users[0] if len(users) == 1 else None
+
+
+def _replace_output(g: Graph, producer: Node, consumer: Node) -> None:
+    """``producer`` takes over the output of ``consumer``, which disappears."""
+    old = producer.outputs[0]
+    producer.outputs[0] = consumer.outputs[0]
+    producer.origin.extend(consumer.origin)
+    g.nodes.remove(consumer)
+    g.tensors.pop(old, None)
+
+
+def fuse_conv_batchnorm(g: Graph) -> int:
+    count = 0
+    for node in list(g.nodes):
+        if node.op_type != "Conv" or node not in g.nodes or node.fused:
+            continue
+        w = g.const(node.inputs[1])
+        bn = _single_consumer(g, node.outputs[0])
+        if w is None or bn is None or bn.op_type != "BatchNormalization" or bn.inputs[0] != node.outputs[0]:
+            continue
+        if len([o for o in bn.outputs if o]) != 1 or bn.attr("training_mode", 0):
+            continue
+        params = [g.const(i) for i in bn.inputs[1:5]]
+        if any(p is None for p in params):
+            continue
+        scale, bias, mean, var = (np.asarray(p, dtype=np.float64) for p in params)  # type: ignore[arg-type]
+        eps = float(bn.attr("epsilon", 1e-5))
+        a = scale / np.sqrt(var + eps)
+        b_old = g.const(node.input(2))
+        b0 = np.zeros(w.shape[0]) if b_old is None else np.asarray(b_old, dtype=np.float64)
+        new_w = (w.astype(np.float64) * a.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
+        new_b = ((b0 - mean) * a + bias).astype(np.float32)
+        wn, bname = g.unique_name(node.inputs[1] + "_bn"), g.unique_name(node.name + "_bias_bn")
+        g.add_tensor(wn, np.float32, new_w.shape, new_w)
+        g.add_tensor(bname, np.float32, new_b.shape, new_b)
+        node.inputs = [node.inputs[0], wn, bname]
+        _replace_output(g, node, bn)
+        count += 1
+    return count
+
+
+def fuse_matmul_add(g: Graph) -> int:
+    count = 0
+    for node in list(g.nodes):
+        if node.op_type != "MatMul" or node not in g.nodes or len(node.inputs) > 2:
+            continue
+        w = g.const(node.inputs[1])
+        if w is None or w.ndim != 2 or g.t(node.inputs[0]).rank < 2:
+            continue
+        add = _single_consumer(g, node.outputs[0])
+        if add is None or add.op_type != "Add":
+            continue
+        other = add.inputs[1] if add.inputs[0] == node.outputs[0] else add.inputs[0]
+        b = g.const(other)
+        if b is None or b.dtype != np.float32 or b.size != w.shape[1] or (b.ndim and b.shape[-1] != w.shape[1]):
+            continue
+        if b.ndim > g.t(node.outputs[0]).rank:
+            continue
+        bname = g.unique_name(node.name + "_bias")
+        g.add_tensor(bname, np.float32, (w.shape[1],), b.reshape(-1))
+        node.inputs = node.inputs[:2] + [bname]
+        _replace_output(g, node, add)
+        count += 1
+    return count
+
+
+def fuse_activation(g: Graph) -> int:
+    count = 0
+    changed = True
+    while changed:
+        changed = False
+        for node in list(g.nodes):
+            if node.op_type not in DENSE_OPS or node not in g.nodes:
+                continue
+            if g.t(node.outputs[0]).dtype != np.float32:
+                continue
+            act = _single_consumer(g, node.outputs[0])
+            if act is None or act.op_type not in FUSABLE or act.inputs[0] != node.outputs[0]:
+                continue
+            attrs = {k: v for k, v in act.attrs.items()}
+            if act.op_type == "Clip":
+                lo, hi = act.input(1), act.input(2)
+                if (lo and not g.is_const(lo)) or (hi and not g.is_const(hi)):
+                    continue
+                if lo:
+                    attrs["min"] = float(np.asarray(g.const(lo)).reshape(-1)[0])
+                if hi:
+                    attrs["max"] = float(np.asarray(g.const(hi)).reshape(-1)[0])
+            node.fused.append((act.op_type, attrs))
+            _replace_output(g, node, act)
+            count += 1
+            changed = True
+    return count
+
+
+def run_all(g: Graph) -> dict[str, int]:
+    return {
+        "conv_batchnorm": fuse_conv_batchnorm(g),
+        "matmul_add": fuse_matmul_add(g),
+        "activation": fuse_activation(g),
+    }

@@ -1,0 +1,101 @@
+"""Single-node ONNX models compiled by ml4ep and compared with onnxruntime (the independent oracle)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+import ml4ep.infer as mi
+
+OPSET = 21
+RNG = np.random.default_rng(12345)
+
+
+def rand(*shape, dtype=np.float32, low=-2.0, high=2.0) -> np.ndarray:
+    if np.dtype(dtype).kind in "iu":
+        return RNG.integers(int(low), int(high), size=shape).astype(dtype)
+    if np.dtype(dtype) == np.bool_:
+        return RNG.random(shape) > 0.5
+    return RNG.uniform(low, high, size=shape).astype(dtype)
+
+
+def make_model(
+    op_type: str,
+    inputs: Sequence[np.ndarray | None],
+    attrs: dict | None = None,
+    *,
+    const: Sequence[int] = (),
+    n_outputs: int = 1,
+    opset: int = OPSET,
+    symbolic: dict[int, dict[int, str]] | None = None,
+    domain: str = "",
+) -> onnx.ModelProto:
+    """One node; inputs listed in ``const`` become initializers, ``None`` inputs are omitted (empty name).
+
+    ``symbolic`` maps an input index to {axis: symbol name} to declare symbolic dimensions.
+    """
+    names, graph_inputs, inits = [], [], []
+    for k, x in enumerate(inputs):
+        if x is None:
+            names.append("")
+            continue
+        name = f"x{k}"
+        names.append(name)
+        if k in const:
+            inits.append(numpy_helper.from_array(np.asarray(x), name))
+        else:
+            shape: list = list(np.shape(x))
+            for ax, sym in (symbolic or {}).get(k, {}).items():
+                shape[ax] = sym
+            elem = helper.np_dtype_to_tensor_dtype(np.asarray(x).dtype)
+            graph_inputs.append(helper.make_tensor_value_info(name, elem, shape))
+    outs = [f"y{k}" for k in range(n_outputs)]
+    node = helper.make_node(op_type, names, outs, name=f"{op_type.lower()}_node", domain=domain, **(attrs or {}))
+    graph = helper.make_graph(
+        [node], f"test_{op_type.lower()}", graph_inputs,
+        [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outs], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 10
+    return model
+
+
+def run_ort(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def check_op(
+    op_type: str,
+    inputs: Sequence[np.ndarray | None],
+    attrs: dict | None = None,
+    *,
+    const: Sequence[int] = (),
+    n_outputs: int = 1,
+    opset: int = OPSET,
+    symbolic: dict[int, dict[int, str]] | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+) -> list[np.ndarray]:
+    """Compile the single-node model with ml4ep, run both engines on ``inputs``, assert they agree."""
+    model = make_model(op_type, inputs, attrs, const=const, n_outputs=n_outputs, opset=opset, symbolic=symbolic)
+    feeds = {f"x{k}": np.asarray(x) for k, x in enumerate(inputs) if x is not None and k not in const}
+    expected = run_ort(model, feeds)
+    compiled = mi.compile(model)
+    got = compiled.run(feeds)
+    got_list = [got[f"y{k}"] for k in range(n_outputs)]
+    for k, (e, g) in enumerate(zip(expected, got_list)):
+        assert g.shape == e.shape, f"{op_type} output {k}: shape {g.shape} != onnxruntime {e.shape}"
+        assert g.dtype == e.dtype, f"{op_type} output {k}: dtype {g.dtype} != onnxruntime {e.dtype}"
+        if e.dtype.kind == "f":
+            np.testing.assert_allclose(g, e, rtol=rtol, atol=atol, err_msg=f"{op_type} output {k}")
+        else:
+            np.testing.assert_array_equal(g, e, err_msg=f"{op_type} output {k}")
+    return got_list
