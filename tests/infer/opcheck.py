@@ -61,6 +61,10 @@ def make_model(
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 10
+    inferred = onnx.shape_inference.infer_shapes(model)
+    for out, inf in zip(model.graph.output, inferred.graph.output):
+        if inf.type.tensor_type.elem_type:
+            out.type.tensor_type.elem_type = inf.type.tensor_type.elem_type
     return model
 
 

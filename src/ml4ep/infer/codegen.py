@@ -298,10 +298,10 @@ def _example(g: Graph, name: str) -> str:
         lines.append(f"  const int64_t {D.cpp_name(s)} = argc > {k + 3} ? std::atoll(argv[{k + 3}]) : 1;")
     for i in g.inputs:
         t = g.t(i)
-        lines.append(f"  std::vector<{ctype(t.dtype)}> {ident(i, 'in_')}(size_t({D.cpp(t.numel)}));")
+        lines.append(f"  std::vector<{ctype(t.dtype)}> {ident(i, 'in_')}(static_cast<size_t>({D.cpp(t.numel)}));")
     for o in g.outputs:
         t = g.t(o)
-        lines.append(f"  std::vector<{ctype(t.dtype)}> {ident(o, 'out_')}(size_t({D.cpp(t.numel)}));")
+        lines.append(f"  std::vector<{ctype(t.dtype)}> {ident(o, 'out_')}(static_cast<size_t>({D.cpp(t.numel)}));")
     lines.append("  if (argc > 2 && std::string(argv[2]) != \"-\") {  // inputs: raw little-endian, in ONNX order")
     lines.append("    std::ifstream f(argv[2], std::ios::binary);")
     lines.append("    if (!f) { std::fprintf(stderr, \"cannot open %s\\n\", argv[2]); return 1; }")

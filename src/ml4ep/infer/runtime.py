@@ -141,7 +141,7 @@ class CompiledModel:
                     a = a.astype(dt)  # Python scalars and lists take the model's dtype
                 else:
                     raise InputError(f"model '{self.name}': input '{name}' must have dtype {dt}, got {a.dtype}")
-            arrays.append(np.ascontiguousarray(a))
+            arrays.append(a if a.flags.c_contiguous else np.ascontiguousarray(a))
         return arrays
 
     def _infer(self, arrays: list[np.ndarray]) -> list[np.ndarray]:

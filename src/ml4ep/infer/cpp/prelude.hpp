@@ -30,7 +30,7 @@ namespace ml4ep_rt {
 
 // exp with range reduction and a degree-6 polynomial (max. error ~1 ulp); branch-free so loops vectorise
 inline float expf(float x) {
-  const float xc = std::min(std::max(x, -87.33654f), 88.37626f);
+  const float xc = std::min(std::max(x, -87.33654f), 88.72283f);
   const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
   float r = xc - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
@@ -41,10 +41,11 @@ inline float expf(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  // 2^n as 2^(n-1) * 2 so that n = 128 (x close to the float limit) stays finite
+  const int32_t bits = (static_cast<int32_t>(n) + 126) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
-  float y = p * scale;
+  float y = (p * scale) * 2.0f;
   y = x > 88.72283f ? std::numeric_limits<float>::infinity() : y;
   y = x < -87.33654f ? 0.0f : y;
   return y;
@@ -72,35 +73,38 @@ inline float softplusf(float x) { return x > 20.0f ? x : std::log1p(expf(x)); }
 template <int64_t K, int64_t N>
 inline void gemv(const float* __restrict x, const float* __restrict w, const float* __restrict bias,
                  float* __restrict y) {
-  if (N == 1) {
+  if constexpr (N == 1) {  // a dot product, with 16 partial sums so that it vectorises
+    constexpr int64_t K16 = K - K % 16;
     float acc[16] = {0.0f};
-    int64_t k = 0;
-    for (; k + 16 <= K; k += 16)
+    for (int64_t k = 0; k < K16; k += 16)
       for (int j = 0; j < 16; ++j) acc[j] += x[k + j] * w[k + j];
     float s = bias ? bias[0] : 0.0f;
-    for (; k < K; ++k) s += x[k] * w[k];
+    if constexpr (K16 < K)
+      for (int64_t k = K16; k < K; ++k) s += x[k] * w[k];
     for (int j = 0; j < 16; ++j) s += acc[j];
     y[0] = s;
-    return;
-  }
-  if (bias) {
-    for (int64_t j = 0; j < N; ++j) y[j] = bias[j];
   } else {
-    for (int64_t j = 0; j < N; ++j) y[j] = 0.0f;
-  }
-  int64_t k = 0;
-  for (; k + 4 <= K; k += 4) {
-    const float a0 = x[k], a1 = x[k + 1], a2 = x[k + 2], a3 = x[k + 3];
-    const float* __restrict w0 = w + k * N;
-    const float* __restrict w1 = w0 + N;
-    const float* __restrict w2 = w1 + N;
-    const float* __restrict w3 = w2 + N;
-    for (int64_t j = 0; j < N; ++j) y[j] += a0 * w0[j] + a1 * w1[j] + a2 * w2[j] + a3 * w3[j];
-  }
-  for (; k < K; ++k) {
-    const float a0 = x[k];
-    const float* __restrict w0 = w + k * N;
-    for (int64_t j = 0; j < N; ++j) y[j] += a0 * w0[j];
+    constexpr int64_t K4 = K - K % 4;
+    if (bias) {
+      for (int64_t j = 0; j < N; ++j) y[j] = bias[j];
+    } else {
+      for (int64_t j = 0; j < N; ++j) y[j] = 0.0f;
+    }
+    for (int64_t k = 0; k < K4; k += 4) {
+      const float a0 = x[k], a1 = x[k + 1], a2 = x[k + 2], a3 = x[k + 3];
+      const float* __restrict w0 = w + k * N;
+      const float* __restrict w1 = w0 + N;
+      const float* __restrict w2 = w1 + N;
+      const float* __restrict w3 = w2 + N;
+      for (int64_t j = 0; j < N; ++j) y[j] += a0 * w0[j] + a1 * w1[j] + a2 * w2[j] + a3 * w3[j];
+    }
+    if constexpr (K4 < K) {
+      for (int64_t k = K4; k < K; ++k) {
+        const float a0 = x[k];
+        const float* __restrict w0 = w + k * N;
+        for (int64_t j = 0; j < N; ++j) y[j] += a0 * w0[j];
+      }
+    }
   }
 }
 

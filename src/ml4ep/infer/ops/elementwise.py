@@ -89,9 +89,9 @@ def unary_expr(op: str, attrs: dict[str, Any], x: str) -> str:
         lo, hi = a.get("min"), a.get("max")
         e = x
         if lo is not None:
-            e = f"std::max({e}, {_lit(lo)})"
+            e = f"({e} < {_lit(lo)} ? {_lit(lo)} : {e})"
         if hi is not None:
-            e = f"std::min({e}, {_lit(hi)})"
+            e = f"({e} > {_lit(hi)} ? {_lit(hi)} : {e})"
         return e
     raise KeyError(op)
 

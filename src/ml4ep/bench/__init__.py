@@ -1,0 +1,1 @@
+"""ml4ep.bench: CPU time and memory of common HEP models across inference engines."""

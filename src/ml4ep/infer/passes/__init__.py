@@ -1,0 +1,1 @@
+"""Graph passes: folding and shapes, fusion, dead code, memory planning."""
