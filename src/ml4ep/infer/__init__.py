@@ -114,7 +114,8 @@ def compile(  # noqa: A001 - the natural name, as in torch.compile
     g.source = source
     from .codegen import generate
 
-    gen = generate(g, name, plan)
+    module = f"ml4ep_{name}_{key.hexdigest()[:16]}"
+    gen = generate(g, name, plan, module)
     t1 = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
@@ -124,7 +125,7 @@ def compile(  # noqa: A001 - the natural name, as in torch.compile
         (tmp / "bridge.cpp").write_text(gen.bridge)
         (tmp / "example.cpp").write_text(gen.example)
         (tmp / "CMakeLists.txt").write_text(gen.cmake)
-        meta = dict(gen.meta, flags=flags, compiler=build.compiler_version(cxx))
+        meta = dict(gen.meta, module=module, flags=flags, compiler=build.compiler_version(cxx))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         build.compile_shared(tmp / "bridge.cpp", tmp / "lib.so", flags)
         t2 = time.perf_counter()

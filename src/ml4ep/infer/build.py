@@ -95,9 +95,12 @@ def cache_dir() -> Path:
 
 
 def compile_shared(src: Path, out: Path, cxxflags: list[str], use_blas: bool = True) -> None:
-    """Compile ``src`` (the extern "C" bridge) into the shared library ``out``."""
+    """Compile ``src`` (the Python bridge, a CPython extension module) into the shared library ``out``."""
+    import sysconfig
+
     cxx = compiler()
-    cmd = [cxx, *cxxflags, "-fPIC", "-shared", str(src), "-o", str(out)]
+    py_include = sysconfig.get_paths()["include"]
+    cmd = [cxx, *cxxflags, "-fPIC", "-shared", f"-I{py_include}", str(src), "-o", str(out)]
     if use_blas:
         b = blas()
         cmd[1:1] = b["defines"]

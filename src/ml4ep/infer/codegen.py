@@ -137,7 +137,7 @@ def _arena_addr(s: memory.Storage) -> str:
     return f"(ws + {_group_var(s.group)} + {mono})"
 
 
-def generate(g: Graph, name: str, plan: Plan) -> Generated:
+def generate(g: Graph, name: str, plan: Plan, module: str | None = None) -> Generated:
     em = Emitter(g, plan)
     body: list[str] = []
     for node in g.nodes:
@@ -222,7 +222,7 @@ inline void Model::infer({params}) {{
 }}  // namespace {name}
 #endif  // {guard}
 """
-    bridge = _bridge(g, name)
+    bridge = _bridge(g, name, module or f"ml4ep_{name}")
     meta = {
         "name": name,
         "source": g.source,
@@ -242,50 +242,101 @@ def _indent(code: str, pre: str) -> str:
     return "".join(pre + line if line.strip() else line for line in code.splitlines(True))
 
 
-def _bridge(g: Graph, name: str) -> str:
+def _bridge(g: Graph, name: str, module: str) -> str:
+    """A CPython extension module over the model: buffers in, no copies, the GIL released during infer."""
+    n_in, n_out, n_dim = len(g.inputs), len(g.outputs), len(g.symbols)
+    n_buf = n_in + n_out
     args = []
     for k, i in enumerate(g.inputs):
-        ct = ctype(g.t(i).dtype)
-        args.append(f"static_cast<const {ct}*>(inputs[{k}])")
+        args.append(f"static_cast<const {ctype(g.t(i).dtype)}*>(bufs[{k}].buf)")
     for k, o in enumerate(g.outputs):
-        ct = ctype(g.t(o).dtype)
-        args.append(f"static_cast<{ct}*>(outputs[{k}])")
-    for k, _ in enumerate(g.symbols):
+        args.append(f"static_cast<{ctype(g.t(o).dtype)}*>(bufs[{n_in + k}].buf)")
+    for k in range(n_dim):
         args.append(f"dims[{k}]")
-    return f"""// extern "C" bridge of model '{name}' for the ml4ep Python runtime (ctypes)
+    return f"""// Python bridge of model '{name}' (a CPython extension module loaded by ml4ep.infer.runtime)
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
 #include "{name}.hpp"
 
 namespace {{
-void copy_error(const char* what, char* err, int errlen) {{
-  if (err && errlen > 0) {{
-    std::strncpy(err, what, size_t(errlen - 1));
-    err[errlen - 1] = 0;
-  }}
-}}
-}}  // namespace
+constexpr Py_ssize_t kInputs = {n_in}, kOutputs = {n_out}, kDims = {n_dim};
 
-extern "C" {{
-void* ml4ep_create(const char* path, char* err, int errlen) {{
+void destroy(PyObject* capsule) {{
+  delete static_cast<{name}::Model*>(PyCapsule_GetPointer(capsule, "ml4ep.Model"));
+}}
+
+PyObject* create(PyObject*, PyObject* arg) {{
+  const char* path = PyUnicode_AsUTF8(arg);
+  if (!path) return nullptr;
   try {{
-    return new {name}::Model(path);
+    return PyCapsule_New(new {name}::Model(path), "ml4ep.Model", destroy);
   }} catch (const std::exception& e) {{
-    copy_error(e.what(), err, errlen);
+    PyErr_SetString(PyExc_RuntimeError, e.what());
     return nullptr;
   }}
 }}
-void* ml4ep_clone(void* handle) {{ return new {name}::Model(*static_cast<{name}::Model*>(handle)); }}
-void ml4ep_destroy(void* handle) {{ delete static_cast<{name}::Model*>(handle); }}
-int ml4ep_infer(void* handle, void* const* inputs, void* const* outputs, const int64_t* dims, char* err, int errlen) {{
-  (void)inputs; (void)outputs; (void)dims;
-  try {{
-    static_cast<{name}::Model*>(handle)->infer({", ".join(args)});
-    return 0;
-  }} catch (const std::exception& e) {{
-    copy_error(e.what(), err, errlen);
-    return 1;
+
+PyObject* clone(PyObject*, PyObject* capsule) {{
+  auto* m = static_cast<{name}::Model*>(PyCapsule_GetPointer(capsule, "ml4ep.Model"));
+  if (!m) return nullptr;
+  return PyCapsule_New(new {name}::Model(*m), "ml4ep.Model", destroy);
+}}
+
+// run(model, inputs..., outputs..., dims...): shapes and dtypes are checked by the Python caller
+PyObject* run(PyObject*, PyObject* const* args, Py_ssize_t nargs) {{
+  if (nargs != 1 + kInputs + kOutputs + kDims) {{
+    PyErr_SetString(PyExc_TypeError, "{name}.run: wrong number of arguments");
+    return nullptr;
   }}
+  auto* m = static_cast<{name}::Model*>(PyCapsule_GetPointer(args[0], "ml4ep.Model"));
+  if (!m) return nullptr;
+  Py_buffer bufs[kInputs + kOutputs + 1];
+  Py_ssize_t got = 0;
+  int64_t dims[kDims + 1] = {{0}};
+  bool ok = true;
+  for (; got < kInputs + kOutputs; ++got) {{
+    const int flags = got < kInputs ? PyBUF_C_CONTIGUOUS : (PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE);
+    if (PyObject_GetBuffer(args[1 + got], &bufs[got], flags) < 0) {{
+      ok = false;
+      break;
+    }}
+  }}
+  for (Py_ssize_t k = 0; ok && k < kDims; ++k) {{
+    dims[k] = PyLong_AsLongLong(args[1 + kInputs + kOutputs + k]);
+    if (dims[k] == -1 && PyErr_Occurred()) ok = false;
+  }}
+  std::string error;
+  if (ok) {{
+    Py_BEGIN_ALLOW_THREADS
+    try {{
+      m->infer({", ".join(args)});
+    }} catch (const std::exception& e) {{
+      error = e.what();
+    }}
+    Py_END_ALLOW_THREADS
+  }}
+  for (Py_ssize_t k = 0; k < got; ++k) PyBuffer_Release(&bufs[k]);
+  (void)dims;
+  if (!ok) return nullptr;
+  if (!error.empty()) {{
+    PyErr_SetString(PyExc_RuntimeError, error.c_str());
+    return nullptr;
+  }}
+  Py_RETURN_NONE;
 }}
-}}
+
+PyMethodDef methods[] = {{
+    {{"create", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(create)), METH_O, "load the weights"}},
+    {{"clone", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(clone)), METH_O, "a model sharing the weights"}},
+    {{"run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(run)), METH_FASTCALL, "run the model"}},
+    {{nullptr, nullptr, 0, nullptr}}}};
+
+PyModuleDef module_def = {{PyModuleDef_HEAD_INIT, "{module}", "ml4ep model {name}", -1, methods,
+                          nullptr, nullptr, nullptr, nullptr}};
+}}  // namespace
+
+PyMODINIT_FUNC PyInit_{module}(void) {{ return PyModule_Create(&module_def); }}
 """
 
 

@@ -1,16 +1,18 @@
-"""The Python session over a compiled model: a ctypes call into the generated code.
+"""The Python session over a compiled model: a call into the generated code through a tiny extension module.
 
-One compiled library serves every batch size. Calls are thread-safe: each concurrent call borrows its own
-``Model`` instance (a copy sharing the weights, with a workspace of its own) from a pool, and ctypes releases
-the GIL during the call, so threads run in parallel.
+The compiled library is a small CPython extension module (the bridge ``codegen`` writes): NumPy buffers go
+to the C++ ``infer`` without copies, and the GIL is released while it runs. One library serves every batch
+size; shapes are validated once per distinct set of input shapes. Calls are thread-safe: each concurrent
+call borrows its own ``Model`` instance (a copy sharing the weights, with a workspace of its own) from a pool,
+so threads run in parallel.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import json
 import os
-import queue
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,6 @@ import numpy as np
 
 from . import dims as D
 from ..errors import InputError, Ml4epError
-
-_ERRLEN = 1024
-
 
 def _set_blas_threads() -> None:
     """OpenBLAS inside the generated code runs single-threaded unless ML4EP_BLAS_THREADS says otherwise."""
@@ -50,26 +49,22 @@ class CompiledModel:
         self.symbols: list[str] = list(self.meta["symbols"])
         self._in = [(np.dtype(i["dtype"]), [D.from_json(d) for d in i["shape"]]) for i in self.meta["inputs"]]
         self._out = [(np.dtype(o["dtype"]), [D.from_json(d) for d in o["shape"]]) for o in self.meta["outputs"]]
+        self._out_dtypes = [dt for dt, _ in self._out]
+        self._plans: dict[tuple, tuple[list[int], list[tuple[int, ...]]]] = {}
         _set_blas_threads()
-        self._lib = ctypes.CDLL(str(self.directory / "lib.so"), mode=ctypes.RTLD_LOCAL)
-        self._lib.ml4ep_create.restype = ctypes.c_void_p
-        self._lib.ml4ep_create.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
-        self._lib.ml4ep_clone.restype = ctypes.c_void_p
-        self._lib.ml4ep_clone.argtypes = [ctypes.c_void_p]
-        self._lib.ml4ep_destroy.argtypes = [ctypes.c_void_p]
-        self._lib.ml4ep_infer.restype = ctypes.c_int
-        self._lib.ml4ep_infer.argtypes = [
-            ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
-        ]
-        err = ctypes.create_string_buffer(_ERRLEN)
-        h = self._lib.ml4ep_create(str(self.directory / f"{self.name}.bin").encode(), err, _ERRLEN)
-        if not h:
-            raise Ml4epError(err.value.decode(errors="replace"))
-        self._first = h
-        self._handles: list[int] = [h]
-        self._pool: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self._pool.put(h)
-        self._destroy = self._lib.ml4ep_destroy
+        module = self.meta.get("module", f"ml4ep_{self.name}")
+        spec = importlib.util.spec_from_file_location(module, self.directory / "lib.so")
+        if spec is None or spec.loader is None:
+            raise Ml4epError(f"model '{self.name}': cannot load {self.directory / 'lib.so'}")
+        self._ext = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self._ext)
+        try:
+            self._first = self._ext.create(str(self.directory / f"{self.name}.bin"))
+        except RuntimeError as exc:
+            raise Ml4epError(str(exc)) from None
+        # models free for a call: each concurrent call takes its own (list.pop/append are atomic)
+        self._pool: list[Any] = [self._first]
+        self._run = self._ext.run
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -135,33 +130,39 @@ class CompiledModel:
     def _prepare(self, feeds: list[Any]) -> list[np.ndarray]:
         arrays = []
         for name, x, (dt, _shape) in zip(self.input_names, feeds, self._in):
+            if type(x) is np.ndarray and x.dtype == dt and x.flags.c_contiguous:
+                arrays.append(x)
+                continue
             a = np.asarray(x)
             if a.dtype != dt:
                 if not isinstance(x, np.ndarray) and a.dtype.kind == dt.kind:
                     a = a.astype(dt)  # Python scalars and lists take the model's dtype
                 else:
                     raise InputError(f"model '{self.name}': input '{name}' must have dtype {dt}, got {a.dtype}")
-            arrays.append(a if a.flags.c_contiguous else np.ascontiguousarray(a))
+            arrays.append(np.ascontiguousarray(a) if a.ndim else a.copy())
         return arrays
 
     def _infer(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        values = self._bind(arrays)
-        outs = [np.empty([D.evaluate(d, values) for d in shape], dtype=dt) for dt, shape in self._out]
-        ins_p = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
-        outs_p = (ctypes.c_void_p * max(1, len(outs)))(*[o.ctypes.data for o in outs])
-        dims = (ctypes.c_int64 * max(1, len(self.symbols)))(*[values[s] for s in self.symbols])
-        err = ctypes.create_string_buffer(_ERRLEN)
+        key = tuple(a.shape for a in arrays)
+        plan = self._plans.get(key)
+        if plan is None:  # first call with these shapes: validate and bind the symbolic dimensions
+            values = self._bind(arrays)
+            plan = ([values[s] for s in self.symbols],
+                    [tuple(D.evaluate(d, values) for d in shape) for _dt, shape in self._out])
+            if len(self._plans) < 1024:
+                self._plans[key] = plan
+        dims, shapes = plan
+        outs = [np.empty(s, dtype=dt) for s, dt in zip(shapes, self._out_dtypes)]
         try:
-            h = self._pool.get_nowait()
-        except queue.Empty:
-            h = self._lib.ml4ep_clone(self._first)
-            self._handles.append(h)
+            h = self._pool.pop()
+        except IndexError:
+            h = self._ext.clone(self._first)
         try:
-            rc = self._lib.ml4ep_infer(h, ins_p, outs_p, dims, err, _ERRLEN)
+            self._run(h, *arrays, *outs, *dims)
+        except RuntimeError as exc:
+            raise Ml4epError(f"model '{self.name}': {exc}") from None
         finally:
-            self._pool.put(h)
-        if rc != 0:
-            raise Ml4epError(f"model '{self.name}': {err.value.decode(errors='replace')}")
+            self._pool.append(h)
         return outs
 
     def __call__(self, *inputs: Any) -> np.ndarray | tuple[np.ndarray, ...]:
@@ -190,11 +191,3 @@ class CompiledModel:
         for f in (f"{self.name}.hpp", f"{self.name}.bin", "example.cpp", "CMakeLists.txt"):
             shutil.copyfile(self.directory / f, out / f)
         return out
-
-    def __del__(self) -> None:
-        for h in getattr(self, "_handles", []):
-            try:
-                self._destroy(h)
-            except Exception:  # noqa: BLE001 - interpreter shutdown
-                pass
-        self._handles = []
