@@ -54,7 +54,7 @@ def flags(portable: bool = False, extra: list[str] | None = None) -> list[str]:
 
         if platform.machine() in ("x86_64", "AMD64"):
             base.append("-march=x86-64-v2")
-    return base + list(extra or [])
+    return base + WARNING_FLAGS + list(extra or [])
 
 
 @functools.lru_cache(maxsize=1)

@@ -111,8 +111,6 @@ class Emitter:
     def weight(self, array: np.ndarray, hint: str = "") -> str:
         """Store a constant array in the weights file; returns a typed C++ pointer expression."""
         arr = np.ascontiguousarray(array)
-        if arr.dtype == np.float64:
-            arr = arr.astype(np.float32)
         data = arr.tobytes()
         off = self.size
         self.blobs.append((off, data))

@@ -81,7 +81,7 @@ def _tensor_type(vi: onnx.ValueInfoProto, source: str) -> tuple[np.dtype, list]:
         raise ModelLoadError(f"{source}: graph input '{vi.name}' has no shape; ml4ep needs the rank at least")
     shape: list = []
     for k, d in enumerate(tt.shape.dim):
-        if d.HasField("dim_value") and d.dim_value > 0:
+        if d.HasField("dim_value") and d.dim_value >= 0:
             shape.append(int(d.dim_value))
         elif d.HasField("dim_param") and d.dim_param:
             shape.append(D.Dim.symbol(d.dim_param))

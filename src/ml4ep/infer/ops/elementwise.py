@@ -12,6 +12,7 @@ import numpy as np
 
 from . import register
 from .common import broadcast_shapes, emit_broadcast, emit_view_copy
+from .. import dims as D
 from ...errors import ShapeError
 
 if TYPE_CHECKING:
@@ -263,7 +264,79 @@ def _emit_binary(node: "Node", cg: "Emitter") -> str:
     return emit_broadcast(cg, node.outputs[0], node.inputs, fn)
 
 
-register(*[k for k in BINARY_EXPR if k not in VARIADIC], "Pow", infer=_infer_binary, emit=_emit_binary)
+# NumPy folds for the ops that exported graphs apply to shape values: numeric inputs with ONNX semantics
+# (integer Div truncates toward zero), object arrays of ints and Dims symbolically where decidable; otherwise
+# CannotFold (not an Ml4epError) leaves the node to run time, fed by SymConst inputs.
+
+def _sym_div(x, y):
+    if isinstance(x, D.Dim) or isinstance(y, D.Dim):
+        return D.norm(x // y)  # exact monomial division or SymbolicError
+    q = abs(int(x)) // abs(int(y))
+    return q if (x >= 0) == (y >= 0) else -q
+
+
+def _sym_equal(x, y) -> bool:
+    x, y = D.norm(x), D.norm(y)
+    if D.is_static(x) and D.is_static(y):
+        return int(x) == int(y)
+    if isinstance(x, D.Dim) and isinstance(y, D.Dim):
+        if x == y:
+            return True
+        if x.syms == y.syms:
+            return False
+        raise D.SymbolicError(f"cannot decide {D.fmt(x)} == {D.fmt(y)}")
+    d, k = (x, int(y)) if isinstance(x, D.Dim) else (y, int(x))
+    # d = c * M with M >= 1: d == k is possible only for k a positive multiple of c
+    if d.coeff > 0 and (k < d.coeff or k % d.coeff):
+        return False
+    raise D.SymbolicError(f"cannot decide {D.fmt(d)} == {k}")
+
+
+_SYM_BINARY = {
+    "Add": lambda x, y: D.norm(x + y),
+    "Sub": lambda x, y: D.norm(x - y),
+    "Mul": lambda x, y: D.norm(x * y),
+    "Div": _sym_div,
+    "Equal": _sym_equal,
+}
+
+
+def _fold_shape_binary(node: "Node", vals: list) -> list:
+    a, b = np.asarray(vals[0]), np.asarray(vals[1])
+    op = node.op_type
+    if a.dtype != object and b.dtype != object:
+        if op == "Div" and a.dtype.kind in "iu":
+            q = np.abs(a) // np.abs(b)
+            return [np.where((a < 0) ^ (b < 0), -q, q).astype(a.dtype)]
+        fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Equal": np.equal}[op]
+        out = fn(a, b)
+        return [out if op == "Equal" else out.astype(a.dtype)]
+    from .shape_ops import CannotFold, tidy
+
+    try:
+        out = np.frompyfunc(_SYM_BINARY[op], 2, 1)(a, b)
+    except D.SymbolicError as e:
+        raise CannotFold(f"node '{node.name}' ({op}): {e}") from e
+    out = np.asarray(out, dtype=object)
+    return [out.astype(bool) if op == "Equal" else tidy(out)]
+
+
+def _fold_where(node: "Node", vals: list) -> list:
+    from .shape_ops import CannotFold, tidy
+
+    c, x, y = (np.asarray(v) for v in vals[:3])
+    if c.dtype == object:
+        raise CannotFold(f"node '{node.name}' (Where): symbolic condition")
+    out = np.where(c.astype(bool), x, y)
+    if x.dtype != object and y.dtype != object:
+        return [out.astype(x.dtype)]
+    return [tidy(np.asarray(out, dtype=object))]
+
+
+_SHAPE_FOLDED = {"Add", "Sub", "Mul", "Div", "Equal"}
+register(*[k for k in BINARY_EXPR if k not in VARIADIC and k not in _SHAPE_FOLDED], "Pow", infer=_infer_binary,
+         emit=_emit_binary)
+register(*_SHAPE_FOLDED, infer=_infer_binary, emit=_emit_binary, fold=_fold_shape_binary)
 register(*VARIADIC, infer=_infer_binary, emit=_emit_binary)
 
 
@@ -279,7 +352,7 @@ def _emit_where(node: "Node", cg: "Emitter") -> str:
     return emit_broadcast(cg, node.outputs[0], node.inputs, lambda v: f"{v[0]} ? {v[1]} : {v[2]}")
 
 
-register("Where", infer=_infer_where, emit=_emit_where)
+register("Where", infer=_infer_where, emit=_emit_where, fold=_fold_where)
 
 # ------------------------------------------------------------------------------------------------------
 # Cast
