@@ -1,0 +1,305 @@
+"""Normalisation layers: BatchNormalization (inference), LayerNormalization, InstanceNormalization.
+
+BatchNormalization with constant statistics becomes ``y = a[c] * x + b[c]`` with ``a = scale / sqrt(var +
+eps)`` and ``b = B - mean * a`` computed once at code generation (a fusion pass folds it into a preceding Conv
+where it can; this is the standalone case, e.g. after a Gemm). LayerNormalization and InstanceNormalization
+compute the mean, then the variance from the centred values (two passes over a row in cache, robust against
+large offsets), then write the scaled row.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import register
+from .common import norm_axis
+from .elementwise import _f
+from .gemm import activation_code
+from .reduce import row_reduce
+from .. import dims as D
+from ...errors import ShapeError
+
+if TYPE_CHECKING:
+    from ..codegen import Emitter
+    from ..graph import Graph, Node
+
+
+def _add(a: str, b: str) -> str:
+    return f"{a} + {b}"
+
+
+def _check_float(g: "Graph", name: str) -> str | None:
+    t = g.tensors.get(name)
+    if t is not None and t.dtype != np.float32:
+        return f"input '{name}' has dtype {t.dtype} (float32 only)"
+    return None
+
+
+def _mul(a: str, b: D.DimLike) -> str:
+    return a if b == 1 else f"{a} * {D.cpp(b)}"
+
+
+def _row_stats(ext: D.DimLike, eps: float, ind: str) -> str:
+    """Statements computing ``mean`` and ``inv`` (1 / standard deviation) of the row ``xr[0:ext]``."""
+    n = _f(float(ext)) if D.is_static(ext) else f"static_cast<float>({D.cpp(ext)})"
+    return (
+        row_reduce("s", "float", ext, lambda r: f"xr[{r}]", _add, "0.0f", ind)
+        + f"{ind}const float mean = s / {n};\n"
+        + row_reduce("q", "float", ext, lambda r: f"(xr[{r}] - mean) * (xr[{r}] - mean)", _add, "0.0f", ind)
+        + f"{ind}const float inv = 1.0f / std::sqrt(q / {n} + {_f(eps)});\n"
+    )
+
+
+# ------------------------------------------------------------------------------------------------------
+# BatchNormalization (inference mode)
+
+
+def _check_bn(node: "Node", g: "Graph") -> str | None:
+    if int(node.attr("training_mode", 0)):
+        return "training_mode=1 is not supported (inference only)"
+    if "spatial" in node.attrs and not int(node.attr("spatial", 1)):
+        return "spatial=0 (per-activation statistics, opset < 9) is not supported"
+    if any(o for o in node.outputs[1:]):
+        return "only the output Y is supported (the running statistics outputs are for training)"
+    for i in node.inputs[:5]:
+        r = _check_float(g, i)
+        if r:
+            return r
+    return None
+
+
+def _infer_bn(node: "Node", g: "Graph"):
+    t = g.t(node.inputs[0])
+    if t.rank < 2:
+        raise ShapeError(
+            f"node '{node.name}' (BatchNormalization): input must be (N, C, ...), got rank {t.rank}"
+        )
+    c = t.shape[1]
+    for k, what in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")):
+        p = g.t(node.inputs[k])
+        if p.numel != c:
+            raise ShapeError(
+                f"node '{node.name}' (BatchNormalization): {what} has shape {D.fmt_shape(p.shape)}, "
+                f"expected ({D.fmt(c)})"
+            )
+    return [(t.dtype, t.shape)]
+
+
+def _emit_bn(node: "Node", cg: "Emitter") -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    shape = cg.shape(x)
+    n, c, inner = shape[0], shape[1], D.prod(shape[2:])
+    eps = float(node.attr("epsilon", 1e-5))
+    params = [cg.const(i) for i in node.inputs[1:5]]
+    act = activation_code(node, "v")
+    xp, yp = cg.ptr(x), cg.ptr(y)
+    if all(p is not None for p in params):
+        scale, bias, mean, var = (np.asarray(p, dtype=np.float64).reshape(-1) for p in params)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a negative variance gives NaN, as at run time
+            a = scale / np.sqrt(var + np.float64(np.float32(eps)))
+            b = bias - mean * a
+        ap = cg.weight(a.astype(np.float32), f"{node.name}.a")
+        bp = cg.weight(b.astype(np.float32), f"{node.name}.b")
+        decl = (
+            "// y = a[c] * x + b[c] with a = scale / sqrt(var + epsilon), b = B - mean * a\n"
+            f"const float* __restrict bn_a = {ap};\nconst float* __restrict bn_b = {bp};\n"
+        )
+        coef = "    const float a = bn_a[c], b = bn_b[c];\n"
+    else:
+        sp, bp_, mp, vp = (cg.ptr(i) for i in node.inputs[1:5])
+        decl = ""
+        coef = (
+            f"    const float a = {sp}[c] / std::sqrt({vp}[c] + {_f(eps)});\n"
+            f"    const float b = {bp_}[c] - {mp}[c] * a;\n"
+        )
+    if inner == 1:
+        body = f"    float v = a * xr[0] + b; {act}yr[0] = v;\n"
+    else:
+        body = (
+            f"    for (int64_t i = 0; i < {D.cpp(inner)}; ++i) {{\n"
+            f"      float v = a * xr[i] + b; {act}yr[i] = v;\n    }}\n"
+        )
+    return (
+        decl + f"for (int64_t n = 0; n < {D.cpp(n)}; ++n) {{\n"
+        f"  for (int64_t c = 0; c < {D.cpp(c)}; ++c) {{\n"
+        f"    const float* __restrict xr = {xp} + {_mul(f'(n * {D.cpp(c)} + c)', inner)};\n"
+        f"    float* __restrict yr = {yp} + {_mul(f'(n * {D.cpp(c)} + c)', inner)};\n"
+        + coef
+        + body
+        + "  }\n}\n"
+    )
+
+
+register("BatchNormalization", infer=_infer_bn, emit=_emit_bn, check=_check_bn)
+
+
+# ------------------------------------------------------------------------------------------------------
+# LayerNormalization
+
+
+def _ln_axis(node: "Node", rank: int) -> int:
+    return norm_axis(node, int(node.attr("axis", -1)), rank)
+
+
+def _strip(shape: tuple) -> tuple:
+    k = 0
+    while k < len(shape) and shape[k] == 1:
+        k += 1
+    return tuple(shape[k:])
+
+
+def _param_ok(g: "Graph", name: str, norm_shape: tuple) -> bool:
+    """Whether a Scale/B input broadcasts to the normalised shape (for a run-time input: equals it)."""
+    shape = tuple(g.t(name).shape)
+    if g.is_const(name):
+        if len(_strip(shape)) > len(norm_shape):
+            return False
+        shape = _strip(shape)
+        pad = (1,) * (len(norm_shape) - len(shape)) + shape
+        return all(p == 1 or p == d for p, d in zip(pad, norm_shape, strict=True))
+    return _strip(shape) == _strip(norm_shape)
+
+
+def _check_ln(node: "Node", g: "Graph") -> str | None:
+    for i in node.inputs[:3]:
+        if i:
+            r = _check_float(g, i)
+            if r:
+                return r
+    t = g.tensors.get(node.inputs[0])
+    if t is None:
+        return None
+    try:
+        axis = _ln_axis(node, t.rank)
+    except ShapeError:
+        return None  # infer reports the bad axis
+    norm_shape = tuple(t.shape[axis:])
+    if not D.shape_static(norm_shape):
+        return f"the normalised dimensions {D.fmt_shape(norm_shape)} must be static"
+    for i in node.inputs[1:3]:
+        if i and not g.is_const(i) and i in g.tensors and not _param_ok(g, i, norm_shape):
+            return f"run-time input '{i}' must have the normalised shape {D.fmt_shape(norm_shape)}"
+    return None
+
+
+def _infer_ln(node: "Node", g: "Graph"):
+    t = g.t(node.inputs[0])
+    axis = _ln_axis(node, t.rank)
+    norm_shape = tuple(t.shape[axis:])
+    for i in node.inputs[1:3]:
+        if i and not _param_ok(g, i, norm_shape):
+            raise ShapeError(
+                f"node '{node.name}' (LayerNormalization): '{i}' of shape {D.fmt_shape(g.t(i).shape)} "
+                f"does not broadcast to the normalised shape {D.fmt_shape(norm_shape)}"
+            )
+    out = [(t.dtype, t.shape)]
+    stat_shape = tuple(t.shape[:axis]) + (1,) * (t.rank - axis)
+    for _ in node.outputs[1:3]:
+        out.append((np.dtype(np.float32), stat_shape))
+    return out
+
+
+def _ln_param(cg: "Emitter", name: str, norm_shape: tuple, neutral: float) -> str | None:
+    """Pointer to the Scale/B values over the whole normalised row; None when the values are all neutral."""
+    if not name:
+        return None
+    v = cg.const(name)
+    if v is None:
+        return cg.ptr(name)
+    v = np.asarray(v, dtype=np.float32)
+    full = np.broadcast_to(v.reshape(_strip(v.shape)), tuple(int(d) for d in norm_shape))
+    if np.all(full == neutral):
+        return None
+    return cg.weight(np.ascontiguousarray(full).reshape(-1), name)
+
+
+def _emit_ln(node: "Node", cg: "Emitter") -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    shape = cg.shape(x)
+    axis = _ln_axis(node, len(shape))
+    norm_shape = tuple(shape[axis:])
+    outer, ext = D.prod(shape[:axis]), D.prod(norm_shape)
+    eps = float(node.attr("epsilon", 1e-5))
+    sp = _ln_param(cg, node.input(1), norm_shape, 1.0)
+    bp = _ln_param(cg, node.input(2), norm_shape, 0.0)
+    val = "(xr[r] - mean) * inv"
+    decl = ""
+    if sp:
+        decl += f"const float* __restrict scale = {sp};\n"
+        val += " * scale[r]"
+    if bp:
+        decl += f"const float* __restrict bias = {bp};\n"
+        val += " + bias[r]"
+    stats = ""
+    mean_out = node.outputs[1] if len(node.outputs) > 1 else ""
+    inv_out = node.outputs[2] if len(node.outputs) > 2 else ""
+    if mean_out:
+        stats += f"  {cg.ptr(mean_out)}[o] = mean;\n"
+    if inv_out:
+        stats += f"  {cg.ptr(inv_out)}[o] = inv;\n"
+    return (
+        decl + f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n"
+        f"  const float* __restrict xr = {cg.ptr(x)} + {_mul('o', ext)};\n"
+        f"  float* __restrict yr = {cg.ptr(y)} + {_mul('o', ext)};\n"
+        + _row_stats(ext, eps, "  ")
+        + f"  for (int64_t r = 0; r < {D.cpp(ext)}; ++r) yr[r] = {val};\n"
+        + stats
+        + "}\n"
+    )
+
+
+register("LayerNormalization", infer=_infer_ln, emit=_emit_ln, check=_check_ln)
+
+
+# ------------------------------------------------------------------------------------------------------
+# InstanceNormalization
+
+
+def _check_in(node: "Node", g: "Graph") -> str | None:
+    for i in node.inputs[:3]:
+        r = _check_float(g, i)
+        if r:
+            return r
+    t = g.tensors.get(node.inputs[0])
+    if t is not None and t.rank >= 3 and not D.shape_static(t.shape[2:]):
+        return f"the spatial dimensions {D.fmt_shape(t.shape[2:])} must be static"
+    return None
+
+
+def _infer_in(node: "Node", g: "Graph"):
+    t = g.t(node.inputs[0])
+    if t.rank < 2:
+        raise ShapeError(
+            f"node '{node.name}' (InstanceNormalization): input must be (N, C, ...), got rank {t.rank}"
+        )
+    for k, what in ((1, "scale"), (2, "B")):
+        p = g.t(node.inputs[k])
+        if p.numel != t.shape[1]:
+            raise ShapeError(
+                f"node '{node.name}' (InstanceNormalization): {what} has shape {D.fmt_shape(p.shape)}, "
+                f"expected ({D.fmt(t.shape[1])})"
+            )
+    return [(t.dtype, t.shape)]
+
+
+def _emit_in(node: "Node", cg: "Emitter") -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    shape = cg.shape(x)
+    n, c, ext = shape[0], shape[1], D.prod(shape[2:])
+    eps = float(node.attr("epsilon", 1e-5))
+    sp, bp = cg.ptr(node.inputs[1]), cg.ptr(node.inputs[2])
+    return (
+        f"for (int64_t k = 0; k < {D.cpp(D.norm(n * c))}; ++k) {{\n"
+        f"  const int64_t c = k % {D.cpp(c)};\n"
+        f"  const float* __restrict xr = {cg.ptr(x)} + {_mul('k', ext)};\n"
+        f"  float* __restrict yr = {cg.ptr(y)} + {_mul('k', ext)};\n"
+        + _row_stats(ext, eps, "  ")
+        + f"  const float a = inv * {sp}[c], b = {bp}[c] - mean * a;\n"
+        f"  for (int64_t r = 0; r < {D.cpp(ext)}; ++r) yr[r] = a * xr[r] + b;\n"
+        "}\n"
+    )
+
+
+register("InstanceNormalization", infer=_infer_in, emit=_emit_in, check=_check_in)

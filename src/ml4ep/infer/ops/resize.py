@@ -1,0 +1,427 @@
+"""Resize (opset 10 to 19+): modes ``nearest`` and ``linear`` (n-linear over any number of axes).
+
+Scales or sizes are compile-time constants, so every resized axis gets a table at code generation: for each
+output index, the input offset(s) (already multiplied by the input stride) and, in linear mode, the two
+interpolation weights. The coordinates are computed in single precision in the same order of operations as
+onnxruntime, so that rounding decisions (nearest) agree. Axes that keep their size (scale 1) are copied
+straight through; leading ones (typically N and C, which may be symbolic) form one outer loop, trailing ones
+a contiguous block per output point (channels-last layouts). The output is written sequentially.
+
+Not supported (``check`` says so): mode ``cubic``, ``antialias=1``, run-time scales or sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import register
+from .common import norm_axis
+from .elementwise import _f
+from .. import dims as D
+from ...errors import ShapeError
+
+if TYPE_CHECKING:
+    from ..codegen import Emitter
+    from ..graph import Graph, Node
+
+F32 = np.float32
+CTMS = {
+    "half_pixel",
+    "half_pixel_symmetric",
+    "pytorch_half_pixel",
+    "align_corners",
+    "asymmetric",
+    "tf_half_pixel_for_nn",
+    "tf_crop_and_resize",
+}
+NEAREST_MODES = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"}
+POLICIES = {"stretch", "not_larger", "not_smaller"}
+TIE_EPS = 1e-6
+
+
+@dataclass
+class AxisMap:
+    n_in: D.DimLike
+    n_out: D.DimLike
+    # None: output index i reads input index i. Nearest: (n_out,) input indices, -1 where the extrapolation
+    # value is written; linear: (n_out, 2) indices (first -1: extrapolation) and (n_out, 2) weights
+    idx: np.ndarray | None = None
+    w: np.ndarray | None = None
+
+
+@dataclass
+class Plan:
+    mode: str
+    out_shape: tuple
+    axes: list[AxisMap] = field(default_factory=list)
+    extrapolation: float = 0.0
+
+
+# ------------------------------------------------------------------------------------------------------
+# attributes and constant inputs
+
+
+def _settings(node: "Node", opset: int) -> dict:
+    legacy = opset < 11
+    return {
+        "mode": str(node.attr("mode", "nearest")),
+        "ctm": "asymmetric" if legacy else str(node.attr("coordinate_transformation_mode", "half_pixel")),
+        "nearest": "simple" if legacy else str(node.attr("nearest_mode", "round_prefer_floor")),
+        "policy": str(node.attr("keep_aspect_ratio_policy", "stretch")),
+        "antialias": int(node.attr("antialias", 0)),
+        "extrapolation": float(node.attr("extrapolation_value", 0.0)),
+        "roi": "" if legacy else node.input(1),
+        "scales": node.input(1) if legacy else node.input(2),
+        "sizes": "" if legacy else node.input(3),
+    }
+
+
+def _check(node: "Node", g: "Graph") -> str | None:
+    s = _settings(node, g.opset)
+    if s["mode"] == "cubic":
+        return "mode 'cubic' is not supported (only 'nearest' and 'linear')"
+    if s["mode"] not in ("nearest", "linear"):
+        return f"unknown mode '{s['mode']}'"
+    if s["antialias"]:
+        return "antialias=1 is not supported"
+    if s["ctm"] not in CTMS:
+        return f"unknown coordinate_transformation_mode '{s['ctm']}'"
+    if s["mode"] == "nearest" and s["nearest"] != "simple" and s["nearest"] not in NEAREST_MODES:
+        return f"unknown nearest_mode '{s['nearest']}'"
+    if s["policy"] not in POLICIES:
+        return f"unknown keep_aspect_ratio_policy '{s['policy']}'"
+    for what in ("scales", "sizes"):
+        if s[what] and not g.is_const(s[what]):
+            return f"{what} must be a constant (resizing to sizes known only at run time is not supported)"
+    if s["ctm"] == "tf_crop_and_resize" and s["roi"] and not g.is_const(s["roi"]):
+        return "roi must be a constant"
+    t = g.tensors.get(node.inputs[0])
+    if (
+        t is not None
+        and s["mode"] == "linear"
+        and t.dtype not in (np.dtype(np.float32), np.dtype(np.float64))
+    ):
+        return f"mode 'linear' needs a float input, not {t.dtype}"
+    return None
+
+
+def _const(g: "Graph", name: str) -> np.ndarray | None:
+    v = g.const(name) if name else None
+    if v is None or np.asarray(v).size == 0:
+        return None
+    return np.asarray(v).reshape(-1)
+
+
+def _err(node: "Node", msg: str) -> ShapeError:
+    return ShapeError(f"node '{node.name}' (Resize): {msg}")
+
+
+# ------------------------------------------------------------------------------------------------------
+# output shape and tables
+
+
+def make_plan(node: "Node", g: "Graph") -> Plan:
+    s = _settings(node, g.opset)
+    in_shape = tuple(g.t(node.inputs[0]).shape)
+    rank = len(in_shape)
+    if rank == 0:
+        raise _err(node, "the input must have at least one dimension")
+    axes_attr = node.attr("axes")
+    axes = [norm_axis(node, int(a), rank) for a in axes_attr] if axes_attr is not None else list(range(rank))
+    if len(set(axes)) != len(axes):
+        raise _err(node, f"repeated axes {list(axes_attr)}")
+    scales_v, sizes_v = _const(g, s["scales"]), _const(g, s["sizes"])
+    if (scales_v is None) == (sizes_v is None):
+        raise _err(node, "exactly one of scales and sizes must be given (and non-empty)")
+    scale = [F32(1.0)] * rank
+    out: list = list(in_shape)
+    if scales_v is not None:
+        if len(scales_v) != len(axes):
+            raise _err(node, f"{len(scales_v)} scales for {len(axes)} axes")
+        for a, v in zip(axes, scales_v.astype(np.float32), strict=True):
+            if not v > 0:
+                raise _err(node, f"scale {v} of axis {a} is not positive")
+            scale[a] = F32(v)
+            if v != 1:
+                if not D.is_static(in_shape[a]):
+                    raise _err(node, f"cannot resize the symbolic axis {a} ({D.fmt(in_shape[a])})")
+                out[a] = int(F32(v) * F32(int(in_shape[a])))  # truncation, as onnxruntime
+    else:
+        if len(sizes_v) != len(axes):
+            raise _err(node, f"{len(sizes_v)} sizes for {len(axes)} axes")
+        for a, v in zip(axes, sizes_v.tolist(), strict=True):
+            v = D.norm(v)
+            if v == in_shape[a]:
+                continue
+            if not D.is_static(in_shape[a]) or not D.is_static(v):
+                raise _err(node, f"cannot resize the symbolic axis {a} ({D.fmt(in_shape[a])} to {D.fmt(v)})")
+            out[a] = int(v)
+            scale[a] = F32(int(v)) / F32(int(in_shape[a])) if int(in_shape[a]) else F32(1.0)
+        if s["policy"] != "stretch":
+            chosen = axes if axes_attr is not None else list(range(rank))
+            pick = min if s["policy"] == "not_larger" else max
+            common = pick(scale[a] for a in chosen)
+            for a in chosen:
+                scale[a] = F32(common)
+                if common != 1:
+                    if not D.is_static(in_shape[a]):
+                        raise _err(node, f"cannot resize the symbolic axis {a} ({D.fmt(in_shape[a])})")
+                    # std::round of the single-precision product: halves away from zero
+                    out[a] = int(np.floor(np.float64(F32(common) * F32(int(in_shape[a]))) + 0.5))
+                else:
+                    out[a] = in_shape[a]
+    roi = [(0.0, 1.0)] * rank
+    if s["ctm"] == "tf_crop_and_resize":
+        rv = _const(g, s["roi"])
+        if rv is not None:
+            rv = rv.astype(np.float32)
+            k = len(axes)
+            if len(rv) != 2 * k:
+                raise _err(node, f"roi has {len(rv)} values, expected {2 * k}")
+            for j, a in enumerate(axes):
+                roi[a] = (float(rv[j]), float(rv[k + j]))
+    plan = Plan(s["mode"], tuple(out), extrapolation=s["extrapolation"])
+    crop = s["ctm"] == "tf_crop_and_resize" and any(r != (0.0, 1.0) for r in roi)
+    # an output of the input's shape is a copy (as in onnxruntime), even for a scale such as 1.25 on 3 pixels
+    same = tuple(out) == in_shape and not crop
+    for a in range(rank):
+        m = AxisMap(in_shape[a], out[a])
+        cropped = s["ctm"] == "tf_crop_and_resize" and roi[a] != (0.0, 1.0)
+        if not same and (scale[a] != 1 or cropped):
+            n_in, n_out = int(in_shape[a]), int(out[a])
+            c = _coords(s["ctm"], n_in, n_out, scale[a], roi[a])
+            extrap = (c < 0) | (c > F32(n_in - 1)) if s["ctm"] == "tf_crop_and_resize" else None
+            if s["mode"] == "nearest":
+                m.idx = _nearest(s["nearest"], c, n_in, scale[a] < 1)
+                if extrap is not None:
+                    m.idx[extrap] = -1
+            else:
+                m.idx, m.w = _linear(c, n_in)
+                if extrap is not None:
+                    m.idx[extrap, 0] = -1
+            if _is_identity(m):
+                m.idx = m.w = None
+        plan.axes.append(m)
+    return plan
+
+
+def _coords(ctm: str, n_in: int, n_out: int, s: np.float32, roi: tuple[float, float]) -> np.ndarray:
+    """Input coordinate of every output index (float32 arithmetic in onnxruntime's order)."""
+    x = np.arange(n_out, dtype=np.float32)
+    half = F32(0.5)
+    if ctm == "half_pixel":
+        return (x + half) / s - half
+    if ctm == "asymmetric":
+        return x / s
+    if ctm == "pytorch_half_pixel":
+        return (x + half) / s - half if n_out > 1 else np.zeros(n_out, np.float32)
+    if ctm == "tf_half_pixel_for_nn":
+        return (x + half) / s
+    if ctm == "align_corners":
+        return x * F32(n_in - 1) / F32(n_out - 1) if n_out > 1 else np.zeros(n_out, np.float32)
+    if ctm == "half_pixel_symmetric":
+        out_width = s * F32(n_in)
+        adjustment = F32(n_out) / out_width
+        center = F32(n_in) / F32(2)
+        offset = center * (F32(1) - adjustment)
+        return (np.float64(offset) + (x.astype(np.float64) + 0.5) / np.float64(s) - 0.5).astype(np.float32)
+    if ctm == "tf_crop_and_resize":
+        start, end = F32(roi[0]), F32(roi[1])
+        if n_out > 1:
+            return start * F32(n_in - 1) + (x * (end - start) * F32(n_in - 1)) / F32(n_out - 1)
+        return np.full(n_out, 0.5 * np.float64(start + end) * np.float64(F32(n_in - 1)), dtype=np.float32)
+    raise KeyError(ctm)
+
+
+def _nearest(mode: str, c: np.ndarray, n_in: int, downsample: bool) -> np.ndarray:
+    x = c.astype(np.float64)  # exact; the rounding decisions below are then exact too
+    away = np.sign(x) * np.floor(np.abs(x) + 0.5)  # std::round: halves away from zero
+    # a coordinate within 1e-6 of a half is a tie (onnxruntime >= 1.2x does the same): coordinates that are
+    # halves in exact arithmetic often come out one or two ulps off in single precision
+    tie = np.abs(x - np.floor(x) - 0.5) <= TIE_EPS
+    if mode == "round_prefer_floor":
+        r = np.where(tie, np.floor(x), away)
+    elif mode == "round_prefer_ceil":
+        r = np.where(tie, np.ceil(x), away)
+    elif mode == "floor":
+        r = np.floor(x)
+    elif mode == "ceil":
+        r = np.ceil(x)
+    elif mode == "simple":  # opset 10
+        r = np.ceil(x) if downsample else np.trunc(x)
+    else:
+        raise KeyError(mode)
+    return np.clip(r, 0, n_in - 1).astype(np.int64)
+
+
+def _linear(c: np.ndarray, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    x = np.clip(c, F32(0), F32(n_in - 1)).astype(np.float32)
+    i0 = np.minimum(x.astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w0 = np.abs(x - i1.astype(np.float32))  # weight of i0: distance to i1
+    w1 = np.abs(x - i0.astype(np.float32))
+    same = i0 == i1
+    w0[same] = F32(0.5)
+    w1[same] = F32(0.5)
+    return np.stack([i0, i1], axis=1), np.stack([w0, w1], axis=1).astype(np.float32)
+
+
+def _is_identity(m: AxisMap) -> bool:
+    if m.idx is None:
+        return True
+    if m.n_in != m.n_out:
+        return False
+    ar = np.arange(int(m.n_out))
+    if m.w is None:
+        return bool(np.array_equal(m.idx, ar))
+    return bool(np.array_equal(m.idx[:, 0], ar) and np.all(m.w[:, 1] == 0) and np.all(m.w[:, 0] == 1))
+
+
+# ------------------------------------------------------------------------------------------------------
+# registry functions
+
+
+def _infer(node: "Node", g: "Graph"):
+    plan = make_plan(node, g)
+    mapped = [a for a, m in enumerate(plan.axes) if m.idx is not None]
+    if mapped:
+        later = plan.out_shape[mapped[0] :]
+        if not D.shape_static(later) or not D.shape_static(g.t(node.inputs[0]).shape[mapped[0] :]):
+            raise _err(node, "only axes before the first resized axis may be symbolic")
+    return [(g.t(node.inputs[0]).dtype, plan.out_shape)]
+
+
+@dataclass
+class _Level:
+    kind: str  # "id", "nearest", "linear"
+    n_out: int
+    stride: int  # input stride of the level (elements)
+    tab: str = ""  # C++ pointer to the offsets table
+    wtab: str = ""  # C++ pointer to the weights table
+
+
+def _emit(node: "Node", cg: "Emitter") -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    plan = make_plan(node, cg.g)
+    in_shape = cg.shape(x)
+    ct = cg.ctype(x)
+    xp, yp = cg.ptr(x), cg.ptr(y)
+    mapped = [a for a, m in enumerate(plan.axes) if m.idx is not None]
+    if not mapped:
+        return f"std::memcpy({yp}, {xp}, sizeof({ct}) * size_t({cg.numel(x)}));\n"
+    first, last = mapped[0], mapped[-1]
+    rank = len(in_shape)
+    in_strides = [int(D.prod(in_shape[a + 1 :])) for a in range(first, rank)]
+    outer = D.prod(in_shape[:first])
+    in_block = int(D.prod(in_shape[first:]))
+    block = int(D.prod(in_shape[last + 1 :]))  # trailing identity axes: contiguous copies
+    extrap = any(m.idx is not None and np.any((m.idx if m.w is None else m.idx[:, 0]) < 0) for m in plan.axes)
+
+    levels: list[_Level] = []
+    decls: list[str] = []  # the tables, named once
+    for a in range(first, last + 1):
+        m = plan.axes[a]
+        st = in_strides[a - first]
+        if m.idx is None:
+            if levels and levels[-1].kind == "id":
+                levels[-1].n_out *= int(m.n_out)
+                levels[-1].stride = st
+            else:
+                levels.append(_Level("id", int(m.n_out), st))
+            continue
+        offs = np.where(m.idx >= 0, m.idx * st, -1).astype(np.int64)
+        tab = f"offsets{a}"
+        what = "input offset" if plan.mode == "nearest" else "input offsets and weights"
+        decls.append(f"// axis {a}: {m.n_in} -> {m.n_out}, {what} per output index")
+        tab_ptr = cg.weight(np.ascontiguousarray(offs).reshape(-1), f"{node.name}.offsets{a}")
+        decls.append(f"const int64_t* __restrict {tab} = {tab_ptr};")
+        if plan.mode == "nearest":
+            levels.append(_Level("nearest", int(m.n_out), st, tab))
+        else:
+            wtab = f"weights{a}"
+            w_ptr = cg.weight(
+                np.ascontiguousarray(m.w, dtype=np.float32).reshape(-1), f"{node.name}.weights{a}"
+            )
+            decls.append(f"const float* __restrict {wtab} = {w_ptr};")
+            levels.append(_Level("linear", int(m.n_out), st, tab, wtab))
+    rest = [block] * (len(levels) + 1)  # output elements written per iteration of each level
+    for k in range(len(levels) - 1, -1, -1):
+        rest[k] = rest[k + 1] * levels[k].n_out
+
+    exv = _f(plan.extrapolation) if ct == "float" else f"static_cast<{ct}>({plan.extrapolation!r})"
+    lines = decls + [
+        f"const {ct}* __restrict xin = {xp};",
+        f"{ct}* __restrict yo = {yp};",
+        f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{",
+        f"  const {ct}* __restrict p_ = xin + {'o' if in_block == 1 else f'o * {in_block}'};",
+    ]
+    weights: list[tuple[str, str]] = []  # weight variables of the enclosing linear levels, outermost first
+
+    def value(ptrs: dict[str, str], bits: str, b: str) -> str:
+        """n-linear combination: nested weighted sums over the linear levels (bits: a/b path so far)."""
+        k = len(bits)
+        if k == len(weights):
+            return f"{ptrs[bits]}[{b}]"
+        wa, wb = weights[k]
+        return f"{wa} * ({value(ptrs, bits + '0', b)}) + {wb} * ({value(ptrs, bits + '1', b)})"
+
+    def gen(k: int, ptrs: dict[str, str], ind: str) -> None:
+        if k == len(levels):
+            if block == 1:
+                lines.append(f"{ind}*yo++ = {value(ptrs, '', '0')};")
+            else:
+                if plan.mode == "nearest":
+                    lines.append(f"{ind}std::memcpy(yo, {ptrs['']}, sizeof({ct}) * {block});")
+                else:
+                    lines.append(
+                        f"{ind}for (int64_t b = 0; b < {block}; ++b) yo[b] = {value(ptrs, '', 'b')};"
+                    )
+                lines.append(f"{ind}yo += {block};")
+            return
+        lv = levels[k]
+        j = f"j{k}"
+        lines.append(f"{ind}for (int64_t {j} = 0; {j} < {lv.n_out}; ++{j}) {{")
+        inner = ind + "  "
+        new: dict[str, str] = {}
+        if lv.kind == "id":
+            step = j if lv.stride == 1 else f"{j} * {lv.stride}"
+            for bits, p in ptrs.items():
+                new[bits] = f"{p}{k}"
+                lines.append(f"{inner}const {ct}* __restrict {new[bits]} = {p} + {step};")
+        elif lv.kind == "nearest":
+            lines.append(f"{inner}const int64_t t{k} = {lv.tab}[{j}];")
+            if extrap:
+                lines.append(
+                    f"{inner}if (t{k} < 0) {{ std::fill_n(yo, {rest[k + 1]}, {exv}); "
+                    f"yo += {rest[k + 1]}; continue; }}"
+                )
+            for bits, p in ptrs.items():
+                new[bits] = f"{p}{k}"
+                lines.append(f"{inner}const {ct}* __restrict {new[bits]} = {p} + t{k};")
+        else:
+            lines.append(f"{inner}const int64_t ta{k} = {lv.tab}[2 * {j}], tb{k} = {lv.tab}[2 * {j} + 1];")
+            if extrap:
+                lines.append(
+                    f"{inner}if (ta{k} < 0) {{ std::fill_n(yo, {rest[k + 1]}, {exv}); "
+                    f"yo += {rest[k + 1]}; continue; }}"
+                )
+            lines.append(f"{inner}const float wa{k} = {lv.wtab}[2 * {j}], wb{k} = {lv.wtab}[2 * {j} + 1];")
+            weights.append((f"wa{k}", f"wb{k}"))
+            for bits, p in ptrs.items():
+                new[bits + "0"], new[bits + "1"] = f"{p}{k}a", f"{p}{k}b"
+                lines.append(f"{inner}const {ct}* __restrict {p}{k}a = {p} + ta{k};")
+                lines.append(f"{inner}const {ct}* __restrict {p}{k}b = {p} + tb{k};")
+        gen(k + 1, new, inner)
+        if lv.kind == "linear":
+            weights.pop()
+        lines.append(f"{ind}}}")
+
+    gen(0, {"": "p_"}, "  ")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+register("Resize", infer=_infer, emit=_emit, check=_check, const_inputs=(1, 2, 3))

@@ -1,0 +1,40 @@
+"""Softmax and LogSoftmax against onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from opcheck import check_op, rand
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("shape,axis", [((6, 203), -1), ((3, 4, 5), 1), ((4, 3, 2), 0)])
+def test_axes(op, shape, axis):
+    # axis -1: one contiguous row per output row; 1 and 0: rows strided over an inner block
+    check_op(op, [rand(*shape)], {"axis": axis}, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_opset11_flattens_at_axis(op):
+    # before opset 13 the input is flattened to 2-D at axis (default 1) and the whole block normalised
+    check_op(op, [rand(2, 3, 4)], {}, opset=11, rtol=1e-5, atol=1e-6)
+    check_op(op, [rand(2, 3, 4)], {"axis": 2}, opset=11, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_large_values_stable(op):
+    x = rand(5, 40, low=-1000.0, high=1000.0)
+    check_op(op, [x], {}, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("op,axis", [("Softmax", -1), ("LogSoftmax", 0)])
+def test_symbolic_batch(op, axis):
+    check_op(op, [rand(7, 9)], {"axis": axis}, symbolic={0: {0: "N"}}, rtol=1e-5, atol=1e-6)
+
+
+def test_masked_rows_and_rank1():
+    x = rand(3, 8)
+    x[:, ::3] = -np.inf  # attention masks: those entries get probability 0
+    check_op("Softmax", [x], {}, rtol=1e-5, atol=1e-6)
+    check_op("LogSoftmax", [rand(11)], {}, rtol=1e-5, atol=1e-6)
