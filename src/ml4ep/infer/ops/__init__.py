@@ -59,10 +59,7 @@ def _load_all() -> None:
     import importlib
 
     for family in FAMILIES:
-        try:  # DEVTEMP
-            importlib.import_module(f"{__name__}.{family}")
-        except ModuleNotFoundError:  # DEVTEMP
-            pass
+        importlib.import_module(f"{__name__}.{family}")
 
 
 _loaded = False

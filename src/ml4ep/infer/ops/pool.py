@@ -1,0 +1,226 @@
+"""Pooling: MaxPool, AveragePool (1-D to 3-D windows), GlobalAveragePool and GlobalMaxPool.
+
+Windows are seen as 3-D (1-D and 2-D problems get leading axes of extent 1), like convolutions. Every size is
+a compile-time constant; where padding clips windows, the first and last valid tap of each output index are
+read from small constant tables, and AveragePool multiplies by a precomputed table of reciprocal window sizes
+(``count_include_pad`` decides which taps count). Axes whose windows are never clipped get plain loops with
+constant bounds. Output sizes follow the ONNX specification, ``ceil_mode`` included (windows that would start
+in the end padding are dropped).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import register
+from .conv import Nest, check_auto_pad, err, spatial_attr, static_spatial, to3, window_geometry
+from .. import dims as D
+
+if TYPE_CHECKING:
+    from ..codegen import Emitter
+    from ..graph import Graph, Node
+
+MAX_DTYPES = (np.float32, np.float64, np.int8, np.uint8)
+AVG_DTYPES = (np.float32, np.float64)
+
+
+def _check_dtype(node: "Node", g: "Graph", allowed) -> str | None:
+    t = g.tensors.get(node.inputs[0])
+    if t is not None and t.dtype not in [np.dtype(a) for a in allowed]:
+        return f"input dtype {t.dtype} is not supported (supported: {', '.join(np.dtype(a).name for a in allowed)})"
+    if t is not None and t.rank < 3:
+        return f"input of rank {t.rank}: pooling needs (N, C, spatial...)"
+    if t is not None and t.rank > 5 and node.op_type in ("MaxPool", "AveragePool"):
+        return f"input of rank {t.rank}: only 1-D, 2-D and 3-D windows are supported"
+    return None
+
+
+def _check_maxpool(node: "Node", g: "Graph") -> str | None:
+    if len(node.outputs) > 1 and node.outputs[1]:
+        return "the second output (Indices) is not supported"
+    return check_auto_pad(node) or _check_dtype(node, g, MAX_DTYPES)
+
+
+def _check_avgpool(node: "Node", g: "Graph") -> str | None:
+    return check_auto_pad(node) or _check_dtype(node, g, AVG_DTYPES)
+
+
+def _check_global(node: "Node", g: "Graph") -> str | None:
+    return _check_dtype(node, g, MAX_DTYPES if node.op_type == "GlobalMaxPool" else AVG_DTYPES)
+
+
+class PoolGeom:
+    """A pooling window problem seen as 3-D: ``planes`` = N*C independent planes."""
+
+    def __init__(self, node: "Node", g: "Graph"):
+        xs = g.t(node.inputs[0]).shape
+        if len(xs) < 3:
+            raise err(node, f"input of shape {D.fmt_shape(xs)} must be (N, C, spatial...)")
+        self.nsp = nsp = len(xs) - 2
+        c, *ins = static_spatial(node, xs, "input")
+        kattr = node.attr("kernel_shape")
+        if kattr is None:
+            raise err(node, "the attribute kernel_shape is required")
+        ks = [int(k) for k in kattr]
+        if len(ks) != nsp or min(ks) <= 0:
+            raise err(node, f"kernel_shape={ks} must have {nsp} positive entries")
+        st = spatial_attr(node, "strides", nsp, 1)
+        dl = spatial_attr(node, "dilations", nsp, 1)
+        if min(st + dl) <= 0:
+            raise err(node, f"strides {st} and dilations {dl} must be positive")
+        outs, pb, pe = window_geometry(node, ins, ks, st, dl, ceil_mode=bool(node.attr("ceil_mode", 0)))
+        self.batch, self.c = xs[0], c
+        self.planes = D.norm(xs[0] * c)
+        self.out_shape = (xs[0], c, *outs)
+        self.ins, self.ks, self.st, self.dl = to3(ins, 1), to3(ks, 1), to3(st, 1), to3(dl, 1)
+        self.pb, self.pe, self.outs = to3(pb, 0), to3(pe, 0), to3(outs, 1)
+
+    def taps(self, axis: int) -> tuple[list[int], list[int]]:
+        """Per output index along ``axis``: the first and one-past-last kernel tap inside the input."""
+        lo, hi = [], []
+        s, d, p, n, k = self.st[axis], self.dl[axis], self.pb[axis], self.ins[axis], self.ks[axis]
+        for o in range(self.outs[axis]):
+            start = o * s - p
+            a = 0 if start >= 0 else -(start // d)  # ceil(-start / d)
+            b = min(k, -((start - n) // d))  # ceil((n - start) / d)
+            lo.append(min(a, k))
+            hi.append(max(b, min(a, k)))
+        return lo, hi
+
+    def padded_taps(self, axis: int) -> list[int]:
+        """Per output index: taps inside the input or the explicit padding (count_include_pad)."""
+        out = []
+        s, d, p, e, n, k = self.st[axis], self.dl[axis], self.pb[axis], self.pe[axis], self.ins[axis], self.ks[axis]
+        for o in range(self.outs[axis]):
+            start = o * s - p
+            out.append(sum(1 for t in range(k) if -p <= start + t * d < n + e))
+        return out
+
+
+def _infer_pool(node: "Node", g: "Graph"):
+    geo = PoolGeom(node, g)
+    return [(g.t(node.inputs[0]).dtype, geo.out_shape)]
+
+
+def _table(name: str, vals: list[int]) -> str:
+    return f"constexpr int64_t {name}[{len(vals)}] = {{{', '.join(str(v) for v in vals)}}};"
+
+
+def _lit(v: float, ct: str) -> str:
+    """A floating-point literal of C++ type ``ct``."""
+    if ct == "float":
+        return repr(float(np.float32(v))) + "f"
+    return repr(float(v))
+
+
+def _lowest(ct: str) -> str:
+    return f"std::numeric_limits<{ct}>::lowest()"
+
+
+def _emit_pool(node: "Node", cg: "Emitter") -> str:
+    geo = PoolGeom(node, cg.g)
+    x, y = node.inputs[0], node.outputs[0]
+    ct = cg.ctype(x)
+    is_max = node.op_type == "MaxPool"
+    idd, ih, iw = geo.ins
+    od, oh, ow = geo.outs
+    isp, osp = idd * ih * iw, od * oh * ow
+    lines = [f"// {'max' if is_max else 'average'} pooling: kernel {geo.ks}, strides {geo.st}, dilations {geo.dl}, "
+             f"pads {geo.pb} / {geo.pe}"]
+    nest = Nest(a=od, b=oh, e=ow, i=geo.ks[0], j=geo.ks[1], k=geo.ks[2])
+    bounds: dict[str, tuple[str, str]] = {}
+    for axis, (ovar, kvar, nm) in enumerate([("a", "i", "d"), ("b", "j", "h"), ("e", "k", "w")]):
+        lo, hi = geo.taps(axis)
+        if all(v == 0 for v in lo) and all(v == geo.ks[axis] for v in hi):
+            continue  # windows never clipped along this axis
+        lines.append(_table(f"lo_{nm}", lo))
+        lines.append(_table(f"hi_{nm}", hi))
+        nest.ext[kvar] = -1  # always print this loop: its bounds come from the tables
+        bounds[kvar] = (f"lo_{nm}[{nest.v(ovar)}]", f"hi_{nm}[{nest.v(ovar)}]")
+    # input index of output (a, b, e) at tap (i, j, k)
+    sd, sh, sw = geo.st
+    dd, dh, dw = geo.dl
+    xoff = nest.lin([("a", sd * ih * iw), ("i", dd * ih * iw), ("b", sh * iw), ("j", dh * iw), ("e", sw), ("k", dw)],
+                    -geo.pb[0] * ih * iw - geo.pb[1] * iw - geo.pb[2])
+    if is_max:
+        init, upd, fin = _lowest(ct), f"acc = std::max(acc, xp[{xoff}]);", "acc"
+    else:
+        init, upd = f"{ct}(0)", f"acc += xp[{xoff}];"
+        if node.attr("count_include_pad", 0):
+            counts = [geo.padded_taps(a) for a in range(3)]
+        else:
+            counts = [[h - lo_ for lo_, h in zip(*geo.taps(a))] for a in range(3)]
+        div = np.einsum("i,j,k->ijk", *[np.asarray(c_, dtype=np.float64) for c_ in counts]).reshape(-1)
+        if np.all(div == div[0]):
+            fin = f"acc * {_lit(1.0 / float(div[0]), ct)}"
+        else:
+            with np.errstate(divide="ignore"):
+                inv = np.where(div > 0, 1.0 / np.maximum(div, 1), 0.0).astype(cg.dtype(x))
+            lines.append(f"const {ct}* __restrict inv = {cg.weight(inv, f'{node.name}.inv_count')};")
+            fin = f"acc * inv[{nest.lin([('a', oh * ow), ('b', ow), ('e', 1)])}]"
+    body = [f"{ct} acc = {init};"]
+    body += nest.loops(["i", "j", "k"], [upd], bounds)
+    body.append(f"yp[{nest.lin([('a', oh * ow), ('b', ow), ('e', 1)])}] = {fin};")
+    per_plane = [f"const {ct}* __restrict xp = {cg.ptr(x)} + p * {isp};",
+                 f"{ct}* __restrict yp = {cg.ptr(y)} + p * {osp};"]
+    per_plane += nest.loops(["a", "b", "e"], body)
+    lines.append(f"for (int64_t p = 0; p < {D.cpp(geo.planes)}; ++p) {{")
+    lines += ["  " + s for s in per_plane]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+register("MaxPool", infer=_infer_pool, emit=_emit_pool, check=_check_maxpool)
+register("AveragePool", infer=_infer_pool, emit=_emit_pool, check=_check_avgpool)
+
+
+# ------------------------------------------------------------------------------------------------------
+# global pooling
+
+def _infer_global(node: "Node", g: "Graph"):
+    x = g.t(node.inputs[0])
+    if x.rank < 3:
+        raise err(node, f"input of shape {D.fmt_shape(x.shape)} must be (N, C, spatial...)")
+    for d in x.shape[2:]:
+        if not D.is_static(d):
+            raise err(node, f"input {D.fmt_shape(x.shape)}: only the batch and channel axes may be symbolic")
+    return [(x.dtype, (*x.shape[:2], *([1] * (x.rank - 2))))]
+
+
+def _emit_global(node: "Node", cg: "Emitter") -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    xs = cg.shape(x)
+    ct = cg.ctype(x)
+    planes = D.cpp(D.norm(xs[0] * xs[1]))
+    n = int(np.prod([int(d) for d in xs[2:]]))
+    xp, yp = cg.ptr(x), cg.ptr(y)
+    lanes = 16 if n >= 32 else 1
+    if node.op_type == "GlobalMaxPool":
+        init, comb = _lowest(ct), "std::max({a}, {b})"
+        fin = "r"
+    else:
+        init, comb = f"{ct}(0)", "{a} + {b}"
+        fin = f"r * {_lit(1.0 / n, ct)}"
+    if lanes == 1:
+        red = [f"{ct} r = {init};",
+               f"for (int64_t e = 0; e < {n}; ++e) r = {comb.format(a='r', b='xp[e]')};"]
+    else:
+        # independent partial results per lane so the loop vectorises without reassociating one sum
+        red = [f"{ct} part[{lanes}];",
+               f"for (int64_t l = 0; l < {lanes}; ++l) part[l] = {init};",
+               f"for (int64_t e = 0; e < {n // lanes * lanes}; e += {lanes})",
+               f"  for (int64_t l = 0; l < {lanes}; ++l) part[l] = {comb.format(a='part[l]', b='xp[e + l]')};",
+               f"{ct} r = {init};",
+               f"for (int64_t e = {n // lanes * lanes}; e < {n}; ++e) r = {comb.format(a='r', b='xp[e]')};",
+               f"for (int64_t l = 0; l < {lanes}; ++l) r = {comb.format(a='r', b='part[l]')};"]
+    lines = [f"for (int64_t p = 0; p < {planes}; ++p) {{",
+             f"  const {ct}* __restrict xp = {xp} + p * {n};"]
+    lines += ["  " + s for s in red]
+    lines.append(f"  {yp}[p] = {fin};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+register("GlobalAveragePool", "GlobalMaxPool", infer=_infer_global, emit=_emit_global, check=_check_global)
