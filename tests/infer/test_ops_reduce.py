@@ -93,10 +93,16 @@ def test_logsumexp_large_values_stable():
 
 
 @pytest.mark.parametrize(
-    "op,dtype", [("ReduceSum", np.int64), ("ReduceMax", np.int32), ("ReduceProd", np.int32)]
+    "op,dtype",
+    [
+        ("ReduceSum", np.int64),
+        ("ReduceMax", np.int32),
+        ("ReduceProd", np.int32),
+        ("ReduceLogSumExp", np.float64),
+    ],
 )
-def test_integer_inputs(op, dtype):
-    check_op(op, [rand(3, 5, 4, dtype=dtype, low=-3, high=4), axes(1)], const=(1,))
+def test_other_dtypes(op, dtype):
+    check_op(op, [rand(3, 5, 4, dtype=dtype, low=-3, high=4), axes(1)], const=(1,), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize(

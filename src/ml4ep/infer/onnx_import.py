@@ -65,11 +65,21 @@ def _convert(proto: onnx.ModelProto, source: str) -> onnx.ModelProto:
         from onnx import version_converter
 
         log.info("%s: converting opset %d to %d", source, opset, MIN_OPSET)
-        return version_converter.convert_version(proto, MIN_OPSET)
+        converted = version_converter.convert_version(proto, MIN_OPSET)
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(
             f"{source}: opset {opset} is older than {MIN_OPSET} and could not be converted: {exc}"
         ) from exc
+    if opset < 11:
+        # the converter keeps the opset-11 defaults (half_pixel); Resize before opset 11 was asymmetric
+        for n in converted.graph.node:
+            if n.op_type == "Resize":
+                have = {a.name for a in n.attribute}
+                if "coordinate_transformation_mode" not in have:
+                    n.attribute.append(helper.make_attribute("coordinate_transformation_mode", "asymmetric"))
+                if "nearest_mode" not in have:
+                    n.attribute.append(helper.make_attribute("nearest_mode", "floor"))
+    return converted
 
 
 def _tensor_type(vi: onnx.ValueInfoProto, source: str) -> tuple[np.dtype, list]:

@@ -2,12 +2,18 @@
 
 Scales or sizes are compile-time constants, so every resized axis gets a table at code generation: for each
 output index, the input offset(s) (already multiplied by the input stride) and, in linear mode, the two
-interpolation weights. The coordinates are computed in single precision in the same order of operations as
-onnxruntime, so that rounding decisions (nearest) agree. Axes that keep their size (scale 1) are copied
-straight through; leading ones (typically N and C, which may be symbolic) form one outer loop, trailing ones
-a contiguous block per output point (channels-last layouts). The output is written sequentially.
+interpolation weights. Axes that keep their size (scale 1) are copied straight through; leading ones
+(typically N and C, which may be symbolic) form one outer loop, trailing ones a contiguous block per output
+point (channels-last layouts). The output is written sequentially.
 
-Not supported (``check`` says so): mode ``cubic``, ``antialias=1``, run-time scales or sizes.
+Every coordinate transformation is supported, ``tf_crop_and_resize`` included (constant roi; points outside
+the input get ``extrapolation_value``), and every nearest mode, as are the ``axes`` attribute and
+``keep_aspect_ratio_policy``. Where the specification leaves rounding open, onnxruntime is followed:
+coordinates in single precision in its order of operations, a coordinate within 1e-6 of a half counts as a
+tie for the ``round_prefer_*`` modes, a scale of exactly 1 leaves an axis untouched, and an output of the
+input's shape is a copy.
+
+Not supported (``check`` says so): mode ``cubic``, ``antialias=1``, scales or sizes known only at run time.
 """
 
 from __future__ import annotations

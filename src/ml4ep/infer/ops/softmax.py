@@ -29,7 +29,7 @@ def _view(node: "Node", shape, opset: int) -> tuple[D.DimLike, D.DimLike, D.DimL
         if rank == 0:
             return 1, 1, 1
         return D.prod(shape[:axis]), D.norm(shape[axis]), D.prod(shape[axis + 1 :])
-    axis = norm_axis(node, int(node.attr("axis", 1)), rank + 1) if rank else 0
+    axis = norm_axis(node, int(node.attr("axis", 1)), rank) if rank else 0
     return D.prod(shape[:axis]), D.prod(shape[axis:]), 1
 
 
