@@ -40,11 +40,16 @@ if TYPE_CHECKING:
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
-# kernel choice: a Conv uses im2col + GEMM when its per-group product is at least this many multiply-adds
-# and it has enough output channels and reduction length to fill GEMM tiles; otherwise the direct loop nest
-GEMM_MIN_MACS = 1 << 17
-GEMM_MIN_MG = 8
-GEMM_MIN_CK = 16
+# kernel choice: a Conv uses im2col + cblas_sgemm when its per-group product is at least this many
+# multiply-adds and it has enough output channels and reduction length to fill GEMM tiles; otherwise the
+# register-blocked vector kernel (measured in benchmarks: see the module docstring)
+BLAS_MIN_MACS = 1 << 40
+BLAS_MIN_MG = 8
+BLAS_MIN_CK = 16
+# floats of slack after the vector kernel's buffers: a position block may run past the last position
+VEC_SLACK = 512
+# output channels per register block of the vector kernel (at most)
+VEC_MB = 8
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -266,24 +271,45 @@ def _infer_conv(node: "Node", g: "Graph"):
     return [(np.dtype(np.float32), (geo.batch, geo.cout, *geo.outs[3 - geo.nsp:]))]
 
 
-def _conv_kernel(geo: Geom) -> str:
-    if geo.mg >= GEMM_MIN_MG and geo.cg * geo.ksz >= GEMM_MIN_CK and geo.mg * geo.cg * geo.ksz * geo.osp >= GEMM_MIN_MACS:
-        return "gemm"
-    return "direct"
+def _conv_kernel(geo: Geom, const_w: bool = True) -> str:
+    """``blas`` (im2col + cblas_sgemm) for large products and run-time weights, else ``vector``."""
+    if not const_w:
+        return "blas"
+    macs = geo.mg * geo.cg * geo.ksz * geo.osp
+    if geo.mg >= BLAS_MIN_MG and geo.cg * geo.ksz >= BLAS_MIN_CK and macs >= BLAS_MIN_MACS:
+        return "blas"
+    return "vector"
 
 
 def _pointwise(geo: Geom) -> bool:
     return geo.ksz == 1 and geo.st == [1, 1, 1] and not any(geo.pb) and not any(geo.pe)
 
 
+def _unit_stride(geo: Geom) -> bool:
+    return geo.st == [1, 1, 1]
+
+
+def _wide_positions(geo: Geom) -> int:
+    """Output positions of the stride-1 vector kernel in the padded input's layout (rows of padded width)."""
+    p = geo.padded
+    a, b, e = geo.outs
+    return (a - 1) * p[1] * p[2] + (b - 1) * p[2] + e
+
+
 def _conv_workspace(node: "Node", g: "Graph"):
     geo = conv_geometry(node, g)
-    out = []
-    if geo.needs_pad:
-        out.append((geo.cin * int(np.prod(geo.padded)), np.float32))
-    if _conv_kernel(geo) == "gemm" and not _pointwise(geo):
-        out.append((geo.cg * geo.ksz * geo.osp, np.float32))
-    return out
+    psz = geo.cin * int(np.prod(geo.padded))
+    if _conv_kernel(geo, g.is_const(node.inputs[1])) == "blas":
+        out = [(psz, np.float32)] if geo.needs_pad else [(1, np.float32)]
+        if not _pointwise(geo):
+            out.append((geo.cg * geo.ksz * geo.osp, np.float32))
+        return out
+    mb = _block(geo.mg)
+    if _unit_stride(geo):
+        # padded input (with slack for the last position block), wide output rows of one channel block
+        return [(psz + VEC_SLACK, np.float32), (mb * (_wide_positions(geo) + VEC_SLACK), np.float32)]
+    return [(psz if geo.needs_pad else 1, np.float32), (geo.cg * geo.ksz * geo.osp + VEC_SLACK, np.float32),
+            (mb * (geo.osp + VEC_SLACK), np.float32)]
 
 
 class Nest:
@@ -325,15 +351,15 @@ class Nest:
         return lines
 
 
-def _emit_pad_copy(geo: Geom, src: str, dst: str, channels: int) -> list[str]:
-    """Copy ``channels`` planes of the input into a zero-padded buffer."""
+def _emit_pad_copy(geo: Geom, src: str, dst: str, channels: int, slack: int = 0) -> list[str]:
+    """Copy ``channels`` planes of the input into a zero-padded buffer (and zero ``slack`` floats after it)."""
     p = geo.padded
     psz = int(np.prod(p))
     ins, pb = geo.ins, geo.pb
     nest = Nest(c=channels, a=ins[0], b=ins[1])
     dst_off = nest.lin([("c", psz), ("a", p[1] * p[2]), ("b", p[2])], pb[0] * p[1] * p[2] + pb[1] * p[2] + pb[2])
     src_off = nest.lin([("c", geo.isp), ("a", ins[1] * ins[2]), ("b", ins[2])])
-    lines = [f"std::fill({dst}, {dst} + {channels * psz}, 0.0f);"]
+    lines = [f"std::fill({dst}, {dst} + {channels * psz + slack}, 0.0f);"]
     body = [f"std::memcpy({dst} + {dst_off}, {src} + {src_off}, sizeof(float) * {ins[2]});"]
     return lines + nest.loops(["c", "a", "b"], body)
 
@@ -350,6 +376,13 @@ def _bias_act_pass(node: "Node", cg: "Emitter", y: str, channel: str, n: int) ->
     return [f"for (int64_t e = 0; e < {n}; ++e) {{ float v = {y}[e]{add}; {act}{y}[e] = v; }}"]
 
 
+def _plus(a: str, b: str) -> str:
+    """``a + b`` for C++ expressions, dropping zeros."""
+    if a == "0":
+        return b
+    return a if b == "0" else f"{a} + {b}"
+
+
 def _indent(lines: list[str], by: str = "  ") -> list[str]:
     return [by + s for s in lines]
 
@@ -358,75 +391,219 @@ def _stepped(var: str, step: int) -> str:
     return var if step == 1 else f"{var} * {step}"
 
 
+def _block(m: int) -> int:
+    """Output channels per register block: all of them when few, else a divisor near VEC_MB."""
+    if m <= VEC_MB:
+        return m
+    for mb in range(VEC_MB, VEC_MB // 2 - 1, -1):
+        if m % mb == 0:
+            return mb
+    return VEC_MB
+
+
+def _pack(w: np.ndarray, group: int, mb: int) -> np.ndarray:
+    """Weights (group*M, C, T) -> (group, blocks, C, T, mb), output channels padded with zeros to the block."""
+    gm, c, t = w.shape
+    m = gm // group
+    nblk = -(-m // mb)
+    wp = np.zeros((group, nblk * mb, c, t), dtype=np.float32)
+    wp[:, :m] = w.reshape(group, m, c, t)
+    return np.ascontiguousarray(wp.reshape(group, nblk, mb, c, t).transpose(0, 1, 3, 4, 2))
+
+
+VEC_TYPES = """// vector registers: VB floats, ACC accumulators per register block
+#if defined(__AVX512F__)
+constexpr int64_t VB = 16, ACC = 24;
+#elif defined(__AVX__)
+constexpr int64_t VB = 8, ACC = 12;
+#else
+constexpr int64_t VB = 4, ACC = 12;
+#endif
+#if defined(__GNUC__)
+typedef float vf __attribute__((vector_size(VB * sizeof(float))));
+#else
+struct vf {
+  float l[VB];
+  vf& operator+=(const vf& o) { for (int64_t u = 0; u < VB; ++u) l[u] += o.l[u]; return *this; }
+  vf operator*(float s) const { vf r; for (int64_t u = 0; u < VB; ++u) r.l[u] = l[u] * s; return r; }
+};
+#endif""".splitlines()
+
+
+def _vec_kernel(*, src: str, cstride: int, cin: int, nest: "Nest", taps: list[tuple[str, int]],
+                tap_index: str, ntaps: int, positions: int, wb: str, mb: int, nblk: int, yw: str,
+                per_block: list[str]) -> list[str]:
+    """Register-blocked ``yw[q, p] = sum_{c, t} wb[blk, c, t, q] * src[c * cstride + p + offset(t)]``.
+
+    For each block of ``mb`` output channels and each block of ``NV`` vectors of positions, the ``mb * NV``
+    accumulators stay in registers over all input channels and taps. ``per_block`` (C++ lines) then consumes
+    the ``mb`` rows of ``yw`` (row stride ``PR``) of channel block ``blk``.
+    """
+    toff = nest.lin(taps)
+    lines = [
+        f"constexpr int64_t MB = {mb}, P = {positions};",
+        "constexpr int64_t NVMAX = ACC / MB > 0 ? ACC / MB : 1;",
+        "constexpr int64_t NVEC = (P + VB - 1) / VB;",
+        "constexpr int64_t NPB = (NVEC + NVMAX - 1) / NVMAX;  // position blocks",
+        "constexpr int64_t NV = (NVEC + NPB - 1) / NPB;  // vectors per position block",
+        "constexpr int64_t PR = NPB * NV * VB;  // row stride of the block's output rows",
+    ]
+    tap = [f"const float* __restrict xt = xc{' + ' + toff if toff != '0' else ''};",
+           f"const float* __restrict wt = wc{' + (' + tap_index + ') * MB' if tap_index != '0' else ''};",
+           "vf xv[NV];",
+           "for (int64_t v = 0; v < NV; ++v) std::memcpy(&xv[v], xt + v * VB, sizeof(vf));",
+           "for (int64_t q = 0; q < MB; ++q) {",
+           "  const float wq = wt[q];",
+           "  for (int64_t v = 0; v < NV; ++v) acc[q][v] += xv[v] * wq;",
+           "}"]
+    chan = [f"const float* __restrict xc = {src} + c * {cstride} + pb * (NV * VB);",
+            f"const float* __restrict wc = wb + c * {ntaps} * MB;"]
+    chan += nest.loops(["i", "j", "k"], tap)
+    pblock = ["vf acc[MB][NV] = {};",
+              f"for (int64_t c = 0; c < {cin}; ++c) {{"]
+    pblock += _indent(chan)
+    pblock += ["}",
+               "for (int64_t q = 0; q < MB; ++q)",
+               f"  for (int64_t v = 0; v < NV; ++v) std::memcpy({yw} + q * PR + pb * (NV * VB) + v * VB, &acc[q][v], "
+               "sizeof(vf));"]
+    blk = [f"const float* __restrict wb = {wb};",
+           "for (int64_t pb = 0; pb < NPB; ++pb) {"]
+    blk += _indent(pblock)
+    blk.append("}")
+    blk += per_block
+    lines.append(f"for (int64_t blk = 0; blk < {nblk}; ++blk) {{")
+    lines += _indent(blk)
+    lines.append("}")
+    return lines
+
+
 def _emit_conv(node: "Node", cg: "Emitter") -> str:
     geo = conv_geometry(node, cg.g)
+    if _conv_kernel(geo, cg.const(node.inputs[1]) is not None) == "blas":
+        return _emit_conv_blas(node, cg, geo)
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    kernel = _conv_kernel(geo)
+    cin, cout, isp, osp = geo.cin, geo.cout, geo.isp, geo.osp
+    kd, kh, kw = geo.ks
+    dd, dh, dw = geo.dl
+    od, oh, ow = geo.outs
+    p = geo.padded
+    psz = int(np.prod(p))
+    mb = _block(geo.mg)
+    nblk = -(-geo.mg // mb)
+    wide = _unit_stride(geo)
+    wv = cg.const(w)
+    assert wv is not None  # run-time weights take the BLAS path
+    if wide:
+        wpk = _pack(wv.reshape(cout, geo.cg, geo.ksz), geo.group, mb)
+    else:  # im2col rows (c, i, j, k): one tap
+        wpk = _pack(wv.reshape(cout, geo.cg * geo.ksz, 1), geo.group, mb)
+    wptr = cg.weight(wpk, f"{node.name}.W_packed")
+    lines = [f"// vector convolution: {geo.group} group(s) of {geo.cg} -> {geo.mg} channels, kernel {geo.ks}, "
+             f"strides {geo.st}, dilations {geo.dl}, pads {geo.pb} / {geo.pe}"]
+    lines += VEC_TYPES
+    body = [f"const float* __restrict x = {cg.ptr(x)} + n * {cin * isp};",
+            f"float* __restrict y = {cg.ptr(y)} + n * {cout * osp};"]
+    nest = Nest(gr=geo.group, c=-1, i=kd if wide else 1, j=kh if wide else 1, k=kw if wide else 1, a=od, b=oh)
+    b = node.input(2)
+    act = activation_code(node, "v")
+    bias = f" + {cg.ptr(b)}[m]" if b else ""
+    if wide:
+        body.append(f"float* __restrict xpad = {cg.workspace(0, 'float')};")
+        body += _emit_pad_copy(geo, "x", "xpad", cin, slack=VEC_SLACK)
+        yw = cg.workspace(1, "float")
+        src = _plus("xpad", nest.lin([("gr", geo.cg * psz)]))
+        taps = [("i", dd * p[1] * p[2]), ("j", dh * p[2]), ("k", dw)]
+        positions = _wide_positions(geo)
+        rows = nest.loops(["a", "b"], [
+            f"float* __restrict yr = yo + {nest.lin([('a', oh * ow), ('b', ow)])};",
+            f"const float* __restrict wr = ywq + {nest.lin([('a', p[1] * p[2]), ('b', p[2])])};",
+            f"for (int64_t e = 0; e < {ow}; ++e) {{ float v = wr[e]{bias}; {act}yr[e] = v; }}",
+        ])
+        cstride, cin_k, ntaps, tap_index = psz, geo.cg, geo.ksz, nest.lin([("i", kh * kw), ("j", kw), ("k", 1)])
+    else:
+        # im2col (strided windows): col[(c, i, j, k), (a, b, e)] = xpad[c, a*sd + i*dd, b*sh + j*dh, e*sw + k*dw]
+        if geo.needs_pad:
+            body.append(f"float* __restrict xpad = {cg.workspace(0, 'float')};")
+            body += _emit_pad_copy(geo, "x", "xpad", cin)
+            xsrc = "xpad"
+        else:
+            xsrc, p, psz = "x", geo.ins, isp
+        yw = cg.workspace(2, "float")
+        body.append(f"float* __restrict col = {cg.workspace(1, 'float')};")
+        sd, sh, sw = geo.st
+        src = "col"
+        taps, positions = [], osp
+        rows = [f"for (int64_t e = 0; e < {osp}; ++e) {{ float v = ywq[e]{bias}; {act}yo[e] = v; }}"]
+        cstride, cin_k, ntaps, tap_index = osp, geo.cg * geo.ksz, 1, "0"
+        tap_src = [("a", sd * p[1] * p[2]), ("b", sh * p[2]), ("i", dd * p[1] * p[2]), ("j", dh * p[2]), ("k", dw)]
+        im2col_nest = Nest(c=geo.cg, i=kd, j=kh, k=kw, a=od, b=oh)
+        row = im2col_nest.lin([("c", geo.ksz), ("i", kh * kw), ("j", kw), ("k", 1)])
+        copy = [f"const float* __restrict s = xg + {im2col_nest.lin([('c', psz)] + tap_src)};",
+                f"float* __restrict r = col + {im2col_nest.lin([('a', oh * ow), ('b', ow)])}"
+                + (f" + ({row}) * {osp};" if row != "0" else ";"),
+                f"for (int64_t e = 0; e < {ow}; ++e) r[e] = s[{_stepped('e', sw)}];"]
+        im2col = [f"const float* __restrict xg = {_plus(xsrc, nest.lin([('gr', geo.cg * psz)]))};"]
+        im2col += im2col_nest.loops(["c", "i", "j", "k", "a", "b"], copy)
+    per_block = [f"for (int64_t q = 0; q < {'MB' if geo.mg % mb == 0 else f'std::min<int64_t>(MB, {geo.mg} - blk * MB)'}; ++q) {{",
+                 f"  const int64_t m = {_plus(nest.lin([('gr', geo.mg)]), 'blk * MB + q')};",
+                 f"  float* __restrict yo = y + m * {osp};",
+                 "  const float* __restrict ywq = yw + q * PR;"]
+    per_block += _indent(rows)
+    per_block.append("}")
+    kern = _vec_kernel(src=src, cstride=cstride, cin=cin_k, nest=nest, taps=taps if wide else [],
+                       tap_index=tap_index, ntaps=ntaps, positions=positions,
+                       wb=f"{wptr} + ({_plus(nest.lin([('gr', nblk)]), 'blk')}) * {cin_k * ntaps * mb}", mb=mb,
+                       nblk=nblk, yw="yw", per_block=per_block)
+    if not wide:
+        kern = im2col + kern
+    body.append(f"float* __restrict yw = {yw};")
+    grp = nest.loops(["gr"], kern)
+    body += grp
+    lines.append(f"for (int64_t n = 0; n < {D.cpp(geo.batch)}; ++n) {{")
+    lines += _indent(body)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _emit_conv_blas(node: "Node", cg: "Emitter", geo: Geom) -> str:
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
     cin, cout, isp, osp = geo.cin, geo.cout, geo.isp, geo.osp
     kd, kh, kw = geo.ks
     sd, sh, sw = geo.st
     dd, dh, dw = geo.dl
     od, oh, ow = geo.outs
-    lines = [f"// {kernel} convolution: {geo.group} group(s) of {geo.cg} -> {geo.mg} channels, kernel {geo.ks}, "
+    lines = [f"// im2col + sgemm convolution: {geo.group} group(s) of {geo.cg} -> {geo.mg} channels, kernel {geo.ks}, "
              f"strides {geo.st}, dilations {geo.dl}, pads {geo.pb} / {geo.pe}"]
     body = [f"const float* __restrict x = {cg.ptr(x)} + n * {cin * isp};",
             f"float* __restrict y = {cg.ptr(y)} + n * {cout * osp};"]
-    ws_k = 0
     if geo.needs_pad:
-        body.append(f"float* __restrict xpad = {cg.workspace(ws_k, 'float')};")
-        ws_k += 1
+        body.append(f"float* __restrict xpad = {cg.workspace(0, 'float')};")
         body += _emit_pad_copy(geo, "x", "xpad", cin)
         src, p = "xpad", geo.padded
     else:
         src, p = "x", geo.ins
     psz = int(np.prod(p))
-    # offset in the (padded) input plane of window (a, b, .) = output (od, oh, .) at kernel tap (i, j, k)
     tap = [("a", sd * p[1] * p[2]), ("b", sh * p[2]), ("i", dd * p[1] * p[2]), ("j", dh * p[2]), ("k", dw)]
-    nest = Nest(gr=geo.group, mm=geo.mg, m=cout, c=geo.cg, i=kd, j=kh, k=kw, a=od, b=oh)
-    wptr = cg.ptr(w)
-    if kernel == "gemm":
-        ck = geo.cg * geo.ksz
-        per_g = [f"const float* __restrict xg = {src} + {nest.lin([('gr', geo.cg * psz)])};"]
-        if _pointwise(geo):
-            bmat = "xg"
-        else:
-            # im2col: col[(c, i, j, k), (a, b, e)] = xpad[c, a*sd + i*dd, b*sh + j*dh, e*sw + k*dw]
-            per_g.append(f"float* __restrict col = {cg.workspace(ws_k, 'float')};")
-            row = nest.lin([("c", geo.ksz), ("i", kh * kw), ("j", kw), ("k", 1)])
-            copy = [f"const float* __restrict s = xg + {nest.lin([('c', psz)] + tap)};",
-                    f"float* __restrict r = col + {nest.lin([('a', oh * ow), ('b', ow)])}"
-                    + (f" + ({row}) * {osp};" if row != "0" else ";"),
-                    f"for (int64_t e = 0; e < {ow}; ++e) r[e] = s[{_stepped('e', sw)}];"]
-            per_g += nest.loops(["c", "i", "j", "k", "a", "b"], copy)
-            bmat = "col"
-        per_g.append(f"ml4ep_rt::gemm({geo.mg}, {osp}, {ck}, 1.0f, {wptr} + {nest.lin([('gr', geo.mg * ck)])}, false, "
-                     f"{bmat}, false, 0.0f, y + {nest.lin([('gr', geo.mg * osp)])});")
-        body += nest.loops(["gr"], per_g)
-        post = _bias_act_pass(node, cg, "yo", nest.v("m"), osp)
-        if post:
-            body += nest.loops(["m"], [f"float* __restrict yo = y + {nest.lin([('m', osp)])};"] + post)
+    nest = Nest(gr=geo.group, m=cout, c=geo.cg, i=kd, j=kh, k=kw, a=od, b=oh)
+    ck = geo.cg * geo.ksz
+    per_g = [f"const float* __restrict xg = {src} + {nest.lin([('gr', geo.cg * psz)])};"]
+    if _pointwise(geo):
+        bmat = "xg"
     else:
-        b = node.input(2)
-        rowl = [
-            f"const float* __restrict xr = xc + {nest.lin(tap)};",
-            f"float* __restrict yr = yo + {nest.lin([('a', oh * ow), ('b', ow)])};",
-            f"for (int64_t e = 0; e < {ow}; ++e) yr[e] += wv * xr[{_stepped('e', sw)}];",
-        ]
-        acc = [
-            f"const float* __restrict xc = {src} + {nest.lin([('gr', geo.cg * psz), ('c', psz)])};",
-            f"const float wv = wm[{nest.lin([('c', geo.ksz), ('i', kh * kw), ('j', kw), ('k', 1)])}];",
-        ] + nest.loops(["a", "b"], rowl)
-        m = nest.lin([("gr", geo.mg), ("mm", 1)])
-        per_m = [
-            f"float* __restrict yo = y + ({m}) * {osp};",
-            f"const float* __restrict wm = {wptr} + ({m}) * {geo.cg * geo.ksz};",
-            f"{{ const float bv = {f'{cg.ptr(b)}[{m}]' if b else '0.0f'}; for (int64_t e = 0; e < {osp}; ++e) yo[e] = bv; }}",
-        ]
-        per_m += nest.loops(["c", "i", "j", "k"], acc)
-        act = activation_code(node, "v")
-        if act:
-            per_m.append(f"for (int64_t e = 0; e < {osp}; ++e) {{ float v = yo[e]; {act}yo[e] = v; }}")
-        body += nest.loops(["gr", "mm"], per_m)
+        per_g.append(f"float* __restrict col = {cg.workspace(1, 'float')};")
+        row = nest.lin([("c", geo.ksz), ("i", kh * kw), ("j", kw), ("k", 1)])
+        copy = [f"const float* __restrict s = xg + {nest.lin([('c', psz)] + tap)};",
+                f"float* __restrict r = col + {nest.lin([('a', oh * ow), ('b', ow)])}"
+                + (f" + ({row}) * {osp};" if row != "0" else ";"),
+                f"for (int64_t e = 0; e < {ow}; ++e) r[e] = s[{_stepped('e', sw)}];"]
+        per_g += nest.loops(["c", "i", "j", "k", "a", "b"], copy)
+        bmat = "col"
+    per_g.append(f"ml4ep_rt::gemm({geo.mg}, {osp}, {ck}, 1.0f, {cg.ptr(w)} + {nest.lin([('gr', geo.mg * ck)])}, false, "
+                 f"{bmat}, false, 0.0f, y + {nest.lin([('gr', geo.mg * osp)])});")
+    body += nest.loops(["gr"], per_g)
+    post = _bias_act_pass(node, cg, "yo", nest.v("m"), osp)
+    if post:
+        body += nest.loops(["m"], [f"float* __restrict yo = y + {nest.lin([('m', osp)])};"] + post)
     lines.append(f"for (int64_t n = 0; n < {D.cpp(geo.batch)}; ++n) {{")
     lines += _indent(body)
     lines.append("}")
@@ -511,17 +688,22 @@ def _infer_convt(node: "Node", g: "Graph"):
     return [(np.dtype(np.float32), (geo.batch, geo.cout, *geo.outs[3 - geo.nsp:]))]
 
 
-def _convt_kernel(geo: Geom) -> str:
-    if geo.cg >= GEMM_MIN_CK and geo.mg * geo.ksz >= GEMM_MIN_MG and geo.mg * geo.cg * geo.ksz * geo.isp >= GEMM_MIN_MACS:
-        return "gemm"
-    return "direct"
+def _convt_kernel(geo: Geom, const_w: bool = True) -> str:
+    """``blas`` (sgemm + col2im) for large products and run-time weights, else ``vector`` (+ col2im)."""
+    if not const_w:
+        return "blas"
+    macs = geo.mg * geo.cg * geo.ksz * geo.isp
+    if geo.cg >= BLAS_MIN_CK and geo.mg * geo.ksz >= BLAS_MIN_MG and macs >= BLAS_MIN_MACS:
+        return "blas"
+    return "vector"
 
 
 def _convt_workspace(node: "Node", g: "Graph"):
     geo = convt_geometry(node, g)
-    if _convt_kernel(geo) == "gemm":
+    if _convt_kernel(geo, g.is_const(node.inputs[1])) == "blas":
         return [(geo.mg * geo.ksz * geo.isp, np.float32)]
-    return []
+    mb = _block(geo.mg * geo.ksz)
+    return [(geo.cin * geo.isp + VEC_SLACK, np.float32), (mb * (geo.isp + VEC_SLACK), np.float32)]
 
 
 def _scatter_ranges(geo: Geom, axis: int) -> tuple[list[int], list[int]]:
@@ -544,18 +726,21 @@ def _table(name: str, vals: list[int]) -> str:
 def _emit_convt(node: "Node", cg: "Emitter") -> str:
     geo = convt_geometry(node, cg.g)
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    kernel = _convt_kernel(geo)
+    wv = cg.const(w)
+    kernel = _convt_kernel(geo, wv is not None)
     cin, cout, isp, osp = geo.cin, geo.cout, geo.isp, geo.osp
     kd, kh, kw = geo.ks
     sd, sh, sw = geo.st
     dd, dh, dw = geo.dl
-    idd, ih, iw = geo.ins
-    od, oh, ow = geo.outs
+    ih, iw = geo.ins[1:]
+    oh, ow = geo.outs[1:]
+    mk = geo.mg * geo.ksz
     first = 3 - geo.nsp  # leading axes added to make the problem 3-D have extent 1 everywhere
-    nest = Nest(gr=geo.group, c=geo.cg, m=geo.mg, mo=cout, i=kd, j=kh, k=kw,
+    nest = Nest(gr=geo.group, m=geo.mg, mo=cout, i=kd, j=kh, k=kw,
                 a=-1 if first <= 0 else 1, b=-1 if first <= 1 else 1)  # -1: a loop with table bounds
-    lines = [f"// {kernel} transposed convolution: {geo.group} group(s) of {geo.cg} -> {geo.mg} channels, kernel "
-             f"{geo.ks}, strides {geo.st}, dilations {geo.dl}, pads {geo.pb} / {geo.pe}"]
+    lines = [f"// {'sgemm' if kernel == 'blas' else 'vector'} + col2im transposed convolution: {geo.group} group(s) of "
+             f"{geo.cg} -> {geo.mg} channels, kernel {geo.ks}, strides {geo.st}, dilations {geo.dl}, "
+             f"pads {geo.pb} / {geo.pe}"]
     bounds = {}
     for a, (var, kvar, nm) in enumerate([("a", "i", "d"), ("b", "j", "h"), ("e", "k", "w")]):
         if a < first:
@@ -570,20 +755,19 @@ def _emit_convt(node: "Node", cg: "Emitter") -> str:
     init = f"{cg.ptr(b)}[{nest.v('mo')}]" if b else "0.0f"
     body += nest.loops(["mo"], [f"{{ const float bv = {init}; float* __restrict yo = y + {nest.lin([('mo', osp)])}; "
                                 f"for (int64_t e = 0; e < {osp}; ++e) yo[e] = bv; }}"])
-    # input (a, b, e) at kernel tap (i, j, k) lands on output (a*sd + i*dd - pd, b*sh + j*dh - ph, e*sw + k*dw - pw)
+    # col row (m, i, j, k) holds the products of kernel tap (i, j, k) for every input position (a, b, e);
+    # input (a, b, e) at tap (i, j, k) lands on output (a*sd + i*dd - pd, b*sh + j*dh - ph, e*sw + k*dw - pw)
     orow = nest.lin([("a", sd * oh * ow), ("i", dd * oh * ow), ("b", sh * ow), ("j", dh * ow)],
                     -geo.pb[0] * oh * ow - geo.pb[1] * ow)
     ocol = nest.lin([("e", sw), ("k", dw)], -geo.pb[2])
 
-    def scatter(src_row: str, scale: str) -> list[str]:
+    def scatter(src_row: str) -> list[str]:
         inner = [f"float* __restrict yr = yo + {orow};",
-                 f"const float* __restrict sr = {src_row};",
-                 f"for (int64_t e = {bounds['e'][0]}; e < {bounds['e'][1]}; ++e) yr[{ocol}] += {scale}sr[e];"]
+                 f"const float* __restrict sr = {src_row} + {nest.lin([('a', ih * iw), ('b', iw)])};",
+                 f"for (int64_t e = {bounds['e'][0]}; e < {bounds['e'][1]}; ++e) yr[{ocol}] += sr[e];"]
         return nest.loops(["a", "b"], inner, bounds)
 
-    if kernel == "gemm":
-        wv = cg.const(w)
-        mk = geo.mg * geo.ksz
+    if kernel == "blas":
         if wv is not None:
             # (group, Cg, Mg*K) -> (group, Mg*K, Cg): the product's A without a transpose
             wt = np.ascontiguousarray(wv.astype(np.float32).reshape(geo.group, geo.cg, mk).transpose(0, 2, 1))
@@ -591,26 +775,46 @@ def _emit_convt(node: "Node", cg: "Emitter") -> str:
         else:
             wptr, ta = cg.ptr(w), "true"
         body.append(f"float* __restrict col = {cg.workspace(0, 'float')};")
-        # col[(m, i, j, k), (a, b, e)] = sum_c W[c, m, i, j, k] * x[c, a, b, e], then scattered (col2im)
-        per_g = [f"ml4ep_rt::gemm({mk}, {isp}, {geo.cg}, 1.0f, {wptr} + {nest.lin([('gr', mk * geo.cg)])}, {ta}, "
-                 f"x + {nest.lin([('gr', geo.cg * isp)])}, false, 0.0f, col);"]
+        per_g = [f"ml4ep_rt::gemm({mk}, {isp}, {geo.cg}, 1.0f, {_plus(wptr, nest.lin([('gr', mk * geo.cg)]))}, {ta}, "
+                 f"{_plus('x', nest.lin([('gr', geo.cg * isp)]))}, false, 0.0f, col);"]
         rows = [f"float* __restrict yo = y + {nest.lin([('gr', geo.mg * osp), ('m', osp)])};"]
-        col_terms = [("m", geo.ksz * isp), ("i", kh * kw * isp), ("j", kw * isp), ("k", isp), ("a", ih * iw), ("b", iw)]
-        src_row = f"col + {nest.lin(col_terms)}"
-        rows += nest.loops(["i", "j", "k"], scatter(src_row, ""))
+        row = nest.lin([("m", geo.ksz * isp), ("i", kh * kw * isp), ("j", kw * isp), ("k", isp)])
+        rows += nest.loops(["i", "j", "k"], scatter(_plus("col", row)))
         per_g += nest.loops(["m"], rows)
         body += nest.loops(["gr"], per_g)
     else:
-        per = [
-            f"float* __restrict yo = y + {nest.lin([('gr', geo.mg * osp), ('m', osp)])};",
-            f"const float* __restrict xc = x + {nest.lin([('gr', geo.cg * isp), ('c', isp)])};",
-            f"const float* __restrict wc = {cg.ptr(w)} + "
-            f"{nest.lin([('gr', geo.cg * geo.mg * geo.ksz), ('c', geo.mg * geo.ksz), ('m', geo.ksz)])};",
-        ]
-        kbody = [f"const float wv = wc[{nest.lin([('i', kh * kw), ('j', kw), ('k', 1)])}];"]
-        kbody += scatter(f"xc + {nest.lin([('a', ih * iw), ('b', iw)])}", "wv * ")
-        per += nest.loops(["i", "j", "k"], kbody)
-        body += nest.loops(["gr", "c", "m"], per)
+        lines += VEC_TYPES
+        mb = _block(mk)
+        nblk = -(-mk // mb)
+        # rows r = (m, i, j, k) of col, per group: weights (group*Mg*K, Cg, 1)
+        w2 = wv.astype(np.float32).reshape(geo.group, geo.cg, mk).transpose(0, 2, 1).reshape(geo.group * mk, geo.cg, 1)
+        wptr = cg.weight(_pack(w2, geo.group, mb), f"{node.name}.W_packed")
+        body.append(f"float* __restrict xb = {cg.workspace(0, 'float')};")
+        body.append(f"std::memcpy(xb, x, sizeof(float) * {cin * isp});")
+        body.append(f"std::fill(xb + {cin * isp}, xb + {cin * isp + VEC_SLACK}, 0.0f);")
+        body.append(f"float* __restrict yw = {cg.workspace(1, 'float')};")
+        tap_of = []
+        if kd > 1:
+            tap_of.append(f"const int64_t i = t / {kh * kw};")
+        if kh > 1:
+            tap_of.append(f"const int64_t j = t / {kw} % {kh};" if kd > 1 else f"const int64_t j = t / {kw};")
+        if kw > 1:
+            tap_of.append(f"const int64_t k = t % {kw};")
+        valid = "MB" if mk % mb == 0 else f"std::min<int64_t>(MB, {mk} - blk * MB)"
+        per_block = [f"for (int64_t q = 0; q < {valid}; ++q) {{",
+                     "  const int64_t r = blk * MB + q;",
+                     *(["  const int64_t t = r % " + str(geo.ksz) + ";"] if geo.ksz > 1 else []),
+                     *["  " + t for t in tap_of],
+                     f"  float* __restrict yo = y + ({_plus(nest.lin([('gr', geo.mg)]), 'r' if geo.ksz == 1 else f'r / {geo.ksz}')}) * {osp};",
+                     "  const float* __restrict yq = yw + q * PR;"]
+        per_block += _indent(scatter("yq"))
+        per_block.append("}")
+        kn = Nest(c=-1, i=1, j=1, k=1)
+        body += nest.loops(["gr"], _vec_kernel(
+            src=_plus("xb", nest.lin([("gr", geo.cg * isp)])), cstride=isp, cin=geo.cg, nest=kn, taps=[],
+            tap_index="0", ntaps=1, positions=isp,
+            wb=f"{wptr} + ({_plus(nest.lin([('gr', nblk)]), 'blk')}) * {geo.cg * mb}", mb=mb, nblk=nblk, yw="yw",
+            per_block=per_block))
     act = activation_code(node, "v")
     if act:
         body.append(f"for (int64_t e = 0; e < {cout * osp}; ++e) {{ float v = y[e]; {act}y[e] = v; }}")
