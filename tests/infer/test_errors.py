@@ -119,3 +119,15 @@ def test_wrong_weights_file(tmp_path):
     (d / "model_a.bin").write_bytes(b"ML4EPW01" + bytes(100))
     with pytest.raises(Exception, match="another model|not an ml4ep|truncated"):
         CompiledModel(d)
+
+
+def test_two_models_of_one_name_in_one_process():
+    """Same C++ namespace, different weights and shapes: each library keeps its own code and data."""
+    a = mi.compile(make_model("Gemm", [rand(2, 3), rand(3, 4)], const=(1,)), name="same")
+    wb = rand(5, 2)
+    b = mi.compile(make_model("Gemm", [rand(2, 5), wb], const=(1,)), name="same")
+    xa, xb = rand(2, 3), rand(2, 5)
+    ya, yb = a(xa), b(xb)
+    assert ya.shape == (2, 4) and yb.shape == (2, 2)
+    np.testing.assert_allclose(yb, xb @ wb, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a(xa), ya)

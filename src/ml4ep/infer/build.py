@@ -100,7 +100,10 @@ def compile_shared(src: Path, out: Path, cxxflags: list[str], use_blas: bool = T
 
     cxx = compiler()
     py_include = sysconfig.get_paths()["include"]
-    cmd = [cxx, *cxxflags, "-fPIC", "-shared", f"-I{py_include}", str(src), "-o", str(out)]
+    # hidden visibility and no GNU-unique symbols: two loaded models (even of the same name) never share
+    # a symbol, whatever RTLD flags the loader uses; only PyInit_<module> is exported
+    cmd = [cxx, *cxxflags, "-fPIC", "-shared", "-fvisibility=hidden", "-fvisibility-inlines-hidden",
+           "-fno-gnu-unique", f"-I{py_include}", str(src), "-o", str(out)]
     if use_blas:
         b = blas()
         cmd[1:1] = b["defines"]

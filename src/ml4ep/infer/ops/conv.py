@@ -4,19 +4,25 @@ Every convolution is handled as a 3-D one: 1-D and 2-D problems get leading spat
 code generator serves all ranks. All sizes but the batch are compile-time constants and are printed as
 literals, so g++ specialises (unrolls, vectorises) every loop nest for its shape.
 
-Conv picks, per node, one of two kernels when the code is generated:
+Conv with constant weights (the usual case) runs a register-blocked ``vector`` kernel. The weights are packed
+at code generation into blocks of up to 8 output channels, ``(group, block, C, tap, 8)``; for each block and
+each run of ``NV`` vectors of output positions, the ``8 x NV`` accumulators stay in vector registers over all
+input channels and kernel taps, so every input vector loaded feeds 8 FMAs. The vector width follows the
+target at C++ compile time (16 floats with AVX-512, 8 with AVX, 4 otherwise; GCC/Clang vector extensions,
+with a plain-struct fallback for other compilers). The positions the kernel runs over are either
 
-* ``direct``: a loop nest that accumulates ``w * input row`` into each output plane. The input is first copied
-  into a zero-padded workspace so the loops have no bounds checks. Best for few channels, small images and
-  depthwise convolutions (batch 1 inside an event loop).
-* ``gemm``: im2col into a workspace (skipped for 1x1 convolutions without stride or padding) and one matrix
-  product per group, ``Y[Mg, P] = W[Mg, Cg*K] @ col[Cg*K, P]``, through ``ml4ep_rt::gemm`` (cblas_sgemm for
-  large sizes). Best for many channels.
+* the padded input itself (stride 1): output rows get the padded input's width, so tap ``(i, j, k)`` is a
+  constant offset and a vector of outputs reads one contiguous vector of input; the pad columns are computed
+  and dropped. No im2col copy, and good for any image size (1-D, 2-D and 3-D alike); or
+* an im2col buffer (strided windows, or small images where the dropped columns would cost more than the
+  copy; see ``_use_wide``).
 
-Both apply the bias and the fused activations (``node.fused``) in one pass over each output plane.
+A pass then adds the bias, applies the fused activations (``node.fused``) and writes the output planes.
+Run-time weights take im2col + ``ml4ep_rt::gemm`` (cblas_sgemm for large sizes) instead.
 
-ConvTranspose scatters ``w * input row`` into the output (``direct``), or, for many channels, computes
-``col[Mg*K, P_in] = W^T @ X`` with one matrix product per group and scatters the columns (col2im).
+ConvTranspose computes ``col[(m, tap), P_in] = W^T @ X`` per group with the same vector kernel (a 1x1
+problem; ``ml4ep_rt::gemm`` for run-time weights) and scatters each row onto the output (col2im), with
+per-tap valid input ranges from small constant tables: no bounds checks in the loops.
 
 Output shapes follow the ONNX operator specification (explicit pads, ``auto_pad`` SAME_UPPER / SAME_LOWER /
 VALID, ConvTranspose ``output_padding`` and ``output_shape``).
@@ -40,16 +46,14 @@ if TYPE_CHECKING:
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
-# kernel choice: a Conv uses im2col + cblas_sgemm when its per-group product is at least this many
-# multiply-adds and it has enough output channels and reduction length to fill GEMM tiles; otherwise the
-# register-blocked vector kernel (measured in benchmarks: see the module docstring)
-BLAS_MIN_MACS = 1 << 40
-BLAS_MIN_MG = 8
-BLAS_MIN_CK = 16
+# the vector kernel reads an im2col buffer (rather than the padded input) only when it is at most this big
+COL_MAX_BYTES = 256 << 10
 # floats of slack after the vector kernel's buffers: a position block may run past the last position
 VEC_SLACK = 512
 # output channels per register block of the vector kernel (at most)
 VEC_MB = 8
+# force (True/False) or leave to the cost model (None) the vector kernel's direct reading of padded input
+WIDE_POLICY: bool | None = None
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -118,15 +122,16 @@ def window_geometry(node: "Node", ins: list[int], ks: list[int], st: list[int], 
         if ap == "NOTSET":
             span = ins[i] + pb[i] + pe[i] - ext
             if span < 0:
-                raise err(node, f"the kernel extent {ext} exceeds the padded input size {ins[i] + pb[i] + pe[i]} "
-                          f"on spatial axis {i}")
+                raise err(node, f"the kernel extent {ext} exceeds the padded input size "
+                          f"{ins[i] + pb[i] + pe[i]} on spatial axis {i}")
             o = -(-span // st[i]) + 1 if ceil_mode else span // st[i] + 1
             if ceil_mode and (o - 1) * st[i] >= ins[i] + pb[i]:
                 o -= 1  # windows that would start in the end padding are dropped
         elif ap == "VALID":
             span = ins[i] - ext
             if span < 0:
-                raise err(node, f"the kernel extent {ext} exceeds the input size {ins[i]} on spatial axis {i}")
+                raise err(node, f"the kernel extent {ext} exceeds the input size {ins[i]} "
+                          f"on spatial axis {i}")
             # with ceil_mode, as onnxruntime: partial windows at the end, none starting past the input
             o = -(-span // st[i]) + 1 if ceil_mode else span // st[i] + 1
             if ceil_mode and (o - 1) * st[i] >= ins[i]:
@@ -193,8 +198,8 @@ class Geom:
     @property
     def padded(self) -> list[int]:
         """Extents of the zero-padded input a window reads (at least the input itself)."""
-        return [max(self.ins[i] + self.pb[i], (self.outs[i] - 1) * self.st[i] + (self.ks[i] - 1) * self.dl[i] + 1)
-                for i in range(3)]
+        return [max(self.ins[i] + self.pb[i],
+                    (self.outs[i] - 1) * self.st[i] + (self.ks[i] - 1) * self.dl[i] + 1) for i in range(3)]
 
     @property
     def needs_pad(self) -> bool:
@@ -272,21 +277,38 @@ def _infer_conv(node: "Node", g: "Graph"):
 
 
 def _conv_kernel(geo: Geom, const_w: bool = True) -> str:
-    """``blas`` (im2col + cblas_sgemm) for large products and run-time weights, else ``vector``."""
-    if not const_w:
-        return "blas"
-    macs = geo.mg * geo.cg * geo.ksz * geo.osp
-    if geo.mg >= BLAS_MIN_MG and geo.cg * geo.ksz >= BLAS_MIN_CK and macs >= BLAS_MIN_MACS:
-        return "blas"
-    return "vector"
+    """``vector`` for constant weights (packed at code generation), ``blas`` (im2col + sgemm) otherwise."""
+    return "vector" if const_w else "blas"
 
 
 def _pointwise(geo: Geom) -> bool:
     return geo.ksz == 1 and geo.st == [1, 1, 1] and not any(geo.pb) and not any(geo.pe)
 
 
-def _unit_stride(geo: Geom) -> bool:
-    return geo.st == [1, 1, 1]
+def _vectors(positions: int, mb: int, vb: int = 16, acc: int = 24) -> int:
+    """Vectors the vector kernel computes per output channel for ``positions`` (its blocking, in C++)."""
+    nvmax = min(8, max(1, acc // mb))
+    nvec = -(-positions // vb)
+    npb = -(-nvec // nvmax)
+    return npb * -(-nvec // npb)
+
+
+def _use_wide(geo: Geom) -> bool:
+    """Whether the vector kernel reads the padded input directly (stride 1: output rows of padded width,
+    the pad columns computed and dropped) rather than an im2col buffer (any stride, no dropped columns).
+
+    Cost model in vector operations per input channel and kernel tap (AVX-512 blocking; FMA and copy alike):
+    the direct way computes ``Mg * vectors(wide positions)``, im2col ``Mg * vectors(outputs)`` plus the copy
+    of the outputs (counted as two channels' worth: stores cost about twice an FMA)."""
+    if geo.st != [1, 1, 1]:
+        return False
+    if WIDE_POLICY is not None:
+        return WIDE_POLICY
+    if geo.cg * geo.ksz * geo.osp * 4 > COL_MAX_BYTES:
+        return True  # the im2col buffer would not stay in cache while all channel blocks read it
+    mb = _block(geo.mg)
+    m = -(-geo.mg // mb) * mb
+    return m * _vectors(_wide_positions(geo), mb) <= (m + 2) * _vectors(geo.osp, mb)
 
 
 def _wide_positions(geo: Geom) -> int:
@@ -305,7 +327,7 @@ def _conv_workspace(node: "Node", g: "Graph"):
             out.append((geo.cg * geo.ksz * geo.osp, np.float32))
         return out
     mb = _block(geo.mg)
-    if _unit_stride(geo):
+    if _use_wide(geo):
         # padded input (with slack for the last position block), wide output rows of one channel block
         return [(psz + VEC_SLACK, np.float32), (mb * (_wide_positions(geo) + VEC_SLACK), np.float32)]
     return [(psz if geo.needs_pad else 1, np.float32), (geo.cg * geo.ksz * geo.osp + VEC_SLACK, np.float32),
@@ -334,7 +356,8 @@ class Nest:
             out = (f"{out} - {-const}" if const < 0 else f"{out} + {const}") if out else str(const)
         return out or "0"
 
-    def loops(self, names: list[str], body: list[str], bounds: dict[str, tuple[str, str]] | None = None) -> list[str]:
+    def loops(self, names: list[str], body: list[str],
+              bounds: dict[str, tuple[str, str]] | None = None) -> list[str]:
         """Nested ``for`` loops over ``names`` (outermost first) around body lines; ``bounds`` gives
         [lo, hi) C++ expressions for loops that do not start at 0."""
         lines = []
@@ -352,12 +375,13 @@ class Nest:
 
 
 def _emit_pad_copy(geo: Geom, src: str, dst: str, channels: int, slack: int = 0) -> list[str]:
-    """Copy ``channels`` planes of the input into a zero-padded buffer (and zero ``slack`` floats after it)."""
+    """Copy ``channels`` input planes into a zero-padded buffer (and zero ``slack`` floats after it)."""
     p = geo.padded
     psz = int(np.prod(p))
     ins, pb = geo.ins, geo.pb
     nest = Nest(c=channels, a=ins[0], b=ins[1])
-    dst_off = nest.lin([("c", psz), ("a", p[1] * p[2]), ("b", p[2])], pb[0] * p[1] * p[2] + pb[1] * p[2] + pb[2])
+    first = pb[0] * p[1] * p[2] + pb[1] * p[2] + pb[2]
+    dst_off = nest.lin([("c", psz), ("a", p[1] * p[2]), ("b", p[2])], first)
     src_off = nest.lin([("c", geo.isp), ("a", ins[1] * ins[2]), ("b", ins[2])])
     lines = [f"std::fill({dst}, {dst} + {channels * psz + slack}, 0.0f);"]
     body = [f"std::memcpy({dst} + {dst_off}, {src} + {src_off}, sizeof(float) * {ins[2]});"]
@@ -371,7 +395,8 @@ def _bias_act_pass(node: "Node", cg: "Emitter", y: str, channel: str, n: int) ->
     if not b and not act:
         return []
     if b and not act:
-        return [f"{{ const float bv = {cg.ptr(b)}[{channel}]; for (int64_t e = 0; e < {n}; ++e) {y}[e] += bv; }}"]
+        return [f"{{ const float bv = {cg.ptr(b)}[{channel}]; "
+                f"for (int64_t e = 0; e < {n}; ++e) {y}[e] += bv; }}"]
     add = f" + {cg.ptr(b)}[{channel}]" if b else ""
     return [f"for (int64_t e = 0; e < {n}; ++e) {{ float v = {y}[e]{add}; {act}{y}[e] = v; }}"]
 
@@ -402,7 +427,7 @@ def _block(m: int) -> int:
 
 
 def _pack(w: np.ndarray, group: int, mb: int) -> np.ndarray:
-    """Weights (group*M, C, T) -> (group, blocks, C, T, mb), output channels padded with zeros to the block."""
+    """Weights (group*M, C, T) -> (group, blocks, C, T, mb), output channels zero-padded to whole blocks."""
     gm, c, t = w.shape
     m = gm // group
     nblk = -(-m // mb)
@@ -442,7 +467,8 @@ def _vec_kernel(*, src: str, cstride: int, cin: int, nest: "Nest", taps: list[tu
     toff = nest.lin(taps)
     lines = [
         f"constexpr int64_t MB = {mb}, P = {positions};",
-        "constexpr int64_t NVMAX = ACC / MB > 0 ? ACC / MB : 1;",
+        "// at most 8 vectors per block: g++ unrolls the loops and keeps the accumulators in registers",
+        "constexpr int64_t NVMAX = ACC / MB > 8 ? 8 : (ACC / MB > 0 ? ACC / MB : 1);",
         "constexpr int64_t NVEC = (P + VB - 1) / VB;",
         "constexpr int64_t NPB = (NVEC + NVMAX - 1) / NVMAX;  // position blocks",
         "constexpr int64_t NV = (NVEC + NPB - 1) / NPB;  // vectors per position block",
@@ -457,15 +483,15 @@ def _vec_kernel(*, src: str, cstride: int, cin: int, nest: "Nest", taps: list[tu
            "  for (int64_t v = 0; v < NV; ++v) acc[q][v] += xv[v] * wq;",
            "}"]
     chan = [f"const float* __restrict xc = {src} + c * {cstride} + pb * (NV * VB);",
-            f"const float* __restrict wc = wb + c * {ntaps} * MB;"]
+            f"const float* __restrict wc = wb + c * {f'{ntaps} * ' if ntaps > 1 else ''}MB;"]
     chan += nest.loops(["i", "j", "k"], tap)
     pblock = ["vf acc[MB][NV] = {};",
               f"for (int64_t c = 0; c < {cin}; ++c) {{"]
     pblock += _indent(chan)
     pblock += ["}",
                "for (int64_t q = 0; q < MB; ++q)",
-               f"  for (int64_t v = 0; v < NV; ++v) std::memcpy({yw} + q * PR + pb * (NV * VB) + v * VB, &acc[q][v], "
-               "sizeof(vf));"]
+               "  for (int64_t v = 0; v < NV; ++v)",
+               f"    std::memcpy({yw} + q * PR + pb * (NV * VB) + v * VB, &acc[q][v], sizeof(vf));"]
     blk = [f"const float* __restrict wb = {wb};",
            "for (int64_t pb = 0; pb < NPB; ++pb) {"]
     blk += _indent(pblock)
@@ -490,7 +516,7 @@ def _emit_conv(node: "Node", cg: "Emitter") -> str:
     psz = int(np.prod(p))
     mb = _block(geo.mg)
     nblk = -(-geo.mg // mb)
-    wide = _unit_stride(geo)
+    wide = _use_wide(geo)
     wv = cg.const(w)
     assert wv is not None  # run-time weights take the BLAS path
     if wide:
@@ -498,8 +524,9 @@ def _emit_conv(node: "Node", cg: "Emitter") -> str:
     else:  # im2col rows (c, i, j, k): one tap
         wpk = _pack(wv.reshape(cout, geo.cg * geo.ksz, 1), geo.group, mb)
     wptr = cg.weight(wpk, f"{node.name}.W_packed")
-    lines = [f"// vector convolution: {geo.group} group(s) of {geo.cg} -> {geo.mg} channels, kernel {geo.ks}, "
-             f"strides {geo.st}, dilations {geo.dl}, pads {geo.pb} / {geo.pe}"]
+    lines = [f"// vector convolution ({'padded input' if wide else 'im2col'}): {geo.group} group(s) of "
+             f"{geo.cg} -> {geo.mg} channels, kernel {geo.ks}, strides {geo.st}, dilations {geo.dl}, "
+             f"pads {geo.pb} / {geo.pe}"]
     lines += VEC_TYPES
     body = [f"const float* __restrict x = {cg.ptr(x)} + n * {cin * isp};",
             f"float* __restrict y = {cg.ptr(y)} + n * {cout * osp};"]
@@ -519,9 +546,10 @@ def _emit_conv(node: "Node", cg: "Emitter") -> str:
             f"const float* __restrict wr = ywq + {nest.lin([('a', p[1] * p[2]), ('b', p[2])])};",
             f"for (int64_t e = 0; e < {ow}; ++e) {{ float v = wr[e]{bias}; {act}yr[e] = v; }}",
         ])
-        cstride, cin_k, ntaps, tap_index = psz, geo.cg, geo.ksz, nest.lin([("i", kh * kw), ("j", kw), ("k", 1)])
+        cstride, cin_k, ntaps = psz, geo.cg, geo.ksz
+        tap_index = nest.lin([("i", kh * kw), ("j", kw), ("k", 1)])
     else:
-        # im2col (strided windows): col[(c, i, j, k), (a, b, e)] = xpad[c, a*sd + i*dd, b*sh + j*dh, e*sw + k*dw]
+        # im2col: col[(c, i, j, k), (a, b, e)] = xpad[c, a*sd + i*dd, b*sh + j*dh, e*sw + k*dw]
         if geo.needs_pad:
             body.append(f"float* __restrict xpad = {cg.workspace(0, 'float')};")
             body += _emit_pad_copy(geo, "x", "xpad", cin)
@@ -530,12 +558,15 @@ def _emit_conv(node: "Node", cg: "Emitter") -> str:
             xsrc, p, psz = "x", geo.ins, isp
         yw = cg.workspace(2, "float")
         body.append(f"float* __restrict col = {cg.workspace(1, 'float')};")
+        ncol = geo.cg * geo.ksz * osp
+        body.append(f"std::fill(col + {ncol}, col + {ncol + VEC_SLACK}, 0.0f);  // read by the last position block")
         sd, sh, sw = geo.st
         src = "col"
         taps, positions = [], osp
         rows = [f"for (int64_t e = 0; e < {osp}; ++e) {{ float v = ywq[e]{bias}; {act}yo[e] = v; }}"]
         cstride, cin_k, ntaps, tap_index = osp, geo.cg * geo.ksz, 1, "0"
-        tap_src = [("a", sd * p[1] * p[2]), ("b", sh * p[2]), ("i", dd * p[1] * p[2]), ("j", dh * p[2]), ("k", dw)]
+        tap_src = [("a", sd * p[1] * p[2]), ("b", sh * p[2]), ("i", dd * p[1] * p[2]), ("j", dh * p[2]),
+                   ("k", dw)]
         im2col_nest = Nest(c=geo.cg, i=kd, j=kh, k=kw, a=od, b=oh)
         row = im2col_nest.lin([("c", geo.ksz), ("i", kh * kw), ("j", kw), ("k", 1)])
         copy = [f"const float* __restrict s = xg + {im2col_nest.lin([('c', psz)] + tap_src)};",
@@ -544,7 +575,8 @@ def _emit_conv(node: "Node", cg: "Emitter") -> str:
                 f"for (int64_t e = 0; e < {ow}; ++e) r[e] = s[{_stepped('e', sw)}];"]
         im2col = [f"const float* __restrict xg = {_plus(xsrc, nest.lin([('gr', geo.cg * psz)]))};"]
         im2col += im2col_nest.loops(["c", "i", "j", "k", "a", "b"], copy)
-    per_block = [f"for (int64_t q = 0; q < {'MB' if geo.mg % mb == 0 else f'std::min<int64_t>(MB, {geo.mg} - blk * MB)'}; ++q) {{",
+    valid = "MB" if geo.mg % mb == 0 else f"std::min<int64_t>(MB, {geo.mg} - blk * MB)"
+    per_block = [f"for (int64_t q = 0; q < {valid}; ++q) {{",
                  f"  const int64_t m = {_plus(nest.lin([('gr', geo.mg)]), 'blk * MB + q')};",
                  f"  float* __restrict yo = y + m * {osp};",
                  "  const float* __restrict ywq = yw + q * PR;"]
@@ -552,8 +584,8 @@ def _emit_conv(node: "Node", cg: "Emitter") -> str:
     per_block.append("}")
     kern = _vec_kernel(src=src, cstride=cstride, cin=cin_k, nest=nest, taps=taps if wide else [],
                        tap_index=tap_index, ntaps=ntaps, positions=positions,
-                       wb=f"{wptr} + ({_plus(nest.lin([('gr', nblk)]), 'blk')}) * {cin_k * ntaps * mb}", mb=mb,
-                       nblk=nblk, yw="yw", per_block=per_block)
+                       wb=f"{wptr} + ({_plus(nest.lin([('gr', nblk)]), 'blk')}) * {cin_k * ntaps * mb}",
+                       mb=mb, nblk=nblk, yw="yw", per_block=per_block)
     if not wide:
         kern = im2col + kern
     body.append(f"float* __restrict yw = {yw};")
@@ -572,8 +604,8 @@ def _emit_conv_blas(node: "Node", cg: "Emitter", geo: Geom) -> str:
     sd, sh, sw = geo.st
     dd, dh, dw = geo.dl
     od, oh, ow = geo.outs
-    lines = [f"// im2col + sgemm convolution: {geo.group} group(s) of {geo.cg} -> {geo.mg} channels, kernel {geo.ks}, "
-             f"strides {geo.st}, dilations {geo.dl}, pads {geo.pb} / {geo.pe}"]
+    lines = [f"// im2col + sgemm convolution: {geo.group} group(s) of {geo.cg} -> {geo.mg} channels, "
+             f"kernel {geo.ks}, strides {geo.st}, dilations {geo.dl}, pads {geo.pb} / {geo.pe}"]
     body = [f"const float* __restrict x = {cg.ptr(x)} + n * {cin * isp};",
             f"float* __restrict y = {cg.ptr(y)} + n * {cout * osp};"]
     if geo.needs_pad:
@@ -598,8 +630,9 @@ def _emit_conv_blas(node: "Node", cg: "Emitter", geo: Geom) -> str:
                 f"for (int64_t e = 0; e < {ow}; ++e) r[e] = s[{_stepped('e', sw)}];"]
         per_g += nest.loops(["c", "i", "j", "k", "a", "b"], copy)
         bmat = "col"
-    per_g.append(f"ml4ep_rt::gemm({geo.mg}, {osp}, {ck}, 1.0f, {cg.ptr(w)} + {nest.lin([('gr', geo.mg * ck)])}, false, "
-                 f"{bmat}, false, 0.0f, y + {nest.lin([('gr', geo.mg * osp)])});")
+    wg = _plus(cg.ptr(w), nest.lin([("gr", geo.mg * ck)]))
+    per_g.append(f"ml4ep_rt::gemm({geo.mg}, {osp}, {ck}, 1.0f, {wg}, false, {bmat}, false, 0.0f, "
+                 f"{_plus('y', nest.lin([('gr', geo.mg * osp)]))});")
     body += nest.loops(["gr"], per_g)
     post = _bias_act_pass(node, cg, "yo", nest.v("m"), osp)
     if post:
@@ -689,13 +722,8 @@ def _infer_convt(node: "Node", g: "Graph"):
 
 
 def _convt_kernel(geo: Geom, const_w: bool = True) -> str:
-    """``blas`` (sgemm + col2im) for large products and run-time weights, else ``vector`` (+ col2im)."""
-    if not const_w:
-        return "blas"
-    macs = geo.mg * geo.cg * geo.ksz * geo.isp
-    if geo.cg >= BLAS_MIN_CK and geo.mg * geo.ksz >= BLAS_MIN_MG and macs >= BLAS_MIN_MACS:
-        return "blas"
-    return "vector"
+    """``vector`` + col2im for constant weights, ``blas`` (sgemm + col2im) otherwise."""
+    return "vector" if const_w else "blas"
 
 
 def _convt_workspace(node: "Node", g: "Graph"):
@@ -712,7 +740,7 @@ def _scatter_ranges(geo: Geom, axis: int) -> tuple[list[int], list[int]]:
     s, d, pb, o, n = geo.st[axis], geo.dl[axis], geo.pb[axis], geo.outs[axis], geo.ins[axis]
     for k in range(geo.ks[axis]):
         off = k * d - pb  # output = i*s + off
-        a = max(0, -(-(-off) // s))  # ceil(-off / s)
+        a = max(0, -(off // s))  # ceil(-off / s)
         b = min(n, (o - 1 - off) // s + 1)
         lo.append(a)
         hi.append(max(a, b))
@@ -738,9 +766,9 @@ def _emit_convt(node: "Node", cg: "Emitter") -> str:
     first = 3 - geo.nsp  # leading axes added to make the problem 3-D have extent 1 everywhere
     nest = Nest(gr=geo.group, m=geo.mg, mo=cout, i=kd, j=kh, k=kw,
                 a=-1 if first <= 0 else 1, b=-1 if first <= 1 else 1)  # -1: a loop with table bounds
-    lines = [f"// {'sgemm' if kernel == 'blas' else 'vector'} + col2im transposed convolution: {geo.group} group(s) of "
-             f"{geo.cg} -> {geo.mg} channels, kernel {geo.ks}, strides {geo.st}, dilations {geo.dl}, "
-             f"pads {geo.pb} / {geo.pe}"]
+    lines = [f"// {'sgemm' if kernel == 'blas' else 'vector'} + col2im transposed convolution: "
+             f"{geo.group} group(s) of {geo.cg} -> {geo.mg} channels, kernel {geo.ks}, strides {geo.st}, "
+             f"dilations {geo.dl}, pads {geo.pb} / {geo.pe}"]
     bounds = {}
     for a, (var, kvar, nm) in enumerate([("a", "i", "d"), ("b", "j", "h"), ("e", "k", "w")]):
         if a < first:
@@ -753,8 +781,9 @@ def _emit_convt(node: "Node", cg: "Emitter") -> str:
     body = [f"const float* __restrict x = {cg.ptr(x)} + n * {cin * isp};",
             f"float* __restrict y = {cg.ptr(y)} + n * {cout * osp};"]
     init = f"{cg.ptr(b)}[{nest.v('mo')}]" if b else "0.0f"
-    body += nest.loops(["mo"], [f"{{ const float bv = {init}; float* __restrict yo = y + {nest.lin([('mo', osp)])}; "
-                                f"for (int64_t e = 0; e < {osp}; ++e) yo[e] = bv; }}"])
+    yo = _plus("y", nest.lin([("mo", osp)]))
+    body += nest.loops(["mo"], [f"{{ const float bv = {init}; float* __restrict yo = {yo};",
+                                f"  for (int64_t e = 0; e < {osp}; ++e) yo[e] = bv; }}"])
     # col row (m, i, j, k) holds the products of kernel tap (i, j, k) for every input position (a, b, e);
     # input (a, b, e) at tap (i, j, k) lands on output (a*sd + i*dd - pd, b*sh + j*dh - ph, e*sw + k*dw - pw)
     orow = nest.lin([("a", sd * oh * ow), ("i", dd * oh * ow), ("b", sh * ow), ("j", dh * ow)],
@@ -775,7 +804,8 @@ def _emit_convt(node: "Node", cg: "Emitter") -> str:
         else:
             wptr, ta = cg.ptr(w), "true"
         body.append(f"float* __restrict col = {cg.workspace(0, 'float')};")
-        per_g = [f"ml4ep_rt::gemm({mk}, {isp}, {geo.cg}, 1.0f, {_plus(wptr, nest.lin([('gr', mk * geo.cg)]))}, {ta}, "
+        wg = _plus(wptr, nest.lin([("gr", mk * geo.cg)]))
+        per_g = [f"ml4ep_rt::gemm({mk}, {isp}, {geo.cg}, 1.0f, {wg}, {ta}, "
                  f"{_plus('x', nest.lin([('gr', geo.cg * isp)]))}, false, 0.0f, col);"]
         rows = [f"float* __restrict yo = y + {nest.lin([('gr', geo.mg * osp), ('m', osp)])};"]
         row = nest.lin([("m", geo.ksz * isp), ("i", kh * kw * isp), ("j", kw * isp), ("k", isp)])
@@ -787,7 +817,8 @@ def _emit_convt(node: "Node", cg: "Emitter") -> str:
         mb = _block(mk)
         nblk = -(-mk // mb)
         # rows r = (m, i, j, k) of col, per group: weights (group*Mg*K, Cg, 1)
-        w2 = wv.astype(np.float32).reshape(geo.group, geo.cg, mk).transpose(0, 2, 1).reshape(geo.group * mk, geo.cg, 1)
+        w2 = wv.astype(np.float32).reshape(geo.group, geo.cg, mk).transpose(0, 2, 1)
+        w2 = w2.reshape(geo.group * mk, geo.cg, 1)
         wptr = cg.weight(_pack(w2, geo.group, mb), f"{node.name}.W_packed")
         body.append(f"float* __restrict xb = {cg.workspace(0, 'float')};")
         body.append(f"std::memcpy(xb, x, sizeof(float) * {cin * isp});")
@@ -801,11 +832,12 @@ def _emit_convt(node: "Node", cg: "Emitter") -> str:
         if kw > 1:
             tap_of.append(f"const int64_t k = t % {kw};")
         valid = "MB" if mk % mb == 0 else f"std::min<int64_t>(MB, {mk} - blk * MB)"
+        m_of_r = "r" if geo.ksz == 1 else f"r / {geo.ksz}"
         per_block = [f"for (int64_t q = 0; q < {valid}; ++q) {{",
                      "  const int64_t r = blk * MB + q;",
                      *(["  const int64_t t = r % " + str(geo.ksz) + ";"] if geo.ksz > 1 else []),
                      *["  " + t for t in tap_of],
-                     f"  float* __restrict yo = y + ({_plus(nest.lin([('gr', geo.mg)]), 'r' if geo.ksz == 1 else f'r / {geo.ksz}')}) * {osp};",
+                     f"  float* __restrict yo = y + ({_plus(nest.lin([('gr', geo.mg)]), m_of_r)}) * {osp};",
                      "  const float* __restrict yq = yw + q * PR;"]
         per_block += _indent(scatter("yq"))
         per_block.append("}")
@@ -813,8 +845,8 @@ def _emit_convt(node: "Node", cg: "Emitter") -> str:
         body += nest.loops(["gr"], _vec_kernel(
             src=_plus("xb", nest.lin([("gr", geo.cg * isp)])), cstride=isp, cin=geo.cg, nest=kn, taps=[],
             tap_index="0", ntaps=1, positions=isp,
-            wb=f"{wptr} + ({_plus(nest.lin([('gr', nblk)]), 'blk')}) * {geo.cg * mb}", mb=mb, nblk=nblk, yw="yw",
-            per_block=per_block))
+            wb=f"{wptr} + ({_plus(nest.lin([('gr', nblk)]), 'blk')}) * {geo.cg * mb}", mb=mb, nblk=nblk,
+            yw="yw", per_block=per_block))
     act = activation_code(node, "v")
     if act:
         body.append(f"for (int64_t e = 0; e < {cout * osp}; ++e) {{ float v = y[e]; {act}y[e] = v; }}")
@@ -824,4 +856,5 @@ def _emit_convt(node: "Node", cg: "Emitter") -> str:
     return "\n".join(lines) + "\n"
 
 
-register("ConvTranspose", infer=_infer_convt, emit=_emit_convt, check=_common_check, workspace=_convt_workspace)
+register("ConvTranspose", infer=_infer_convt, emit=_emit_convt, check=_common_check,
+         workspace=_convt_workspace)

@@ -29,7 +29,8 @@ AVG_DTYPES = (np.float32, np.float64)
 def _check_dtype(node: "Node", g: "Graph", allowed) -> str | None:
     t = g.tensors.get(node.inputs[0])
     if t is not None and t.dtype not in [np.dtype(a) for a in allowed]:
-        return f"input dtype {t.dtype} is not supported (supported: {', '.join(np.dtype(a).name for a in allowed)})"
+        names = ", ".join(np.dtype(a).name for a in allowed)
+        return f"input dtype {t.dtype} is not supported (supported: {names})"
     if t is not None and t.rank < 3:
         return f"input of rank {t.rank}: pooling needs (N, C, spatial...)"
     if t is not None and t.rank > 5 and node.op_type in ("MaxPool", "AveragePool"):
@@ -48,7 +49,7 @@ def _check_avgpool(node: "Node", g: "Graph") -> str | None:
 
 
 def _check_global(node: "Node", g: "Graph") -> str | None:
-    return _check_dtype(node, g, MAX_DTYPES if node.op_type == "GlobalMaxPool" else AVG_DTYPES)
+    return _check_dtype(node, g, AVG_DTYPES)
 
 
 class PoolGeom:
@@ -92,7 +93,8 @@ class PoolGeom:
     def padded_taps(self, axis: int) -> list[int]:
         """Per output index: taps inside the input or the explicit padding (count_include_pad)."""
         out = []
-        s, d, p, e, n, k = self.st[axis], self.dl[axis], self.pb[axis], self.pe[axis], self.ins[axis], self.ks[axis]
+        s, d, p, e = self.st[axis], self.dl[axis], self.pb[axis], self.pe[axis]
+        n, k = self.ins[axis], self.ks[axis]
         for o in range(self.outs[axis]):
             start = o * s - p
             out.append(sum(1 for t in range(k) if -p <= start + t * d < n + e))
@@ -102,10 +104,6 @@ class PoolGeom:
 def _infer_pool(node: "Node", g: "Graph"):
     geo = PoolGeom(node, g)
     return [(g.t(node.inputs[0]).dtype, geo.out_shape)]
-
-
-def _table(name: str, vals: list[int]) -> str:
-    return f"constexpr int64_t {name}[{len(vals)}] = {{{', '.join(str(v) for v in vals)}}};"
 
 
 def _lit(v: float, ct: str) -> str:
@@ -119,35 +117,60 @@ def _lowest(ct: str) -> str:
     return f"std::numeric_limits<{ct}>::lowest()"
 
 
+def _padded(geo: PoolGeom) -> list[int]:
+    """Extents of the padded plane every window of ``geo`` fits in."""
+    return [max(geo.ins[i] + geo.pb[i], (geo.outs[i] - 1) * geo.st[i] + (geo.ks[i] - 1) * geo.dl[i] + 1)
+            for i in range(3)]
+
+
+def _needs_pad(geo: PoolGeom) -> bool:
+    return any(geo.pb) or _padded(geo) != geo.ins
+
+
+def _pool_workspace(node: "Node", g: "Graph"):
+    geo = PoolGeom(node, g)
+    if not _needs_pad(geo):
+        return []
+    return [(int(np.prod(_padded(geo))), g.t(node.inputs[0]).dtype)]
+
+
 def _emit_pool(node: "Node", cg: "Emitter") -> str:
     geo = PoolGeom(node, cg.g)
     x, y = node.inputs[0], node.outputs[0]
     ct = cg.ctype(x)
     is_max = node.op_type == "MaxPool"
-    idd, ih, iw = geo.ins
     od, oh, ow = geo.outs
-    isp, osp = idd * ih * iw, od * oh * ow
-    lines = [f"// {'max' if is_max else 'average'} pooling: kernel {geo.ks}, strides {geo.st}, dilations {geo.dl}, "
-             f"pads {geo.pb} / {geo.pe}"]
+    osp = od * oh * ow
+    isp = int(np.prod(geo.ins))
+    lines = [f"// {'max' if is_max else 'average'} pooling: kernel {geo.ks}, strides {geo.st}, "
+             f"dilations {geo.dl}, pads {geo.pb} / {geo.pe}"]
+    pad_value = _lowest(ct) if is_max else f"{ct}(0)"
+    per_plane = [f"const {ct}* __restrict xp = {cg.ptr(x)} + p * {isp};",
+                 f"{ct}* __restrict yp = {cg.ptr(y)} + p * {osp};"]
+    if _needs_pad(geo):
+        # the plane, padded (with a value no window result can come from), so no window is clipped
+        pd = _padded(geo)
+        lines.append(f"{ct}* __restrict xpad = {cg.workspace(0, ct)};")
+        lines.append(f"std::fill(xpad, xpad + {int(np.prod(pd))}, {pad_value});")
+        cp = Nest(a=geo.ins[0], b=geo.ins[1])
+        off = geo.pb[0] * pd[1] * pd[2] + geo.pb[1] * pd[2] + geo.pb[2]
+        dst = cp.lin([("a", pd[1] * pd[2]), ("b", pd[2])], off)
+        srco = cp.lin([("a", geo.ins[1] * geo.ins[2]), ("b", geo.ins[2])])
+        per_plane += cp.loops(["a", "b"], [
+            f"std::memcpy(xpad + {dst}, xp + {srco}, sizeof({ct}) * {geo.ins[2]});"])
+        src = "xpad"
+    else:
+        pd, src = geo.ins, "xp"
     nest = Nest(a=od, b=oh, e=ow, i=geo.ks[0], j=geo.ks[1], k=geo.ks[2])
-    bounds: dict[str, tuple[str, str]] = {}
-    for axis, (ovar, kvar, nm) in enumerate([("a", "i", "d"), ("b", "j", "h"), ("e", "k", "w")]):
-        lo, hi = geo.taps(axis)
-        if all(v == 0 for v in lo) and all(v == geo.ks[axis] for v in hi):
-            continue  # windows never clipped along this axis
-        lines.append(_table(f"lo_{nm}", lo))
-        lines.append(_table(f"hi_{nm}", hi))
-        nest.ext[kvar] = -1  # always print this loop: its bounds come from the tables
-        bounds[kvar] = (f"lo_{nm}[{nest.v(ovar)}]", f"hi_{nm}[{nest.v(ovar)}]")
-    # input index of output (a, b, e) at tap (i, j, k)
     sd, sh, sw = geo.st
     dd, dh, dw = geo.dl
-    xoff = nest.lin([("a", sd * ih * iw), ("i", dd * ih * iw), ("b", sh * iw), ("j", dh * iw), ("e", sw), ("k", dw)],
-                    -geo.pb[0] * ih * iw - geo.pb[1] * iw - geo.pb[2])
+    plane = pd[1] * pd[2]
+    xoff = nest.lin([("a", sd * plane), ("i", dd * plane), ("b", sh * pd[2]), ("j", dh * pd[2]), ("e", sw),
+                     ("k", dw)])
     if is_max:
-        init, upd, fin = _lowest(ct), f"acc = std::max(acc, xp[{xoff}]);", "acc"
+        upd, fin = f"acc = std::max(acc, {src}[{xoff}]);", "acc"
     else:
-        init, upd = f"{ct}(0)", f"acc += xp[{xoff}];"
+        upd = f"acc += {src}[{xoff}];"
         if node.attr("count_include_pad", 0):
             counts = [geo.padded_taps(a) for a in range(3)]
         else:
@@ -156,15 +179,12 @@ def _emit_pool(node: "Node", cg: "Emitter") -> str:
         if np.all(div == div[0]):
             fin = f"acc * {_lit(1.0 / float(div[0]), ct)}"
         else:
-            with np.errstate(divide="ignore"):
-                inv = np.where(div > 0, 1.0 / np.maximum(div, 1), 0.0).astype(cg.dtype(x))
+            inv = np.where(div > 0, 1.0 / np.maximum(div, 1), 0.0).astype(cg.dtype(x))
             lines.append(f"const {ct}* __restrict inv = {cg.weight(inv, f'{node.name}.inv_count')};")
             fin = f"acc * inv[{nest.lin([('a', oh * ow), ('b', ow), ('e', 1)])}]"
-    body = [f"{ct} acc = {init};"]
-    body += nest.loops(["i", "j", "k"], [upd], bounds)
+    body = [f"{ct} acc = {pad_value};"]
+    body += nest.loops(["i", "j", "k"], [upd])
     body.append(f"yp[{nest.lin([('a', oh * ow), ('b', ow), ('e', 1)])}] = {fin};")
-    per_plane = [f"const {ct}* __restrict xp = {cg.ptr(x)} + p * {isp};",
-                 f"{ct}* __restrict yp = {cg.ptr(y)} + p * {osp};"]
     per_plane += nest.loops(["a", "b", "e"], body)
     lines.append(f"for (int64_t p = 0; p < {D.cpp(geo.planes)}; ++p) {{")
     lines += ["  " + s for s in per_plane]
@@ -172,8 +192,8 @@ def _emit_pool(node: "Node", cg: "Emitter") -> str:
     return "\n".join(lines) + "\n"
 
 
-register("MaxPool", infer=_infer_pool, emit=_emit_pool, check=_check_maxpool)
-register("AveragePool", infer=_infer_pool, emit=_emit_pool, check=_check_avgpool)
+register("MaxPool", infer=_infer_pool, emit=_emit_pool, check=_check_maxpool, workspace=_pool_workspace)
+register("AveragePool", infer=_infer_pool, emit=_emit_pool, check=_check_avgpool, workspace=_pool_workspace)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -211,7 +231,8 @@ def _emit_global(node: "Node", cg: "Emitter") -> str:
         red = [f"{ct} part[{lanes}];",
                f"for (int64_t l = 0; l < {lanes}; ++l) part[l] = {init};",
                f"for (int64_t e = 0; e < {n // lanes * lanes}; e += {lanes})",
-               f"  for (int64_t l = 0; l < {lanes}; ++l) part[l] = {comb.format(a='part[l]', b='xp[e + l]')};",
+               f"  for (int64_t l = 0; l < {lanes}; ++l) "
+               f"part[l] = {comb.format(a='part[l]', b='xp[e + l]')};",
                f"{ct} r = {init};",
                f"for (int64_t e = {n // lanes * lanes}; e < {n}; ++e) r = {comb.format(a='r', b='xp[e]')};",
                f"for (int64_t l = 0; l < {lanes}; ++l) r = {comb.format(a='r', b='part[l]')};"]
