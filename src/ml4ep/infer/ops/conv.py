@@ -397,8 +397,10 @@ def _bias_act_pass(node: "Node", cg: "Emitter", y: str, channel: str, n: int) ->
     if b and not act:
         return [f"{{ const float bv = {cg.ptr(b)}[{channel}]; "
                 f"for (int64_t e = 0; e < {n}; ++e) {y}[e] += bv; }}"]
-    add = f" + {cg.ptr(b)}[{channel}]" if b else ""
-    return [f"for (int64_t e = 0; e < {n}; ++e) {{ float v = {y}[e]{add}; {act}{y}[e] = v; }}"]
+    if b:
+        return [f"{{ const float bv = {cg.ptr(b)}[{channel}]; "
+                f"for (int64_t e = 0; e < {n}; ++e) {{ float v = {y}[e] + bv; {act}{y}[e] = v; }} }}"]
+    return [f"for (int64_t e = 0; e < {n}; ++e) {{ float v = {y}[e]; {act}{y}[e] = v; }}"]
 
 
 def _plus(a: str, b: str) -> str:
@@ -533,7 +535,10 @@ def _emit_conv(node: "Node", cg: "Emitter") -> str:
     nest = Nest(gr=geo.group, c=-1, i=kd if wide else 1, j=kh if wide else 1, k=kw if wide else 1, a=od, b=oh)
     b = node.input(2)
     act = activation_code(node, "v")
-    bias = f" + {cg.ptr(b)}[m]" if b else ""
+    # the bias is read once per channel into a local: a load inside the row loop could alias the stores
+    # (both float) and would keep g++ from vectorising the loop
+    bias = " + bm" if b else ""
+    bias_decl = [f"  const float bm = {cg.ptr(b)}[m];"] if b else []
     if wide:
         body.append(f"float* __restrict xpad = {cg.workspace(0, 'float')};")
         body += _emit_pad_copy(geo, "x", "xpad", cin, slack=VEC_SLACK)
@@ -579,7 +584,7 @@ def _emit_conv(node: "Node", cg: "Emitter") -> str:
     per_block = [f"for (int64_t q = 0; q < {valid}; ++q) {{",
                  f"  const int64_t m = {_plus(nest.lin([('gr', geo.mg)]), 'blk * MB + q')};",
                  f"  float* __restrict yo = y + m * {osp};",
-                 "  const float* __restrict ywq = yw + q * PR;"]
+                 "  const float* __restrict ywq = yw + q * PR;"] + bias_decl
     per_block += _indent(rows)
     per_block.append("}")
     kern = _vec_kernel(src=src, cstride=cstride, cin=cin_k, nest=nest, taps=taps if wide else [],
