@@ -22,6 +22,7 @@ demo: install
 	$(PY) examples/infer_demo.py
 
 test: install
+	$(PY) -m ruff check src tests benchmarks examples
 	$(PY) -m pytest -n $(JOBS) -q tests
 
 bench: install

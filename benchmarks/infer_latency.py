@@ -329,7 +329,7 @@ def _write_markdown(path: Path, report: dict) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
-        def f(k, fmt="{:.1f}"):
+        def f(k, fmt="{:.1f}", r=r):
             v = r.get(k)
             return fmt.format(v) if isinstance(v, (int, float)) and v == v else "-"
 

@@ -48,7 +48,7 @@ def main() -> None:
             if diff > 1e-4:
                 raise SystemExit(f"{family}: ml4ep and onnxruntime disagree by {diff}")
             t_ml = median_us(model, x)
-            t_ort = median_us(lambda a: sess.run(None, {"x": a}), x)
+            t_ort = median_us(lambda a, s=sess: s.run(None, {"x": a}), x)
             print(f"{family:<12} {batch:>5} {diff:>11.2e} {t_ml:>9.1f} {t_ort:>9.1f} {t_ort / t_ml:>7.1f}x")
         saved = model.save(out / family)
         print(f"  compiled in {compile_s:.2f} s; standalone C++ in {saved}")

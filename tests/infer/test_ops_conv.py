@@ -166,7 +166,7 @@ def test_conv_kernel_paths_covered():
 
     seen = set()
     for cases in CONV_GROUPS.values():
-        for op, (x, w, b), attrs in cases:
+        for op, (x, w, _b), attrs in cases:
             if op != "Conv":
                 continue
             g = Graph("t", OPSET)

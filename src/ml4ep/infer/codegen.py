@@ -243,7 +243,6 @@ def _indent(code: str, pre: str) -> str:
 def _bridge(g: Graph, name: str, module: str) -> str:
     """A CPython extension module over the model: buffers in, no copies, the GIL released during infer."""
     n_in, n_out, n_dim = len(g.inputs), len(g.outputs), len(g.symbols)
-    n_buf = n_in + n_out
     args = []
     for k, i in enumerate(g.inputs):
         args.append(f"static_cast<const {ctype(g.t(i).dtype)}*>(bufs[{k}].buf)")
@@ -341,7 +340,6 @@ PyMODINIT_FUNC PyInit_{module}(void) {{ return PyModule_Create(&module_def); }}
 def _example(g: Graph, name: str) -> str:
     """A standalone program: reads raw inputs (or makes them), runs the model, writes raw outputs."""
     lines = []
-    sym_vals = ", ".join(f"int64_t {D.cpp_name(s)} = 1" for s in g.symbols)
     lines.append("  // symbolic dimensions (batch size, ...): from the command line, default 1")
     for k, s in enumerate(g.symbols):
         lines.append(f"  const int64_t {D.cpp_name(s)} = argc > {k + 3} ? std::atoll(argv[{k + 3}]) : 1;")
@@ -377,7 +375,6 @@ def _example(g: Graph, name: str) -> str:
         v = ident(o, "out_")
         lines.append(f"  double sum_{v} = 0; for (auto x : {v}) sum_{v} += double(x);")
         lines.append(f"  std::printf(\"{o}: %zu values, sum %.6g\\n\", {v}.size(), sum_{v});")
-    del sym_vals
     body = "\n".join(lines)
     return f"""// Example use of the generated model '{name}': ./example [{name}.bin] [inputs.raw|-] [dims...]
 #include <cstdio>

@@ -142,7 +142,7 @@ DimLike = Union[int, Dim]
 
 
 def _is_np_int(x: object) -> bool:
-    return hasattr(x, "dtype") and getattr(x, "dtype").kind in "iu" and getattr(x, "ndim", 0) == 0
+    return hasattr(x, "dtype") and x.dtype.kind in "iu" and getattr(x, "ndim", 0) == 0
 
 
 def _as_int(x: object) -> int:

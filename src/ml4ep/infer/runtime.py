@@ -91,7 +91,7 @@ class CompiledModel:
     # ----------------------------------------------------------------------------------------------
     def _bind(self, arrays: list[np.ndarray]) -> dict[str, int]:
         values: dict[str, int] = {}
-        for name, arr, (dt, shape) in zip(self.input_names, arrays, self._in):
+        for name, arr, (_dt, shape) in zip(self.input_names, arrays, self._in):
             if arr.ndim != len(shape):
                 raise InputError(
                     f"model '{self.name}': input '{name}' must have rank {len(shape)} {D.fmt_shape(shape)}, "
@@ -117,7 +117,7 @@ class CompiledModel:
                         f"model '{self.name}': input '{name}' must have shape {D.fmt_shape(shape)}, "
                         f"got {arr.shape} (axis {ax}: expected {want}, got {got})"
                     )
-        for name, arr, (dt, shape) in zip(self.input_names, arrays, self._in):
+        for name, arr, (_dt, shape) in zip(self.input_names, arrays, self._in):
             for ax, (want, got) in enumerate(zip(shape, arr.shape)):
                 if isinstance(want, D.Dim):
                     missing = D.symbols([want]) - values.keys()

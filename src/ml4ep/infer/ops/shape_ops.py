@@ -1367,7 +1367,7 @@ def _fold_range(node: "Node", vals: list):
     if not D.is_static(n):
         raise D.SymbolicError(f"node '{node.name}' (Range): symbolic length {D.fmt(n)}")
     dt = np.asarray(vals[0]).dtype
-    if dt == object:
+    if dt == np.dtype(object):
         dt = np.dtype(np.int64)
     out = np.array([start + k * delta for k in range(int(n))], dtype=dt) if dt.kind in "iu" \
         else (np.float64(start) + np.arange(int(n)) * np.float64(delta)).astype(dt)

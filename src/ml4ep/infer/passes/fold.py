@@ -14,7 +14,6 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .. import dims as D
 from .. import ops as O
 from ..graph import Graph, Node
 from ...errors import Ml4epError, ShapeError, UnsupportedOperatorError
@@ -184,4 +183,4 @@ def dead_code(g: Graph) -> None:
             del g.tensors[name]
 
 
-__all__ = ["resolve", "dead_code", "D"]
+__all__ = ["resolve", "dead_code"]
