@@ -180,6 +180,19 @@ def py_contenders(path: Path, family: str, model: mi.CompiledModel):
     }
 
 
+def model_cost(family: str) -> tuple[float, float]:
+    """FLOPs per sample (PyTorch's own FLOP counter, an independent count) and bytes of parameters."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    module = zoo.build(family)
+    x = torch.zeros((1, *zoo.FAMILIES[family].input_shape))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(x)
+    params = sum(p.numel() for p in module.parameters()) * 4
+    return float(counter.get_total_flops()), float(params)
+
+
 def python_peak_mb(engine: str, path: Path, family: str, batch: int) -> float:
     """Peak RSS increase (MB) of a fresh process from before the engine loads the model to after 20 calls."""
     code = f"""
@@ -239,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         model = mi.compile(path, cache=False)
         compile_s = time.perf_counter() - t0
         engines = py_contenders(path, family, model)
+        flops, weight_bytes = model_cost(family)
         for batch in [int(b) for b in args.batches.split(",")]:
             x = sofie_anchor.bench_inputs([(batch, *zoo.FAMILIES[family].input_shape)])[0].astype(np.float32)
             number = max(3, min(2000, int(2e5 / (batch * max(1, int(np.prod(zoo.FAMILIES[family].input_shape)))) + 3)))
@@ -251,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                 order = names + names[::-1] if r % 2 == 0 else names[::-1] + names
                 for n in order:
                     samples[n].append(time_block(engines[n], x, number))
-            row = {"model": family, "batch": batch, "compile_s": compile_s}
+            row = {"model": family, "batch": batch, "compile_s": compile_s, "flops": flops * batch,
+                   "weight_bytes": weight_bytes}
             for n in names:
                 row[f"{n}_us"] = float(np.median(samples[n]))
             # C++ loops, alternated ml4ep / sofie / sofie / ml4ep
@@ -325,8 +340,9 @@ def _write_markdown(path: Path, report: dict) -> None:
         f"6480x100 output layer {b['sgemv_vae_us']:.1f} us ({b['sgemv_gbs']:.1f} GB/s), pip OpenBLAS.",
         "",
         "| model | batch | ml4ep C++ us | SOFIE C++ us | SOFIE/ml4ep | ml4ep Py us | ORT us | ORT/ml4ep-py | torch us "
-        "| ml4ep-py events/s | ML4EP/ORT mem MB | C++ RSS ml4ep/SOFIE MB | compile s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ml4ep-py events/s | ML4EP/ORT mem MB | C++ RSS ml4ep/SOFIE MB | compile s | ml4ep C++ GFLOP/s (% sgemm) "
+        "| weights GB/s (% sgemv) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         def f(k, fmt="{:.1f}", r=r):
@@ -341,7 +357,10 @@ def _write_markdown(path: Path, report: dict) -> None:
             f"| {r['model']} | {r['batch']} | {f('ml4ep-cpp_us')} | {f('sofie-cpp_us')} | {ratio_s} | "
             f"{f('ml4ep-py_us')} | {f('onnxruntime_us')} | {ratio_o} | {f('torch_us')} | {tput} | "
             f"{f('ml4ep-py_mem_mb')}/{f('onnxruntime_mem_mb')} | {f('ml4ep-cpp_rss_mb')}/{f('sofie-cpp_rss_mb')} | "
-            f"{f('compile_s', '{:.2f}')} |"
+            f"{f('compile_s', '{:.2f}')} | {r['flops'] / r['ml4ep-cpp_us'] / 1e3:.1f} "
+            f"({100 * r['flops'] / r['ml4ep-cpp_us'] / 1e3 / b['sgemm_gflops']:.0f}%) | "
+            f"{r['weight_bytes'] / r['ml4ep-cpp_us'] / 1e3:.1f} "
+            f"({100 * r['weight_bytes'] / r['ml4ep-cpp_us'] / 1e3 / b['sgemv_gbs']:.0f}%) |"
         )
     errors = [(r["model"], r["batch"], r["sofie_error"]) for r in report["results"] if r.get("sofie_error")]
     if errors:
@@ -350,6 +369,9 @@ def _write_markdown(path: Path, report: dict) -> None:
     if vae:
         lines += ["", f"VAE decoder, batch 1: ml4ep C++ {vae[0]['ml4ep-cpp_us']:.1f} us = "
                       f"{vae[0]['ml4ep-cpp_us'] / b['sgemv_vae_us']:.2f}x the sgemv time of its output layer."]
+    lines += ["", "Distance from the bounds: GFLOP/s from PyTorch's FLOP counter over the ml4ep C++ time (compute-bound "
+              "cases approach the sgemm peak at large batch); GB/s = parameter bytes streamed per call over the time "
+              "(memory-bound cases, batch 1, approach the sgemv rate)."]
     lines.append("<!-- infer_latency:end -->")
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     block = "\n".join(lines)
