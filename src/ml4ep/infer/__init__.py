@@ -3,7 +3,7 @@
 The pipeline, top to bottom::
 
     ONNX file -> onnx_import (Graph IR) -> passes: fold (shapes, constants), fusion, dead code,
-    memory plan -> codegen (<name>.hpp + <name>.bin) -> build (g++, cached) -> runtime (ctypes session)
+    memory plan -> codegen (<name>.hpp + <name>.bin) -> build (g++, cached) -> runtime (Python session over a tiny extension module)
 
 >>> import ml4ep.infer as mi
 >>> model = mi.compile("model.onnx")    # doctest: +SKIP
