@@ -59,6 +59,12 @@ def make_model(
         [node], f"test_{op_type.lower()}", graph_inputs,
         [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outs], inits,
     )
+    return finish_model(graph, opset)
+
+
+def finish_model(graph: onnx.GraphProto, opset: int = OPSET) -> onnx.ModelProto:
+    """The model of ``graph``, its untyped outputs given the element types ONNX shape inference finds
+    (onnxruntime refuses outputs of undefined type)."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 10
     inferred = onnx.shape_inference.infer_shapes(model)

@@ -13,7 +13,7 @@ from ml4ep.infer import build
 from ml4ep.infer import dims as D
 from ml4ep.infer.graph import Graph, Node
 from ml4ep.infer.ops import shape_ops as S
-from opcheck import check_op, rand, run_ort
+from opcheck import check_op, finish_model, rand, run_ort
 
 I64_MAX = np.iinfo(np.int64).max
 I64_MIN = np.iinfo(np.int64).min
@@ -82,12 +82,7 @@ def check_cases(cases: list[dict]) -> None:
         outs += o
         nodes.append(helper.make_node(c["op"], names, o, name=f"case{ci}_{c['op']}", **c["attrs"]))
     out_info = [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outs]
-    graph = helper.make_graph(nodes, "cases", graph_inputs, out_info, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    model.ir_version = 10
-    inferred = onnx.shape_inference.infer_shapes(model)
-    for out, inf in zip(model.graph.output, inferred.graph.output):
-        out.type.tensor_type.elem_type = inf.type.tensor_type.elem_type
+    model = finish_model(helper.make_graph(nodes, "cases", graph_inputs, out_info, inits), 21)
     expected = run_ort(model, feeds)
     got = mi.compile(model).run(feeds)
     for name, e in zip(outs, expected):

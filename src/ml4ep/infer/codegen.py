@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
@@ -55,7 +55,6 @@ class Generated:
     example: str = ""
     cmake: str = ""
     model_id: int = 0
-    code_lines: list[str] = field(default_factory=list)
 
 
 class Emitter:
@@ -68,7 +67,6 @@ class Emitter:
         self.size = 0
         self.const_ptr: dict[str, str] = {}
         self.node: Node | None = None
-        self.uses_blas = False
 
     # tensors --------------------------------------------------------------------------------------
     def ptr(self, name: str) -> str:
@@ -103,9 +101,6 @@ class Emitter:
         """Whether tensors a and b share their storage (a view and its source)."""
         sa, sb = self.plan.storage_of.get(a), self.plan.storage_of.get(b)
         return sa is not None and sa is sb
-
-    def dim(self, d) -> str:
-        return D.cpp(d)
 
     # weights and scratch --------------------------------------------------------------------------
     def weight(self, array: np.ndarray, hint: str = "") -> str:

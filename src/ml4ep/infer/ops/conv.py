@@ -271,13 +271,17 @@ def conv_geometry(node: "Node", g: "Graph") -> Geom:
                 to3(pe, 0), to3(outs, 1))
 
 
-def _infer_conv(node: "Node", g: "Graph"):
-    geo = conv_geometry(node, g)
+def _output_info(geo: Geom) -> list[tuple[np.dtype, tuple]]:
     return [(np.dtype(np.float32), (geo.batch, geo.cout, *geo.outs[3 - geo.nsp:]))]
 
 
-def _conv_kernel(geo: Geom, const_w: bool = True) -> str:
-    """``vector`` for constant weights (packed at code generation), ``blas`` (im2col + sgemm) otherwise."""
+def _infer_conv(node: "Node", g: "Graph"):
+    return _output_info(conv_geometry(node, g))
+
+
+def _kernel(const_w: bool) -> str:
+    """``vector`` for constant weights (packed at code generation), ``blas`` (im2col + sgemm) otherwise;
+    ConvTranspose adds its col2im scatter to either."""
     return "vector" if const_w else "blas"
 
 
@@ -321,7 +325,7 @@ def _wide_positions(geo: Geom) -> int:
 def _conv_workspace(node: "Node", g: "Graph"):
     geo = conv_geometry(node, g)
     psz = geo.cin * int(np.prod(geo.padded))
-    if _conv_kernel(geo, g.is_const(node.inputs[1])) == "blas":
+    if _kernel(g.is_const(node.inputs[1])) == "blas":
         out = [(psz, np.float32)] if geo.needs_pad else [(1, np.float32)]
         if not _pointwise(geo):
             out.append((geo.cg * geo.ksz * geo.osp, np.float32))
@@ -507,7 +511,7 @@ def _vec_kernel(*, src: str, cstride: int, cin: int, nest: "Nest", taps: list[tu
 
 def _emit_conv(node: "Node", cg: "Emitter") -> str:
     geo = conv_geometry(node, cg.g)
-    if _conv_kernel(geo, cg.const(node.inputs[1]) is not None) == "blas":
+    if _kernel(cg.const(node.inputs[1]) is not None) == "blas":
         return _emit_conv_blas(node, cg, geo)
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
     cin, cout, isp, osp = geo.cin, geo.cout, geo.isp, geo.osp
@@ -722,18 +726,12 @@ def convt_geometry(node: "Node", g: "Graph") -> Geom:
 
 
 def _infer_convt(node: "Node", g: "Graph"):
-    geo = convt_geometry(node, g)
-    return [(np.dtype(np.float32), (geo.batch, geo.cout, *geo.outs[3 - geo.nsp:]))]
-
-
-def _convt_kernel(geo: Geom, const_w: bool = True) -> str:
-    """``vector`` + col2im for constant weights, ``blas`` (sgemm + col2im) otherwise."""
-    return "vector" if const_w else "blas"
+    return _output_info(convt_geometry(node, g))
 
 
 def _convt_workspace(node: "Node", g: "Graph"):
     geo = convt_geometry(node, g)
-    if _convt_kernel(geo, g.is_const(node.inputs[1])) == "blas":
+    if _kernel(g.is_const(node.inputs[1])) == "blas":
         return [(geo.mg * geo.ksz * geo.isp, np.float32)]
     mb = _block(geo.mg * geo.ksz)
     return [(geo.cin * geo.isp + VEC_SLACK, np.float32), (mb * (geo.isp + VEC_SLACK), np.float32)]
@@ -760,7 +758,7 @@ def _emit_convt(node: "Node", cg: "Emitter") -> str:
     geo = convt_geometry(node, cg.g)
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
     wv = cg.const(w)
-    kernel = _convt_kernel(geo, wv is not None)
+    kernel = _kernel(wv is not None)
     cin, cout, isp, osp = geo.cin, geo.cout, geo.isp, geo.osp
     kd, kh, kw = geo.ks
     sd, sh, sw = geo.st

@@ -56,12 +56,12 @@ def activation_code(node: "Node", var: str) -> str:
 
 
 def _dense(cg: "Emitter", node: "Node", a_ptr: str, rows, k: int, n: int, w: np.ndarray,
-           bias: np.ndarray | None, y_ptr: str, a_trans: bool = False) -> str:
-    """Y[rows, n] = A[rows, k] @ W[k, n] + bias, then fused activations."""
+           bias: np.ndarray | None, y_ptr: str, a_trans: bool = False, with_act: bool = True) -> str:
+    """Y[rows, n] = A[rows, k] @ W[k, n] + bias, then the fused activations (unless ``with_act`` is off)."""
     wp = cg.weight(np.ascontiguousarray(w, dtype=np.float32), f"{node.name}.W")
     bp = cg.weight(np.ascontiguousarray(bias, dtype=np.float32).reshape(-1), f"{node.name}.bias") \
         if bias is not None else "nullptr"
-    act = activation_code(node, "v")
+    act = activation_code(node, "v") if with_act else ""
     act_loop = ""
     if act:
         act_loop = f"  for (int64_t i = 0; i < int64_t({D.cpp(rows)}) * {n}; ++i) {{ float v = {y_ptr}[i]; {act}{y_ptr}[i] = v; }}\n"
@@ -102,7 +102,7 @@ def _emit_gemm(node: "Node", cg: "Emitter") -> str:
             if full.shape[0] == 1:
                 bias = full.reshape(-1)
             else:  # a full (M, N) bias: add it after the product
-                code = _dense(cg, _no_act(node), cg.ptr(a), m, k, n, w, None, cg.ptr(y), bool(ta))
+                code = _dense(cg, node, cg.ptr(a), m, k, n, w, None, cg.ptr(y), bool(ta), with_act=False)
                 code += emit_broadcast(cg, y, [y, c], lambda v: f"{v[0]} + {_fl(beta)} * {v[1]}")
                 code += _act_pass(cg, node, y)
                 return code
@@ -120,13 +120,6 @@ def _emit_gemm(node: "Node", cg: "Emitter") -> str:
 
 def _fl(x: float) -> str:
     return repr(float(np.float32(x))) + "f"
-
-
-def _no_act(node: "Node") -> "Node":
-    from copy import copy
-    n2 = copy(node)
-    n2.fused = []
-    return n2
 
 
 def _act_pass(cg: "Emitter", node: "Node", y: str) -> str:

@@ -70,6 +70,17 @@ def _check_bn(node: "Node", g: "Graph") -> str | None:
     return None
 
 
+def _check_channel_params(node: "Node", g: "Graph", names: tuple[str, ...], c) -> None:
+    """Inputs 1.. (named ``names``) hold one value per channel."""
+    for k, what in enumerate(names, start=1):
+        p = g.t(node.inputs[k])
+        if p.numel != c:
+            raise ShapeError(
+                f"node '{node.name}' ({node.op_type}): {what} has shape {D.fmt_shape(p.shape)}, "
+                f"expected ({D.fmt(c)})"
+            )
+
+
 def _infer_bn(node: "Node", g: "Graph"):
     t = g.t(node.inputs[0])
     if t.rank < 2:
@@ -77,13 +88,7 @@ def _infer_bn(node: "Node", g: "Graph"):
             f"node '{node.name}' (BatchNormalization): input must be (N, C, ...), got rank {t.rank}"
         )
     c = t.shape[1]
-    for k, what in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")):
-        p = g.t(node.inputs[k])
-        if p.numel != c:
-            raise ShapeError(
-                f"node '{node.name}' (BatchNormalization): {what} has shape {D.fmt_shape(p.shape)}, "
-                f"expected ({D.fmt(c)})"
-            )
+    _check_channel_params(node, g, ("scale", "B", "mean", "var"), c)
     return [(t.dtype, t.shape)]
 
 
@@ -274,13 +279,7 @@ def _infer_in(node: "Node", g: "Graph"):
         raise ShapeError(
             f"node '{node.name}' (InstanceNormalization): input must be (N, C, ...), got rank {t.rank}"
         )
-    for k, what in ((1, "scale"), (2, "B")):
-        p = g.t(node.inputs[k])
-        if p.numel != t.shape[1]:
-            raise ShapeError(
-                f"node '{node.name}' (InstanceNormalization): {what} has shape {D.fmt_shape(p.shape)}, "
-                f"expected ({D.fmt(t.shape[1])})"
-            )
+    _check_channel_params(node, g, ("scale", "B"), t.shape[1])
     return [(t.dtype, t.shape)]
 
 
