@@ -10,6 +10,7 @@ so threads run in parallel.
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib.util
 import json
 import os
@@ -22,6 +23,7 @@ import numpy as np
 from . import dims as D
 from ..errors import InputError, Ml4epError
 
+@functools.cache
 def _set_blas_threads() -> None:
     """OpenBLAS inside the generated code runs single-threaded unless ML4EP_BLAS_THREADS says otherwise."""
     try:
