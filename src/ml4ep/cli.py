@@ -42,6 +42,28 @@ def _cmd_ops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_inspect(args: argparse.Namespace) -> int:
+    from .data.loader import _expand
+    from .data.sources import reader_for
+
+    for path in _expand(args.files):
+        r = reader_for(path, args.format, args.tree)
+        where = f" {r.tree_name!r}" if r.tree_name else ""
+        print(f"{path}:{where} {r.num_entries} entries ({r.format})")
+        for name, c in r.columns.items():
+            if c.kind == "unsupported":
+                what = f"cannot be batched: {c.why}"
+            elif c.kind == "jagged":
+                what = f"{c.dtype} variable length (needs max_vec_sizes)"
+            elif c.kind == "fixed":
+                what = f"{c.dtype} x {'x'.join(map(str, c.shape))}"
+            else:
+                what = str(c.dtype)
+            print(f"  {name:<24} {what}")
+        r.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ml4ep", description="Machine learning for experimental particle physics.")
     p.add_argument("--version", action="version", version=f"ml4ep {__version__}")
@@ -62,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     o = sub.add_parser("operators", help="list the ONNX operators ml4ep compiles")
     o.set_defaults(func=_cmd_ops)
+
+    d = sub.add_parser("data", help="ml4ep.data: look into ROOT, HDF5 and Parquet files")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    di = dsub.add_parser("inspect", help="entries and columns of files, and which ones can be batched")
+    di.add_argument("files", nargs="+", help="paths or glob patterns")
+    di.add_argument("--tree", help="TTree/RNTuple name (ROOT) or group/compound dataset (HDF5)")
+    di.add_argument("--format", choices=["root", "hdf5", "parquet"], help="instead of guessing from the extension")
+    di.set_defaults(func=_cmd_data_inspect)
     return p
 
 

@@ -1,0 +1,316 @@
+"""From an epoch's plan to batches: read parts, filter, scatter each window into permuted order, cut batches.
+
+Memory: at any time a worker holds one cached part per input dataset (``chunk_size`` entries each; for
+Parquet, a row group), the window being filled and up to ``prefetch`` finished windows (``buffer_size``
+rows each), and the window being handed out. Batches are views of a window's arrays, and a window's
+arrays are never written again once finished, so a batch stays valid for as long as it is referenced.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .expr import Expression
+from .plan import EpochPlan, Part, Piece, window_permutation
+from .sources import DataError, reader_for
+
+log = logging.getLogger(__name__)
+
+_MAX_OPEN_FILES = 32
+
+
+@dataclass
+class Output:
+    """One array of a batch: a column, or several columns side by side (the feature matrix ``x``)."""
+
+    name: str
+    dtype: np.dtype
+    # (column, first output column, width, per-entry shape); column may be "<name>.mask" for jagged masks
+    members: list[tuple[str, int, int, tuple[int, ...]]]
+    shape: tuple[int, ...]  # per-entry shape of this output
+
+
+@dataclass
+class Schema:
+    files: list[tuple[str, str, str | None]]  # (path, format, tree)
+    read: list[list[str]]  # per dataset: the columns read from its files
+    constants: list[dict]  # per dataset: column -> value
+    outputs: list[Output]
+    max_sizes: dict[str, int]
+    padding: float
+    filter: Expression | None = None
+    readers: dict = field(default_factory=dict)
+
+
+class PartReader:
+    """Reads parts through a cache of the last part of each lane, with the filter applied."""
+
+    def __init__(self, schema: Schema, readers: dict | None = None):
+        self.schema = schema
+        self._readers: OrderedDict[int, object] = OrderedDict(readers or {})
+        self._cache: dict[int, tuple[int, dict, np.ndarray | None]] = {}
+        self.ahead: Iterator | None = None  # parts read in advance, in the order they are needed
+
+    @staticmethod
+    def read_order(parts: list[Part], windows: list[list[Piece]]) -> list[int]:
+        """The parts a run over ``windows`` reads, in order (with the one-part-per-lane cache)."""
+        cached: dict[int, int] = {}
+        order = []
+        for pieces in windows:
+            for p in pieces:
+                if cached.get(p.lane) != p.part:
+                    cached[p.lane] = p.part
+                    order.append(p.part)
+        return order
+
+    def reader(self, i: int):
+        r = self._readers.get(i)
+        if r is None:
+            path, fmt, tree = self.schema.files[i]
+            r = reader_for(path, fmt, tree)
+            self._readers[i] = r
+            while len(self._readers) > _MAX_OPEN_FILES:
+                _, old = self._readers.popitem(last=False)
+                old.close()
+        else:
+            self._readers.move_to_end(i)
+        return r
+
+    def close(self) -> None:
+        for r in self._readers.values():
+            r.close()
+        self._readers.clear()
+        self._cache.clear()
+
+    def read_part(self, part: Part) -> tuple[dict, np.ndarray | None]:
+        """Columns of the part's selected entries, and (with a filter) the running count of selected entries."""
+        s = self.schema
+        arrays = self.reader(part.file).read(s.read[part.dataset], part.start, part.stop, s.max_sizes, s.padding)
+        if s.filter is None:
+            return arrays, None
+        n = part.stop - part.start
+        env = dict(arrays)
+        env.update(s.constants[part.dataset])
+        try:
+            mask = s.filter.evaluate(env, n)
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(
+                f"{s.files[part.file][0]}: evaluating filter {s.filter.text!r} failed: {exc}"
+            ) from exc
+        cum = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(mask, out=cum[1:])
+        if cum[-1] != n:
+            arrays = {k: v[mask] for k, v in arrays.items()}
+        return arrays, cum
+
+    def piece(self, parts: list[Part], piece: Piece, raw_units: bool) -> dict:
+        part = parts[piece.part]
+        hit = self._cache.get(piece.lane)
+        if hit is None or hit[0] != id(part):
+            if self.ahead is not None:
+                got, (arrays, cum) = next(self.ahead)
+                if got is not part:  # pragma: no cover - a bug, never the user's fault
+                    raise RuntimeError("parts read out of order")
+            else:
+                arrays, cum = self.read_part(part)
+            hit = (id(part), arrays, cum)
+            self._cache[piece.lane] = hit
+        _, arrays, cum = hit
+        lo, hi = piece.lo, piece.hi
+        if raw_units and cum is not None:
+            lo, hi = int(cum[lo]), int(cum[hi])
+        return {k: v[lo:hi] for k, v in arrays.items()}, hi - lo
+
+
+class WindowBuilder:
+    """Fills a window's output arrays from its pieces, then gathers them in a random order."""
+
+    def __init__(self, schema: Schema, parts: list[Part], reader: PartReader, raw_units: bool):
+        self.schema, self.parts, self.reader, self.raw_units = schema, parts, reader, raw_units
+
+    def build(self, pieces: list[Piece], size: int | None, dest_fn) -> tuple[list[np.ndarray], int]:
+        if size is None:  # rows unknown before reading (filter without counts): read first, then place
+            got = [self.reader.piece(self.parts, p, self.raw_units) for p in pieces]
+            size = sum(n for _, n in got)
+            source = iter(got)
+            fetch = lambda p: next(source)
+        else:
+            fetch = lambda p: self.reader.piece(self.parts, p, self.raw_units)
+        perm = dest_fn(size)
+        outs = [np.empty((size,) + o.shape, dtype=o.dtype) for o in self.schema.outputs]
+        at = 0
+        for p in pieces:
+            cols, n = fetch(p)
+            if n == 0:
+                continue
+            const = self.schema.constants[self.parts[p.part].dataset]
+            for o, out in zip(self.schema.outputs, outs):
+                _fill(o, out[at:at + n], cols, const, n)
+            at += n
+        if perm is not None:  # a fresh array per output, gathered in the window's random order
+            outs = [np.take(out, perm, axis=0) for out in outs]
+        if at != size:  # pragma: no cover - a bug, never the user's fault
+            raise RuntimeError(f"window filled {at} of {size} rows")
+        return outs, size
+
+
+def _column(name: str, cols: dict, const: dict, n: int) -> np.ndarray:
+    if name.endswith(".mask"):
+        base = name[:-5]
+        width = cols[base].shape[1]
+        return np.arange(width)[None, :] < cols[base + ".counts"][:, None]
+    if name in cols:
+        return cols[name]
+    return np.full(n, const[name])
+
+
+def _fill(o: Output, out: np.ndarray, cols: dict, const: dict, n: int) -> None:
+    if len(o.members) == 1 and o.members[0][2] == int(np.prod(o.shape, dtype=np.int64)):
+        out[...] = _column(o.members[0][0], cols, const, n).reshape((n,) + o.shape)
+        return
+    for name, first, width, _shape in o.members:
+        out[:, first:first + width] = _column(name, cols, const, n).reshape(n, width)
+
+
+class _Prefetch:
+    """Runs a generator in a background thread, ``depth`` items ahead; errors re-raised in the consumer."""
+
+    _END = object()
+
+    def __init__(self, gen: Iterator, depth: int):
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._gen = gen
+        self._thread = threading.Thread(target=self._run, name="ml4ep-data-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._gen:
+                while not self._stop.is_set():
+                    try:
+                        self._q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+            self._put_end((self._END, None))
+        except BaseException as exc:  # forwarded to the consumer
+            self._put_end((self._END, exc))
+
+    def _put_end(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self):
+        try:
+            while True:
+                item, exc = self._q.get()
+                if item is self._END:
+                    if exc is not None:
+                        raise exc
+                    return
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        while True:
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=5)
+
+
+@dataclass
+class Position:
+    """Where an epoch's stream stands: rows already handed out."""
+
+    rows: int = 0
+
+
+def window_stream(schema: Schema, parts: list[Part], plan: EpochPlan, *, seed: int, epoch: int, split: int,
+                  rank: int, shuffle: bool, raw_units: bool, skip_rows: int, reader: PartReader,
+                  background: bool = False):
+    """Yields ``(arrays, n)`` per window, skipping ``skip_rows`` leading rows (whole windows unread when their
+    sizes are known). With ``background``, parts are read one thread ahead of the window assembly."""
+    builder = WindowBuilder(schema, parts, reader, raw_units)
+    remaining = skip_rows
+    todo = []
+    for pieces, wid, size in zip(plan.windows, plan.window_ids, plan.sizes):
+        if size is not None and remaining >= size:
+            remaining -= size
+            continue
+        todo.append((pieces, wid, size))
+    ahead = None
+    if background:
+        order = PartReader.read_order(parts, [t[0] for t in todo])
+        ahead = _Prefetch(((parts[i], reader.read_part(parts[i])) for i in order), depth=2)
+        reader.ahead = iter(ahead)
+    try:
+        yield from _windows(builder, todo, remaining, shuffle, seed, epoch, split, rank)
+    finally:
+        reader.ahead = None
+        if ahead is not None:
+            ahead.close()
+
+
+def _windows(builder, todo, remaining, shuffle, seed, epoch, split, rank):
+    for pieces, wid, size in todo:
+        if shuffle:
+            dest_fn = lambda n, wid=wid: window_permutation(n, seed=seed, epoch=epoch, split=split, rank=rank, window=wid)
+        else:
+            dest_fn = lambda n: None
+        arrays, n = builder.build(pieces, size, dest_fn)
+        if remaining:
+            cut = min(remaining, n)
+            arrays = [a[cut:] for a in arrays]
+            n -= cut
+            remaining -= cut
+        if n:
+            yield arrays, n
+
+
+def batches(windows, batch_size: int, drop_remainder: bool, position: Position):
+    """Cuts a stream of windows into batches of ``batch_size`` rows (views where a batch lies in one window)."""
+    pending: list[np.ndarray] | None = None
+    pending_n = 0
+    for arrays, n in windows:
+        pos = 0
+        if pending is not None:
+            need = batch_size - pending_n
+            take = min(need, n)
+            pending = [np.concatenate([p, a[:take]]) for p, a in zip(pending, arrays)]
+            pending_n += take
+            pos = take
+            if pending_n < batch_size:
+                continue
+            position.rows += batch_size
+            yield pending
+            pending, pending_n = None, 0
+        while pos + batch_size <= n:
+            position.rows += batch_size
+            yield [a[pos:pos + batch_size] for a in arrays]
+            pos += batch_size
+        if pos < n:
+            pending = [a[pos:] for a in arrays]
+            pending_n = n - pos
+    if pending is not None and pending_n and not drop_remainder:
+        position.rows += pending_n
+        yield pending
