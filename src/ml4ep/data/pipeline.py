@@ -1,8 +1,8 @@
 """From an epoch's plan to batches: read parts, filter, scatter each window into permuted order, cut batches.
 
-Memory: at any time a worker holds one cached part per input dataset (``chunk_size`` entries each; for
-Parquet, a row group), the window being filled and up to ``prefetch`` finished windows (``buffer_size``
-rows each), and the window being handed out. Batches are views of a window's arrays, and a window's
+Memory: at any time a worker holds one cached part per lane (``chunk_size`` entries each, or a whole
+basket, cluster or row group), up to two parts being read ahead, the window being filled, up to
+``prefetch`` finished windows and the window being handed out. Batches are views of a window's arrays, and a window's
 arrays are never written again once finished, so a batch stays valid for as long as it is referenced.
 """
 
@@ -57,6 +57,7 @@ class PartReader:
         self._readers: OrderedDict[int, object] = OrderedDict(readers or {})
         self._cache: dict[int, tuple[int, dict, np.ndarray | None]] = {}
         self.ahead: Iterator | None = None  # parts read in advance, in the order they are needed
+        self.shuffle_key: tuple | None = None  # (seed, epoch, split): the rows of every part are permuted
 
     @staticmethod
     def read_order(parts: list[Part], windows: list[list[Piece]]) -> list[int]:
@@ -89,8 +90,30 @@ class PartReader:
         self._readers.clear()
         self._cache.clear()
 
-    def read_part(self, part: Part) -> tuple[dict, np.ndarray | None]:
-        """Columns of the part's selected entries, and (with a filter) the running count of selected entries."""
+    def read_part(self, part: Part, index: int) -> tuple[list, np.ndarray | None, np.ndarray | None]:
+        """The part's selected entries as one array per output; (with a filter) the running count of selected entries in
+        the raw order, which maps raw unit ranges to ranges of selected rows; and, when shuffling, a random
+        order of the part's blocks of ``PART_BLOCK`` rows, so that the slices of a large part that go to
+        different windows come from all over it (a permutation of block indices: no copy)."""
+        cols, cum = self._read_filtered(part)
+        # the part in the batches' layout (features side by side in x), once, in the reading thread
+        n = int(cum[-1]) if cum is not None else part.stop - part.start
+        const = self.schema.constants[part.dataset]
+        arrays = []
+        for o in self.schema.outputs:
+            a = np.empty((n,) + o.shape, dtype=o.dtype)
+            _fill(o, a, cols, const, n)
+            arrays.append(a)
+        order = None
+        if self.shuffle_key is not None:
+            full = n // PART_BLOCK
+            if -(-n // PART_BLOCK) > 1:
+                order = np.random.default_rng([*self.shuffle_key, 0x9A27, index]).permutation(full)
+                if n % PART_BLOCK:  # a short last block stays last, so that every block before it is full
+                    order = np.append(order, full)
+        return arrays, cum, order
+
+    def _read_filtered(self, part: Part) -> tuple[dict, np.ndarray | None]:
         s = self.schema
         arrays = self.reader(part.file).read(s.read[part.dataset], part.start, part.stop, s.max_sizes, s.padding)
         if s.filter is None:
@@ -112,27 +135,47 @@ class PartReader:
             arrays = {k: v[mask] for k, v in arrays.items()}
         return arrays, cum
 
-    def piece(self, parts: list[Part], piece: Piece, raw_units: bool) -> dict:
+    def piece(self, parts: list[Part], piece: Piece, raw_units: bool) -> tuple[list, list[tuple[int, int]], int]:
+        """The part's output arrays, the row ranges of ``piece`` in them, and its number of rows."""
         part = parts[piece.part]
         hit = self._cache.get(piece.lane)
         if hit is None or hit[0] != id(part):
             if self.ahead is not None:
-                got, (arrays, cum) = next(self.ahead)
+                got, read = next(self.ahead)
                 if got is not part:  # pragma: no cover - a bug, never the user's fault
                     raise RuntimeError("parts read out of order")
             else:
-                arrays, cum = self.read_part(part)
-            hit = (id(part), arrays, cum)
+                read = self.read_part(part, piece.part)
+            hit = (id(part), *read)
             self._cache[piece.lane] = hit
-        _, arrays, cum = hit
+        _, arrays, cum, order = hit
         lo, hi = piece.lo, piece.hi
         if raw_units and cum is not None:
             lo, hi = int(cum[lo]), int(cum[hi])
-        return {k: v[lo:hi] for k, v in arrays.items()}, hi - lo
+        return arrays, _segments(lo, hi, order, len(arrays[0]) if arrays else 0), hi - lo
+
+
+PART_BLOCK = 2048  # rows: the granularity of the random order inside a part
+
+
+def _segments(lo: int, hi: int, order: np.ndarray | None, n: int) -> list[tuple[int, int]]:
+    """Row ranges of positions ``[lo, hi)`` of a part whose blocks are taken in ``order``."""
+    if order is None:
+        return [(lo, hi)] if hi > lo else []
+    out = []
+    while lo < hi:
+        b, off = divmod(lo, PART_BLOCK)
+        start = int(order[b]) * PART_BLOCK
+        size = min(PART_BLOCK, n - start)  # the last block may be short
+        take = min(hi - lo, size - off)
+        out.append((start + off, start + off + take))
+        lo += take
+    return out
 
 
 class WindowBuilder:
-    """Fills a window's output arrays from its pieces, then gathers them in a random order."""
+    """Copies a window's rows from its pieces (row ranges of parts already in the output layout), then
+    gathers them in a random order."""
 
     def __init__(self, schema: Schema, parts: list[Part], reader: PartReader, raw_units: bool):
         self.schema, self.parts, self.reader, self.raw_units = schema, parts, reader, raw_units
@@ -140,7 +183,7 @@ class WindowBuilder:
     def build(self, pieces: list[Piece], size: int | None, dest_fn) -> tuple[list[np.ndarray], int]:
         if size is None:  # rows unknown before reading (filter without counts): read first, then place
             got = [self.reader.piece(self.parts, p, self.raw_units) for p in pieces]
-            size = sum(n for _, n in got)
+            size = sum(n for _, _, n in got)
             source = iter(got)
             fetch = lambda p: next(source)
         else:
@@ -149,13 +192,12 @@ class WindowBuilder:
         outs = [np.empty((size,) + o.shape, dtype=o.dtype) for o in self.schema.outputs]
         at = 0
         for p in pieces:
-            cols, n = fetch(p)
-            if n == 0:
-                continue
-            const = self.schema.constants[self.parts[p.part].dataset]
-            for o, out in zip(self.schema.outputs, outs):
-                _fill(o, out[at:at + n], cols, const, n)
-            at += n
+            arrays, segments, _n = fetch(p)
+            for a, b in segments:
+                n = b - a
+                for src, out in zip(arrays, outs):
+                    out[at:at + n] = src[a:b]
+                at += n
         if perm is not None:  # a fresh array per output, gathered in the window's random order
             outs = [np.take(out, perm, axis=0) for out in outs]
         if at != size:  # pragma: no cover - a bug, never the user's fault
@@ -173,12 +215,19 @@ def _column(name: str, cols: dict, const: dict, n: int) -> np.ndarray:
     return np.full(n, const[name])
 
 
+_BLOCK = 8192  # rows per block when interleaving columns: the block of the output stays in cache
+
+
 def _fill(o: Output, out: np.ndarray, cols: dict, const: dict, n: int) -> None:
     if len(o.members) == 1 and o.members[0][2] == int(np.prod(o.shape, dtype=np.int64)):
         out[...] = _column(o.members[0][0], cols, const, n).reshape((n,) + o.shape)
         return
-    for name, first, width, _shape in o.members:
-        out[:, first:first + width] = _column(name, cols, const, n).reshape(n, width)
+    sources = [(_column(name, cols, const, n).reshape(n, width), first, width)
+               for name, first, width, _shape in o.members]
+    for a in range(0, n, _BLOCK):
+        b = min(n, a + _BLOCK)
+        for src, first, width in sources:
+            out[a:b, first:first + width] = src[a:b]
 
 
 class _Prefetch:
@@ -251,6 +300,7 @@ def window_stream(schema: Schema, parts: list[Part], plan: EpochPlan, *, seed: i
     """Yields ``(arrays, n)`` per window, skipping ``skip_rows`` leading rows (whole windows unread when their
     sizes are known). With ``background``, parts are read one thread ahead of the window assembly."""
     builder = WindowBuilder(schema, parts, reader, raw_units)
+    reader.shuffle_key = (seed, epoch, split) if shuffle else None
     remaining = skip_rows
     todo = []
     for pieces, wid, size in zip(plan.windows, plan.window_ids, plan.sizes):
@@ -261,7 +311,7 @@ def window_stream(schema: Schema, parts: list[Part], plan: EpochPlan, *, seed: i
     ahead = None
     if background:
         order = PartReader.read_order(parts, [t[0] for t in todo])
-        ahead = _Prefetch(((parts[i], reader.read_part(parts[i])) for i in order), depth=2)
+        ahead = _Prefetch(((parts[i], reader.read_part(parts[i], i)) for i in order), depth=1)
         reader.ahead = iter(ahead)
     try:
         yield from _windows(builder, todo, remaining, shuffle, seed, epoch, split, rank)

@@ -7,10 +7,11 @@ Terms
 - An epoch's order is a pure function of (seed, epoch, split): every input dataset's parts in a random
   order, one stream per dataset. A rank takes an equal share of every dataset's stream and splits it into
   *lanes* (contiguous runs of the stream, at most ``lanes`` over all datasets, in proportion to their
-  sizes). The share is cut into *windows* of about ``buffer_size`` units, each taking the same fraction of
+  sizes). The share is cut into *windows* of about ``window_size`` units, each taking the same fraction of
   every lane (so every window, hence every batch, holds rows from every lane - distant places of the
   files - and every dataset in its global proportion); workers take contiguous runs of windows. A lane is
-  read sequentially with one part cached, so ``lanes`` x part size bounds the read side's memory. A window's rows are permuted with a generator seeded by
+  read sequentially with one part cached, so ``lanes`` x part size (the loader's ``buffer_size``) bounds
+  the memory of mixing, while windows stay small enough for their permutation to run in cache. A window's rows are permuted with a generator seeded by
   (seed, epoch, split, rank, window), so the stream does not depend on the number of workers except at
   the batch boundaries between workers' runs.
 """
@@ -114,7 +115,7 @@ class EpochPlan:
 
 
 def epoch_plan(parts: list[Part], n_datasets: int, *, seed: int, epoch: int, split: int, shuffle: bool,
-               rank: int, world: int, worker: int, n_workers: int, buffer_size: int,
+               rank: int, world: int, worker: int, n_workers: int, window_size: int,
                units: list[int] | None = None, lanes: int = 16) -> EpochPlan:
     """This worker's windows of an epoch; ``units`` overrides the parts' units (raw entries when the
     filter's counts are unknown, in which case window sizes are unknown too)."""
@@ -145,11 +146,22 @@ def epoch_plan(parts: list[Part], n_datasets: int, *, seed: int, epoch: int, spl
     lane_ranges = []  # (stream index, first unit, length, global lane id)
     lane_id = 0
     for si, (q, off, k) in enumerate(zip(share, offset, n_lanes)):
-        for j in range(k):
-            a, b = off + q * j // k, off + q * (j + 1) // k
-            lane_ranges.append((si, a, b - a, lane_id))
-            lane_id += 1
-    n_windows = max(1, -(-total // buffer_size))
+        # lanes start at part boundaries, so that no part is read by two lanes
+        cuts = [off]
+        for j in range(1, k):
+            ideal = off + q * j // k
+            e = ends[si]
+            i = int(np.searchsorted(e, ideal))
+            near = [int(e[x]) for x in (i - 1, i) if 0 <= x < len(e)]
+            best = min(near, key=lambda v: abs(v - ideal)) if near else ideal
+            if cuts[-1] < best < off + q:
+                cuts.append(best)
+        cuts.append(off + q)
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            if b > a:
+                lane_ranges.append((si, a, b - a, lane_id))
+                lane_id += 1
+    n_windows = max(1, -(-total // window_size))
     if n_workers > 1:
         n_windows = max(n_windows, min(n_workers, max(1, total)))
     first = n_windows * worker // n_workers

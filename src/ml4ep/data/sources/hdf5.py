@@ -23,6 +23,7 @@ class HDF5Reader:
         self._file = None
         self._columns: dict[str, Column] | None = None
         self._compound = None
+        self._datasets: dict = {}  # name -> h5py.Dataset, looked up once
         self._open()
         lengths = {c.name: self._length(c.name) for c in self.columns.values() if c.kind != "unsupported"}
         self._lengths = lengths
@@ -32,6 +33,7 @@ class HDF5Reader:
         state = self.__dict__.copy()
         state["_file"] = None
         state["_group"] = None
+        state["_datasets"] = {}
         return state
 
     def _open(self):
@@ -64,6 +66,7 @@ class HDF5Reader:
         if self._file is not None:
             self._file.close()
         self._file = self._group = self._compound = None
+        self._datasets = {}
 
     @property
     def columns(self) -> dict[str, Column]:
@@ -119,7 +122,10 @@ class HDF5Reader:
                     out[n] = np.ascontiguousarray(rec[n]) if rec is not None else g.fields(n)[start:stop]
             else:
                 for n in names:
-                    out[n] = g[n][start:stop]
+                    ds = self._datasets.get(n)
+                    if ds is None:
+                        ds = self._datasets[n] = g[n]
+                    out[n] = ds[start:stop]
         except Exception as exc:
             raise DataError(f"{self.path}: reading entries [{start}, {stop}) of {list(names)} failed: {exc}") from exc
         for n, a in out.items():
