@@ -241,3 +241,43 @@ def test_shuffle_quality_on_many_chunks(tmp_path):
     assert abs(corr) < 0.1, corr  # a shuffle within chunks only would give ~1
     # every batch draws from 16 chunks of 500 entries spread over the file: many of the 64 regions
     assert np.median(regions) >= 12, np.median(regions)
+
+
+def test_validation_inside_a_training_epoch(files):
+    """Two runs at once (each with its own file handles) give the same batches as one after the other."""
+    def make():
+        return BatchLoader(files["root-zstd"], tree="Events", columns=["pt"], target="id", batch_size=256, seed=4,
+                           validation_split=0.2, chunk_size=400, buffer_size=1600)
+
+    a = make()
+    train_alone, val_alone = _epoch(a.train)[1], _epoch(a.validation)[1]
+    b = make()
+    train, val = [], []
+    for i, (_, y) in enumerate(b.train.numpy()):
+        train.append(y)
+        if i == 3:
+            val = [y for _, y in b.validation.numpy()]
+    np.testing.assert_array_equal(np.concatenate(train), train_alone)
+    np.testing.assert_array_equal(np.concatenate(val), val_alone)
+
+
+def test_abandoned_epoch_then_next_epoch(files):
+    ld = BatchLoader(files["root"], tree="Events", columns=["pt"], target="id", batch_size=100, seed=4,
+                     chunk_size=300, buffer_size=900)
+    it = ld.train.numpy()
+    next(it)
+    it.close()  # stops the background threads
+    ids = _epoch(ld.train)[1]
+    assert ld.train.epoch == 2 and len(np.unique(ids)) == N
+
+
+def test_several_targets_and_fixed_size_target(files, cols):
+    ld = BatchLoader(files["hdf5"], columns=["pt"], target=["eta", "e"], batch_size=N, shuffle=False)
+    x, y = next(ld.train.numpy())
+    assert y.shape == (N, 2) and y.dtype == np.float64  # float32 and float64 side by side
+    np.testing.assert_array_equal(y[:, 0], cols["eta"].astype(np.float64))
+    np.testing.assert_array_equal(y[:, 1], cols["e"])
+    ld = BatchLoader(files["hdf5"], columns=["pt"], target="arr", batch_size=N, shuffle=False)
+    _, y = next(ld.train.numpy())
+    assert y.shape == (N, 3) and y.dtype == np.float32
+    np.testing.assert_array_equal(y, cols["arr"])

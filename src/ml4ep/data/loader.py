@@ -453,7 +453,11 @@ class Split:
                           shuffle=ld.shuffle, rank=ld.rank, world=ld.world_size, worker=worker,
                           n_workers=n_workers, window_size=ld.window_size, lanes=ld.lanes,
                           units=None if units_selected else [p.stop - p.start for p in self.parts])
-        reader = PartReader(schema, ld._readers if n_workers == 1 else None)
+        # the readers opened at construction serve one run at a time; a concurrent run (validation inside a
+        # training epoch) or a worker process opens its own
+        own = ld._readers if n_workers == 1 else None
+        ld._readers = {} if own is not None else ld._readers
+        reader = PartReader(schema, own)
         windows = window_stream(schema, self.parts, plan, seed=ld.seed, epoch=epoch, split=self._id,
                                 rank=ld.rank, shuffle=ld.shuffle, raw_units=not units_selected,
                                 skip_rows=skip, reader=reader, background=ld.background)
@@ -472,7 +476,9 @@ class Split:
         finally:
             if isinstance(windows, _Prefetch):
                 windows.close()
-            if n_workers > 1:
+            if own is not None and not ld._readers:
+                ld._readers = dict(reader._readers)  # handed back for the next run
+            else:
                 reader.close()
         if track:
             self._state = {"epoch": epoch + 1, "rows": 0}
