@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -155,7 +156,7 @@ class PartReader:
         return arrays, _segments(lo, hi, order, len(arrays[0]) if arrays else 0), hi - lo
 
 
-PART_BLOCK = 2048  # rows: the granularity of the random order inside a part
+PART_BLOCK = 512  # rows: the granularity of the random order inside a part
 
 
 def _segments(lo: int, hi: int, order: np.ndarray | None, n: int) -> list[tuple[int, int]]:
@@ -306,9 +307,10 @@ class Position:
 
 def window_stream(schema: Schema, parts: list[Part], plan: EpochPlan, *, seed: int, epoch: int, split: int,
                   rank: int, shuffle: bool, raw_units: bool, skip_rows: int, reader: PartReader,
-                  background: bool = False):
+                  background: bool = False, fast_start: bool = False):
     """Yields ``(arrays, n)`` per window, skipping ``skip_rows`` leading rows (whole windows unread when their
-    sizes are known). With ``background``, parts are read one thread ahead of the window assembly."""
+    sizes are known). With ``background``, parts are read one thread ahead of the window assembly; with
+    ``fast_start`` too, the parts of the first window are read by two threads."""
     builder = WindowBuilder(schema, parts, reader, raw_units)
     reader.shuffle_key = (seed, epoch, split) if shuffle else None
     remaining = skip_rows
@@ -321,7 +323,8 @@ def window_stream(schema: Schema, parts: list[Part], plan: EpochPlan, *, seed: i
     ahead = None
     if background:
         order = PartReader.read_order(parts, [t[0] for t in todo])
-        ahead = _Prefetch(((parts[i], reader.read_part(parts[i], i)) for i in order), depth=1)
+        first = len(PartReader.read_order(parts, [todo[0][0]])) if todo and fast_start else 0
+        ahead = _Prefetch(_read_parts(reader, parts, order, first), depth=1)
         reader.ahead = iter(ahead)
     try:
         yield from _windows(builder, todo, remaining, shuffle, seed, epoch, split, rank)
@@ -329,6 +332,32 @@ def window_stream(schema: Schema, parts: list[Part], plan: EpochPlan, *, seed: i
         reader.ahead = None
         if ahead is not None:
             ahead.close()
+
+
+def _read_parts(reader: PartReader, parts: list[Part], order: list[int], first: int):
+    """Reads ``parts[i]`` for ``i`` in ``order``. The ``first`` ones (all those the first window needs: one
+    per lane) are read two at a time, with a helper thread and file handles of its own, so that the first
+    batch comes sooner; the rest one at a time."""
+    done = 0
+    if first > 1:
+        helper = PartReader(reader.schema)
+        helper.shuffle_key = reader.shuffle_key
+        pool = ThreadPoolExecutor(1, thread_name_prefix="ml4ep-data-start")
+        try:
+            futures = {k: pool.submit(helper.read_part, parts[order[k]], order[k]) for k in range(1, first, 2)}
+            for k in range(first):
+                i = order[k]
+                got = futures[k].result() if k in futures else reader.read_part(parts[i], i)
+                yield parts[i], got
+            done = first
+        finally:
+            for f in futures.values():
+                f.cancel()
+            pool.shutdown(wait=True)
+            helper.close()
+    for k in range(done, len(order)):
+        i = order[k]
+        yield parts[i], reader.read_part(parts[i], i)
 
 
 def _windows(builder, todo, remaining, shuffle, seed, epoch, split, rank):

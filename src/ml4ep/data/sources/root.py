@@ -23,8 +23,7 @@ _uproot = None
 def _lib():
     global _uproot
     if _uproot is None:
-        _uproot = require("uproot", "data", "reading ROOT files")
-        require("awkward", "data", "reading ROOT files")
+        _uproot = require("uproot", "data", "reading ROOT files")  # awkward: imported for jagged columns only
         try:
             import isal.isal_zlib  # noqa: F401
 
@@ -135,7 +134,7 @@ class RootReader:
         return out
 
     def _rntuple_columns(self, t) -> dict[str, Column]:
-        import awkward as ak
+        ak = require("awkward", "data", "reading RNTuples")
 
         form = t.to_akform()
         form = form[0] if isinstance(form, tuple) else form
@@ -200,8 +199,7 @@ class RootReader:
                         a = a.astype(a.dtype.newbyteorder("="))
                     out[n] = a
             if jag:
-                import awkward as ak
-
+                ak = require("awkward", "data", "reading variable-length branches")
                 arrays = t.arrays(jag, entry_start=start, entry_stop=stop, library="ak")
                 for n in jag:
                     layout = ak.to_packed(arrays[n]).layout
