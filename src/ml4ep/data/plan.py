@@ -146,16 +146,19 @@ def epoch_plan(parts: list[Part], n_datasets: int, *, seed: int, epoch: int, spl
     lane_ranges = []  # (stream index, first unit, length, global lane id)
     lane_id = 0
     for si, (q, off, k) in enumerate(zip(share, offset, n_lanes)):
-        # lanes start at part boundaries, so that no part is read by two lanes
+        # lanes start at part boundaries, so that no part is read by two lanes: k - 1 cuts among the
+        # boundaries inside the share, each the nearest to its ideal place that leaves room for the rest
+        e = ends[si]
+        inside = e[(e > off) & (e < off + q)]
+        k = min(k, len(inside) + 1)
         cuts = [off]
+        prev = -1
         for j in range(1, k):
-            ideal = off + q * j // k
-            e = ends[si]
-            i = int(np.searchsorted(e, ideal))
-            near = [int(e[x]) for x in (i - 1, i) if 0 <= x < len(e)]
-            best = min(near, key=lambda v: abs(v - ideal)) if near else ideal
-            if cuts[-1] < best < off + q:
-                cuts.append(best)
+            ideal = off + q * j / k
+            lo, hi = prev + 1, len(inside) - (k - 1 - j)  # candidate indices [lo, hi)
+            x = lo + int(np.argmin(np.abs(inside[lo:hi] - ideal)))
+            cuts.append(int(inside[x]))
+            prev = x
         cuts.append(off + q)
         for a, b in zip(cuts[:-1], cuts[1:]):
             if b > a:
