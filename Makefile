@@ -20,6 +20,7 @@ install: $(STAMP)
 
 demo: install
 	$(PY) examples/infer_demo.py
+	$(PY) examples/data_demo.py
 
 test: install
 	$(PY) -m ruff check src tests benchmarks examples

@@ -83,7 +83,7 @@ def main() -> None:
                     pred = model(torch.log1p(x.clamp(min=0)) * torch.sign(x)).squeeze(1) > 0
                     correct += int((pred == (y > 0.5)).sum())
                     total += len(y)
-            print(f"epoch {epoch}: loss {float(loss):.3f}, validation accuracy {correct / total:.3f}, "
+            print(f"epoch {epoch}: loss {loss.item():.3f}, validation accuracy {correct / total:.3f}, "
                   f"signal fraction per batch {np.mean(fractions):.3f} +- {np.std(fractions):.3f}, "
                   f"{time.perf_counter() - t0:.1f} s")
         assert correct / total > 0.75, "the toy classifier should separate signal from background"

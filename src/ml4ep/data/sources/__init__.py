@@ -50,10 +50,12 @@ def pad_jagged(offsets: np.ndarray, content: np.ndarray, max_size: int, padding)
     n = counts.shape[0]
     out = np.full((n, max_size), padding, dtype=content.dtype)
     if n and max_size:
-        take = np.minimum(counts, max_size)
-        valid = np.arange(max_size)[None, :] < take[:, None]
-        src = offsets[:-1, None] + np.arange(max_size)[None, :]
-        out[valid] = content[src[valid]]
+        valid = np.arange(max_size)[None, :] < np.minimum(counts, max_size)[:, None]
+        flat = content[offsets[0]:offsets[-1]]  # the values in list order: the valid slots' order
+        if counts.max() > max_size:  # drop what lies beyond max_size in each list
+            pos = np.arange(len(flat)) - np.repeat(offsets[:-1] - offsets[0], counts)
+            flat = flat[pos < max_size]
+        out[valid] = flat
     return out, counts
 
 

@@ -36,7 +36,7 @@ class ParquetReader:
         if self._file is None:
             pq = require("pyarrow.parquet", "data", "reading Parquet files")
             try:
-                self._file = pq.ParquetFile(self.path)
+                self._file = pq.ParquetFile(self.path, pre_buffer=True)  # one coalesced read per row group
             except FileNotFoundError:
                 raise DataError(f"{self.path}: file not found") from None
             except Exception as exc:
