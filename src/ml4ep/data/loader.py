@@ -102,7 +102,7 @@ class BatchLoader:
     ``.tensorflow()`` and ``.jax()`` give the same batches in those frameworks.
 
     Memory bound (per process): ``buffer_size`` entries of the read columns (the lanes' cached parts) plus
-    three parts in flight and ``prefetch + 2`` windows of at most ``WINDOW_ROWS`` rows; see ``docs/data.md``.
+    the part being read and ``prefetch + 2`` windows of at most ``WINDOW_ROWS`` rows; see ``docs/data.md``.
     """
 
     def __init__(self, sources, *, tree: str | None = None, format: str | None = None,
@@ -464,8 +464,7 @@ class Split:
         reader = PartReader(schema, own)
         windows = window_stream(schema, self.parts, plan, seed=ld.seed, epoch=epoch, split=self._id,
                                 rank=ld.rank, shuffle=ld.shuffle, raw_units=not units_selected,
-                                skip_rows=skip, reader=reader, background=ld.background,
-                                fast_start=not ld._started)
+                                skip_rows=skip, reader=reader, fast_start=not ld._started)
         ld._started = True  # only the loader's first run reads its first window with two threads
         if ld.background:
             windows = _Prefetch(windows, ld.prefetch)

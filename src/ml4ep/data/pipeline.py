@@ -1,7 +1,7 @@
 """From an epoch's plan to batches: read parts, filter, scatter each window into permuted order, cut batches.
 
 Memory: at any time a worker holds one cached part per lane (``chunk_size`` entries each, or a whole
-basket, cluster or row group), up to two parts being read ahead, the window being filled, up to
+basket, cluster or row group), the part being read, the window being filled, up to
 ``prefetch`` finished windows and the window being handed out. Batches are views of a window's arrays, and a window's
 arrays are never written again once finished, so a batch stays valid for as long as it is referenced.
 """
@@ -57,7 +57,7 @@ class PartReader:
         self.schema = schema
         self._readers: OrderedDict[int, object] = OrderedDict(readers or {})
         self._cache: dict[int, tuple[int, dict, np.ndarray | None]] = {}
-        self.ahead: Iterator | None = None  # parts read in advance, in the order they are needed
+        self.ahead: Iterator | None = None  # the first window's parts, read two at a time, in order
         self.shuffle_key: tuple | None = None  # (seed, epoch, split): the rows of every part are permuted
 
     @staticmethod
@@ -141,12 +141,14 @@ class PartReader:
         part = parts[piece.part]
         hit = self._cache.get(piece.lane)
         if hit is None or hit[0] != id(part):
-            if self.ahead is not None:
-                got, read = next(self.ahead)
-                if got is not part:  # pragma: no cover - a bug, never the user's fault
-                    raise RuntimeError("parts read out of order")
-            else:
+            got = next(self.ahead, None) if self.ahead is not None else None
+            if got is None:
+                self.ahead = None
                 read = self.read_part(part, piece.part)
+            else:
+                if got[0] is not part:  # pragma: no cover - a bug, never the user's fault
+                    raise RuntimeError("parts read out of order")
+                read = got[1]
             hit = (id(part), *read)
             self._cache[piece.lane] = hit
         _, arrays, cum, order = hit
@@ -307,10 +309,9 @@ class Position:
 
 def window_stream(schema: Schema, parts: list[Part], plan: EpochPlan, *, seed: int, epoch: int, split: int,
                   rank: int, shuffle: bool, raw_units: bool, skip_rows: int, reader: PartReader,
-                  background: bool = False, fast_start: bool = False):
+                  fast_start: bool = False):
     """Yields ``(arrays, n)`` per window, skipping ``skip_rows`` leading rows (whole windows unread when their
-    sizes are known). With ``background``, parts are read one thread ahead of the window assembly; with
-    ``fast_start`` too, the parts of the first window are read by two threads."""
+    sizes are known). With ``fast_start``, the parts of the first window are read by two threads."""
     builder = WindowBuilder(schema, parts, reader, raw_units)
     reader.shuffle_key = (seed, epoch, split) if shuffle else None
     remaining = skip_rows
@@ -320,44 +321,33 @@ def window_stream(schema: Schema, parts: list[Part], plan: EpochPlan, *, seed: i
             remaining -= size
             continue
         todo.append((pieces, wid, size))
-    ahead = None
-    if background:
-        order = PartReader.read_order(parts, [t[0] for t in todo])
-        first = len(PartReader.read_order(parts, [todo[0][0]])) if todo and fast_start else 0
-        ahead = _Prefetch(_read_parts(reader, parts, order, first), depth=1)
-        reader.ahead = iter(ahead)
+    if fast_start and todo:
+        first = PartReader.read_order(parts, [todo[0][0]])
+        if len(first) > 1:
+            reader.ahead = _read_parts(reader, parts, first)
     try:
         yield from _windows(builder, todo, remaining, shuffle, seed, epoch, split, rank)
     finally:
+        if reader.ahead is not None:
+            reader.ahead.close()
         reader.ahead = None
-        if ahead is not None:
-            ahead.close()
 
 
-def _read_parts(reader: PartReader, parts: list[Part], order: list[int], first: int):
-    """Reads ``parts[i]`` for ``i`` in ``order``. The ``first`` ones (all those the first window needs: one
-    per lane) are read two at a time, with a helper thread and file handles of its own, so that the first
-    batch comes sooner; the rest one at a time."""
-    done = 0
-    if first > 1:
-        helper = PartReader(reader.schema)
-        helper.shuffle_key = reader.shuffle_key
-        pool = ThreadPoolExecutor(1, thread_name_prefix="ml4ep-data-start")
-        try:
-            futures = {k: pool.submit(helper.read_part, parts[order[k]], order[k]) for k in range(1, first, 2)}
-            for k in range(first):
-                i = order[k]
-                got = futures[k].result() if k in futures else reader.read_part(parts[i], i)
-                yield parts[i], got
-            done = first
-        finally:
-            for f in futures.values():
-                f.cancel()
-            pool.shutdown(wait=True)
-            helper.close()
-    for k in range(done, len(order)):
-        i = order[k]
-        yield parts[i], reader.read_part(parts[i], i)
+def _read_parts(reader: PartReader, parts: list[Part], order: list[int]):
+    """Reads ``parts[i]`` for ``i`` in ``order`` (the parts the first window needs: one per lane) two at a
+    time, with a helper thread and file handles of its own, so that the first batch comes sooner."""
+    helper = PartReader(reader.schema)
+    helper.shuffle_key = reader.shuffle_key
+    pool = ThreadPoolExecutor(1, thread_name_prefix="ml4ep-data-start")
+    futures = {k: pool.submit(helper.read_part, parts[order[k]], order[k]) for k in range(1, len(order), 2)}
+    try:
+        for k, i in enumerate(order):
+            yield parts[i], futures[k].result() if k in futures else reader.read_part(parts[i], i)
+    finally:
+        for f in futures.values():
+            f.cancel()
+        pool.shutdown(wait=True)
+        helper.close()
 
 
 def _windows(builder, todo, remaining, shuffle, seed, epoch, split, rank):
