@@ -59,6 +59,7 @@ for _k, _v in THREAD_ENV.items():
     os.environ.setdefault(_k, _v)
 
 import numpy as np  # noqa: E402
+from _docs import write_section  # noqa: E402
 
 DATA_VERSION = 2  # bump when the generated data change
 TREE = "Events"
@@ -890,15 +891,7 @@ def _write_markdown(path: Path, report: dict) -> None:
               "order of the clusters, so its shuffle quality depends on the cluster size; set-up includes cling "
               "compiling its templated engine; with `drop_remainder=False` the last batch is short (no padding in "
               "`as_numpy`), the default `drop_remainder=True` drops the remainder."]
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = "<!-- data_loader:begin -->\n" + "\n".join(lines) + "\n<!-- data_loader:end -->"
-    if "<!-- data_loader:begin -->" in text and "<!-- data_loader:end -->" in text:
-        pre, rest = text.split("<!-- data_loader:begin -->", 1)
-        post = rest.split("<!-- data_loader:end -->", 1)[1]
-        text = pre + block + post
-    else:
-        text = text.rstrip() + "\n\n## ml4ep.data\n\n" + block + "\n"
-    path.write_text(text)
+    write_section(path, "data_loader", lines, heading="## ml4ep.data")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import sofie_anchor  # noqa: E402
+from _docs import write_section  # noqa: E402
 
 import ml4ep.infer as mi  # noqa: E402
 from ml4ep.bench import zoo  # noqa: E402
@@ -331,7 +332,6 @@ def _machine() -> dict:
 def _write_markdown(path: Path, report: dict) -> None:
     b = report["bounds"]
     lines = [
-        "<!-- infer_latency:begin -->",
         "## ml4ep.infer latency (`benchmarks/infer_latency.py`)",
         "",
         f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, {report['machine']['compiler']}; "
@@ -372,16 +372,7 @@ def _write_markdown(path: Path, report: dict) -> None:
     lines += ["", "Distance from the bounds: GFLOP/s from PyTorch's FLOP counter over the ml4ep C++ time (compute-bound "
               "cases approach the sgemm peak at large batch); GB/s = parameter bytes streamed per call over the time "
               "(memory-bound cases, batch 1, approach the sgemv rate)."]
-    lines.append("<!-- infer_latency:end -->")
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = "\n".join(lines)
-    if "<!-- infer_latency:begin -->" in text:
-        pre, rest = text.split("<!-- infer_latency:begin -->", 1)
-        post = rest.split("<!-- infer_latency:end -->", 1)[1]
-        text = pre + block + post
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    write_section(path, "infer_latency", lines)
 
 
 if __name__ == "__main__":
