@@ -11,12 +11,12 @@ import importlib
 import logging
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "data", "infer"]
+__all__ = ["__version__", "bdt", "data", "infer"]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str):
-    if name in {"data", "infer"}:
+    if name in {"bdt", "data", "infer"}:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'ml4ep' has no attribute {name!r}")
