@@ -1,8 +1,9 @@
-"""ml4ep.bdt: boosted decision trees from XGBoost (and, in progress, LightGBM, scikit-learn, TMVA and ONNX-ML)
-in one forest IR, evaluated with NumPy.
+"""ml4ep.bdt: boosted decision trees and random forests from XGBoost, LightGBM and scikit-learn in one forest
+IR, evaluated with NumPy (TMVA, ONNX-ML and the generated C++ are in progress).
 
 >>> import ml4ep.bdt as mb
->>> forest = mb.load("model.json")       # XGBoost JSON or UBJSON
+>>> forest = mb.load("model.json")       # XGBoost JSON / UBJSON, LightGBM text
+>>> forest = mb.from_sklearn(estimator)  # also from_xgboost(booster), from_lightgbm(booster)
 >>> p = forest.predict(X)                # same values and shape as the source library's predict
 """
 
@@ -12,21 +13,25 @@ import os
 
 from .forest import Forest, ModelError, Tree
 
-__all__ = ["Forest", "ModelError", "Tree", "from_xgboost", "load"]
+__all__ = ["Forest", "ModelError", "Tree", "from_lightgbm", "from_sklearn", "from_xgboost", "load"]
 
 
 def load(path: str | os.PathLike) -> Forest:
-    """A model file, by its content: XGBoost JSON (``.json``) or UBJSON (``.ubj``)."""
+    """A model file, recognised by its content: XGBoost JSON or UBJSON, LightGBM text."""
     p = os.fspath(path)
     if not os.path.exists(p):
         raise ModelError(f"{p}: file not found")
     with open(p, "rb") as f:
         head = f.read(64)
+    if head.startswith(b"tree\n") or head.startswith(b"tree\r\n"):
+        from .formats import lightgbm
+
+        return lightgbm.load(p)
     if p.endswith((".json", ".ubj")) or head[:1] == b"{":
         from .formats import xgboost
 
         return xgboost.load(p)
-    raise ModelError(f"{p}: unknown model format (supported so far: XGBoost .json / .ubj)")
+    raise ModelError(f"{p}: unknown model format (supported: XGBoost .json / .ubj, LightGBM text models)")
 
 
 def from_xgboost(booster) -> Forest:
@@ -34,3 +39,18 @@ def from_xgboost(booster) -> Forest:
     from .formats import xgboost
 
     return xgboost.from_booster(booster)
+
+
+def from_lightgbm(booster) -> Forest:
+    """A ``lightgbm.Booster``, ``LGBMClassifier`` or ``LGBMRegressor`` in memory."""
+    from .formats import lightgbm
+
+    return lightgbm.from_booster(booster)
+
+
+def from_sklearn(estimator) -> Forest:
+    """A fitted scikit-learn GradientBoosting, HistGradientBoosting, RandomForest, ExtraTrees or DecisionTree
+    classifier or regressor (classifiers: ``predict_proba``'s values)."""
+    from .formats import sklearn
+
+    return sklearn.from_sklearn(estimator)

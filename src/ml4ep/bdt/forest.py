@@ -2,14 +2,15 @@
 
 A :class:`Forest` is a list of binary trees, each adding its leaf values to one output (a class for
 multiclass models), plus a base score and a final transform. Every loader states the split convention of
-its source explicitly (``"<"``: go left when ``x < threshold``, as XGBoost and LightGBM's numerical splits;
-``"<="``: when ``x <= threshold``, as scikit-learn and TMVA), and, per node, where a missing value (NaN)
-goes. Nothing is assumed.
+its source explicitly (``"<"``: go left when ``x < threshold``, as XGBoost; ``"<="``: when ``x <= threshold``,
+as LightGBM's numerical splits, scikit-learn and TMVA), and, per node, where a missing value (NaN) goes.
+Nothing is assumed.
 
 Tree arrays (one entry per node, node 0 is the root): ``feature`` (-1 for a leaf), ``threshold``,
 ``left``, ``right`` (child node indices), ``default_left`` (NaN goes left), ``value`` (leaf values,
 shape ``(n_nodes,)`` or ``(n_nodes, n_outputs)`` for trees that feed every output, as scikit-learn's
-multiclass random forests).
+multiclass random forests), and optionally ``zero_missing`` (bool, default all False: a node where values
+with ``|x| <= ZERO_BAND``, as well as NaN, take the default direction, as LightGBM's ``missing_type=Zero``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class ModelError(Ml4epError, ValueError):
 
 
 TRANSFORMS = ("identity", "sigmoid", "softmax", "exp")
+ZERO_BAND = float(np.float32(1e-35))  # LightGBM's kZeroThreshold: |x| <= this counts as zero
 
 
 @dataclass
@@ -37,9 +39,16 @@ class Tree:
     right: np.ndarray  # int32
     default_left: np.ndarray  # bool: where NaN goes
     value: np.ndarray  # float64, (n_nodes,) or (n_nodes, n_outputs)
+    zero_missing: np.ndarray | None = None  # bool or None (all False): |x| <= ZERO_BAND goes the default way too
 
     def __post_init__(self):
         n = len(self.feature)
+        if self.zero_missing is not None:
+            self.zero_missing = np.asarray(self.zero_missing, dtype=bool)
+            if len(self.zero_missing) != n:
+                raise ModelError(f"tree arrays disagree: zero_missing has {len(self.zero_missing)} nodes, feature {n}")
+            if not self.zero_missing.any():
+                self.zero_missing = None
         for name in ("threshold", "left", "right", "default_left", "value"):
             if len(getattr(self, name)) != n:
                 raise ModelError(f"tree arrays disagree: {name} has {len(getattr(self, name))} nodes, feature {n}")
@@ -157,7 +166,10 @@ def _leaves(tree: Tree, X: np.ndarray, rows: np.ndarray, split: str) -> np.ndarr
         x = X[rows, np.where(inner, f, 0)]
         thr = tree.threshold[node]
         go_left = (x < thr) if split == "<" else (x <= thr)
-        go_left = np.where(np.isnan(x), tree.default_left[node], go_left)
+        missing = np.isnan(x)
+        if tree.zero_missing is not None:
+            missing |= tree.zero_missing[node] & (np.abs(x) <= ZERO_BAND)
+        go_left = np.where(missing, tree.default_left[node], go_left)
         nxt = np.where(go_left, tree.left[node], tree.right[node])
         node = np.where(inner, nxt, node)
     return node
