@@ -23,10 +23,13 @@ def from_sklearn(estimator) -> Forest:
     name = type(estimator).__name__
     if not hasattr(estimator, "n_features_in_"):
         raise ModelError(f"sklearn.{name}: the estimator is not fitted (or not a scikit-learn tree model)")
-    if name in ("GradientBoostingClassifier", "GradientBoostingRegressor"):
-        return _gradient_boosting(estimator, name)
-    if name in ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor"):
-        return _hist_gradient_boosting(estimator, name)
+    try:  # these two read sklearn's private attributes, as converters do; a rename is reported, not a crash
+        if name in ("GradientBoostingClassifier", "GradientBoostingRegressor"):
+            return _gradient_boosting(estimator, name)
+        if name in ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor"):
+            return _hist_gradient_boosting(estimator, name)
+    except AttributeError as exc:
+        raise ModelError(f"sklearn.{name}: this scikit-learn version stores the model differently ({exc})") from None
     if name in ("RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor"):
         return _averaged(list(estimator.estimators_), estimator, name, average=True)
     if name in ("DecisionTreeClassifier", "DecisionTreeRegressor", "ExtraTreeClassifier", "ExtraTreeRegressor"):
