@@ -64,6 +64,18 @@ def _cmd_data_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bdt_compile(args: argparse.Namespace) -> int:
+    import ml4ep.bdt as mb
+
+    forest = mb.load(args.model)
+    name = args.name or __import__("pathlib").Path(args.model).stem
+    out = forest.save(args.output, name=name)
+    fast = forest.compile(name=name)  # proves the header compiles here, and caches it for Python
+    print(f"{args.model}: wrote {out}/{fast.name}.hpp and example.cpp ({len(forest.trees)} trees, "
+          f"{forest.n_features} features, {forest.n_outputs} output(s), split '{forest.split}')")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ml4ep", description="Machine learning for experimental particle physics.")
     p.add_argument("--version", action="version", version=f"ml4ep {__version__}")
@@ -84,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     o = sub.add_parser("operators", help="list the ONNX operators ml4ep compiles")
     o.set_defaults(func=_cmd_ops)
+
+    b = sub.add_parser("bdt", help="ml4ep.bdt: boosted decision trees to C++")
+    bsub = b.add_subparsers(dest="bdt_command", required=True)
+    bc = bsub.add_parser("compile", help="a tree model (XGBoost .json/.ubj, LightGBM .txt) to a C++ header")
+    bc.add_argument("model", help="the model file")
+    bc.add_argument("-o", "--output", required=True, help="output directory")
+    bc.add_argument("--name", help="C++ namespace and file name (default: the file's stem)")
+    bc.set_defaults(func=_cmd_bdt_compile)
 
     d = sub.add_parser("data", help="ml4ep.data: look into ROOT, HDF5 and Parquet files")
     dsub = d.add_subparsers(dest="data_command", required=True)

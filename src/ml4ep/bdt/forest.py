@@ -135,6 +135,18 @@ class Forest:
             return out.astype(np.float64)
         return out + self.base_score
 
+    def compile(self, name: str = "forest", threads: int = 1, portable: bool = False):
+        """The forest as generated, compiled C++ behind the same ``predict`` (cached by content)."""
+        from .compiled import CompiledForest
+
+        return CompiledForest(self, name=name, threads=threads, portable=portable)
+
+    def save(self, outdir, name: str = "forest"):
+        """``outdir/<name>.hpp`` (C++17 only: ``name::predict(x, n, y)``) and ``outdir/example.cpp``."""
+        from .compiled import save
+
+        return save(self, outdir, name)
+
     def predict(self, X) -> np.ndarray:
         """The source library's ``predict`` (``predict_proba`` for classifiers), same values and shape."""
         m = self.margin(X)

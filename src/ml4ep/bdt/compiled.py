@@ -1,0 +1,82 @@
+"""A forest compiled to C++ behind the same ``predict`` as :class:`~ml4ep.bdt.forest.Forest`.
+
+The generated header (``codegen.header``) is compiled with a two-function C bridge into a shared library,
+loaded with ctypes and cached by content (the header, the flags and the compiler's version), like
+``ml4ep.infer``'s builds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..infer import build
+from . import codegen
+from .forest import Forest, ModelError
+
+
+def _cname(name: str) -> str:
+    name = re.sub(r"\W", "_", name)
+    return name if name and not name[0].isdigit() else f"m_{name}"
+
+
+class CompiledForest:
+    """``forest.compile()``: ``predict(X)`` gives the same values and shape as ``forest.predict(X)``."""
+
+    def __init__(self, forest: Forest, name: str = "forest", threads: int = 1, portable: bool = False):
+        self.forest, self.name, self.threads = forest, _cname(name), int(threads)
+        self.source = codegen.header(forest, self.name)
+        cxxflags = build.flags(portable=portable)
+        cxx = build.compiler()
+        key = hashlib.sha256("\n".join([self.source, codegen.BRIDGE, " ".join(cxxflags),
+                                        build.compiler_version(cxx)]).encode()).hexdigest()[:24]
+        folder = build.cache_dir().parent / "bdt" / key if build.cache_dir().name == "infer" \
+            else build.cache_dir() / "bdt" / key
+        lib = folder / f"lib{self.name}.so"
+        if not lib.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{self.name}.hpp").write_text(self.source)
+            src = folder / "bridge.cpp"
+            src.write_text(codegen.BRIDGE.replace("@NAME@", self.name))
+            tmp = folder / f"lib{self.name}.so.tmp"
+            build.compile_shared(src, tmp, cxxflags + ["-pthread"], use_blas=False)
+            tmp.replace(lib)
+        self.path = lib
+        self._lib = ctypes.CDLL(str(lib))
+        self._fn = self._lib.ml4ep_bdt_predict
+        self._fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
+        self._fn.restype = None
+        self._outputs = int(self._lib.ml4ep_bdt_outputs())
+
+    def predict(self, X) -> np.ndarray:
+        X = np.asarray(X)
+        single = X.ndim == 1
+        if single:
+            X = X[None, :]
+        if X.ndim != 2 or X.shape[1] != self.forest.n_features:
+            raise ModelError(f"the model ({self.forest.source}) takes {self.forest.n_features} features, "
+                             f"got an array of shape {X.shape}")
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        y = np.empty((X.shape[0], self._outputs), dtype=np.float64)
+        self._fn(X.ctypes.data, X.shape[0], y.ctypes.data, self.threads)
+        f = self.forest
+        if f.meta.get("argmax") or f.output_shape == "vector" or (f.output_shape == "auto" and f.n_outputs == 1):
+            return y[:, 0]
+        return y
+
+    def __repr__(self) -> str:
+        return f"CompiledForest({self.name!r}, {len(self.forest.trees)} trees, {self.path})"
+
+
+def save(forest: Forest, outdir, name: str = "forest") -> Path:
+    """Writes ``outdir/<name>.hpp`` (self-contained, C++17) and ``outdir/example.cpp``."""
+    name = _cname(name)
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.hpp").write_text(codegen.header(forest, name))
+    (out / "example.cpp").write_text(codegen.EXAMPLE.replace("@NAME@", name))
+    return out
