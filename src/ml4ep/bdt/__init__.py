@@ -17,12 +17,21 @@ __all__ = ["Forest", "ModelError", "Tree", "from_lightgbm", "from_sklearn", "fro
 
 
 def load(path: str | os.PathLike) -> Forest:
-    """A model file, recognised by its content: XGBoost JSON or UBJSON, LightGBM text."""
+    """A model file, recognised by its content: XGBoost JSON or UBJSON, LightGBM text, ONNX-ML (``.onnx``),
+    TMVA BDT weights (XML)."""
     p = os.fspath(path)
     if not os.path.exists(p):
         raise ModelError(f"{p}: file not found")
     with open(p, "rb") as f:
         head = f.read(64)
+    if p.endswith(".onnx"):
+        from .formats import onnx_ml
+
+        return onnx_ml.load(p)
+    if head.lstrip().startswith(b"<"):
+        from .formats import tmva
+
+        return tmva.load(p)
     if head.startswith(b"tree\n") or head.startswith(b"tree\r\n"):
         from .formats import lightgbm
 
@@ -31,7 +40,8 @@ def load(path: str | os.PathLike) -> Forest:
         from .formats import xgboost
 
         return xgboost.load(p)
-    raise ModelError(f"{p}: unknown model format (supported: XGBoost .json / .ubj, LightGBM text models)")
+    raise ModelError(f"{p}: unknown model format (supported: XGBoost .json / .ubj, LightGBM text models, "
+                     "ONNX-ML TreeEnsemble .onnx, TMVA BDT .xml)")
 
 
 def from_xgboost(booster) -> Forest:

@@ -103,7 +103,7 @@ def header(forest: Forest, name: str) -> str:
     suffix = "f" if thr_type == "float" else ""
     lsuffix = "f" if acc_type == "float" else ""
     less = "<" if forest.split == "<" else "<="
-    transform = {"identity": 0, "sigmoid": 1, "softmax": 2, "exp": 3}[forest.transform]
+    transform = {"identity": 0, "sigmoid": 1, "softmax": 2, "exp": 3, "tanh": 4}[forest.transform]
     out = [f"// ml4ep.bdt: {len(forest.trees)} trees, depth {tb['depth']}, {forest.n_features} features, "
            f"{forest.n_outputs} output(s); from {forest.source or 'a forest'}; split: go left when x {less} threshold",
            f"#pragma once\n#include <cmath>\n#include <cstdint>\n#include <cstddef>\n#include <limits>\n#include <thread>\n"
@@ -113,7 +113,7 @@ def header(forest: Forest, name: str) -> str:
            f"constexpr int N_TREES = {len(forest.trees)};",
            f"constexpr int DEPTH = {tb['depth']};",
            f"constexpr bool PADDED = {'true' if tb['padded'] else 'false'};",
-           f"constexpr int TRANSFORM = {transform};  // 0 identity, 1 sigmoid, 2 softmax, 3 exp",
+           f"constexpr int TRANSFORM = {transform};  // 0 identity, 1 sigmoid, 2 softmax, 3 exp, 4 tanh",
            f"constexpr bool AVERAGE = {'true' if forest.average else 'false'};",
            f"constexpr bool ARGMAX = {'true' if forest.meta.get('argmax') else 'false'};",
            f"using Threshold = {thr_type};\nusing Acc = {acc_type};\n",
@@ -204,6 +204,8 @@ inline void finish(const Acc* acc, double* y) {
     for (int o = 0; o < N_OUTPUTS; ++o) y[o] /= s;
   } else if (TRANSFORM == 3) {
     for (int o = 0; o < N_OUTPUTS; ++o) y[o] = std::exp(m[o]);
+  } else if (TRANSFORM == 4) {
+    for (int o = 0; o < N_OUTPUTS; ++o) y[o] = std::tanh(m[o]);
   } else {
     for (int o = 0; o < N_OUTPUTS; ++o) y[o] = m[o];
   }

@@ -2,8 +2,8 @@
 
 A :class:`Forest` is a list of binary trees, each adding its leaf values to one output (a class for
 multiclass models), plus a base score and a final transform. Every loader states the split convention of
-its source explicitly (``"<"``: go left when ``x < threshold``, as XGBoost; ``"<="``: when ``x <= threshold``,
-as LightGBM's numerical splits, scikit-learn and TMVA), and, per node, where a missing value (NaN) goes.
+its source explicitly (``"<"``: go left when ``x < threshold``, as XGBoost and TMVA; ``"<="``: when
+``x <= threshold``, as LightGBM's numerical splits and scikit-learn), and, per node, where a missing value goes.
 Nothing is assumed.
 
 Tree arrays (one entry per node, node 0 is the root): ``feature`` (-1 for a leaf), ``threshold``,
@@ -27,7 +27,7 @@ class ModelError(Ml4epError, ValueError):
     """A tree model cannot be read or evaluated (unreadable file, unknown objective, bad input shape)."""
 
 
-TRANSFORMS = ("identity", "sigmoid", "softmax", "exp")
+TRANSFORMS = ("identity", "sigmoid", "softmax", "exp", "tanh")
 ZERO_BAND = float(np.float32(1e-35))  # LightGBM's kZeroThreshold: |x| <= this counts as zero
 
 
@@ -159,6 +159,8 @@ class Forest:
             p = e / e.sum(axis=1, keepdims=True)
         elif self.transform == "exp":
             p = np.exp(m)
+        elif self.transform == "tanh":  # TMVA's gradient-boost output 2 / (1 + exp(-2m)) - 1
+            p = np.tanh(m)
         else:
             p = m
         if self.output_shape == "vector" or (self.output_shape == "auto" and self.n_outputs == 1):
