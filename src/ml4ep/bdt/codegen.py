@@ -3,9 +3,9 @@
 Layout: every tree is padded to a complete binary tree of the forest's depth ``D``: internal node ``i`` has
 children ``2i+1`` (left) and ``2i+2`` (right), and a leaf reached above depth ``D`` is pushed down along
 always-left nodes, so that every row takes exactly ``D`` branch-free steps per tree and the step is
-``i = 2i + 1 + right``. Rows are processed in blocks of 16 against one tree at a time (the tree stays in
-cache, the 16 independent walks overlap). Forests deeper than ``MAX_PADDED_DEPTH`` keep their own node
-order and walk with child indices instead.
+``i = 2i + 1 + right``. Rows are processed in blocks of 64 against one tree at a time (the tree stays in
+cache, the 64 independent walks overlap); a single row walks 8 trees side by side. Forests deeper than
+``MAX_PADDED_DEPTH`` keep their own node order and walk with child indices instead.
 
 The generated header needs only the C++17 standard library:
 
@@ -21,6 +21,7 @@ import numpy as np
 from .forest import ZERO_BAND, Forest, ModelError
 
 MAX_PADDED_DEPTH = 12
+BLOCK = 64
 
 
 def _c_float(v: float, suffix: str) -> str:
@@ -131,12 +132,14 @@ def header(forest: Forest, name: str) -> str:
     out += [_array("int32_t", "left", tb["left"], str), _array("int32_t", "right", tb["right"], str)]
     zero_missing = any(t.zero_missing is not None for t in forest.trees)
     out.append(_KERNEL.replace("@LESS@", less).replace("@ZERO_BAND@", repr(ZERO_BAND))
-               .replace("@ZERO_MISSING@", "true" if zero_missing else "false"))
+               .replace("@ZERO_MISSING@", "true" if zero_missing else "false").replace("@BLOCK@", str(BLOCK)))
     out.append(f"}}  // namespace {name}\n")
     return "\n".join(out)
 
 
 _KERNEL = r"""
+constexpr int BLOCK = @BLOCK@;  // rows walked side by side per tree
+
 // flags: bit 0 NaN goes left, bit 1 |x| <= ZERO_BAND counts as missing too
 constexpr bool ZERO_MISSING = @ZERO_MISSING@;
 
@@ -148,14 +151,14 @@ inline bool goes_left(const Threshold* xr, int64_t i, const int32_t* f, const Th
   return cmp | (missing & ((fl[i] & 1) != 0));   // branch-free: no misprediction on random data
 }
 
-// margins of `rows` (<= 16) rows already converted to Threshold, with a NaN slot after the features
+// margins of `rows` (<= BLOCK) rows already converted to Threshold, with a NaN slot after the features
 inline void block_margins(const Threshold* xb, int rows, Acc* acc) {
   constexpr int W = N_FEATURES + 1;
   for (int t = 0; t < N_TREES; ++t) {
     const int32_t* f = feature + node_off[t];
     const Threshold* th = threshold + node_off[t];
     const uint8_t* fl = flags + node_off[t];
-    int64_t idx[16];
+    int64_t idx[BLOCK];
     for (int r = 0; r < rows; ++r) idx[r] = 0;
     if constexpr (PADDED) {
       for (int d = 0; d < DEPTH; ++d)
@@ -217,7 +220,7 @@ inline void row_margins(const Threshold* xr, Acc* acc) {
   int t0 = 0;
   if constexpr (PADDED) {
     for (; t0 + G <= N_TREES; t0 += G) {
-      int64_t idx[G] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t idx[G] = {};
       for (int d = 0; d < DEPTH; ++d)
         for (int g = 0; g < G; ++g) {
           const int64_t o = node_off[t0 + g];
@@ -259,10 +262,10 @@ template <class X>
 void predict_range(const X* x, int64_t begin, int64_t end, double* y) {
   constexpr int OUT = ARGMAX ? 1 : N_OUTPUTS;
   constexpr int W = N_FEATURES + 1;
-  Acc acc[16 * N_OUTPUTS];
-  Threshold xb[16 * W];
-  for (int64_t b = begin; b < end; b += 16) {
-    const int rows = static_cast<int>(end - b < 16 ? end - b : 16);
+  Acc acc[BLOCK * N_OUTPUTS];
+  Threshold xb[BLOCK * W];
+  for (int64_t b = begin; b < end; b += BLOCK) {
+    const int rows = static_cast<int>(end - b < BLOCK ? end - b : BLOCK);
     for (int r = 0; r < rows; ++r) {
       for (int j = 0; j < N_FEATURES; ++j) xb[r * W + j] = static_cast<Threshold>(x[(b + r) * N_FEATURES + j]);
       xb[r * W + N_FEATURES] = std::numeric_limits<Threshold>::quiet_NaN();
