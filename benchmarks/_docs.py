@@ -1,4 +1,5 @@
-"""Writing a benchmark's results into its own marked section of docs/benchmarks.md."""
+"""Shared by the benchmark scripts: the machine's CPU name, and writing a benchmark's results into its own
+marked section of docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -17,3 +18,15 @@ def write_section(path: Path, name: str, lines: list[str], heading: str = "") ->
     else:
         text = text.rstrip() + "\n\n" + (heading + "\n\n" if heading else "") + block + "\n"
     path.write_text(text)
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("unknown" elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"

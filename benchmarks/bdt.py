@@ -28,7 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["ML4EP_CACHE_DIR"] = tempfile.mkdtemp(prefix="ml4ep-bdt-bench-")
 
 import numpy as np  # noqa: E402
-from _docs import write_section  # noqa: E402
+from _docs import cpu_model, write_section  # noqa: E402
 
 import ml4ep.bdt as mb  # noqa: E402
 
@@ -60,15 +60,7 @@ int main() {
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}"
 
 
 def train(kind: str, n_train: int = 20000):

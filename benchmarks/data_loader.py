@@ -59,7 +59,7 @@ for _k, _v in THREAD_ENV.items():
     os.environ.setdefault(_k, _v)
 
 import numpy as np  # noqa: E402
-from _docs import write_section  # noqa: E402
+from _docs import cpu_model, write_section  # noqa: E402
 
 DATA_VERSION = 2  # bump when the generated data change
 TREE = "Events"
@@ -786,14 +786,7 @@ def _table_text(results: list[dict]) -> str:
 
 
 def _machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     versions = {}
     for mod in ("uproot", "h5py", "pyarrow", "awkward"):
         try:

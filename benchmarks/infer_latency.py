@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import sofie_anchor  # noqa: E402
-from _docs import write_section  # noqa: E402
+from _docs import cpu_model, write_section  # noqa: E402
 
 import ml4ep.infer as mi  # noqa: E402
 from ml4ep.bench import zoo  # noqa: E402
@@ -317,14 +317,7 @@ def _fmt_row(r: dict) -> str:
 
 
 def _machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "compiler": build.compiler_version(build.compiler()), "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 

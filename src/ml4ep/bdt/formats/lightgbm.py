@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from . import read_model_file
 from ..forest import Forest, ModelError, Tree
 
 _IDENTITY = {"regression", "regression_l2", "l2", "mean_squared_error", "mse", "l2_root", "root_mean_squared_error",
@@ -33,12 +34,7 @@ _MISSING_NONE, _MISSING_ZERO, _MISSING_NAN = 0, 1, 2
 
 def load(path: str | os.PathLike) -> Forest:
     """A LightGBM text model file."""
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read the model file ({exc.strerror})") from None
+    path, data = read_model_file(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

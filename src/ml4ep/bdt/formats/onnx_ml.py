@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 
+from . import read_model_file
 from ..forest import Forest, ModelError, Tree
 
 _OPS = ("TreeEnsembleRegressor", "TreeEnsembleClassifier")
@@ -37,11 +38,7 @@ def load(path: str | os.PathLike) -> Forest:
     """An ONNX model file holding one ``TreeEnsembleRegressor`` or ``TreeEnsembleClassifier`` node."""
     path = os.fspath(path)
     onnx = _onnx(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read the model file ({exc.strerror})") from None
+    path, data = read_model_file(path)
     try:
         model = onnx.load_from_string(data)
     except Exception as exc:  # protobuf's DecodeError and friends

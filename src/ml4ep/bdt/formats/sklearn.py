@@ -112,23 +112,7 @@ def _gradient_boosting(est, name: str) -> Forest:
             t = stages[i, j].tree_
             trees.append(_tree(t, lr * t.value[:, 0, 0].astype(np.float64), float32=True))
             outputs.append(j)
-    classifier = name.endswith("Classifier")
-    meta = {"format": "sklearn", "estimator": name, "loss": getattr(est, "loss", None)}
-    if classifier and k == 1:  # binary
-        half = _sigmoid_scale(est._loss.link, name) / 2
-        trees = [_pair(t, half) for t in trees]
-        return Forest(trees=trees, tree_output=-np.ones(len(trees)), n_features=n_features, n_outputs=2,
-                      base_score=np.array([-half, half]) * base[0], transform="softmax", split="<=",
-                      output_shape="matrix", feature_names=_names(est), source=f"sklearn.{name}",
-                      meta={**meta, "margin": "half the raw score, as (-r/2, r/2)"})
-    if classifier:
-        transform = "softmax"
-    else:
-        transform = _link(est, name)
-    return Forest(trees=trees, tree_output=np.asarray(outputs), n_features=n_features, n_outputs=k,
-                  base_score=base, transform=transform, split="<=",
-                  output_shape="matrix" if classifier else "vector", feature_names=_names(est),
-                  source=f"sklearn.{name}", meta=meta)
+    return _boosted(est, name, trees, outputs, k, base, n_features)
 
 
 def _hist_tree(nodes, i: int, name: str) -> Tree:
@@ -156,9 +140,15 @@ def _hist_gradient_boosting(est, name: str) -> Forest:
         for j, p in enumerate(it):
             trees.append(_hist_tree(p.nodes, len(trees), name))
             outputs.append(j)
+    return _boosted(est, name, trees, outputs, k, base, n_features)
+
+
+def _boosted(est, name: str, trees: list, outputs: list, k: int, base: np.ndarray, n_features: int) -> Forest:
+    """The forest of a (hist) gradient boosting model: a binary classifier becomes two softmax outputs
+    (-r/2, r/2) so that predict gives predict_proba's (n, 2); the others keep one output per class or target."""
     classifier = name.endswith("Classifier")
     meta = {"format": "sklearn", "estimator": name, "loss": getattr(est, "loss", None)}
-    if classifier and k == 1:
+    if classifier and k == 1:  # binary
         half = _sigmoid_scale(est._loss.link, name) / 2
         trees = [_pair(t, half) for t in trees]
         return Forest(trees=trees, tree_output=-np.ones(len(trees)), n_features=n_features, n_outputs=2,

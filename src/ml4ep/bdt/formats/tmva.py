@@ -38,6 +38,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
+from . import read_model_file
 from ..forest import Forest, ModelError, Tree
 
 BOOST_TYPES = ("AdaBoost", "RealAdaBoost", "AdaCost", "Bagging", "AdaBoostR2", "Grad")
@@ -46,12 +47,7 @@ _REGRESSION_TREE = 1  # TMVA's Types::kRegression: the tree's leaves answer with
 
 def load(path: str | os.PathLike) -> Forest:
     """A TMVA BDT weight file (``*.weights.xml``)."""
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read the model file ({exc.strerror})") from None
+    path, data = read_model_file(path)
     return from_string(data, path)
 
 

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from . import read_model_file
 from ..forest import Forest, ModelError, Tree
 from . import ubjson
 
@@ -35,12 +36,7 @@ _OBJECTIVES = {
 
 def load(path: str | os.PathLike) -> Forest:
     """An XGBoost model file: JSON, or UBJSON (``.ubj``)."""
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read the model file ({exc.strerror})") from None
+    path, data = read_model_file(path)
     if data[:1] == b"{" and not path.endswith(".ubj"):
         try:
             model = json.loads(data)
