@@ -7,7 +7,14 @@ always-left nodes, so that every row takes exactly ``D`` branch-free steps per t
 cache, the 64 independent walks overlap); a single row walks 8 trees side by side. Forests deeper than
 ``MAX_PADDED_DEPTH`` keep their own node order and walk with child indices instead.
 
-The generated header needs only the C++17 standard library:
+On CPUs with AVX-512 VBMI (Intel Ice Lake and later, AMD Zen 4 and later), forests of depth <= 6 (XGBoost's
+default) take the ranked kernel (``ranked_tables``): every node of every tree is decided 64 at a time by byte
+operations on the row's per-feature threshold ranks, and each tree's leaf is read from its 64-bit word with two
+table lookups; no node-by-node walk, no branch, the same results. It is chosen at compile time of the
+header; elsewhere the walks above run.
+
+The generated header needs only the C++17 standard library (and the compiler's intrinsics header when it
+targets AVX-512):
 
     #include "model.hpp"
     double y[N_OUTPUTS * n];
@@ -96,6 +103,99 @@ def tables(forest: Forest) -> dict:
     }
 
 
+RANK_MAX_DEPTH = 6  # a tree's nodes fit one 64-bit word
+RANK_CUTS = 254  # sorted cuts per table slot: ranks 0..254, and 255 for a missing value, fit a byte
+RANK_SLOTS = 127  # table slots (one more, the last, is the padding nodes'); twice that fits 256 bytes
+
+
+def _blocked_order(depth: int) -> np.ndarray:
+    """Bit position of every heap-ordered node of a complete tree in the ranked kernel's word: the top
+    ``depth - depth // 2`` levels first (heap order), then each bottom subtree's nodes together (heap order)."""
+    d1, d2 = depth - depth // 2, depth // 2
+    top, sub = (1 << d1) - 1, (1 << d2) - 1
+    pos = np.zeros((1 << depth) - 1, np.int64)
+    for i in range(len(pos)):
+        d = (i + 1).bit_length() - 1
+        p = i - ((1 << d) - 1)
+        if d < d1:
+            pos[i] = i
+        else:
+            dd = d - d1
+            pos[i] = top + (p >> dd) * sub + (1 << dd) - 1 + (p & ((1 << dd) - 1))
+    return pos
+
+
+def _leaf_table(depth: int) -> np.ndarray:
+    """Leaf reached in a complete tree of ``depth`` for every word of its nodes' go-right bits (heap order)."""
+    n = (1 << depth) - 1
+    out = np.zeros(1 << n, np.uint8)
+    for m in range(1 << n):
+        j = 1
+        for _ in range(depth):
+            j = 2 * j + ((m >> (j - 1)) & 1)
+        out[m] = j - (1 << depth)
+    return out
+
+
+
+def ranked_tables(forest: Forest, tb: dict) -> dict | None:
+    """Tables of the ranked kernel, or None when the forest does not fit it.
+
+    Every feature's distinct thresholds are sorted and cut into slots of at most 254 (``cuts``, NaN-padded to
+    256 per slot; a feature with more thresholds takes several slots). A row becomes one byte per slot,
+    ``q`` = how many of the slot's cuts send it right (255 when the value is missing), and a node one byte, its
+    threshold's rank ``r`` in its slot (plus one when a missing value goes left). A node sends the row right
+    exactly when ``q > r`` (``q + 1 > r + 1`` for default-left nodes, where a missing value's 255 wraps to 0),
+    so 64 nodes are decided by one byte permutation and one byte comparison, for rows with and without NaN.
+    A tree's nodes sit in one 64-bit word in the order of ``_blocked_order``: the leaf is then read from two
+    small tables (top levels, then the bottom subtree they lead to), with no walk node by node.
+    Needs a padded forest of depth <= 6, at most 255 slots, no zero-as-missing nodes.
+    """
+    depth, nf = tb["depth"], forest.n_features
+    if not tb["padded"] or not 1 <= depth <= RANK_MAX_DEPTH or not forest.trees:
+        return None
+    if any(t.zero_missing is not None for t in forest.trees):
+        return None
+    if any(np.isnan(t.threshold[t.feature >= 0]).any() for t in forest.trees):
+        return None  # a NaN threshold sends every value right: no rank says that
+    n_inner, slots = (1 << depth) - 1, 1 << depth
+    n_trees = len(forest.trees)
+    feat = tb["feature"].reshape(n_trees, n_inner)
+    dtype = np.float32 if all(t.threshold.dtype == np.float32 for t in forest.trees) else np.float64
+    thr = tb["threshold"].reshape(n_trees, n_inner).astype(dtype)
+    dl = (tb["flags"].reshape(n_trees, n_inner) & 1).astype(np.int64)
+    real = feat < nf
+    slot = np.zeros(feat.shape, np.int64)
+    rank = np.zeros(feat.shape, np.int64)
+    source, cuts = [], []
+    for f in range(nf):
+        sel = real & (feat == f)
+        if not sel.any():
+            continue
+        u = np.unique(thr[sel])
+        idx = np.searchsorted(u, thr[sel])
+        slot[sel] = len(source) + idx // RANK_CUTS
+        rank[sel] = idx % RANK_CUTS
+        for c in range(0, len(u), RANK_CUTS):
+            source.append(f)
+            cuts.append(np.pad(u[c:c + RANK_CUTS], (0, 256 - len(u[c:c + RANK_CUTS])), constant_values=np.nan))
+            if len(source) > RANK_SLOTS:
+                return None
+    pad = len(source)  # the padding nodes' slot: q is 0 there, always left
+    half = 32 if pad < 32 else 64 if pad < 64 else 128
+    total = -(-n_trees * slots // 64) * 64
+    rf = np.full(total, pad + half, np.uint8)
+    rt = np.ones(total, np.uint8)
+    pos = (np.arange(n_trees)[:, None] * slots + _blocked_order(depth)[None, :]).reshape(-1)
+    # default-left nodes read the second half of the row's table, which holds q + 1
+    rf[pos] = (np.where(real, slot, pad) + half * dl).reshape(-1)
+    rt[pos] = (np.where(real, rank, 0) + dl).reshape(-1)
+    d1, d2 = depth - depth // 2, depth // 2
+    return {"feature": rf, "rank": rt, "half": half, "nodes": total, "top": _leaf_table(d1),
+            "bottom": _leaf_table(d2) if d2 else np.zeros(1, np.uint8),
+            "source": np.asarray(source, np.int32), "cuts": np.concatenate(cuts).astype(dtype)}
+
+
 def header(forest: Forest, name: str) -> str:
     """The self-contained C++ header of ``forest`` in namespace ``name``."""
     tb = tables(forest)
@@ -108,6 +208,11 @@ def header(forest: Forest, name: str) -> str:
     out = [f"// ml4ep.bdt: {len(forest.trees)} trees, depth {tb['depth']}, {forest.n_features} features, "
            f"{forest.n_outputs} output(s); from {forest.source or 'a forest'}; split: go left when x {less} threshold",
            f"#pragma once\n#include <cmath>\n#include <cstdint>\n#include <cstddef>\n#include <limits>\n#include <thread>\n"
+           f"#if defined(__AVX512BW__) && defined(__AVX512VBMI__)  // the ranked kernel\n"
+           f"#if defined(__GNUC__) && !defined(__clang__)  // GCC 12's intrinsics warn about their own undefined()\n"
+           f"#pragma GCC diagnostic push\n#pragma GCC diagnostic ignored \"-Wmaybe-uninitialized\"\n#endif\n"
+           f"#include <immintrin.h>\n"
+           f"#if defined(__GNUC__) && !defined(__clang__)\n#pragma GCC diagnostic pop\n#endif\n#endif\n"
            f"#include <type_traits>\n#include <vector>\n\nnamespace {name} {{\n",
            f"constexpr int N_FEATURES = {forest.n_features};",
            f"constexpr int N_OUTPUTS = {forest.n_outputs};",
@@ -130,9 +235,25 @@ def header(forest: Forest, name: str) -> str:
            ]
     # child indices: used by the unpadded walk only (one dummy entry otherwise)
     out += [_array("int32_t", "left", tb["left"], str), _array("int32_t", "right", tb["right"], str)]
+    rk = ranked_tables(forest, tb)
+    out.append(f"// the ranked kernel (AVX-512 VBMI): {'used' if rk else 'not applicable to this forest'}")
+    out.append(f"constexpr bool RANKED = {'true' if rk else 'false'};")
+    out.append(f"constexpr int64_t RANK_NODES = {rk['nodes'] if rk else 0};")
+    out.append(f"constexpr int RANK_SLOTS = {len(rk['source']) if rk else 0};  // + 1: the padding nodes' slot")
+    out.append(f"constexpr int RANK_HALF = {rk['half'] if rk else 32};  // table entries per half")
+    if rk is None:  # one placeholder entry each: the kernel compiles, and is never called
+        rk = {"feature": [0] * 64, "rank": [0] * 64, "cuts": [0.0], "source": [0], "top": [0], "bottom": [0]}
+    out += [_array("int32_t", "rank_source", rk["source"], str),
+            _array("uint8_t", "rank_feature", rk["feature"], str),
+            _array("uint8_t", "rank_threshold", rk["rank"], str),
+            _array("uint8_t", "leaf_top", rk["top"], str), _array("uint8_t", "leaf_bottom", rk["bottom"], str),
+            _array("Threshold", "cuts", rk["cuts"], lambda v: _c_float(v, suffix)),
+            _array("Threshold", "fences", np.asarray(rk["cuts"]).reshape(-1, 16)[:, 15] if len(rk["cuts"]) > 1
+                   else [0.0], lambda v: _c_float(v, suffix))]
     zero_missing = any(t.zero_missing is not None for t in forest.trees)
     out.append(_KERNEL.replace("@LESS@", less).replace("@ZERO_BAND@", repr(ZERO_BAND))
-               .replace("@ZERO_MISSING@", "true" if zero_missing else "false").replace("@BLOCK@", str(BLOCK)))
+               .replace("@ZERO_MISSING@", "true" if zero_missing else "false").replace("@BLOCK@", str(BLOCK))
+.replace("@CUT_PRED@", "_CMP_LE_OQ" if forest.split == "<" else "_CMP_LT_OQ"))
     out.append(f"}}  // namespace {name}\n")
     return "\n".join(out)
 
@@ -258,6 +379,93 @@ inline void row_margins(const Threshold* xr, Acc* acc) {
   }
 }
 
+#if defined(__AVX512BW__) && defined(__AVX512VBMI__)
+// The ranked kernel: a row becomes one byte per feature, q = how many of the feature's sorted cuts send it
+// right (255: missing); a node sends it right when q (+1 for default-left nodes) > its byte. 64 nodes are
+// decided by one byte permutation and one comparison; a tree's leaf is then read from its word with two table
+// lookups, and the leaves are added in tree order (the same sums as the other kernels).
+constexpr int TABW = 2 * RANK_HALF;  // q of every slot, then q + 1 (wrapping) for default-left nodes
+
+template <int N> struct ByteTable { __m512i t[N / 64]; };
+
+template <int N>
+inline __m512i lookup(const ByteTable<N>& T, __m512i idx) {
+  if constexpr (N == 64) {
+    return _mm512_permutexvar_epi8(idx, T.t[0]);
+  } else if constexpr (N == 128) {
+    return _mm512_permutex2var_epi8(T.t[0], idx, T.t[1]);
+  } else {
+    const __m512i lo = _mm512_permutex2var_epi8(T.t[0], idx, T.t[1]);
+    const __m512i hi = _mm512_permutex2var_epi8(T.t[2], idx, T.t[3]);
+    return _mm512_mask_mov_epi8(lo, _mm512_movepi8_mask(idx), hi);
+  }
+}
+
+// how many of the 16 values at p (sorted, NaN-padded) send v right
+inline unsigned count16(const Threshold* p, Threshold v) {
+  if constexpr (std::is_same<Threshold, float>::value) {
+    return _mm_popcnt_u32(_mm512_cmp_ps_mask(_mm512_load_ps(p), _mm512_set1_ps(v), @CUT_PRED@));
+  } else {
+    const __m512d x = _mm512_set1_pd(v);
+    return _mm_popcnt_u32(_mm512_cmp_pd_mask(_mm512_load_pd(p), x, @CUT_PRED@)) +
+           _mm_popcnt_u32(_mm512_cmp_pd_mask(_mm512_load_pd(p + 8), x, @CUT_PRED@));
+  }
+}
+
+// q of every slot: the block of 16 cuts from the 16 blocks' last cuts, then the cuts in that block
+inline void row_ranks(const Threshold* xr, uint8_t* q) {
+  for (int k = 0; k < RANK_SLOTS; ++k) {
+    const Threshold v = xr[rank_source[k]];
+    const unsigned b = count16(fences + 16 * k, v);  // <= 15: the last cut is NaN padding
+    const unsigned c = count16(cuts + 256 * k + 16 * b, v);
+    q[k] = v != v ? uint8_t(255) : static_cast<uint8_t>(16 * b + c);
+  }
+  for (int k = RANK_SLOTS; k < RANK_HALF; ++k) q[k] = 0;  // the padding nodes' slot: always left
+  for (int k = 0; k < RANK_HALF; ++k) q[RANK_HALF + k] = static_cast<uint8_t>(q[k] + 1);
+}
+
+template <int R>
+inline void ranked_rows(const Threshold* xb, int stride, Acc* acc) {
+  constexpr int S = RANKED && DEPTH <= 6 ? 1 << DEPTH : 64;  // nodes per tree (the last one unused)
+  constexpr int D2 = DEPTH / 2, D1 = DEPTH - D2;  // levels read from leaf_top, then from leaf_bottom
+  constexpr int TOP = (1 << D1) - 1, SUB = (1 << D2) - 1;  // nodes of the top tree, of a bottom subtree
+  ByteTable<TABW> tab[R];
+  for (int r = 0; r < R; ++r) {
+    alignas(64) uint8_t q[TABW];
+    row_ranks(xb + r * stride, q);
+    for (int i = 0; i < TABW / 64; ++i) tab[r].t[i] = _mm512_load_si512(q + 64 * i);
+  }
+  Acc a1[R];  // one output: the sums stay in registers (through memory, each add would wait for a store)
+  for (int r = 0; r < R; ++r) a1[r] = acc[r * N_OUTPUTS];
+  for (int64_t n = 0; n < RANK_NODES; n += 64) {
+    const __m512i fi = _mm512_load_si512(rank_feature + n);
+    const __m512i th = _mm512_load_si512(rank_threshold + n);
+    uint64_t right[R];
+    for (int r = 0; r < R; ++r) right[r] = _cvtmask64_u64(_mm512_cmpgt_epu8_mask(lookup(tab[r], fi), th));
+    for (int k = 0; k < 64 / S; ++k) {
+      const int64_t t = n / S + k;
+      if (t >= N_TREES) break;
+      const Acc* lv = leaf + leaf_off[t];
+      const int o = N_OUTPUTS == 1 ? 0 : tree_output[t];
+      for (int r = 0; r < R; ++r) {
+        const uint64_t m = right[r] >> (k * S);
+        const unsigned top = leaf_top[m & ((uint64_t(1) << TOP) - 1)];
+        const unsigned li = (top << D2) | leaf_bottom[(m >> (TOP + top * SUB)) & ((uint64_t(1) << SUB) - 1)];
+        if constexpr (N_OUTPUTS == 1) {
+          a1[r] += lv[li];
+        } else if (o >= 0) {
+          acc[r * N_OUTPUTS + o] += lv[li];
+        } else {
+          for (int c = 0; c < N_OUTPUTS; ++c) acc[r * N_OUTPUTS + c] += lv[li * N_OUTPUTS + c];
+        }
+      }
+    }
+  }
+  if constexpr (N_OUTPUTS == 1)
+    for (int r = 0; r < R; ++r) acc[r] = a1[r];
+}
+#endif
+
 template <class X>
 void predict_range(const X* x, int64_t begin, int64_t end, double* y) {
   constexpr int OUT = ARGMAX ? 1 : N_OUTPUTS;
@@ -272,6 +480,13 @@ void predict_range(const X* x, int64_t begin, int64_t end, double* y) {
     }
     for (int i = 0; i < rows * N_OUTPUTS; ++i)
       acc[i] = std::is_same<Acc, float>::value ? static_cast<Acc>(base_score[i % N_OUTPUTS]) : Acc(0);
+#if defined(__AVX512BW__) && defined(__AVX512VBMI__)
+    if constexpr (RANKED) {
+      int r = 0;
+      for (; r + 4 <= rows; r += 4) ranked_rows<4>(xb + r * W, W, acc + r * N_OUTPUTS);
+      for (; r < rows; ++r) ranked_rows<1>(xb + r * W, W, acc + r * N_OUTPUTS);
+    } else
+#endif
     if (rows < 4) {
       for (int r = 0; r < rows; ++r) row_margins(xb + r * W, acc + r * N_OUTPUTS);
     } else {
