@@ -30,6 +30,7 @@ bench: install
 	$(PY) -m pip install -q -e '.[bench]'
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) benchmarks/infer_latency.py --write docs/benchmarks.md
 	$(PY) benchmarks/data_loader.py --write docs/benchmarks.md
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bdt.py --write docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,14 +1,19 @@
-"""Throughput and latency of ml4ep.bdt against XGBoost's own prediction, one thread.
+"""Throughput and latency of ml4ep.bdt against the libraries that trained the models and the other engines, one
+thread.
 
-Models (trained here on generated data with 10% missing values, 30 features): a binary:logistic model of 500
-trees of depth 6 and a 3-class multi:softprob model of 3 x 150 trees of depth 6.
-Contenders: ``xgboost`` (``Booster.inplace_predict``, nthread 1), ``ml4ep-numpy`` (the NumPy evaluator),
-``ml4ep`` (the generated C++ compiled behind ``predict``), and ``ml4ep-cpp`` (the saved header timed in a C++ loop,
-one row per call). Measures: bulk rows/s on 100k rows, microseconds per single-row Python call, nanoseconds per
-single-row C++ call. Python contenders run in alternating blocks (A B C C B A ...), medians of the blocks;
-outputs are checked against XGBoost before timing.
+Models (trained here on generated data with 10% missing values, 30 features, depth 6):
+- ``xgboost binary``: binary:logistic, 500 trees; ``xgboost multiclass``: multi:softprob, 3 x 150 trees;
+- ``lightgbm binary``: 500 trees (max_depth 6, 63 leaves at most);
+- ``sklearn hgb binary``: HistGradientBoostingClassifier, 300 iterations, max_depth 6.
+Contenders, where they install: the training library's own predict (the anchor of the ratios: XGBoost
+``Booster.inplace_predict``, LightGBM ``Booster.predict``, scikit-learn ``predict_proba``), ONNX Runtime on the
+model converted by onnxmltools/skl2onnx (TreeEnsemble), tl2cgen (treelite's compiled C), ``ml4ep`` (the
+generated C++ compiled behind ``predict``), ``ml4ep-numpy`` (the NumPy evaluator, on 5000 rows), and
+``ml4ep C++`` (the saved header in a C++ loop, one row per call). Measures: bulk rows/s on 100k rows,
+microseconds per single-row Python call, nanoseconds per single-row C++ call, compile seconds. Contenders run in
+alternating blocks (A B C C B A ...), medians of the blocks; every output is checked against the anchor first.
 
-    python benchmarks/bdt.py [--rows 100000] [--rounds 5] [--write docs/benchmarks.md]
+    python benchmarks/bdt.py [--rows 100000] [--rounds 5] [--models xgboost-binary,...] [--write docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ import numpy as np  # noqa: E402
 from _docs import cpu_model, write_section  # noqa: E402
 
 import ml4ep.bdt as mb  # noqa: E402
+
+N_FEATURES = 30
+MODELS = ("xgboost-binary", "xgboost-multiclass", "lightgbm-binary", "sklearn-hgb-binary")
 
 HARNESS = r"""
 #include <algorithm>
@@ -63,19 +71,102 @@ def machine() -> str:
     return f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}"
 
 
-def train(kind: str, n_train: int = 20000):
-    import xgboost as xgb
-
-    rng = np.random.default_rng(7)
-    X = rng.normal(size=(n_train, 30)).astype(np.float32)
+def data(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, N_FEATURES)).astype(np.float32)
     X[rng.random(X.shape) < 0.1] = np.nan
-    z = np.nan_to_num(X[:, :6]) @ rng.normal(size=6)
-    if kind == "binary":
-        params, rounds, y = {"objective": "binary:logistic"}, 500, (z + rng.normal(size=n_train) > 0).astype(float)
-    else:
-        params, rounds, y = {"objective": "multi:softprob", "num_class": 3}, 150, np.digitize(z, [-1, 1])
-    params |= {"max_depth": 6, "eta": 0.1, "nthread": 1}
-    return xgb.train(params, xgb.DMatrix(X, label=y), rounds)
+    return X, np.nan_to_num(X[:, :6]) @ np.random.default_rng(7).normal(size=6)
+
+
+def train(name: str, n_train: int = 20000):
+    """(trained model, ml4ep forest, anchor predict, extra contenders builder)"""
+    X, z = data(n_train, 7)
+    noise = np.random.default_rng(8).normal(size=n_train)
+    yb = (z + noise > 0).astype(int)
+    if name.startswith("xgboost"):
+        import xgboost as xgb
+
+        if name == "xgboost-binary":
+            params, rounds, y = {"objective": "binary:logistic"}, 500, yb
+        else:
+            params, rounds, y = {"objective": "multi:softprob", "num_class": 3}, 150, np.digitize(z, [-1, 1])
+        booster = xgb.train(params | {"max_depth": 6, "eta": 0.1, "nthread": 1}, xgb.DMatrix(X, label=y), rounds)
+        booster.set_param({"nthread": 1})
+        return booster, mb.from_xgboost(booster), ("xgboost", booster.inplace_predict)
+    if name == "lightgbm-binary":
+        import lightgbm as lgb
+
+        booster = lgb.train({"objective": "binary", "max_depth": 6, "num_leaves": 63, "learning_rate": 0.1,
+                             "num_threads": 1, "verbose": -1}, lgb.Dataset(X, label=yb), 500)
+        return booster, mb.from_lightgbm(booster), ("lightgbm", lambda x: booster.predict(x, num_threads=1))
+    if name == "sklearn-hgb-binary":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        model = HistGradientBoostingClassifier(max_iter=300, max_depth=6, early_stopping=False,
+                                               random_state=0).fit(X, yb)
+        return model, mb.from_sklearn(model), ("scikit-learn", model.predict_proba)
+    raise SystemExit(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+
+
+def onnxruntime_contender(name: str, model):
+    """ONNX Runtime on the model converted to ONNX-ML (TreeEnsemble), or the reason it is absent."""
+    try:
+        import onnxruntime as ort
+
+        if name.startswith("xgboost") or name.startswith("lightgbm"):
+            import onnxmltools
+            from onnxmltools.convert.common.data_types import FloatTensorType
+
+            convert = onnxmltools.convert_xgboost if name.startswith("xgboost") else onnxmltools.convert_lightgbm
+            onx = convert(model, initial_types=[("input", FloatTensorType([None, N_FEATURES]))], target_opset=15)
+        else:
+            from skl2onnx import to_onnx
+
+            onx = to_onnx(model, np.zeros((1, N_FEATURES), np.float32), options={"zipmap": False},
+                          target_opset={"": 15, "ai.onnx.ml": 3})
+    except Exception as e:  # noqa: BLE001 - a missing or failing converter only drops this contender
+        return None, f"onnxruntime ({type(e).__name__}: {str(e).splitlines()[0][:90]})"
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(onx.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    out = sess.get_outputs()[-1].name  # the probabilities (or the value)
+
+    def run(x):
+        p = sess.run([out], {"input": x})[0]
+        if isinstance(p, list):  # a ZipMap: list of dicts
+            p = np.array([[d[k] for k in sorted(d)] for d in p])
+        return p[:, 1] if name.endswith("binary") and p.ndim == 2 and p.shape[1] == 2 else p
+
+    return run, ""
+
+
+def tl2cgen_contender(name: str, model, workdir: Path):
+    """treelite + tl2cgen's compiled C library, its compile seconds, or the reason it is absent."""
+    try:
+        import tl2cgen
+        import treelite
+
+        if name.startswith("xgboost"):
+            tm = treelite.frontend.from_xgboost(model)
+        elif name.startswith("lightgbm"):
+            tm = treelite.frontend.from_lightgbm(model)
+        else:
+            tm = treelite.sklearn.import_model(model)
+        lib = workdir / f"{name}.so"
+        t0 = time.perf_counter()
+        tl2cgen.export_lib(tm, toolchain="gcc", libpath=str(lib), params={"parallel_comp": os.cpu_count() or 1},
+                           nthread=os.cpu_count() or 1)
+        seconds = time.perf_counter() - t0
+        pred = tl2cgen.Predictor(str(lib), nthread=1)
+    except Exception as e:  # noqa: BLE001 - as above
+        return None, 0.0, f"tl2cgen ({type(e).__name__}: {str(e).splitlines()[0][:90]})"
+
+    def run(x):
+        p = pred.predict(tl2cgen.DMatrix(x))
+        p = p.reshape(len(x), -1)
+        return p[:, -1] if name.endswith("binary") else p
+
+    return run, seconds, ""
 
 
 def cpp_ns(forest, workdir: Path) -> float:
@@ -87,70 +178,111 @@ def cpp_ns(forest, workdir: Path) -> float:
     return float(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()[0])
 
 
-def measure(kind: str, rows: int, rounds: int) -> dict:
+def _positive(f):
+    def g(x):
+        p = np.asarray(f(x))
+        return p[:, 1] if p.ndim == 2 and p.shape[1] == 2 else p.reshape(len(p))
 
-    booster = train(kind)
-    booster.set_param({"nthread": 1})
-    forest = mb.from_xgboost(booster)
+    return g
+
+
+def measure(name: str, rows: int, rounds: int) -> dict:
+    model, forest, (anchor, anchor_fn) = train(name)
     t0 = time.perf_counter()
-    fast = forest.compile(name=f"bench_{kind}")
-    compile_s = time.perf_counter() - t0
-    rng = np.random.default_rng(11)
-    X = rng.normal(size=(rows, 30)).astype(np.float32)
-    X[rng.random(X.shape) < 0.1] = np.nan
-    ref = booster.inplace_predict(X)
-    assert np.abs(fast.predict(X) - ref).max() <= 1e-6, "ml4ep disagrees with xgboost"
-    assert np.abs(forest.predict(X[:2000]) - ref[:2000]).max() <= 1e-6
-    bulk = {
-        "xgboost": lambda: booster.inplace_predict(X),
-        "ml4ep": lambda: fast.predict(X),
-        "ml4ep-numpy": lambda: forest.predict(X[:5000]),
-    }
-    sizes = {"xgboost": rows, "ml4ep": rows, "ml4ep-numpy": 5000}
-    x1 = X[3:4]
-    single = {"xgboost": lambda: booster.inplace_predict(x1), "ml4ep": lambda: fast.predict(x1)}
-    names = list(bulk)
-    times = {n: [] for n in names}
-    stimes = {n: [] for n in single}
-    for r in range(rounds):
-        order = names if r % 2 == 0 else names[::-1]
-        for n in order:
-            t = time.perf_counter()
-            bulk[n]()
-            times[n].append(sizes[n] / (time.perf_counter() - t))
-        for n in (list(single) if r % 2 == 0 else list(single)[::-1]):
-            f = single[n]
-            f()
-            t = time.perf_counter()
-            for _ in range(300):
-                f()
-            stimes[n].append((time.perf_counter() - t) / 300 * 1e6)
+    fast = forest.compile(name=name.replace("-", "_"))
+    compile_s = {"ml4ep": time.perf_counter() - t0}
+    X, _ = data(rows, 11)
+    ref = np.asarray(anchor_fn(X))
+    notes = []
+    bulk = {anchor: anchor_fn, "ml4ep": fast.predict}
     with tempfile.TemporaryDirectory() as d:
+        ort_fn, why = onnxruntime_contender(name, model)
+        tl_fn, tl_s, why2 = tl2cgen_contender(name, model, Path(d))
+        if ort_fn:
+            bulk["onnxruntime"] = ort_fn
+        if tl_fn:
+            bulk["tl2cgen"] = tl_fn
+            compile_s["tl2cgen"] = tl_s
+        notes += [f"{name}: {w}" for w in (why, why2) if w]
+        if name.endswith("binary"):  # every contender as the probability of class 1
+            bulk = {n: _positive(f) for n, f in bulk.items()}
+            ref = _positive(lambda x: ref)(None)
+        diffs = {}
+        for n, f in bulk.items():
+            diffs[n] = float(np.abs(np.asarray(f(X[:5000])).reshape(ref[:5000].shape) - ref[:5000]).max())
+        numpy_fn = _positive(forest.predict) if name.endswith("binary") else forest.predict
+        diffs["ml4ep-numpy"] = float(np.abs(numpy_fn(X[:5000]) - ref[:5000]).max())
+        assert diffs["ml4ep"] <= 1e-6 and diffs["ml4ep-numpy"] <= 1e-6, f"ml4ep disagrees with {anchor}: {diffs}"
+        bulk["ml4ep-numpy"] = numpy_fn
+        sizes = {n: (5000 if n == "ml4ep-numpy" else rows) for n in bulk}
+        x1 = X[3:4]
+        single = {n: f for n, f in bulk.items() if n != "ml4ep-numpy"}
+        times = {n: [] for n in bulk}
+        stimes = {n: [] for n in single}
+        names = list(bulk)
+        for r in range(rounds):
+            for n in (names if r % 2 == 0 else names[::-1]):
+                xs = X[: sizes[n]]
+                t = time.perf_counter()
+                bulk[n](xs)
+                times[n].append(sizes[n] / (time.perf_counter() - t))
+            for n in (list(single) if r % 2 == 0 else list(single)[::-1]):
+                f = single[n]
+                f(x1)
+                reps = 300 if n in ("ml4ep", "onnxruntime", "tl2cgen") else 50
+                t = time.perf_counter()
+                for _ in range(reps):
+                    f(x1)
+                stimes[n].append((time.perf_counter() - t) / reps * 1e6)
         ns = cpp_ns(forest, Path(d))
-    return {"kind": kind, "trees": len(forest.trees), "compile_s": compile_s,
+    return {"model": name, "trees": len(forest.trees), "anchor": anchor, "compile_s": compile_s, "diff": diffs,
             "bulk": {n: float(np.median(v)) for n, v in times.items()},
-            "single_us": {n: float(np.median(v)) for n, v in stimes.items()}, "cpp_ns": ns}
+            "single_us": {n: float(np.median(v)) for n, v in stimes.items()}, "cpp_ns": ns, "notes": notes}
+
+
+def table(results: list[dict]) -> list[str]:
+    lines = ["| model | contender | bulk rows/s | vs anchor | single row from Python, us | max abs diff vs anchor "
+             "| compile s |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        a = r["bulk"][r["anchor"]]
+        order = [r["anchor"], "onnxruntime", "tl2cgen", "ml4ep", "ml4ep-numpy"]
+        for n in [n for n in order if n in r["bulk"]]:
+            label = f"{n} (anchor)" if n == r["anchor"] else n
+            single = f"{r['single_us'][n]:.1f}" if n in r["single_us"] else "-"
+            comp = f"{r['compile_s'][n]:.2f}" if n in r["compile_s"] else "-"
+            lines.append(f"| {r['model']} ({r['trees']} trees) | {label} | {r['bulk'][n]:.0f} | "
+                         f"{r['bulk'][n] / a:.2f}x | {single} | {r['diff'][n]:.1e} | {comp} |")
+        lines.append(f"| {r['model']} ({r['trees']} trees) | ml4ep C++, one row per call | "
+                     f"{1e9 / r['cpp_ns']:.0f} | - | {r['cpp_ns'] / 1000:.2f} (in C++) | - | - |")
+    return lines
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--write", type=Path)
     args = ap.parse_args(argv)
-    results = [measure(k, args.rows, args.rounds) for k in ("binary", "multiclass")]
+    results = []
+    for name in args.models.split(","):
+        results.append(measure(name, args.rows, args.rounds))
+        print("\n".join(table(results[-1:])), flush=True)
+    versions = []
+    for mod in ("xgboost", "lightgbm", "sklearn", "onnxruntime", "treelite", "tl2cgen"):
+        try:
+            versions.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            pass
     lines = ["### BDT inference (`benchmarks/bdt.py`)", "",
              f"Machine: {machine()}; {datetime.date.today()}; one thread; command: "
-             f"`python benchmarks/bdt.py --rows {args.rows} --rounds {args.rounds}`. XGBoost "
-             f"{__import__('xgboost').__version__}; 30 features, 10% missing values; medians of alternating blocks.",
-             "", "| model | trees | xgboost rows/s | ml4ep rows/s | ml4ep / xgboost | NumPy evaluator rows/s | "
-             "single row from Python: xgboost us | ml4ep us | C++ ns per row | compile s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        b, s = r["bulk"], r["single_us"]
-        lines.append(f"| {r['kind']} | {r['trees']} | {b['xgboost']:.0f} | {b['ml4ep']:.0f} | "
-                     f"{b['ml4ep'] / b['xgboost']:.2f}x | {b['ml4ep-numpy']:.0f} | {s['xgboost']:.1f} | "
-                     f"{s['ml4ep']:.1f} | {r['cpp_ns']:.0f} | {r['compile_s']:.2f} |")
+             f"`python benchmarks/bdt.py --rows {args.rows} --rounds {args.rounds}`; {', '.join(versions)}. "
+             f"{N_FEATURES} features, 10% missing values, depth 6; medians of alternating blocks. "
+             "Ratios are to the model's own library in the same run; the single-row C++ line is one "
+             "`predict(x, 1, y)` call on double input in a loop.", "", *table(results)]
+    notes = sorted({n for r in results for n in r["notes"]})
+    if notes:
+        lines += ["", "Not run: " + "; ".join(notes)]
     text = "\n".join(lines)
     print(text)
     if args.write:

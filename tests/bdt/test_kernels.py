@@ -134,3 +134,16 @@ def test_forests_outside_the_ranked_kernel_use_the_walks():
 def _grid_of(forest):
     return [np.unique(np.concatenate([t.threshold[t.feature == f] for t in forest.trees] + [[0.0]]))
             for f in range(forest.n_features)]
+
+
+def test_compiled_predict_takes_float32_float64_and_other_layouts():
+    forest, grid = random_forest(11, 6, n_trees=30, dtype=np.float32, float32_sums=True)
+    X = probe_rows(grid, forest.n_features, np.random.default_rng(5), dtype=np.float32)
+    fast = forest.compile()
+    ref = forest.predict(X)
+    for x in (X, X.astype(np.float64), np.asfortranarray(X), X[::-1][::-1], X.astype(np.float16).astype(np.float32)):
+        np.testing.assert_allclose(fast.predict(x), forest.predict(x), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fast.predict(X[0]), ref[:1], rtol=0, atol=1e-12)  # one row as a 1-D array
+    ints = np.arange(5 * forest.n_features).reshape(5, -1) % 3 - 1
+    np.testing.assert_allclose(fast.predict(ints), forest.predict(ints.astype(np.float64)), rtol=0, atol=1e-12)
+    assert fast.predict(X[:0]).shape == (0,)

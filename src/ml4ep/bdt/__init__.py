@@ -1,10 +1,12 @@
-"""ml4ep.bdt: boosted decision trees and random forests from XGBoost, LightGBM and scikit-learn in one forest
-IR, evaluated with NumPy (TMVA, ONNX-ML and the generated C++ are in progress).
+"""ml4ep.bdt: boosted decision trees and random forests from XGBoost, LightGBM, scikit-learn, TMVA and ONNX-ML
+in one forest IR, evaluated with NumPy or as generated C++ (docs/bdt.md).
 
 >>> import ml4ep.bdt as mb
->>> forest = mb.load("model.json")       # XGBoost JSON / UBJSON, LightGBM text
+>>> forest = mb.load("model.json")       # XGBoost JSON / UBJSON, LightGBM text, TMVA XML, .onnx
 >>> forest = mb.from_sklearn(estimator)  # also from_xgboost(booster), from_lightgbm(booster)
 >>> p = forest.predict(X)                # same values and shape as the source library's predict
+>>> fast = forest.compile()              # the generated C++ behind the same predict
+>>> forest.save("outdir", name="bdt")    # outdir/bdt.hpp for experiments' C++ code
 """
 
 from __future__ import annotations

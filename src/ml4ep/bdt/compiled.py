@@ -1,14 +1,15 @@
 """A forest compiled to C++ behind the same ``predict`` as :class:`~ml4ep.bdt.forest.Forest`.
 
-The generated header (``codegen.header``) is compiled with a two-function C bridge into a shared library,
-loaded with ctypes and cached by content (the header, the flags and the compiler's version), like
+The generated header (``codegen.header``) is compiled with a small CPython extension bridge (``codegen.BRIDGE``:
+one ``predict`` taking the arrays' buffers, float32 or float64 rows as they come) into a shared library,
+imported from its file and cached by content (the header, the flags and the compiler's version), like
 ``ml4ep.infer``'s builds.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
+import importlib.util
 import re
 from pathlib import Path
 
@@ -17,6 +18,9 @@ import numpy as np
 from ..infer import build
 from . import codegen
 from .forest import Forest, ModelError
+
+
+_NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _cname(name: str) -> str:
@@ -34,6 +38,7 @@ class CompiledForest:
         cxx = build.compiler()
         key = hashlib.sha256("\n".join([self.source, codegen.BRIDGE, " ".join(cxxflags),
                                         build.compiler_version(cxx)]).encode()).hexdigest()[:24]
+        module = f"ml4ep_bdt_{self.name}_{key}"
         folder = build.cache_dir().parent / "bdt" / key if build.cache_dir().name == "infer" \
             else build.cache_dir() / "bdt" / key
         lib = folder / f"lib{self.name}.so"
@@ -41,16 +46,19 @@ class CompiledForest:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{self.name}.hpp").write_text(self.source)
             src = folder / "bridge.cpp"
-            src.write_text(codegen.BRIDGE.replace("@NAME@", self.name))
+            src.write_text(codegen.BRIDGE.replace("@NAME@", self.name).replace("@MODULE@", module))
             tmp = folder / f"lib{self.name}.so.tmp"
             build.compile_shared(src, tmp, cxxflags + ["-pthread"], use_blas=False)
             tmp.replace(lib)
         self.path = lib
-        self._lib = ctypes.CDLL(str(lib))
-        self._fn = self._lib.ml4ep_bdt_predict
-        self._fn.argtypes = [ctypes.c_size_t, ctypes.c_int64, ctypes.c_size_t, ctypes.c_int]
-        self._fn.restype = None
-        self._outputs = int(self._lib.ml4ep_bdt_outputs())
+        spec = importlib.util.spec_from_file_location(module, lib)
+        if spec is None or spec.loader is None:
+            raise ModelError(f"{forest.source}: cannot load the compiled forest {lib}")
+        self._ext = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self._ext)
+        self._predict = self._ext.predict
+        self._outputs = int(self._ext.OUTPUTS_PER_ROW)
+        self._n_features = forest.n_features
         f = forest
         self._vector = bool(f.meta.get("argmax") or f.output_shape == "vector"
                             or (f.output_shape == "auto" and f.n_outputs == 1))
@@ -59,14 +67,14 @@ class CompiledForest:
         X = np.asarray(X)
         if X.ndim == 1:
             X = X[None, :]
-        if X.ndim != 2 or X.shape[1] != self.forest.n_features:
-            raise ModelError(f"the model ({self.forest.source}) takes {self.forest.n_features} features, "
+        if X.ndim != 2 or X.shape[1] != self._n_features:
+            raise ModelError(f"the model ({self.forest.source}) takes {self._n_features} features, "
                              f"got an array of shape {X.shape}")
-        if X.dtype != np.float64 or not X.flags.c_contiguous:
+        if X.dtype not in _NATIVE or not X.flags.c_contiguous:  # float32 and float64 rows are read as they are
             X = np.ascontiguousarray(X, dtype=np.float64)
-        y = np.empty((X.shape[0], self._outputs), dtype=np.float64)
-        # raw addresses: cheaper than building ctypes objects, which matters for one row (a few us per call)
-        self._fn(X.__array_interface__["data"][0], X.shape[0], y.__array_interface__["data"][0], self.threads)
+        n = X.shape[0]
+        y = np.empty((n, self._outputs), dtype=np.float64)
+        self._predict(X, y, n, self.threads)
         return y[:, 0] if self._vector else y
 
     def __repr__(self) -> str:
