@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--tree", help="TTree/RNTuple name (ROOT) or group/compound dataset (HDF5)")
     di.add_argument("--format", choices=["root", "hdf5", "parquet"], help="instead of guessing from the extension")
     di.set_defaults(func=_cmd_data_inspect)
+
+    from .fastsim.cli import add_parsers as add_fastsim
+
+    add_fastsim(sub)
     return p
 
 

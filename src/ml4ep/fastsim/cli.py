@@ -1,0 +1,106 @@
+"""``ml4ep fastsim ...`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import numpy as np
+
+from ..errors import Ml4epError
+
+log = logging.getLogger(__name__)
+
+
+def parse_energy(text: str):
+    """``lo:hi`` (GeV, log-uniform; ``10:10`` fixed) or a comma list of discrete energies in GeV."""
+    try:
+        if ":" in text:
+            lo, hi = (float(v) for v in text.split(":", 1))
+            if not 0 < lo <= hi:
+                raise ValueError
+            return (lo, hi)
+        values = [float(v) for v in text.split(",") if v.strip()]
+        if not values or min(values) <= 0:
+            raise ValueError
+        return values
+    except ValueError:
+        raise Ml4epError(f"--energy {text!r}: expected lo:hi in GeV (0 < lo <= hi) or a comma list of "
+                         "positive energies in GeV") from None
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from . import gflash, io
+    from .geometry import get
+
+    geo = get(args.geometry)
+    energy = parse_energy(args.energy)
+    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % (2**63))
+    with io.ShowerWriter(args.output, geo) as w:
+        for e_inc, showers in gflash.simulate_chunks(geo, args.n, energy=energy, seed=seed, angle=args.angle,
+                                                     chunk_size=args.chunk_size):
+            w.append(e_inc, showers)
+    print(f"{args.output}: {args.n} {geo.name} showers ({geo.n_voxels} voxels), E {args.energy} GeV, seed {seed}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import METRICS, evaluate
+
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else list(METRICS)
+    classifier = {"hidden": args.cls_hidden, "epochs": args.cls_epochs, "device": args.device}
+    if args.cls_layers is not None:
+        classifier["n_hidden_layers"] = args.cls_layers
+    result = evaluate(args.reference, args.generated, args.geometry, args.output, metrics=metrics,
+                      chunk_size=args.chunk_size, classifier=classifier, seed=args.seed, plots=not args.no_plots,
+                      max_showers=args.max_showers)
+    lines = [f"{args.generated} vs {args.reference} ({result['geometry']}, {result['n_generated']} vs "
+             f"{result['n_reference']} showers):"]
+    for key in ("fpd", "kpd"):
+        if key in result:
+            lines.append(f"  {key.upper()} x 1e3: {result[key]['value_x1e3']:.4g} +- {result[key]['error_x1e3']:.2g}")
+    for key in ("classifier_low", "classifier_high"):
+        if key in result:
+            lines.append(f"  {key}: AUC {result[key]['auc']:.4f}, JSD {result[key]['jsd']:.4f}")
+    for k, v in result.get("separation_power_summary", {}).items():
+        lines.append(f"  separation power {k}: {v:.3g}")
+    lines.append(f"  time: {result['timing']['total_s']:.1f} s; wrote {args.output}/metrics.json"
+                 + ("" if args.no_plots else " and the plots (index.html)"))
+    print("\n".join(lines))
+    if args.json:
+        print(json.dumps(result.get("timing", {})))
+    return 0
+
+
+def add_parsers(sub) -> None:
+    f = sub.add_parser("fastsim", help="ml4ep.fastsim: calorimeter showers (CaloChallenge format)")
+    fsub = f.add_subparsers(dest="fastsim_command", required=True)
+
+    s = fsub.add_parser("simulate", help="parameterised (GFlash-type) electromagnetic showers, not Geant4")
+    s.add_argument("--geometry", default="ds2", help="ds1-photons, ds1-pions, ds2, ds3 or a JSON/YAML binning file")
+    s.add_argument("--n", type=int, required=True, help="number of showers")
+    s.add_argument("--energy", default="1:1000",
+                   help="incident energy in GeV: lo:hi log-uniform (10:10 fixed), or a comma list drawn uniformly")
+    s.add_argument("--angle", type=float, default=None, help="incidence angle in radians (default: normal)")
+    s.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one, printed)")
+    s.add_argument("--chunk-size", type=int, default=2000, help="showers generated and written at a time")
+    s.add_argument("-o", "--output", required=True, help="the CaloChallenge HDF5 file to write")
+    s.set_defaults(func=_cmd_simulate)
+
+    e = fsub.add_parser("evaluate", help="CaloChallenge metrics and plots, generated vs reference")
+    e.add_argument("--reference", required=True, help="reference showers (CaloChallenge HDF5)")
+    e.add_argument("--generated", required=True, help="generated showers (CaloChallenge HDF5)")
+    e.add_argument("--geometry", default="ds2", help="ds1-photons, ds1-pions, ds2, ds3 or a binning file")
+    e.add_argument("-o", "--output", required=True, help="report directory (metrics.json, plots, index.html)")
+    e.add_argument("--metrics", help="comma list of hist, fpd, kpd, cls-low, cls-high (default: all)")
+    e.add_argument("--chunk-size", type=int, default=10000, help="showers read at a time")
+    e.add_argument("--max-showers", type=int, default=None, help="use only the first N showers of each file")
+    e.add_argument("--cls-hidden", type=int, default=2048, help="classifier width (the challenge's: 2048)")
+    e.add_argument("--cls-layers", type=int, default=None, help="classifier hidden layers (the challenge's: 3)")
+    e.add_argument("--cls-epochs", type=int, default=50, help="classifier epochs (the challenge's: 50)")
+    e.add_argument("--device", default="auto", help="classifier device: auto (CUDA if present), cpu, cuda")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--no-plots", action="store_true", help="metrics.json only")
+    e.add_argument("--json", action="store_true", help="also print the timings as JSON")
+    e.set_defaults(func=_cmd_evaluate)
