@@ -21,6 +21,7 @@ install: $(STAMP)
 demo: install
 	$(PY) examples/infer_demo.py
 	$(PY) examples/data_demo.py
+	$(PY) examples/fastsim_demo.py
 
 test: install
 	$(PY) -m ruff check src tests benchmarks examples
@@ -31,6 +32,8 @@ bench: install
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) benchmarks/infer_latency.py --write docs/benchmarks.md
 	$(PY) benchmarks/data_loader.py --write docs/benchmarks.md
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bdt.py --write docs/benchmarks.md
+	$(PY) benchmarks/fastsim_gflash.py --write docs/benchmarks.md
+	$(PY) benchmarks/fastsim_evaluate.py --write docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

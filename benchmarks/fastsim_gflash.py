@@ -5,7 +5,7 @@ Every case is run ``--repeats`` times after one warm-up call; the table gives th
 the spread: min-max), the mean number of spots per shower and the mean E_tot/E_inc (after the threshold), as a
 markdown table on stdout.
 
-    python benchmarks/fastsim_gflash.py [--repeats 5] [--scale 1.0]
+    python benchmarks/fastsim_gflash.py [--repeats 5] [--scale 1.0] [--write docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import platform  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _docs import cpu_model  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from _docs import cpu_model, write_section  # noqa: E402
 
 from ml4ep.fastsim import gflash  # noqa: E402
 from ml4ep.fastsim.geometry import get  # noqa: E402
@@ -54,16 +56,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies the showers per repeat")
+    ap.add_argument("--write", type=Path, help="also write the table into this markdown file's section")
     args = ap.parse_args()
-    print(f"GFlash generator throughput, one thread; CPU: {cpu_model()}; Python {platform.python_version()}, "
-          f"NumPy {np.__version__}; median of {args.repeats} repeats.\n")
-    print("| geometry | E_inc | showers / repeat | showers/s (median) | min-max | spots / shower | E_tot/E_inc |")
-    print("|---|---|---|---|---|---|---|")
+    lines = ["### Parameterised showers (`benchmarks/fastsim_gflash.py`)", "",
+             f"GFlash-type generator throughput, one thread; CPU: {cpu_model()}, {os.cpu_count()} cores; "
+             f"Python {platform.python_version()}, NumPy {np.__version__}; median of {args.repeats} repeats; "
+             f"command: `python benchmarks/fastsim_gflash.py --repeats {args.repeats}`. Target: 1000 ds2 showers/s "
+             "at 10 GeV.", "",
+             "| geometry | E_inc | showers / repeat | showers/s (median) | min-max | spots / shower | E_tot/E_inc |",
+             "|---|---|---|---|---|---|---|"]
+    print("\n".join(lines))
     for geo_name, energy, label, n in CASES:
         n = max(1, int(n * args.scale))
         r = run_case(geo_name, energy, n, args.repeats)
-        print(f"| {geo_name} | {label} | {n} | {r['median']:.0f} | {r['min']:.0f}-{r['max']:.0f} | "
-              f"{r['spots']:.0f} | {r['ratio']:.3f} |", flush=True)
+        lines.append(f"| {geo_name} | {label} | {n} | {r['median']:.0f} | {r['min']:.0f}-{r['max']:.0f} | "
+                     f"{r['spots']:.0f} | {r['ratio']:.3f} |")
+        print(lines[-1], flush=True)
+    if args.write:
+        write_section(args.write, "fastsim_gflash", lines, heading="## ml4ep.fastsim")
 
 
 if __name__ == "__main__":

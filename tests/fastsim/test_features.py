@@ -278,18 +278,22 @@ def test_separation_power_values():
         F.separation_power([1, -2], [1, 2])
 
 
-def test_histogram_helper_matches_numpy():
+def test_voxel_histogram_float32_on_the_edges():
+    # float32 voxels exactly on, just below and just above float64 log edges: counted as an explicit float64
+    # search over the edges counts them (last bin closed, values outside dropped)
     rng = np.random.default_rng(10)
-    lin = np.linspace(0, 1, 21)
-    log = np.logspace(-2, 3, 50)
-    for edges in (lin, log):
-        v = np.concatenate([rng.uniform(edges[0] - 0.5, edges[-1] * 1.2, 20000), edges, edges * (1 + 1e-15),
-                            edges * (1 - 1e-15), 10 ** rng.uniform(-3, 4, 20000)])
-        want = np.histogram(v, edges)[0]
-        np.testing.assert_array_equal(F._histogram(v, edges), want)
-        if edges is log:
-            assert F._log_uniform(edges) and not F._log_uniform(lin)
-            np.testing.assert_array_equal(F._histogram(v, edges, log_uniform=True), want)
+    edges = np.logspace(np.log10(0.0151515), 4, 50)
+    e32 = edges.astype(np.float32)
+    v = np.concatenate([(10 ** rng.uniform(-3, 4.5, 20000)).astype(np.float32), e32,
+                        np.nextafter(e32, np.float32(0)), np.nextafter(e32, np.float32(np.inf)),
+                        np.zeros(100, np.float32)])
+    x = v.astype(np.float64)
+    inside = (x >= edges[0]) & (x <= edges[-1])
+    idx = np.searchsorted(edges, x[inside], side="right") - 1
+    idx[idx == len(edges) - 1] = len(edges) - 2
+    want = np.bincount(idx, minlength=len(edges) - 1)
+    np.testing.assert_array_equal(F.voxel_histogram(v, edges), want)
+    np.testing.assert_array_equal(F.voxel_histogram(v[:, None], edges), want)  # any shape
 
 
 def _sample(geo, n, seed, scale=1.0):

@@ -54,7 +54,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         classifier["n_hidden_layers"] = args.cls_layers
     result = evaluate(args.reference, args.generated, args.geometry, args.output, metrics=metrics,
                       chunk_size=args.chunk_size, classifier=classifier, seed=args.seed, plots=not args.no_plots,
-                      max_showers=args.max_showers)
+                      max_showers=args.max_showers, workers=args.workers)
     lines = [f"{args.generated} vs {args.reference} ({result['geometry']}, {result['n_generated']} vs "
              f"{result['n_reference']} showers):"]
     for key in ("fpd", "kpd"):
@@ -100,6 +100,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--cls-layers", type=int, default=None, help="classifier hidden layers (the challenge's: 3)")
     e.add_argument("--cls-epochs", type=int, default=50, help="classifier epochs (the challenge's: 50)")
     e.add_argument("--device", default="auto", help="classifier device: auto (CUDA if present), cpu, cuda")
+    e.add_argument("--workers", type=int, default=None, help="processes reading the files (default: the CPU count)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-plots", action="store_true", help="metrics.json only")
     e.add_argument("--json", action="store_true", help="also print the timings as JSON")

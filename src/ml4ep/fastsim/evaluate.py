@@ -1,16 +1,19 @@
 """``ml4ep fastsim evaluate``: every CaloChallenge metric of a generated sample against a reference sample.
 
-Pipeline, streaming the showers in chunks (memory bounded by the chunk plus the per-shower high-level features):
+Pipeline, streaming the showers in chunks (memory bounded by a chunk per worker plus the per-shower high-level
+features, about 3 KB per ds2 shower):
 
-1. reference, pass 1: high-level features (``features.compute``) of every chunk, the largest voxel, the mean
-   shower;
-2. histogram edges from the reference (``features.binnings``);
-3. reference, pass 2: the histograms (the voxel spectrum needs the edges, hence the second pass);
-   generated, one pass: features, histograms, mean shower;
+1. reference, one pass: the readout threshold, high-level features (``features.compute``) of every chunk, the
+   largest voxel, the mean shower; the voxels above threshold are spilled to a temporary file (their histogram
+   needs edges that depend on the largest one);
+2. histogram edges from the reference (``features.binnings``), the reference's histograms (features, and the
+   voxel spectrum from the spill);
+3. generated, one pass: threshold, features, histograms, mean shower;
 4. separation powers per histogram; FPD and KPD on the classifier's high-level inputs; the classifiers
    (low- and high-level inputs), when asked for;
 5. ``outdir/metrics.json`` and the plots (``report.write``).
 
+The passes split the files' rows among ``workers`` processes (default: the CPU count, at most 8).
 Thresholding (the readout threshold of the geometry) is applied to both samples before anything else.
 """
 
@@ -19,7 +22,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import multiprocessing
+import os
+import sys
+import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +40,7 @@ log = logging.getLogger(__name__)
 
 METRICS = ("hist", "fpd", "kpd", "cls-low", "cls-high")
 DEFAULT_METRICS = METRICS
+TASK_ROWS = 20000  # at most this many rows per worker task (read chunk by chunk)
 
 
 class EvaluationError(Ml4epError, ValueError):
@@ -51,50 +60,87 @@ class Sample:
     low_level: np.ndarray | None = None
 
 
-def _slice_hlf(hlf: features.HLF, sl: slice) -> features.HLF:
-    fields = {f.name: (getattr(hlf, f.name)[sl] if isinstance(getattr(hlf, f.name), np.ndarray)
-                       else getattr(hlf, f.name)) for f in dataclasses.fields(hlf)}
-    return features.HLF(**fields)
-
-
-def _pass(path, geo, chunk_size: int, edges=None, hlf: features.HLF | None = None, low_level: bool = False,
-          max_showers: int | None = None) -> Sample:
-    """One pass over a file: features (unless given), histograms (when ``edges``), mean shower, max voxel."""
+def _scan(path, geo, start: int, stop: int, chunk_size: int, voxel_edges, spill: str | None, low_level: bool):
+    """One worker task: rows [start, stop) of ``path``. Returns the features, the voxel counts (when the edges
+    are known) or the spill file of voxel values (when not), the shower sum, the largest voxel, the low-level
+    classifier inputs (when asked)."""
     parts, lows = [], []
     total = np.zeros(geo.n_voxels, np.float64)
-    max_voxel, n = 0.0, 0
-    hist = features.Histograms(edges) if edges is not None else None
-    for e_inc, showers in io.iter_chunks(path, geo, chunk_size=chunk_size, stop=max_showers):
-        thr = features.threshold(showers, geo)
-        part = features.compute(e_inc, thr, geo) if hlf is None else _slice_hlf(hlf, slice(n, n + len(thr)))
-        if hlf is None:
-            parts.append(part)
-        if hist is not None:
-            hist.fill(part, thr)
+    counts = np.zeros(len(voxel_edges) - 1, np.int64) if voxel_edges is not None else None
+    spilled = []
+    max_voxel = 0.0
+    thr = float(geo.threshold)
+    for e_inc, showers in io.iter_chunks(path, geo, chunk_size=chunk_size, start=start, stop=stop):
+        # the readout threshold, in place on the chunk just read (bit-identical to features.threshold)
+        np.copyto(showers, 0, where=showers < thr)
+        parts.append(features.compute(e_inc, showers, geo))
+        vals = showers[showers > 0]
+        if counts is not None:
+            counts += features.voxel_histogram(vals, voxel_edges)
+        if spill is not None:
+            spilled.append(vals)
         if low_level:
-            lows.append(features.low_level_inputs(e_inc, thr).astype(np.float32))
-        total += thr.sum(axis=0, dtype=np.float64)
-        max_voxel = max(max_voxel, float(thr.max(initial=0.0)))
-        n += len(thr)
-    if n == 0:
+            lows.append(features.low_level_inputs(e_inc, showers).astype(np.float32))
+        total += showers.sum(axis=0, dtype=np.float64)
+        max_voxel = max(max_voxel, float(vals.max(initial=0.0)))
+    if spill is not None:
+        np.save(spill, np.concatenate(spilled) if spilled else np.zeros(0, np.float32))
+    return (features.HLF.concatenate(parts), counts, total, max_voxel,
+            np.concatenate(lows) if low_level else None)
+
+
+def _spill_counts(spill: str, edges) -> np.ndarray:
+    return features.voxel_histogram(np.load(spill, mmap_mode="r"), edges)
+
+
+def _pool(workers: int):
+    # fork where it is safe and cheap (Linux: the workers need no re-import); spawn elsewhere
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+
+
+def _run(pool, fn, tasks):
+    if pool is None:
+        return [fn(*t) for t in tasks]
+    return [f.result() for f in [pool.submit(fn, *t) for t in tasks]]
+
+
+def _pass(pool, path, geo, n: int, chunk_size: int, edges=None, spill_dir: str | None = None,
+          low_level: bool = False) -> Sample:
+    """One pass over the first ``n`` showers of a file, split into worker tasks."""
+    # about four tasks per worker keeps them all busy to the end
+    workers = pool._max_workers if pool is not None else 1
+    rows = max(min(TASK_ROWS, -(-n // (4 * workers))), 1000)
+    bounds = list(range(0, n, rows)) + [n]
+    tasks = []
+    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        spill = os.path.join(spill_dir, f"voxels_{k}.npy") if spill_dir is not None else None
+        tasks.append((path, geo, a, b, chunk_size, None if edges is None else edges["voxel"], spill, low_level))
+    if not tasks:
         raise EvaluationError(f"{path}: no showers")
-    return Sample(hlf=hlf if hlf is not None else features.HLF.concatenate(parts), hist=hist,
-                  mean_shower=total / n, n=n, max_voxel=max_voxel,
-                  low_level=np.concatenate(lows) if low_level else None)
+    results = _run(pool, _scan, tasks)
+    hlf = features.HLF.concatenate([r[0] for r in results])
+    hist = None
+    if edges is not None:
+        hist = features.Histograms(edges)
+        hist.fill(hlf)
+        hist.counts["voxel"] += sum(r[1] for r in results)
+    return Sample(hlf=hlf, hist=hist, mean_shower=sum(r[2] for r in results) / n, n=n,
+                  max_voxel=max(r[3] for r in results),
+                  low_level=np.concatenate([r[4] for r in results]) if low_level else None)
 
 
 def evaluate(reference, generated, geometry, outdir=None, metrics=DEFAULT_METRICS, chunk_size: int = 10000,
              classifier: dict | None = None, fpd_kpd: dict | None = None, seed: int = 0, plots: bool = True,
-             max_showers: int | None = None) -> dict:
+             max_showers: int | None = None, workers: int | None = None) -> dict:
     """Compares two CaloChallenge HDF5 files; returns the metrics (and writes ``outdir/metrics.json`` and the
     plots when ``outdir`` is given).
 
     ``metrics``: any of ``hist`` (separation powers), ``fpd``, ``kpd``, ``cls-low``, ``cls-high``.
     ``classifier``: keyword arguments of ``metrics.classifier_metric`` (e.g. ``{"hidden": 256, "epochs": 10}``).
     ``fpd_kpd``: keyword arguments of ``metrics.fpd`` / ``metrics.kpd`` sample sizes, e.g. for small samples.
+    ``workers``: processes reading and computing features (default: the CPU count, at most 8).
     """
-    from . import metrics as m
-
     geo = get(geometry)
     chosen = [x for x in (metrics or DEFAULT_METRICS)]
     unknown = sorted(set(chosen) - set(METRICS))
@@ -113,14 +159,31 @@ def evaluate(reference, generated, geometry, outdir=None, metrics=DEFAULT_METRIC
                               f"{generated} has {n_gen}, {reference} has {n_ref}")
     low = "cls-low" in chosen
     timing = {}
-    ref = _pass(reference, geo, chunk_size, low_level=low, max_showers=max_showers)
-    edges = features.binnings(geo, ref.hlf, ref.max_voxel)
-    timing["reference_features_s"] = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    if "hist" in chosen or plots:
-        ref.hist = _pass(reference, geo, chunk_size, edges=edges, hlf=ref.hlf, max_showers=max_showers).hist
-    gen = _pass(generated, geo, chunk_size, edges=edges, low_level=low, max_showers=max_showers)
-    timing["histograms_and_generated_features_s"] = time.perf_counter() - t1
+    n_workers = max(1, min(int(workers or os.cpu_count() or 1), 8, -(-max(n_ref, n_gen) // TASK_ROWS)))
+    pool = _pool(n_workers) if n_workers > 1 else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="ml4ep-evaluate-") as spill_dir:
+            ref = _pass(pool, reference, geo, n_ref, chunk_size, spill_dir=spill_dir, low_level=low)
+            edges = features.binnings(geo, ref.hlf, ref.max_voxel)
+            ref.hist = features.Histograms(edges)
+            ref.hist.fill(ref.hlf)
+            spills = sorted(Path(spill_dir).glob("voxels_*.npy"))
+            ref.hist.counts["voxel"] += sum(_run(pool, _spill_counts, [(str(f), edges["voxel"]) for f in spills]))
+            timing["reference_s"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            gen = _pass(pool, generated, geo, n_gen, chunk_size, edges=edges, low_level=low)
+            timing["generated_s"] = time.perf_counter() - t1
+        return _metrics(pool, chosen, geo, reference, generated, ref, gen, edges, outdir, plots, classifier,
+                        fpd_kpd, seed, timing, t0)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _metrics(pool, chosen, geo, reference, generated, ref: Sample, gen: Sample, edges, outdir, plots, classifier,
+             fpd_kpd, seed, timing, t0) -> dict:
+    from . import metrics as m
+    from . import report
 
     result: dict = {"geometry": geo.name, "reference": str(reference), "generated": str(generated),
                     "n_reference": ref.n, "n_generated": gen.n}
@@ -128,6 +191,15 @@ def evaluate(reference, generated, geometry, outdir=None, metrics=DEFAULT_METRIC
         sp = features.separation_powers(ref.hist, gen.hist)
         result["separation_power"] = sp
         result["separation_power_summary"] = _summary(sp)
+    out = Path(outdir) if outdir is not None else None
+    plotting = None
+    if out is not None and plots:  # drawn by a worker while FPD, KPD and the classifiers run here
+        out.mkdir(parents=True, exist_ok=True)
+        t4 = time.perf_counter()
+        args = (out, geo, ref.hist, gen.hist, ref.mean_shower, gen.mean_shower, edges,
+                result.get("separation_power", {}))
+        plotting = pool.submit(report.write_plots, *args) if pool is not None else report.write_plots(*args)
+        timing["plots_s"] = time.perf_counter() - t4
     hi_ref = hi_gen = None
     if any(c in chosen for c in ("fpd", "kpd", "cls-high")):
         hi_ref, hi_gen = features.high_level_inputs(ref.hlf), features.high_level_inputs(gen.hlf)
@@ -146,20 +218,18 @@ def evaluate(reference, generated, geometry, outdir=None, metrics=DEFAULT_METRIC
         t3 = time.perf_counter()
         result["classifier_high"] = m.classifier_metric(hi_ref, hi_gen, seed=seed, **(classifier or {}))
         timing["classifier_high_s"] = time.perf_counter() - t3
-    if low:
+    if "cls-low" in chosen:
         t3 = time.perf_counter()
         result["classifier_low"] = m.classifier_metric(ref.low_level, gen.low_level, seed=seed, **(classifier or {}))
         timing["classifier_low_s"] = time.perf_counter() - t3
     result["timing"] = timing
-    if outdir is not None:
-        out = Path(outdir)
+    if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        if plots:
-            t4 = time.perf_counter()
-            from . import report
-
-            result["plots"] = report.write(out, geo, ref, gen, edges, result)
-            timing["plots_s"] = time.perf_counter() - t4
+        if plotting is not None:
+            t5 = time.perf_counter()
+            result["plots"] = plotting if isinstance(plotting, list) else plotting.result()
+            timing["plots_wait_s"] = time.perf_counter() - t5
+            report.write_index(out, result, result["plots"])
         timing["total_s"] = time.perf_counter() - t0
         (out / "metrics.json").write_text(json.dumps(_jsonable(result), indent=1, sort_keys=True))
         log.info("wrote %s", out / "metrics.json")

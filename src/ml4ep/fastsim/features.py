@@ -280,33 +280,16 @@ def separation_power(h1, h2) -> float:
     return float(0.5 * np.sum((p[mask] - q[mask]) ** 2 / tot[mask]))
 
 
-def _log_uniform(edges: np.ndarray) -> bool:
-    """Edges equally spaced in log10 (as from ``np.logspace``)."""
-    if edges[0] <= 0:
-        return False
-    d = np.diff(np.log10(edges))
-    return bool(np.allclose(d, d[0], rtol=1e-9, atol=0.0))
+def _histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``np.histogram(values, edges)[0]`` (last bin closed, values outside dropped) as int64; float32 values are
+    compared with the float64 edges exactly."""
+    return np.histogram(values, edges)[0].astype(np.int64)
 
 
-def _histogram(values: np.ndarray, edges: np.ndarray, log_uniform: bool = False) -> np.ndarray:
-    """``np.histogram(values, edges)[0]`` (last bin closed, values outside dropped) without sorting.
-
-    With ``log_uniform`` edges the bin is computed from log10 and corrected against the edges, so the counts
-    are the same as from a search over the edges.
-    """
-    v = values[(values >= edges[0]) & (values <= edges[-1])]
-    nb = len(edges) - 1
-    if log_uniform and v.size > 4096:
-        l0 = np.log10(edges[0])
-        idx = ((np.log10(v) - l0) * (nb / (np.log10(edges[-1]) - l0))).astype(np.int64)
-        np.clip(idx, 0, nb - 1, out=idx)
-        idx[v < edges[idx]] -= 1  # rounding near an edge: at most one bin off either way
-        up = (v >= edges[idx + 1]) & (idx < nb - 1)
-        idx[up] += 1
-    else:
-        idx = np.searchsorted(edges, v, side="right") - 1
-        idx[idx == nb] = nb - 1  # the right edge belongs to the last bin
-    return np.bincount(idx, minlength=nb).astype(np.int64)
+def voxel_histogram(values, edges: np.ndarray) -> np.ndarray:
+    """Counts of voxel energies (any shape; values outside the edges, e.g. zeros, dropped) in ``edges``, as
+    ``Histograms.fill`` counts the ``voxel`` spectrum (the counts of ``np.histogram``)."""
+    return _histogram(np.asarray(values).reshape(-1), np.asarray(edges, dtype=np.float64))
 
 
 _NAME = re.compile(r"^(e_layer|ec_eta|ec_phi|ec_r|width_eta|width_phi|width_r|sparsity)_(-?\d+)$")
@@ -362,18 +345,9 @@ class Histograms:
             if s.shape != (len(hlf), hlf.geometry.n_voxels):
                 raise FeatureError(f"Histograms.fill: showers must have shape ({len(hlf)}, "
                                    f"{hlf.geometry.n_voxels}) to match the features, got {s.shape}")
-            e = self.edges["voxel"]
             if not np.issubdtype(s.dtype, np.floating):
                 s = s.astype(np.float64)
-            # cheap pre-selection in the input's precision (just below the first edge) drops the many empty
-            # voxels; the exact range cut is done in float64. Row blocks keep the temporaries in cache.
-            lo = np.nextafter(s.dtype.type(e[0]), s.dtype.type(-np.inf))
-            log_uniform = _log_uniform(e)
-            rows = max(1, (1 << 20) // max(1, s.shape[1]))
-            for start in range(0, len(s), rows):
-                b = s[start:start + rows]
-                v = b[b >= lo].astype(np.float64, copy=False)
-                self.counts["voxel"] += _histogram(v, e, log_uniform=log_uniform)
+            self.counts["voxel"] += voxel_histogram(s[s > 0], self.edges["voxel"])
         self.n_showers += len(hlf)
 
 

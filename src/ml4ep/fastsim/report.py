@@ -72,8 +72,17 @@ def _layers_shown(geo, family: str, names) -> list[int]:
 
 def write(out: Path, geo, ref, gen, edges: dict, result: dict) -> list[str]:
     """Writes the PNG plots and ``index.html`` into ``out``; returns the PNG names."""
+    pngs = write_plots(out, geo, ref.hist, gen.hist, ref.mean_shower, gen.mean_shower, edges,
+                       result.get("separation_power", {}))
+    write_index(out, result, pngs)
+    return pngs
+
+
+def write_plots(out: Path, geo, ref_hist, gen_hist, ref_mean, gen_mean, edges: dict, sp: dict) -> list[str]:
+    """Writes the PNG plots (from the two samples' histograms and mean showers) into ``out``; returns their
+    names."""
+    out = Path(out)
     plt, hep = _plt()
-    sp = result.get("separation_power", {})
     written = []
 
     def save(fig, name):
@@ -84,9 +93,9 @@ def write(out: Path, geo, ref, gen, edges: dict, result: dict) -> list[str]:
     # total energy ratio and the voxel spectrum
     fig = plt.figure(figsize=(11, 4.5))
     gs = fig.add_gridspec(1, 2, wspace=0.3)
-    _pair(fig, gs[0], ref.hist.counts["e_ratio"], gen.hist.counts["e_ratio"], edges["e_ratio"],
+    _pair(fig, gs[0], ref_hist.counts["e_ratio"], gen_hist.counts["e_ratio"], edges["e_ratio"],
           "E_tot / E_inc", False, "total energy", hep, sp.get("e_ratio"))
-    _pair(fig, gs[1], ref.hist.counts["voxel"], gen.hist.counts["voxel"], edges["voxel"],
+    _pair(fig, gs[1], ref_hist.counts["voxel"], gen_hist.counts["voxel"], edges["voxel"],
           "voxel energy [MeV]", True, "voxel energies", hep, sp.get("voxel"))
     fig.axes[0].legend(fontsize=9)
     save(fig, "energy_and_voxels.png")
@@ -102,7 +111,7 @@ def write(out: Path, geo, ref, gen, edges: dict, result: dict) -> list[str]:
         gs = fig.add_gridspec(rows, cols, wspace=0.35, hspace=0.45)
         for k, lid in enumerate(layers):
             name = f"{family}_{lid}"
-            _pair(fig, gs[k // cols, k % cols], ref.hist.counts[name], gen.hist.counts[name], edges[name],
+            _pair(fig, gs[k // cols, k % cols], ref_hist.counts[name], gen_hist.counts[name], edges[name],
                   xlabel, logx, f"layer {lid}", hep, sp.get(name))
         fig.axes[0].legend(fontsize=8)
         save(fig, f"{family}.png")
@@ -121,8 +130,7 @@ def write(out: Path, geo, ref, gen, edges: dict, result: dict) -> list[str]:
         save(fig, "separation_power.png")
 
     # average showers
-    save(_mean_showers(plt, geo, ref.mean_shower, gen.mean_shower), "mean_shower.png")
-    _index(out, result, written)
+    save(_mean_showers(plt, geo, ref_mean, gen_mean), "mean_shower.png")
     return written
 
 
@@ -180,7 +188,8 @@ def _mean_showers(plt, geo, mean_ref, mean_gen):
     return fig
 
 
-def _index(out: Path, result: dict, pngs: list[str]) -> None:
+def write_index(out: Path, result: dict, pngs: list[str]) -> None:
+    """``out/index.html``: the headline metrics and the plots."""
     rows = []
     for key in ("n_reference", "n_generated"):
         rows.append((key, str(result.get(key))))
