@@ -400,3 +400,64 @@ def _fold_cast(node: "Node", vals: list[np.ndarray]):
 
 
 register("Cast", infer=_infer_cast, emit=_emit_cast, fold=_fold_cast, check=_check_cast)
+
+
+# CastLike(input, target_type): Cast to the element type of the second input (whose values are not read)
+def _like_dtype(node: "Node", g: "Graph") -> np.dtype:
+    dt = np.dtype(g.t(node.inputs[1]).dtype)
+    if dt not in {np.dtype(t) for t in _ONNX_DTYPES.values()}:
+        raise ShapeError(f"node '{node.name}' (CastLike): target type {dt} is not supported")
+    return dt
+
+
+def _infer_castlike(node: "Node", g: "Graph"):
+    return [(_like_dtype(node, g), g.t(node.inputs[0]).shape)]
+
+
+def _check_castlike(node: "Node", g: "Graph"):
+    try:
+        _like_dtype(node, g)
+    except ShapeError as exc:
+        return str(exc)
+    return None
+
+
+def _fold_castlike(node: "Node", vals: list[np.ndarray]):
+    v = vals[0]
+    return [v if v.dtype == object else v.astype(np.asarray(vals[1]).dtype)]
+
+
+register("CastLike", infer=_infer_castlike, emit=_emit_cast, fold=_fold_castlike, check=_check_castlike)
+
+
+# Mod(A, B): fmod=1 the sign of the dividend (C's fmod; required for floats), fmod=0 the sign of the divisor
+def _check_mod(node: "Node", g: "Graph"):
+    if int(node.attrs.get("fmod", 0)) == 0 and np.dtype(g.t(node.inputs[0]).dtype).kind == "f":
+        return "Mod with fmod=0 on floating-point inputs is not defined by ONNX"
+    return None
+
+
+def _emit_mod(node: "Node", cg: "Emitter") -> str:
+    a = node.inputs[0]
+    if np.dtype(cg.dtype(a)).kind == "f":
+        return emit_broadcast(cg, node.outputs[0], node.inputs, lambda v: f"std::fmod({v[0]}, {v[1]})")
+    t = cg.ctype(a)
+    if int(node.attrs.get("fmod", 0)):
+        return emit_broadcast(cg, node.outputs[0], node.inputs, lambda v: f"static_cast<{t}>({v[0]} % {v[1]})")
+    # the remainder takes the divisor's sign: shift C++'s truncated remainder when the signs differ
+    return emit_broadcast(cg, node.outputs[0], node.inputs,
+                          lambda v: f"[](const {t} x, const {t} y) {{ const {t} r = static_cast<{t}>(x % y); "
+                                    f"return static_cast<{t}>((r != 0 && ((r < 0) != (y < 0))) ? r + y : r); }}"
+                                    f"({v[0]}, {v[1]})")
+
+
+def _fold_mod(node: "Node", vals: list):
+    a, b = np.asarray(vals[0]), np.asarray(vals[1])
+    if a.dtype == object or b.dtype == object:
+        from .shape_ops import CannotFold
+
+        raise CannotFold(f"node '{node.name}' (Mod): symbolic operands")
+    return [(np.fmod(a, b) if int(node.attrs.get("fmod", 0)) else np.mod(a, b)).astype(a.dtype)]
+
+
+register("Mod", infer=_infer_binary, emit=_emit_mod, fold=_fold_mod, check=_check_mod)
