@@ -30,7 +30,7 @@ def _plt():
     # minor ticks off: a hundred panels with ROOT-style minor ticks take seconds to draw
     plt.rcParams.update({"font.size": 11, "figure.dpi": 80, "xtick.minor.visible": False,
                          "ytick.minor.visible": False})
-    return plt, hep
+    return plt
 
 
 def _density(counts: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -38,7 +38,7 @@ def _density(counts: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts / (total * np.diff(edges)) if total > 0 else np.zeros_like(counts, dtype=float)
 
 
-def _pair(fig, spec, counts_ref, counts_gen, edges, xlabel, logx, title, hep, sp=None):
+def _pair(fig, spec, counts_ref, counts_gen, edges, xlabel, logx, title, sp=None):
     """A histogram panel and its ratio panel in one cell of ``spec``."""
     inner = spec.subgridspec(2, 1, height_ratios=[3, 1], hspace=0.05)
     ax, rax = fig.add_subplot(inner[0]), fig.add_subplot(inner[1])
@@ -82,7 +82,7 @@ def write_plots(out: Path, geo, ref_hist, gen_hist, ref_mean, gen_mean, edges: d
     """Writes the PNG plots (from the two samples' histograms and mean showers) into ``out``; returns their
     names."""
     out = Path(out)
-    plt, hep = _plt()
+    plt = _plt()
     written = []
 
     def save(fig, name):
@@ -94,9 +94,9 @@ def write_plots(out: Path, geo, ref_hist, gen_hist, ref_mean, gen_mean, edges: d
     fig = plt.figure(figsize=(11, 4.5))
     gs = fig.add_gridspec(1, 2, wspace=0.3)
     _pair(fig, gs[0], ref_hist.counts["e_ratio"], gen_hist.counts["e_ratio"], edges["e_ratio"],
-          "E_tot / E_inc", False, "total energy", hep, sp.get("e_ratio"))
+          "E_tot / E_inc", False, "total energy", sp.get("e_ratio"))
     _pair(fig, gs[1], ref_hist.counts["voxel"], gen_hist.counts["voxel"], edges["voxel"],
-          "voxel energy [MeV]", True, "voxel energies", hep, sp.get("voxel"))
+          "voxel energy [MeV]", True, "voxel energies", sp.get("voxel"))
     fig.axes[0].legend(fontsize=9)
     save(fig, "energy_and_voxels.png")
 
@@ -112,7 +112,7 @@ def write_plots(out: Path, geo, ref_hist, gen_hist, ref_mean, gen_mean, edges: d
         for k, lid in enumerate(layers):
             name = f"{family}_{lid}"
             _pair(fig, gs[k // cols, k % cols], ref_hist.counts[name], gen_hist.counts[name], edges[name],
-                  xlabel, logx, f"layer {lid}", hep, sp.get(name))
+                  xlabel, logx, f"layer {lid}", sp.get(name))
         fig.axes[0].legend(fontsize=8)
         save(fig, f"{family}.png")
 
