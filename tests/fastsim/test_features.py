@@ -401,3 +401,12 @@ def test_binnings_custom_geometry_scaled_and_zero_threshold():
     assert ed["e_layer_7"][0] == col[col > 0].min() and ed["e_layer_7"][-1] == col.max()
     assert ed["voxel"][0] == pytest.approx(50.0 * 1e-7) and ed["voxel"][-1] == 50.0
     assert "ec_eta_7" not in ed and len(ed) == 2 + 4 + 2 * 4
+
+
+def test_threshold_in_place_equals_the_copy():
+    geo = get("ds1-photons")
+    s = np.random.default_rng(3).random((6, geo.n_voxels)).astype(np.float32) * 3  # threshold 1 MeV
+    want = np.where(s < 1.0, 0, s)
+    out = F.threshold(s, geo, in_place=True)
+    assert out is s
+    np.testing.assert_array_equal(out, want)

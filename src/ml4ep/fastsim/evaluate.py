@@ -69,10 +69,8 @@ def _scan(path, geo, start: int, stop: int, chunk_size: int, voxel_edges, spill:
     counts = np.zeros(len(voxel_edges) - 1, np.int64) if voxel_edges is not None else None
     spilled = []
     max_voxel = 0.0
-    thr = float(geo.threshold)
     for e_inc, showers in io.iter_chunks(path, geo, chunk_size=chunk_size, start=start, stop=stop):
-        # the readout threshold, in place on the chunk just read (bit-identical to features.threshold)
-        np.copyto(showers, 0, where=showers < thr)
+        showers = features.threshold(showers, geo, in_place=True)  # the chunk just read is ours
         parts.append(features.compute(e_inc, showers, geo))
         vals = showers[showers > 0]
         if counts is not None:

@@ -84,8 +84,9 @@ def _same_geometry(a: Geometry, b: Geometry) -> bool:
                for la, lb in zip(a.layers, b.layers))
 
 
-def threshold(showers, geometry, value: float | None = None) -> np.ndarray:
-    """A copy of ``showers`` with every voxel below ``value`` (default: the geometry's readout threshold) set to 0.
+def threshold(showers, geometry, value: float | None = None, in_place: bool = False) -> np.ndarray:
+    """A copy of ``showers`` with every voxel below ``value`` (default: the geometry's readout threshold) set to 0;
+    with ``in_place`` (a floating-point array the caller owns, e.g. a chunk just read) the array itself.
 
     Negative energies are always below a threshold >= 0 and are zeroed too. Integer input becomes float64.
     """
@@ -95,6 +96,9 @@ def threshold(showers, geometry, value: float | None = None) -> np.ndarray:
     if arr.ndim == 0 or arr.shape[-1] != geo.n_voxels:
         raise FeatureError(f"threshold: showers must have {geo.n_voxels} voxels ({geo.name}) in their last axis, "
                            f"got shape {arr.shape}")
+    if in_place and np.issubdtype(arr.dtype, np.floating) and arr is showers:
+        np.copyto(arr, 0, where=arr < thr)
+        return arr
     dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float64
     out = np.array(arr, dtype=dtype, copy=True)
     out[out < thr] = 0
