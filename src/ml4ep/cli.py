@@ -39,6 +39,8 @@ def _cmd_ops(args: argparse.Namespace) -> int:
     import ml4ep.infer as mi
 
     print("\n".join(mi.supported_operators()))
+    for op, missing in mi.partially_supported_operators().items():
+        print(f"{op} (partly: {missing})")
     return 0
 
 

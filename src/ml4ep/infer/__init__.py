@@ -24,11 +24,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 from . import build
+from . import dims as D
 from .onnx_import import ModelLike, import_model, load_proto
+from . import specialize
 from .runtime import CompiledModel
-from ..errors import UnsupportedOperatorError
+from .specialize import SpecializingModel
+from ..errors import CompilerError, InputError, UnsupportedOperatorError
 
-__all__ = ["compile", "check", "supported_operators", "CompiledModel", "Problem", "lower"]
+__all__ = ["compile", "compile_many", "check", "supported_operators", "partially_supported_operators", "CompiledModel", "SpecializingModel", "Problem", "lower"]
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +48,19 @@ class Problem(NamedTuple):
 
 
 def supported_operators() -> list[str]:
-    """ONNX operator types ml4ep compiles, sorted."""
+    """ONNX operator types ml4ep compiles in every variant the ONNX node tests exercise, sorted (the claim is
+    checked against those tests by ``benchmarks/onnx_conformance.py``). Operators without a kernel of their own
+    but with an ONNX function body compile through it; see also :func:`partially_supported_operators`."""
     from . import ops
 
     return [o for o in ops.supported() if o != "SymConst"]
+
+
+def partially_supported_operators() -> dict[str, str]:
+    """Operators ml4ep compiles except for some variants (refused by :func:`check`): operator -> what is missing."""
+    from . import ops
+
+    return ops.partial()
 
 
 def _model_name(model: ModelLike, proto) -> str:
@@ -56,8 +68,15 @@ def _model_name(model: ModelLike, proto) -> str:
         base = Path(model).stem
     else:
         base = proto.graph.name or "model"
+    return _cpp_name(base)
+
+
+def _cpp_name(base: str) -> str:
+    """A model name usable as a C++ namespace."""
     s = re.sub(r"[^0-9A-Za-z_]", "_", base) or "model"
-    if s[0].isdigit():
+    from .codegen import CPP_KEYWORDS
+
+    if s[0].isdigit() or s in CPP_KEYWORDS:  # the name becomes a C++ namespace
         s = "m_" + s
     return s
 
@@ -67,19 +86,33 @@ def lower(model: ModelLike, name: str | None = None):
     from .passes import fold, fusion, memory
 
     g = import_model(model, name)
-    fold.resolve(g)
-    fusion.run_all(g)
-    fold.dead_code(g)
-    plan = memory.plan(g)
+    with D.scope(g.derived):
+        fold.resolve(g)
+        fusion.run_all(g)
+        fold.dead_code(g)
+        plan = memory.plan(g)
     return g, plan
 
 
 def check(model: ModelLike) -> list[Problem]:
-    """Everything in the model ml4ep cannot compile, all at once; empty when it compiles."""
+    """Everything in the model ml4ep cannot compile, all at once; empty when it compiles.
+
+    For a model with shape arguments as graph inputs (see :mod:`ml4ep.infer.specialize`), the nodes reading
+    them are checked once their values are known, at run time.
+    """
+    proto, _ = load_proto(model)
     try:
-        lower(model)
+        lower(proto)
     except UnsupportedOperatorError as exc:
-        return [Problem(*p) for p in exc.problems]
+        problems = [Problem(*p) for p in exc.problems]
+        params = specialize.shape_inputs(proto)
+        if params:
+            from .onnx_import import node_names
+
+            idx = specialize.late_nodes(proto, params)
+            late = {nm for k, nm in enumerate(node_names(proto.graph)) if k in idx}
+            problems = [p for p in problems if p.node.split("/")[0] not in late]  # expanded nodes: a/b
+        return problems
     return []
 
 
@@ -90,14 +123,86 @@ def compile(  # noqa: A001 - the natural name, as in torch.compile
     portable: bool = False,
     extra_flags: list[str] | None = None,
     cache: bool = True,
-) -> CompiledModel:
+    constants: dict | None = None,
+) -> CompiledModel | SpecializingModel:
     """Compile an ONNX model (path, bytes or ``ModelProto``) into a callable C++ model.
 
     Results are cached by the hash of the model, the code generator, the flags and the compiler version.
-    ``portable=True`` builds for any x86-64-v2 machine instead of ``-march=native``.
+    ``portable=True`` builds for any x86-64-v2 machine instead of ``-march=native``. ``constants`` fixes graph
+    inputs to values (they become initializers). A model whose shape arguments (Reshape's shape, reduction
+    axes, pads, sizes, ...) are graph inputs gives a :class:`SpecializingModel`, compiled per distinct value of
+    those inputs when it is called; fix them with ``constants`` to get one ``CompiledModel`` (and its C++).
     """
+    job = _plan(model, name, portable, extra_flags, cache, constants)
+    if not isinstance(job, _Job):
+        return job
+    res = _build([job])[0]
+    if isinstance(res, BaseException):
+        raise res
+    return res
+
+
+def compile_many(
+    models: list,
+    *,
+    names: list[str] | None = None,
+    portable: bool = False,
+    extra_flags: list[str] | None = None,
+    cache: bool = True,
+) -> list:
+    """Compile several models with one compiler call (one shared library holding every model's bridge).
+
+    For many small models (test suites, the conformance cases) this saves a compiler start and the parsing of
+    the common headers per model. Returns, per model, a ``CompiledModel`` or ``SpecializingModel``, or the
+    exception that model raised (a model that does not lower does not stop the others; when the joint build
+    fails, each model is built alone to find the culprit).
+    """
+    names = names or [None] * len(models)
+    out: list = [None] * len(models)
+    jobs: list[tuple[int, _Job]] = []
+    for k, (m, n) in enumerate(zip(models, names)):
+        try:
+            r = _plan(m, n, portable, extra_flags, cache, None)
+        except Exception as exc:  # noqa: BLE001 - reported per model
+            out[k] = exc
+            continue
+        if isinstance(r, _Job):
+            jobs.append((k, r))
+        else:
+            out[k] = r
+    for k, res in zip([k for k, _ in jobs], _build([j for _, j in jobs])):
+        out[k] = res
+    return out
+
+
+class _Job(NamedTuple):
+    """A model lowered and generated, waiting for the compiler."""
+
+    target: Path
+    name: str
+    module: str
+    gen: object
+    flags: list
+    cxx: str
+    source: str
+
+
+def _plan(model, name, portable, extra_flags, cache, constants):
+    """A cached ``CompiledModel``, a ``SpecializingModel``, or a :class:`_Job` to build."""
     proto, source = load_proto(model)
-    name = re.sub(r"[^0-9A-Za-z_]", "_", name) if name else _model_name(model, proto)
+    name = _cpp_name(name) if name else _model_name(model, proto)
+    if constants:
+        unknown = set(constants) - {i.name for i in proto.graph.input}
+        if unknown:
+            raise InputError(f"{source}: constants {sorted(unknown)} are not graph inputs")
+        proto = specialize.freeze(proto, constants)
+    params = specialize.shape_inputs(proto)
+    if params:
+        def build_variants(protos, variant_names):
+            return compile_many(protos, names=variant_names, portable=portable, extra_flags=extra_flags,
+                                cache=cache)
+
+        return SpecializingModel(proto, name, params, build_variants)
     flags = build.flags(portable, extra_flags)
     cxx = build.compiler()
     key = hashlib.sha256()
@@ -115,30 +220,80 @@ def compile(  # noqa: A001 - the natural name, as in torch.compile
     from .codegen import generate
 
     module = f"ml4ep_{name}_{key.hexdigest()[:16]}"
-    gen = generate(g, name, plan, module)
-    t1 = time.perf_counter()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    with D.scope(g.derived):
+        gen = generate(g, name, plan, module)
+    log.info("%s: generated in %.2f s", source, time.perf_counter() - t0)
+    return _Job(target, name, module, gen, flags, cxx, source)
+
+
+def _write(job: _Job) -> Path:
+    gen = job.gen
+    job.target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{job.name}-", dir=job.target.parent))
+    (tmp / f"{job.name}.hpp").write_text(gen.header)
+    (tmp / f"{job.name}.bin").write_bytes(gen.weights)
+    (tmp / "bridge.cpp").write_text(gen.bridge)
+    (tmp / "example.cpp").write_text(gen.example)
+    (tmp / "CMakeLists.txt").write_text(gen.cmake)
+    meta = dict(gen.meta, module=job.module, flags=job.flags, compiler=build.compiler_version(job.cxx))
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    return tmp
+
+
+def _install(tmp: Path, target: Path) -> CompiledModel:
+    if target.exists():
+        shutil.rmtree(target, ignore_errors=True)
     try:
-        (tmp / f"{name}.hpp").write_text(gen.header)
-        (tmp / f"{name}.bin").write_bytes(gen.weights)
-        (tmp / "bridge.cpp").write_text(gen.bridge)
-        (tmp / "example.cpp").write_text(gen.example)
-        (tmp / "CMakeLists.txt").write_text(gen.cmake)
-        meta = dict(gen.meta, module=module, flags=flags, compiler=build.compiler_version(cxx))
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        build.compile_shared(tmp / "bridge.cpp", tmp / "lib.so", flags)
-        t2 = time.perf_counter()
-        log.info("%s: generated in %.2f s, compiled in %.2f s", source, t1 - t0, t2 - t1)
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
-        try:
-            tmp.rename(target)
-        except OSError:  # another process won the race: use its build
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        # keep the generated sources for the error message's path; drop the half-built folder otherwise
-        if not (tmp / "bridge.cpp").exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        tmp.rename(target)
+    except OSError:  # another process won the race: use its build
+        shutil.rmtree(tmp, ignore_errors=True)
     return CompiledModel(target)
+
+
+def _build(jobs: list[_Job]) -> list:
+    """Compile the jobs (jointly when there are several with the same flags); a model or exception each."""
+    if not jobs:
+        return []
+    if len(jobs) == 1 or len({tuple(j.flags) for j in jobs}) > 1:
+        return [_build_one(j) for j in jobs]
+    tmps = [_write(j) for j in jobs]
+    batch = Path(tempfile.mkdtemp(prefix=".batch-", dir=jobs[0].target.parent))
+    src = batch / "models.cpp"
+    src.write_text("".join(f'#include "{t / "bridge.cpp"}"\n' for t in tmps))
+    t0 = time.perf_counter()
+    try:
+        build.compile_shared(src, batch / "lib.so", jobs[0].flags)
+    except CompilerError as exc:
+        log.info("joint build of %d models failed (%s); building them one by one", len(jobs), str(exc)[:200])
+        for t in tmps:
+            shutil.rmtree(t, ignore_errors=True)
+        shutil.rmtree(batch, ignore_errors=True)
+        return [_build_one(j) for j in jobs]
+    log.info("%d models compiled in one call in %.2f s", len(jobs), time.perf_counter() - t0)
+    # the batch's library stays where it is; every model's folder links to it
+    final = jobs[0].target.parent / f"batch-{hashlib.sha256(''.join(j.module for j in jobs).encode()).hexdigest()[:20]}"
+    if final.exists():
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        batch.rename(final)
+    except OSError:
+        final = batch
+    out = []
+    for j, t in zip(jobs, tmps):
+        (t / "lib.so").symlink_to(os.path.relpath(final / "lib.so", t.parent / j.target.name))
+        try:
+            out.append(_install(t, j.target))
+        except Exception as exc:  # noqa: BLE001
+            out.append(exc)
+    return out
+
+
+def _build_one(job: _Job):
+    tmp = _write(job)
+    try:
+        t0 = time.perf_counter()
+        build.compile_shared(tmp / "bridge.cpp", tmp / "lib.so", job.flags)
+        log.info("%s: compiled in %.2f s", job.source, time.perf_counter() - t0)
+        return _install(tmp, job.target)
+    except Exception as exc:  # noqa: BLE001 - returned to the caller, who raises it
+        return exc

@@ -42,7 +42,9 @@ def ident(name: str, prefix: str = "") -> str:
 
 
 def prelude() -> str:
-    return resources.files("ml4ep.infer").joinpath("cpp/prelude.hpp").read_text()
+    """The runtime support every header carries: cpp/prelude.hpp, then the low-precision types of cpp/lowp.hpp."""
+    cpp = resources.files("ml4ep.infer").joinpath("cpp")
+    return cpp.joinpath("prelude.hpp").read_text() + "\n" + cpp.joinpath("lowp.hpp").read_text()
 
 
 @dataclass
@@ -113,6 +115,21 @@ class Emitter:
         ct = ctype(arr.dtype)
         return f"reinterpret_cast<const {ct}*>(w_ + {off})"
 
+    def emit_nodes(self, nodes: list[Node]) -> str:
+        """The code of a list of nodes (a control-flow body), each in its own block."""
+        saved = self.node
+        out = []
+        for n in nodes:
+            opdef = O.get(n.op_type)
+            assert opdef is not None and opdef.emit is not None, n.op_type
+            self.node = n
+            code = opdef.emit(n, self)
+            out.append(f"// {n.op_type} '{n.name}'\n")
+            if code.strip():
+                out.append("{\n" + _indent(code, "  ") + "}\n")
+        self.node = saved
+        return "".join(out)
+
     def workspace(self, k: int = 0, ct: str = "float") -> str:
         assert self.node is not None
         s = self.plan.workspaces[(self.node.name, k)]
@@ -155,6 +172,13 @@ def generate(g: Graph, name: str, plan: Plan, module: str | None = None) -> Gene
     decl: list[str] = []
     for s in syms:
         decl.append(f"  if ({D.cpp_name(s)} < 0) throw std::invalid_argument(\"{name}: dimension '{s}' is negative\");\n")
+    for dname, poly in g.derived.defs.items():  # symbols standing for sums of monomials (L + 1, ...)
+        terms = " + ".join(
+            D.cpp(D.Dim.make(c, k)) if k else f"int64_t({c})" for k, c in poly.items())
+        decl.append(f"  const int64_t {D.cpp_name(dname)} = {terms};\n")
+    runtime = list(g.derived.runtime)
+    for rname in runtime:  # data-dependent dimensions: set by the node that finds them (NonZero, ...)
+        decl.append(f"  int64_t {D.cpp_name(rname)} = 0;\n")
     # group sizes and offsets
     gkeys = sorted(plan.groups, key=lambda k: (len(k), k))
     acc = "0"
@@ -174,6 +198,17 @@ def generate(g: Graph, name: str, plan: Plan, module: str | None = None) -> Gene
             expr = f"reinterpret_cast<{ct}*>{_arena_addr(s)}"
         decl.append(f"  {ct}* {ident(tname, 'v_')} = {expr};\n  (void){ident(tname, 'v_')};\n")
 
+    for k, rname in enumerate(runtime):
+        body.append(f"  runtime_dims_[{k}] = {D.cpp_name(rname)};\n")
+    if runtime:
+        rt_members = (f"  // data-dependent dimensions of the last call ({', '.join(runtime)}): outputs are allocated for\n"
+                      f"  // their upper bounds and filled for the actual values, in row-major order\n"
+                      f"  static constexpr int kRuntimeDims = {len(runtime)};\n"
+                      f"  const int64_t* runtime_dims() const {{ return runtime_dims_; }}\n")
+        rt_private = f"  int64_t runtime_dims_[{len(runtime)}] = {{}};\n"
+    else:
+        rt_members = "  static constexpr int kRuntimeDims = 0;\n"
+        rt_private = ""
     payload = bytearray(em.size)
     for off, data in em.blobs:
         payload[off:off + len(data)] = data
@@ -202,11 +237,11 @@ class Model {{
   Model& operator=(const Model&) = delete;
 
   void infer({params});
-
+{rt_members}
  private:
   std::shared_ptr<const ml4ep_rt::Weights> weights_;
   ml4ep_rt::Arena arena_;
-}};
+{rt_private}}};
 
 inline void Model::infer({params}) {{
 {"".join(decl)}
@@ -220,6 +255,7 @@ inline void Model::infer({params}) {{
         "name": name,
         "source": g.source,
         "symbols": list(syms),
+        "derived": g.derived.to_json(),
         "inputs": [
             {"name": i, "dtype": str(g.t(i).dtype), "shape": [D.to_json(d) for d in g.t(i).shape]} for i in g.inputs
         ],
@@ -245,13 +281,21 @@ def _bridge(g: Graph, name: str, module: str) -> str:
         args.append(f"static_cast<{ctype(g.t(o).dtype)}*>(bufs[{n_in + k}].buf)")
     for k in range(n_dim):
         args.append(f"dims[{k}]")
+    if g.derived.runtime:  # the data-dependent dimensions found by this call
+        rt_return = (f"  PyObject* out = PyTuple_New({name}::Model::kRuntimeDims);\n"
+                     f"  for (int k = 0; out && k < {name}::Model::kRuntimeDims; ++k)\n"
+                     f"    PyTuple_SET_ITEM(out, k, PyLong_FromLongLong(m->runtime_dims()[k]));\n"
+                     f"  return out;\n")
+    else:
+        rt_return = "  Py_RETURN_NONE;\n"
     return f"""// Python bridge of model '{name}' (a CPython extension module loaded by ml4ep.infer.runtime)
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include "{name}.hpp"
 
-namespace {{
+// a named namespace (not an anonymous one): several bridges can share one translation unit (compile_many)
+namespace {module}_bridge {{
 constexpr Py_ssize_t kInputs = {n_in}, kOutputs = {n_out}, kDims = {n_dim};
 
 void destroy(PyObject* capsule) {{
@@ -315,8 +359,7 @@ PyObject* run(PyObject*, PyObject* const* args, Py_ssize_t nargs) {{
     PyErr_SetString(PyExc_RuntimeError, error.c_str());
     return nullptr;
   }}
-  Py_RETURN_NONE;
-}}
+{rt_return}}}
 
 PyMethodDef methods[] = {{
     {{"create", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(create)), METH_O, "load the weights"}},
@@ -326,9 +369,9 @@ PyMethodDef methods[] = {{
 
 PyModuleDef module_def = {{PyModuleDef_HEAD_INIT, "{module}", "ml4ep model {name}", -1, methods,
                           nullptr, nullptr, nullptr, nullptr}};
-}}  // namespace
+}}  // namespace {module}_bridge
 
-PyMODINIT_FUNC PyInit_{module}(void) {{ return PyModule_Create(&module_def); }}
+PyMODINIT_FUNC PyInit_{module}(void) {{ return PyModule_Create(&{module}_bridge::module_def); }}
 """
 
 
@@ -340,10 +383,13 @@ def _example(g: Graph, name: str) -> str:
         lines.append(f"  const int64_t {D.cpp_name(s)} = argc > {k + 3} ? std::atoll(argv[{k + 3}]) : 1;")
     for i in g.inputs:
         t = g.t(i)
-        lines.append(f"  std::vector<{ctype(t.dtype)}> {ident(i, 'in_')}(static_cast<size_t>({D.cpp(t.numel)}));")
+        vt = "unsigned char" if ctype(t.dtype) == "bool" else ctype(t.dtype)
+        lines.append(f"  std::vector<{vt}> {ident(i, 'in_')}(static_cast<size_t>({D.cpp(t.numel)}));")
     for o in g.outputs:
         t = g.t(o)
-        lines.append(f"  std::vector<{ctype(t.dtype)}> {ident(o, 'out_')}(static_cast<size_t>({D.cpp(t.numel)}));")
+        # std::vector<bool> is packed (no data()): bool outputs are held as bytes
+        vt = "unsigned char" if ctype(t.dtype) == "bool" else ctype(t.dtype)
+        lines.append(f"  std::vector<{vt}> {ident(o, 'out_')}(static_cast<size_t>({D.cpp(t.numel)}));")
     lines.append("  if (argc > 2 && std::string(argv[2]) != \"-\") {  // inputs: raw little-endian, in ONNX order")
     lines.append("    std::ifstream f(argv[2], std::ios::binary);")
     lines.append("    if (!f) { std::fprintf(stderr, \"cannot open %s\\n\", argv[2]); return 1; }")
@@ -357,7 +403,11 @@ def _example(g: Graph, name: str) -> str:
         lines.append(f"    for (size_t j = 0; j < {v}.size(); ++j) {v}[j] = static_cast<{ctype(g.t(i).dtype)}>((j % 7) * 0.25);")
     lines.append("  }")
     lines.append(f"  {name}::Model model(argc > 1 ? argv[1] : \"{name}.bin\");")
-    call = ", ".join([ident(i, "in_") + ".data()" for i in g.inputs] + [ident(o, "out_") + ".data()" for o in g.outputs]
+    def data(o: str, pre: str) -> str:
+        d = ident(o, pre) + ".data()"
+        return f"reinterpret_cast<bool*>({d})" if ctype(g.t(o).dtype) == "bool" else d
+
+    call = ", ".join([data(i, "in_") for i in g.inputs] + [data(o, "out_") for o in g.outputs]
                      + [D.cpp_name(s) for s in g.symbols])
     lines.append(f"  model.infer({call});")
     lines.append("  if (argc > 2 && std::string(argv[2]) != \"-\") {  // outputs next to the inputs: <inputs>.out")

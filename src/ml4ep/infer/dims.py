@@ -4,14 +4,21 @@ A dimension is either a plain ``int`` or a :class:`Dim`: a monomial ``coeff * s1
 symbols (the ONNX ``dim_param`` names, such as the batch size). Monomials are closed under product and exact
 division, which is all that reshapes, flattening and concatenation along the batch axis need, and they let
 the memory planner lay out every tensor that scales with the same monomial once for all batch sizes.
-Sums of different monomials are not representable and raise :class:`SymbolicError`.
+
+Sums of different monomials (``L + 1`` after prepending a class token, ``N*L + N``) become *derived* symbols
+while a graph is being compiled (inside :func:`scope`): a new symbol such as ``L_plus_1`` standing for the
+polynomial, times the common monomial factor (``N*L + N = N * L_plus_1``). The generated code computes derived
+symbols from the input symbols at the top of ``infer``; arithmetic expands them back, so ``L_plus_1 - 1`` is
+``L`` again. Outside a scope such sums raise :class:`SymbolicError`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import re
-from typing import Union
+from typing import Iterator, Union
 
 from ..errors import ShapeError
 
@@ -74,7 +81,12 @@ class Dim:
                 return self
         elif isinstance(other, Dim) and other.syms == self.syms:
             return Dim.make(self.coeff + other.coeff, self.syms)
-        raise SymbolicError(f"cannot add dimensions {fmt(self)} and {fmt(other)}")
+        elif not isinstance(other, Dim):
+            raise SymbolicError(f"cannot add dimensions {fmt(self)} and {fmt(other)}")
+        table = _SCOPE.get()
+        if table is None:
+            raise SymbolicError(f"cannot add dimensions {fmt(self)} and {fmt(other)}")
+        return table.from_poly(_poly_add(table.poly(self), table.poly(other)))
 
     __radd__ = __add__
 
@@ -140,6 +152,148 @@ class Dim:
 
 DimLike = Union[int, Dim]
 
+# polynomials over the input symbols: {monomial symbols: coefficient}
+Poly = dict
+
+
+def _poly_add(a: Poly, b: Poly) -> Poly:
+    out = dict(a)
+    for k, c in b.items():
+        out[k] = out.get(k, 0) + c
+    return {k: c for k, c in out.items() if c != 0}
+
+
+def _poly_mul(a: Poly, b: Poly) -> Poly:
+    out: Poly = {}
+    for ka, ca in a.items():
+        for kb, cb in b.items():
+            pw = dict(ka)
+            for s, p in kb:
+                pw[s] = pw.get(s, 0) + p
+            k = tuple(sorted(pw.items()))
+            out[k] = out.get(k, 0) + ca * cb
+    return {k: c for k, c in out.items() if c != 0}
+
+
+class Derived:
+    """The derived symbols of one compilation: name -> polynomial over the input symbols."""
+
+    def __init__(self) -> None:
+        self.defs: dict[str, Poly] = {}
+        self._by_poly: dict[tuple, str] = {}
+        # data-dependent symbols (the count of NonZero, ...): name -> upper bound in the input symbols
+        self.runtime: dict[str, "DimLike"] = {}
+
+    def new_runtime(self, base: str, bound: "DimLike") -> "Dim":
+        """A symbol whose value the generated code computes while running, at most ``bound``."""
+        name = _ident.sub("_", base)
+        k = 0
+        while f"{name}_{k}" in self.runtime or f"{name}_{k}" in self.defs:
+            k += 1
+        name = f"{name}_{k}"
+        self.runtime[name] = norm(bound)
+        return Dim.symbol(name)
+
+    def bound(self, d: "DimLike") -> "DimLike":
+        """``d`` with every data-dependent symbol replaced by its upper bound (for sizing storage)."""
+        if not isinstance(d, Dim) or not any(s in self.runtime for s, _ in d.syms):
+            return d
+        out: DimLike = d.coeff
+        for s, p in d.syms:
+            for _ in range(p):
+                out = out * (self.runtime[s] if s in self.runtime else Dim.symbol(s))
+        return norm(out)
+
+    def poly(self, d: "DimLike") -> Poly:
+        if not isinstance(d, Dim):
+            return {(): int(d)} if int(d) else {}
+        out: Poly = {(): d.coeff}
+        for s, p in d.syms:
+            base = self.defs.get(s, {((s, 1),): 1})
+            for _ in range(p):
+                out = _poly_mul(out, base)
+        return out
+
+    def from_poly(self, poly: Poly) -> "DimLike":
+        poly = {k: c for k, c in poly.items() if c != 0}
+        if not poly:
+            return 0
+        if len(poly) == 1:
+            (k, c), = poly.items()
+            return Dim.make(c, k)
+        # the common monomial factor (gcd of coefficients, lowest powers) times a primitive polynomial
+        g = 0
+        for c in poly.values():
+            g = math.gcd(g, c)
+        common = None
+        for k in poly:
+            pw = dict(k)
+            common = pw if common is None else {s: min(p, pw.get(s, 0)) for s, p in common.items()}
+        common = {s: p for s, p in (common or {}).items() if p > 0}
+        prim = {}
+        for k, c in poly.items():
+            pw = dict(k)
+            for s, p in common.items():
+                pw[s] -= p
+            prim[tuple(sorted((s, p) for s, p in pw.items() if p))] = c // g
+        key = tuple(sorted(prim.items()))
+        name = self._by_poly.get(key)
+        if name is None:
+            name = _poly_name(prim)
+            while name in self.defs:
+                name += "_"
+            self.defs[name] = prim
+            self._by_poly[key] = name
+        return Dim.make(g, tuple(common.items()) + ((name, 1),))
+
+    def values(self, base: dict[str, int]) -> dict[str, int]:
+        """``base`` plus the values of the derived symbols."""
+        out = dict(base)
+        for name, poly in self.defs.items():
+            out[name] = sum(c * math.prod(base[s] ** p for s, p in k) for k, c in poly.items())
+        return out
+
+    def to_json(self) -> dict:
+        out: dict = {n: [[c, [list(x) for x in k]] for k, c in p.items()] for n, p in self.defs.items()}
+        if self.runtime:
+            out["__runtime__"] = {n: to_json(b) for n, b in self.runtime.items()}
+        return out
+
+    @staticmethod
+    def from_json(j: dict) -> "Derived":
+        t = Derived()
+        for n, terms in j.items():
+            if n == "__runtime__":
+                t.runtime = {k: from_json(b) for k, b in terms.items()}
+                continue
+            t.defs[n] = {tuple((s, int(p)) for s, p in k): int(c) for c, k in terms}
+        return t
+
+
+def _poly_name(poly: Poly) -> str:
+    parts = []
+    for k, c in sorted(poly.items(), key=lambda kc: (-len(kc[0]), kc[0])):
+        mono = "x".join(s if p == 1 else f"{s}p{p}" for s, p in k)
+        mag = abs(c)
+        term = mono if mag == 1 and mono else (f"{mag}x{mono}" if mono else str(mag))
+        parts.append(("_minus_" if c < 0 else "_plus_") + term)
+    name = "".join(parts)
+    name = name[len("_plus_"):] if name.startswith("_plus_") else "neg_" + name[len("_minus_"):]
+    return _ident.sub("_", name)
+
+
+_SCOPE: contextvars.ContextVar["Derived | None"] = contextvars.ContextVar("ml4ep_derived_dims", default=None)
+
+
+@contextlib.contextmanager
+def scope(table: "Derived") -> Iterator["Derived"]:
+    """Within the block, sums of different monomials become derived symbols recorded in ``table``."""
+    token = _SCOPE.set(table)
+    try:
+        yield table
+    finally:
+        _SCOPE.reset(token)
+
 
 def _is_np_int(x: object) -> bool:
     return hasattr(x, "dtype") and x.dtype.kind in "iu" and getattr(x, "ndim", 0) == 0
@@ -164,6 +318,15 @@ def norm(d: object) -> DimLike:
 
 def split(d: DimLike) -> tuple[int, tuple[tuple[str, int], ...]]:
     return (d.coeff, d.syms) if isinstance(d, Dim) else (int(d), ())
+
+
+def min_value(d: object) -> int:
+    """A lower bound of a dimension's value, input symbols being at least 1 (0 when none is known)."""
+    if not isinstance(d, Dim):
+        return int(d)  # type: ignore[call-overload]
+    table = _SCOPE.get()
+    poly = table.poly(d) if table is not None else {d.syms: d.coeff}
+    return sum(poly.values()) if all(c > 0 for c in poly.values()) else 0
 
 
 def is_static(d: object) -> bool:

@@ -47,6 +47,8 @@ class Node:
     fused: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     # names of original ONNX nodes this node stands for (for comments in generated code)
     origin: list[str] = field(default_factory=list)
+    # control flow (If, Loop, Scan): attribute name -> body
+    subgraphs: dict[str, "SubGraph"] = field(default_factory=dict)
 
     def attr(self, key: str, default: Any = None) -> Any:
         return self.attrs.get(key, default)
@@ -54,6 +56,45 @@ class Node:
     def input(self, i: int) -> str:
         """The i-th input name or "" when absent."""
         return self.inputs[i] if i < len(self.inputs) else ""
+
+
+@dataclass
+class SubGraph:
+    """The body of a control-flow node: its own nodes over its formal inputs, its constants and the tensors of
+    the enclosing graph (read by name). Names defined inside are made unique at import."""
+
+    inputs: list[str]  # formal parameters, in ONNX order
+    input_types: list[tuple[Any, tuple | None]]  # declared (dtype, shape) of each, None where not declared
+    outputs: list[str]
+    nodes: list[Node]
+    consts: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def defined(self) -> set[str]:
+        out = set(self.inputs) | set(self.consts)
+        for n in self.nodes:
+            out.update(o for o in n.outputs if o)
+        return out
+
+
+def nested_nodes(node: Node) -> list[Node]:
+    """Every node inside the bodies of ``node`` (recursively), in order."""
+    out: list[Node] = []
+    for sg in node.subgraphs.values():
+        for n in sg.nodes:
+            out.append(n)
+            out.extend(nested_nodes(n))
+    return out
+
+
+def reads(node: Node) -> list[str]:
+    """Tensors of the enclosing graph ``node`` reads: its inputs and what its bodies read from outside."""
+    out = [i for i in node.inputs if i]
+    for sg in node.subgraphs.values():
+        inner = sg.defined()
+        for n in sg.nodes:
+            out.extend(i for i in reads(n) if i not in inner)
+        out.extend(o for o in sg.outputs if o and o not in inner)
+    return out
 
 
 class Graph:
@@ -66,6 +107,7 @@ class Graph:
         self.outputs: list[str] = []
         self.output_names: list[str] = []  # ONNX names of the outputs (a pass may rename output tensors)
         self.symbols: list[str] = []  # symbolic dimension names in order of first appearance
+        self.derived = D.Derived()  # symbols standing for sums (L + 1, ...), computed from the others
         self.source = "model"  # file name for messages
 
     # tensors --------------------------------------------------------------------------------------
@@ -93,7 +135,7 @@ class Graph:
     def consumers(self) -> dict[str, list[Node]]:
         out: dict[str, list[Node]] = {}
         for n in self.nodes:
-            for i in n.inputs:
+            for i in dict.fromkeys(reads(n)):
                 if i:
                     out.setdefault(i, []).append(n)
         return out

@@ -18,7 +18,8 @@ from onnx import helper, numpy_helper
 
 from . import dims as D
 from . import ops as O
-from .graph import Graph, Node
+from .graph import Graph, Node, SubGraph
+from .passes.expand import has_function
 from ..errors import ModelLoadError, UnsupportedOperatorError
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,82 @@ def _tensor_type(vi: onnx.ValueInfoProto, source: str) -> tuple[np.dtype, list]:
     return dtype, shape
 
 
+def node_names(gp: onnx.GraphProto) -> list[str]:
+    """The IR's node names: the ONNX name, or ``<op>_<index>`` for unnamed nodes, made unique."""
+    used: set[str] = set()
+    out = []
+    for idx, n in enumerate(gp.node):
+        nname = n.name or f"{n.op_type}_{idx}"
+        while nname in used:
+            nname += "_"
+        used.add(nname)
+        out.append(nname)
+    return out
+
+
+CONTROL_FLOW = ("If", "Loop", "Scan")
+
+
+def _attr_value(a: onnx.AttributeProto):
+    v = helper.get_attribute_value(a)
+    if isinstance(v, onnx.TensorProto):
+        v = numpy_helper.to_array(v)
+    elif isinstance(v, bytes):
+        v = v.decode()
+    elif isinstance(v, list) and v and isinstance(v[0], bytes):
+        v = [x.decode() for x in v]
+    return v
+
+
+def _import_node(n: onnx.NodeProto, nname: str, opset: int, scope: dict[str, str],
+                 problems: list[tuple[str, str, str]]) -> Node:
+    """One node; names in ``scope`` (tensors of enclosing bodies) are renamed as their definitions were."""
+    attrs, subgraphs = {}, {}
+    for a in n.attribute:
+        if a.type == onnx.AttributeProto.GRAPH and n.op_type in CONTROL_FLOW:
+            subgraphs[a.name] = _import_body(a.g, f"{nname}/{a.name}", opset, scope, problems)
+            continue
+        if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+            problems.append((nname, n.op_type, "control flow with subgraphs is not supported"))
+            continue
+        attrs[a.name] = _attr_value(a)
+    if n.domain not in ("", "ai.onnx"):
+        problems.append((nname, f"{n.domain}.{n.op_type}", f"operator domain '{n.domain}' is not supported"))
+    elif O.get(n.op_type) is None and not has_function(n.op_type, opset):
+        problems.append((nname, n.op_type, "operator not supported by ml4ep"))
+    return Node(n.op_type, nname, [scope.get(i, i) for i in n.input], [scope.get(o, o) for o in n.output],
+                attrs, n.domain, origin=[nname], subgraphs=subgraphs)
+
+
+def _vi_type(vi: onnx.ValueInfoProto) -> tuple:
+    tt = vi.type.tensor_type
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)) if tt.elem_type else None
+    shape = None
+    if tt.HasField("shape"):
+        shape = tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in tt.shape.dim)
+    return dtype, shape
+
+
+def _import_body(gp: onnx.GraphProto, prefix: str, opset: int, outer: dict[str, str],
+                 problems: list[tuple[str, str, str]]) -> SubGraph:
+    """A control-flow body: every name it defines gets the prefix (unique in the model)."""
+    scope = dict(outer)
+    for vi in gp.input:
+        scope[vi.name] = f"{prefix}/{vi.name}"
+    consts = {}
+    for t in gp.initializer:
+        scope[t.name] = f"{prefix}/{t.name}"
+        consts[scope[t.name]] = np.asarray(numpy_helper.to_array(t))
+    for n in gp.node:
+        for o in n.output:
+            if o:
+                scope[o] = f"{prefix}/{o}"
+    nodes = [_import_node(n, f"{prefix}/{nm}", opset, scope, problems)
+             for n, nm in zip(gp.node, node_names(gp))]
+    return SubGraph([scope[vi.name] for vi in gp.input], [_vi_type(vi) for vi in gp.input],
+                    [scope.get(o.name, o.name) for o in gp.output], nodes, consts)
+
+
 def import_model(model: ModelLike, name: str | None = None) -> Graph:
     proto, source = load_proto(model)
     proto = _convert(proto, source)
@@ -138,30 +215,8 @@ def import_model(model: ModelLike, name: str | None = None) -> Graph:
                     g.symbols.append(s)
 
     problems: list[tuple[str, str, str]] = []
-    used_names: set[str] = set()
-    for idx, n in enumerate(gp.node):
-        nname = n.name or f"{n.op_type}_{idx}"
-        while nname in used_names:
-            nname += "_"
-        used_names.add(nname)
-        attrs = {}
-        for a in n.attribute:
-            if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-                problems.append((nname, n.op_type, "control flow with subgraphs is not supported"))
-                continue
-            v = helper.get_attribute_value(a)
-            if isinstance(v, onnx.TensorProto):
-                v = numpy_helper.to_array(v)
-            elif isinstance(v, bytes):
-                v = v.decode()
-            elif isinstance(v, list) and v and isinstance(v[0], bytes):
-                v = [x.decode() for x in v]
-            attrs[a.name] = v
-        if n.domain not in ("", "ai.onnx"):
-            problems.append((nname, f"{n.domain}.{n.op_type}", f"operator domain '{n.domain}' is not supported"))
-        elif O.get(n.op_type) is None:
-            problems.append((nname, n.op_type, "operator not supported by ml4ep"))
-        g.nodes.append(Node(n.op_type, nname, list(n.input), list(n.output), attrs, n.domain, origin=[nname]))
+    for n, nname in zip(gp.node, node_names(gp)):
+        g.nodes.append(_import_node(n, nname, g.opset, {}, problems))
 
     g.outputs = [o.name for o in gp.output]
     g.output_names = list(g.outputs)

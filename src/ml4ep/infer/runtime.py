@@ -35,6 +35,16 @@ def _set_blas_threads() -> None:
         pass
 
 
+def _dtype(name: str) -> np.dtype:
+    """A dtype from its meta.json name: NumPy's, or an ml_dtypes one (bfloat16, float8_e4m3fn, int4, ...)."""
+    try:
+        return np.dtype(name)
+    except TypeError:
+        import ml_dtypes
+
+        return np.dtype(getattr(ml_dtypes, name))
+
+
 class CompiledModel:
     """A model compiled to C++; call it with NumPy arrays.
 
@@ -49,10 +59,12 @@ class CompiledModel:
         self.input_names: list[str] = [i["name"] for i in self.meta["inputs"]]
         self.output_names: list[str] = [o["name"] for o in self.meta["outputs"]]
         self.symbols: list[str] = list(self.meta["symbols"])
-        self._in = [(np.dtype(i["dtype"]), [D.from_json(d) for d in i["shape"]]) for i in self.meta["inputs"]]
-        self._out = [(np.dtype(o["dtype"]), [D.from_json(d) for d in o["shape"]]) for o in self.meta["outputs"]]
+        self._derived = D.Derived.from_json(self.meta.get("derived", {}))
+        self._in = [(_dtype(i["dtype"]), [D.from_json(d) for d in i["shape"]]) for i in self.meta["inputs"]]
+        self._out = [(_dtype(o["dtype"]), [D.from_json(d) for d in o["shape"]]) for o in self.meta["outputs"]]
         self._out_dtypes = [dt for dt, _ in self._out]
-        self._one_to_one = len(self._in) == 1 and len(self._out) == 1
+        self._runtime_dims = list(self._derived.runtime)
+        self._one_to_one = len(self._in) == 1 and len(self._out) == 1 and not self._runtime_dims
         self._in0_dtype = self._in[0][0] if self._in else None
         self._out0_dtype = self._out[0][0] if self._out else None
         self._plans: dict[tuple, tuple[list[int], list[tuple[int, ...]]]] = {}
@@ -152,8 +164,9 @@ class CompiledModel:
         plan = self._plans.get(key)
         if plan is None:  # first call with these shapes: validate and bind the symbolic dimensions
             values = self._bind(arrays)
+            values = self._derived.values(values) if self._derived.defs else values
             plan = ([values[s] for s in self.symbols],
-                    [tuple(D.evaluate(d, values) for d in shape) for _dt, shape in self._out])
+                    [tuple(D.evaluate(self._derived.bound(d), values) for d in shape) for _dt, shape in self._out])
             if len(self._plans) < 1024:
                 self._plans[key] = plan
         dims, shapes = plan
@@ -163,11 +176,18 @@ class CompiledModel:
         except IndexError:
             h = self._ext.clone(self._first)
         try:
-            self._run(h, *arrays, *outs, *dims)
+            found = self._run(h, *arrays, *outs, *dims)
         except RuntimeError as exc:
             raise Ml4epError(f"model '{self.name}': {exc}") from None
         finally:
             self._pool.append(h)
+        if found:  # data-dependent dimensions: the outputs were sized for their bounds
+            values = self._derived.values(dict(zip(self.symbols, dims)))
+            values.update(zip(self._runtime_dims, found))
+            for k, (_dt, shape) in enumerate(self._out):
+                if D.symbols(shape) & set(self._runtime_dims):
+                    real = tuple(D.evaluate(d, values) for d in shape)
+                    outs[k] = outs[k].reshape(-1)[:int(np.prod(real))].reshape(real)
         return outs
 
     def __call__(self, *inputs: Any) -> np.ndarray | tuple[np.ndarray, ...]:

@@ -69,6 +69,53 @@ inline float tanhf(float x) {
 }
 
 inline float softplusf(float x) { return x > 20.0f ? x : std::log1p(expf(x)); }
+inline double sigmoid_d(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+inline double softplus_d(double x) { return x > 40.0 ? x : std::log1p(std::exp(x)); }
+
+// IEEE binary16 storage (ONNX float16): arithmetic happens in float through the implicit conversions, so the
+// operator code written for float serves float16 tensors; conversion from float rounds to nearest even
+struct half {
+  uint16_t bits;
+  half() = default;
+  half(float f) : bits(from_float(f)) {}  // NOLINT: implicit on purpose
+  operator float() const { return to_float(bits); }  // NOLINT
+  static half from_bits(uint16_t b) {
+    half h;
+    h.bits = b;
+    return h;
+  }
+  static float to_float(uint16_t h) {
+    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+    const uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    if (e == 0) {  // zero or subnormal: m * 2^-24
+      const float v = static_cast<float>(m) * 5.9604644775390625e-08f;
+      return sign ? -v : v;
+    }
+    const uint32_t bits = sign | (e == 31 ? (0x7f800000u | (m << 13)) : (((e + 112u) << 23) | (m << 13)));
+    float out;
+    std::memcpy(&out, &bits, sizeof(out));
+    return out;
+  }
+  static uint16_t from_float(float f) {
+    uint32_t x;
+    std::memcpy(&x, &f, sizeof(x));
+    const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN stays NaN
+    if (ax >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520 and inf: inf
+    if (ax < 0x38800000u) {  // below 2^-14: a subnormal; adding 0.5 makes the FPU round at 2^-24
+      float a;
+      std::memcpy(&a, &ax, sizeof(a));
+      a += 0.5f;
+      uint32_t b;
+      std::memcpy(&b, &a, sizeof(b));
+      return static_cast<uint16_t>(sign | (b - 0x3f000000u));
+    }
+    ax += 0xc8000fffu + ((ax >> 13) & 1u);  // rebias the exponent (-112) and round to nearest even
+    return static_cast<uint16_t>(sign | (ax >> 13));
+  }
+};
+static_assert(sizeof(half) == 2, "half is two bytes");
 
 // y[0:N] = x[0:K] @ W[K, N] (+ bias): streams W once, row by row, four rows at a time
 template <int64_t K, int64_t N>
@@ -201,4 +248,21 @@ class Arena {
 };
 
 }  // namespace ml4ep_rt
+// limits of half, so that reductions and clamps written for any T see the right bounds
+namespace std {
+template <>
+class numeric_limits<ml4ep_rt::half> {
+ public:
+  static constexpr bool is_specialized = true, is_signed = true, is_integer = false, is_exact = false;
+  static constexpr bool has_infinity = true, has_quiet_NaN = true;
+  static constexpr int digits = 11;
+  static ml4ep_rt::half min() { return ml4ep_rt::half::from_bits(0x0400u); }
+  static ml4ep_rt::half max() { return ml4ep_rt::half::from_bits(0x7bffu); }
+  static ml4ep_rt::half lowest() { return ml4ep_rt::half::from_bits(0xfbffu); }
+  static ml4ep_rt::half epsilon() { return ml4ep_rt::half::from_bits(0x1400u); }
+  static ml4ep_rt::half infinity() { return ml4ep_rt::half::from_bits(0x7c00u); }
+  static ml4ep_rt::half quiet_NaN() { return ml4ep_rt::half::from_bits(0x7e00u); }
+  static ml4ep_rt::half denorm_min() { return ml4ep_rt::half::from_bits(0x0001u); }
+};
+}  // namespace std
 #endif  // ML4EP_PRELUDE_V1

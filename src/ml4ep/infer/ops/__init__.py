@@ -38,7 +38,11 @@ class OpDef:
 
 
 OPS: dict[str, OpDef] = {}
-FAMILIES = ["elementwise", "gemm", "conv", "pool", "normalization", "reduce", "resize", "shape_ops", "softmax"]
+FAMILIES = [
+    "elementwise", "gemm", "conv", "pool", "normalization", "reduce", "resize", "shape_ops", "softmax",
+    "attention", "indexing", "recurrent", "quantize", "einsum", "dynamic", "control", "image", "spectral",
+    "detection", "linalg",
+]
 
 
 def register(
@@ -77,6 +81,32 @@ def get(op_type: str) -> OpDef | None:
     return OPS.get(op_type)
 
 
+# operators with a kernel that refuse (or get wrong) some variant the ONNX node tests exercise: what is missing.
+# They are not claimed by ``supported()``; benchmarks/onnx_conformance.py checks both lists against the tests.
+PARTIAL: dict[str, str] = {
+    "Attention": "bfloat16 results differ from the ONNX reference by one bfloat16 step (the reference rounds every "
+                 "intermediate to bfloat16; ml4ep computes in float32 and rounds once)",
+    "BatchNormalization": "training_mode=1 (batch statistics and running-mean outputs) is refused",
+    "DFT": "inverse transforms differ by 2e-7 from the reference data, whose float32 FFT leaves rounding noise "
+           "where the exact value is 0 (the tests allow 1e-7)",
+    "Dropout": "training mode with a ratio above 0 (random masks) is refused",
+    "Equal": "string tensors are not supported",
+    "Identity": "sequence and optional values are not supported",
+    "If": "sequence and optional outputs are not supported; branches must give outputs of one shape",
+    "Loop": "sequence and optional values, Slice bounds computed from the iteration number inside the body, "
+            "and scan outputs of a loop whose trip count is computed from data are not supported",
+    "MaxPool": "the second output (Indices) is refused",
+    "Scan": "the opset-8 form (with a batch axis) is not supported",
+}
+
+
 def supported() -> list[str]:
+    """Operators with a kernel for every variant (see ``PARTIAL`` for the others)."""
     _ensure_loaded()
-    return sorted(k for k, v in OPS.items() if v.emit is not None or v.fold is not None)
+    return sorted(k for k, v in OPS.items() if (v.emit is not None or v.fold is not None) and k not in PARTIAL)
+
+
+def partial() -> dict[str, str]:
+    """Operators with a kernel that refuses some variants: what is missing."""
+    _ensure_loaded()
+    return {k: PARTIAL[k] for k in sorted(PARTIAL) if k in OPS}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+import ml_dtypes
 import numpy as np
 
 from .. import dims as D
@@ -18,10 +19,34 @@ CTYPES = {
     np.dtype(np.float64): "double",
     np.dtype(np.int64): "int64_t",
     np.dtype(np.int32): "int32_t",
+    np.dtype(np.int16): "int16_t",
     np.dtype(np.int8): "int8_t",
+    np.dtype(np.uint64): "uint64_t",
+    np.dtype(np.uint32): "uint32_t",
+    np.dtype(np.uint16): "uint16_t",
     np.dtype(np.uint8): "uint8_t",
     np.dtype(np.bool_): "bool",
+    np.dtype(np.float16): "ml4ep_rt::half",
+    # low-precision storage types (cpp/lowp.hpp), one byte per element (bfloat16: two), as ml_dtypes
+    np.dtype(ml_dtypes.bfloat16): "ml4ep_rt::bfloat16",
+    np.dtype(ml_dtypes.float8_e4m3fn): "ml4ep_rt::float8e4m3fn",
+    np.dtype(ml_dtypes.float8_e4m3fnuz): "ml4ep_rt::float8e4m3fnuz",
+    np.dtype(ml_dtypes.float8_e5m2): "ml4ep_rt::float8e5m2",
+    np.dtype(ml_dtypes.float8_e5m2fnuz): "ml4ep_rt::float8e5m2fnuz",
+    np.dtype(ml_dtypes.uint4): "ml4ep_rt::uint4",
+    np.dtype(ml_dtypes.int4): "ml4ep_rt::int4",
+    np.dtype(ml_dtypes.float4_e2m1fn): "ml4ep_rt::float4e2m1",
+    np.dtype(ml_dtypes.float8_e8m0fnu): "ml4ep_rt::float8e8m0",
+    np.dtype(ml_dtypes.uint2): "ml4ep_rt::uint2",
+    np.dtype(ml_dtypes.int2): "ml4ep_rt::int2",
 }
+
+# ONNX TensorProto element types code generation handles, with their NumPy dtypes
+ONNX_DTYPES = {1: np.float32, 11: np.float64, 10: np.float16, 7: np.int64, 6: np.int32, 5: np.int16, 3: np.int8,
+               13: np.uint64, 12: np.uint32, 4: np.uint16, 2: np.uint8, 9: np.bool_,
+               16: ml_dtypes.bfloat16, 17: ml_dtypes.float8_e4m3fn, 18: ml_dtypes.float8_e4m3fnuz,
+               19: ml_dtypes.float8_e5m2, 20: ml_dtypes.float8_e5m2fnuz, 21: ml_dtypes.uint4, 22: ml_dtypes.int4,
+               23: ml_dtypes.float4_e2m1fn, 24: ml_dtypes.float8_e8m0fnu, 25: ml_dtypes.uint2, 26: ml_dtypes.int2}
 
 
 def ctype(dtype) -> str:

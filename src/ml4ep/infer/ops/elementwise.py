@@ -6,12 +6,14 @@ they were fused into.
 
 from __future__ import annotations
 
+import re
+
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import register
-from .common import broadcast_shapes, emit_broadcast, emit_view_copy
+from .common import CTYPES, ONNX_DTYPES, broadcast_shapes, emit_broadcast, emit_view_copy
 from .. import dims as D
 from ...errors import ShapeError
 
@@ -46,6 +48,8 @@ def unary_expr(op: str, attrs: dict[str, Any], x: str) -> str:
         return f"({x} > 0.0f ? {_f(ga)} * {x} : {_f(ga)} * ({_f(al)} * ml4ep_rt::expf({x}) - {_f(al)}))"
     if op == "Sigmoid":
         return f"ml4ep_rt::sigmoidf({x})"
+    if op == "Swish":
+        return f"({x} * ml4ep_rt::sigmoidf({_f(a.get('alpha', 1.0))} * {x}))"
     if op == "HardSigmoid":
         return f"std::min(std::max({_f(a.get('alpha', 0.2))} * {x} + {_f(a.get('beta', 0.5))}, 0.0f), 1.0f)"
     if op == "Tanh":
@@ -82,6 +86,23 @@ def unary_expr(op: str, attrs: dict[str, Any], x: str) -> str:
         return f"std::sin({x})"
     if op == "Cos":
         return f"std::cos({x})"
+    if op in _STD_FN:
+        return f"std::{_STD_FN[op]}({x})"
+    if op == "Softsign":
+        return f"({x} / (1.0f + std::abs({x})))"
+    if op == "HardSwish":
+        return f"({x} * std::min(std::max({x} * (1.0f / 6.0f) + 0.5f, 0.0f), 1.0f))"
+    if op == "Mish":
+        return f"({x} * ml4ep_rt::tanhf(ml4ep_rt::softplusf({x})))"
+    if op == "ThresholdedRelu":
+        return f"({x} > {_f(a.get('alpha', 1.0))} ? {x} : 0.0f)"
+    if op == "Celu":
+        al = float(a.get("alpha", 1.0))
+        return (f"(std::max({x}, 0.0f) + std::min(0.0f, {_f(al)} * std::expm1({x} * {_f(1.0 / al)})))"
+                if al != 1.0 else f"(std::max({x}, 0.0f) + std::min(0.0f, std::expm1({x})))")
+    if op == "Shrink":
+        lam, bias = _f(a.get("lambd", 0.5)), _f(a.get("bias", 0.0))
+        return f"({x} < -{lam} ? {x} + {bias} : ({x} > {lam} ? {x} - {bias} : 0.0f))"
     if op == "Not":
         return f"(!{x})"
     if op == "Identity":
@@ -103,10 +124,17 @@ def _lit(v) -> str:
     return f"({v})"
 
 
+_STD_FN = {
+    "Acos": "acos", "Asin": "asin", "Atan": "atan", "Acosh": "acosh", "Asinh": "asinh", "Atanh": "atanh",
+    "Cosh": "cosh", "Sinh": "sinh", "Tan": "tan",
+}
 FLOAT_UNARY = [
     "Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "HardSigmoid", "Tanh", "Softplus", "Erf", "Gelu",
-    "Sqrt", "Exp", "Log", "Reciprocal", "Floor", "Ceil", "Round", "Sin", "Cos",
+    "Sqrt", "Exp", "Log", "Reciprocal", "Sin", "Cos", "Softsign", "HardSwish", "Mish", "ThresholdedRelu",
+    "Celu", "Shrink", "Swish",
 ]
+# float ops whose expressions have no float literals: also run in double
+FLOAT_ANY_UNARY = ["Floor", "Ceil", "Round", *_STD_FN]
 ANY_UNARY = ["Neg", "Abs", "Sign"]
 # activations that Gemm/MatMul/Conv nodes can absorb
 FUSABLE = ["Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "HardSigmoid", "Tanh", "Softplus", "Gelu", "Clip"]
@@ -129,6 +157,8 @@ def _emit_unary(node: "Node", cg: "Emitter") -> str:
         cast = float if ct == "float" else int
         attrs = {k: cast(v) for k, v in attrs.items() if k in ("min", "max")}
     expr = unary_expr(node.op_type, attrs, "v")
+    if ct == "double":
+        expr = double_expr(expr)
     n = cg.numel(y)
     return (
         f"for (int64_t i = 0; i < {n}; ++i) {{ const {ct} v = {cg.ptr(x)}[i]; "
@@ -138,22 +168,170 @@ def _emit_unary(node: "Node", cg: "Emitter") -> str:
 
 def _check_float(node: "Node", g: "Graph"):
     t = g.tensors.get(node.inputs[0])
-    if t is not None and t.dtype != np.float32:
-        return f"input dtype {t.dtype} is not supported (float32 only)"
+    if t is not None and t.dtype not in (np.float32, np.float64):
+        return f"input dtype {t.dtype} is not supported (float32 and float64)"
     return None
+
+
+_DOUBLE_FUNCS = {"ml4ep_rt::expf": "std::exp", "ml4ep_rt::tanhf": "std::tanh",
+                 "ml4ep_rt::sigmoidf": "ml4ep_rt::sigmoid_d", "ml4ep_rt::softplusf": "ml4ep_rt::softplus_d"}
+
+
+def double_expr(expr: str) -> str:
+    """A float expression of ``unary_expr`` computed in double: std:: functions, double literals."""
+    for a, b in _DOUBLE_FUNCS.items():
+        expr = expr.replace(a, b)
+    return re.sub(r"(?<![\w.])((?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)f\b", r"\1", expr)
+
+
+def _check_float_any(node: "Node", g: "Graph"):
+    """float32/float64, and the 16-bit floats once code generation has a C++ type for them (until then such
+    nodes are refused, so that the float16 fallback computes them in float32)."""
+    t = g.tensors.get(node.inputs[0])
+    if t is not None and (np.dtype(t.dtype).kind not in "fV" or np.dtype(t.dtype) not in CTYPES):
+        return f"input dtype {t.dtype} is not supported"
+    return None
+
+
+def _emit_float_any(node: "Node", cg: "Emitter") -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    f = "double" if cg.dtype(x) == np.float64 else "float"
+    expr = unary_expr(node.op_type, node.attrs, "v")
+    return (
+        f"for (int64_t i = 0; i < {cg.numel(y)}; ++i) {{ const {f} v = static_cast<{f}>({cg.ptr(x)}[i]); "
+        f"{cg.ptr(y)}[i] = static_cast<{cg.ctype(y)}>({expr}); }}\n"
+    )
 
 
 def _check_clip(node: "Node", g: "Graph"):
+    t = g.tensors.get(node.inputs[0])
+    if t is not None and np.dtype(t.dtype) not in CTYPES:
+        return f"input dtype {t.dtype} is not supported"
     for i in (1, 2):
-        if node.input(i) and not g.is_const(node.input(i)):
-            return "min/max must be constants"
+        name = node.input(i)
+        if name and name in g.tensors and D.is_static(g.t(name).numel) and int(g.t(name).numel) != 1:
+            return f"{'min' if i == 1 else 'max'} must be a scalar"
     return None
 
 
+def _emit_clip(node: "Node", cg: "Emitter") -> str:
+    lo, hi = node.input(1), node.input(2)
+    if all(not n or cg.const(n) is not None for n in (lo, hi)) and cg.ctype(node.inputs[0]) in (
+            "float", "int64_t", "int32_t", "int8_t", "uint8_t"):
+        return _emit_unary(node, cg)  # constant bounds: literals in the loop
+    # bounds read at run time from their (scalar) inputs, in the tensor's own type
+    x, y = node.inputs[0], node.outputs[0]
+    t = cg.ctype(x)
+    code = "{\n"
+    body = f"{t} v = {cg.ptr(x)}[i]; "
+    if lo:
+        code += f"  const {t} lo = {cg.ptr(lo)}[0];\n"
+        body += "v = v < lo ? lo : v; "
+    if hi:
+        code += f"  const {t} hi = {cg.ptr(hi)}[0];\n"
+        body += "v = v > hi ? hi : v; "
+    code += f"  for (int64_t i = 0; i < {cg.numel(y)}; ++i) {{ {body}{cg.ptr(y)}[i] = v; }}\n"
+    return code + "}\n"
+
+
 register(*FLOAT_UNARY, infer=_infer_same, emit=_emit_unary, check=_check_float)
+register(*FLOAT_ANY_UNARY, infer=_infer_same, emit=_emit_float_any, check=_check_float_any)
 register(*ANY_UNARY, infer=_infer_same, emit=_emit_unary)
 register("Identity", infer=_infer_same, emit=emit_view_copy, fold=lambda node, v: [v[0]])
-register("Clip", infer=_infer_same, emit=_emit_unary, check=_check_clip, const_inputs=(1, 2))
+register("Clip", infer=_infer_same, emit=_emit_clip, check=_check_clip)
+
+
+# IsNaN(x), IsInf(x; detect_negative, detect_positive) -> bool
+def _emit_isx(node: "Node", cg: "Emitter") -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    f = "double" if cg.dtype(x) == np.float64 else "float"
+    if node.op_type == "IsNaN":
+        expr = "(v != v)"
+    else:
+        neg, pos = int(node.attrs.get("detect_negative", 1)), int(node.attrs.get("detect_positive", 1))
+        inf = f"std::numeric_limits<{f}>::infinity()"
+        expr = " || ".join([f"v == {inf}"] * pos + [f"v == -{inf}"] * neg) or "false"
+    return (
+        f"for (int64_t i = 0; i < {cg.numel(y)}; ++i) {{ const {f} v = static_cast<{f}>({cg.ptr(x)}[i]); "
+        f"{cg.ptr(y)}[i] = {expr}; }}\n"
+    )
+
+
+def _infer_bool(node: "Node", g: "Graph"):
+    return [(np.dtype(bool), g.t(node.inputs[0]).shape)]
+
+
+register("IsNaN", "IsInf", infer=_infer_bool, emit=_emit_isx, check=_check_float_any)
+
+
+# BitwiseNot(x), BitwiseAnd/Or/Xor(a, b), BitShift(x, y; direction): integer types
+def _check_int(node: "Node", g: "Graph"):
+    for i in node.inputs:
+        t = g.tensors.get(i)
+        if t is not None and (np.dtype(t.dtype).kind not in "iu" or np.dtype(t.dtype) not in CTYPES):
+            return f"input dtype {t.dtype} is not supported (integer types only)"
+    if node.op_type == "BitShift" and node.attrs.get("direction") not in ("LEFT", "RIGHT"):
+        return f"direction {node.attrs.get('direction')!r} is not LEFT or RIGHT"
+    return None
+
+
+_BITWISE = {"BitwiseAnd": "&", "BitwiseOr": "|", "BitwiseXor": "^"}
+
+
+def _emit_bitwise(node: "Node", cg: "Emitter") -> str:
+    t = cg.ctype(node.outputs[0])
+    if node.op_type == "BitwiseNot":
+        return (f"for (int64_t i = 0; i < {cg.numel(node.outputs[0])}; ++i) "
+                f"{cg.ptr(node.outputs[0])}[i] = static_cast<{t}>(~{cg.ptr(node.inputs[0])}[i]);\n")
+    if node.op_type in _BITWISE:
+        o = _BITWISE[node.op_type]
+        return emit_broadcast(cg, node.outputs[0], node.inputs, lambda v: f"static_cast<{t}>({v[0]} {o} {v[1]})")
+    dt = np.dtype(cg.dtype(node.inputs[0]))
+    bits, signed = dt.itemsize * 8, dt.kind == "i"
+    u = f"uint{bits}_t"
+    # shifts outside [0, bits) give 0 (and -1 for a negative signed value shifted right), as the reference
+    bad = (lambda b: f"({b} < 0 || {b} >= {bits})") if signed else (lambda b: f"({b} >= {bits})")
+    if node.attrs.get("direction") == "LEFT":
+        def fn(v):
+            return f"static_cast<{t}>({bad(v[1])} ? 0 : static_cast<{u}>(static_cast<{u}>({v[0]}) << {v[1]}))"
+    else:
+        def fn(v):
+            fill = f"({v[0]} < 0 ? -1 : 0)" if signed else "0"
+            return f"static_cast<{t}>({bad(v[1])} ? {fill} : ({v[0]} >> {v[1]}))"
+    return emit_broadcast(cg, node.outputs[0], node.inputs, fn)
+
+
+register("BitwiseNot", infer=_infer_same, emit=_emit_bitwise, check=_check_int)
+register("BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitShift", infer=lambda n, g: _infer_binary(n, g),
+         emit=_emit_bitwise, check=_check_int)
+
+
+# PRelu(x, slope): slope broadcast to x's shape
+def _infer_prelu(node: "Node", g: "Graph"):
+    x, s = g.t(node.inputs[0]), g.t(node.inputs[1])
+    if x.dtype != s.dtype:
+        raise ShapeError(f"node '{node.name}' (PRelu): X and slope dtypes differ ({x.dtype}, {s.dtype})")
+    out = broadcast_shapes(node, x.shape, s.shape)
+    if D.norm(D.prod(out)) != D.norm(x.numel) or len(out) != x.rank:
+        raise ShapeError(f"node '{node.name}' (PRelu): slope shape {D.fmt_shape(s.shape)} does not broadcast to "
+                         f"X's {D.fmt_shape(x.shape)}")
+    return [(x.dtype, x.shape)]
+
+
+def _check_prelu(node: "Node", g: "Graph"):
+    t = g.tensors.get(node.inputs[0])
+    if t is not None and (np.dtype(t.dtype).kind not in "fiV" or np.dtype(t.dtype) not in CTYPES):
+        return f"input dtype {t.dtype} is not supported"
+    return None
+
+
+def _emit_prelu(node: "Node", cg: "Emitter") -> str:
+    t = cg.ctype(node.outputs[0])
+    return emit_broadcast(cg, node.outputs[0], node.inputs,
+                          lambda v: f"static_cast<{t}>({v[0]} < 0 ? {v[1]} * {v[0]} : {v[0]})")
+
+
+register("PRelu", infer=_infer_prelu, emit=_emit_prelu, check=_check_prelu)
 
 
 def _infer_not(node, g):
@@ -184,7 +362,10 @@ def _check_dropout(node: "Node", g: "Graph"):
     if tm:
         v = g.const(tm)
         if v is None or bool(np.asarray(v)):
-            return "training_mode must be a constant false"
+            # training: the identity only when nothing is dropped (ratio 0); random masks are not supported
+            r = g.const(node.input(1)) if node.input(1) else None
+            if r is None or float(np.asarray(r).reshape(-1)[0]) != 0.0:
+                return "training_mode must be a constant false (or the ratio a constant 0)"
     return None
 
 
@@ -357,7 +538,40 @@ register("Where", infer=_infer_where, emit=_emit_where, fold=_fold_where)
 # ------------------------------------------------------------------------------------------------------
 # Cast
 
-_ONNX_DTYPES = {1: np.float32, 11: np.float64, 7: np.int64, 6: np.int32, 9: np.bool_, 3: np.int8, 2: np.uint8}
+_ONNX_DTYPES = ONNX_DTYPES
+
+
+# the float8 targets with a saturate choice, and float8e8m0 (saturate and round_mode); code of cpp/lowp.hpp
+_SATURATING = {17, 18, 19, 20}
+_E8M0 = 24
+_ROUND_MODES = {"up": 0, "down": 1, "nearest": 2}
+
+
+def _cast_mode(node: "Node") -> tuple[bool, str]:
+    """Cast/CastLike's saturate (default 1) and round_mode (default "up"; float8e8m0 targets only)."""
+    return bool(int(node.attrs.get("saturate", 1))), str(node.attrs.get("round_mode", "up"))
+
+
+def _cast_problem(node: "Node", g: "Graph") -> str | None:
+    """Why this Cast/CastLike cannot be generated (source type, round_mode), or None."""
+    src = np.dtype(g.t(node.inputs[0]).dtype)
+    if src not in CTYPES:
+        return f"casting from {src} is not supported"
+    mode = _cast_mode(node)[1]
+    if mode not in _ROUND_MODES:
+        return f"round_mode '{mode}' is not one of up, down, nearest"
+    return None
+
+
+def _cast_values(node: "Node", v: np.ndarray, to: int) -> np.ndarray:
+    """Fold as onnx's reference does (saturation of float8, float8e8m0 rounding); object (symbolic) arrays stay."""
+    if v.dtype == object:  # symbolic shape values stay symbolic through integer casts
+        return v
+    from onnx.reference.ops.op_cast import cast_to
+
+    saturate, mode = _cast_mode(node)
+    with np.errstate(all="ignore"):
+        return np.asarray(cast_to(v, to, saturate, mode))
 
 
 def cast_dtype(node: "Node") -> np.dtype:
@@ -374,17 +588,24 @@ def _infer_cast(node: "Node", g: "Graph"):
 def _check_cast(node: "Node", g: "Graph"):
     if int(node.attrs.get("to", 0)) not in _ONNX_DTYPES:
         return f"Cast to ONNX type {node.attrs.get('to')} is not supported"
-    return None
+    return _cast_problem(node, g)
 
 
 def _emit_cast(node: "Node", cg: "Emitter") -> str:
     x, y = node.inputs[0], node.outputs[0]
     src, dst = cg.ctype(x), cg.ctype(y)
+    to = {np.dtype(t): k for k, t in _ONNX_DTYPES.items()}[np.dtype(cg.dtype(y))]
+    saturate, mode = _cast_mode(node)
+    # wrapper types (half, bfloat16, float8, float4, int4, int2) are read as float (the small ints as int)
+    if src.startswith("ml4ep_rt::"):
+        src = "int" if src.endswith(("int4", "int2")) else "float"
     if dst == "bool":
         conv = "(v != 0)"
-    elif src == "float" and dst in ("int64_t", "int32_t", "int8_t", "uint8_t"):
-        conv = f"static_cast<{dst}>(v)"  # truncation toward zero, as ONNX
-    else:
+    elif to in _SATURATING:
+        conv = f"{dst}::cast(static_cast<float>(v), {'true' if saturate else 'false'})"
+    elif to == _E8M0:
+        conv = f"{dst}::cast(static_cast<float>(v), {'true' if saturate else 'false'}, {_ROUND_MODES[mode]})"
+    else:  # float to integer truncates toward zero, as ONNX; int4/int2 keep the low bits as ml_dtypes
         conv = f"static_cast<{dst}>(v)"
     return (
         f"for (int64_t i = 0; i < {cg.numel(y)}; ++i) {{ const {src} v = {cg.ptr(x)}[i]; "
@@ -393,10 +614,8 @@ def _emit_cast(node: "Node", cg: "Emitter") -> str:
 
 
 def _fold_cast(node: "Node", vals: list[np.ndarray]):
-    v = vals[0]
-    if v.dtype == object:  # symbolic shape values stay symbolic through integer casts
-        return [v]
-    return [v.astype(cast_dtype(node))]
+    cast_dtype(node)
+    return [_cast_values(node, vals[0], int(node.attrs["to"]))]
 
 
 register("Cast", infer=_infer_cast, emit=_emit_cast, fold=_fold_cast, check=_check_cast)
@@ -419,12 +638,12 @@ def _check_castlike(node: "Node", g: "Graph"):
         _like_dtype(node, g)
     except ShapeError as exc:
         return str(exc)
-    return None
+    return _cast_problem(node, g)
 
 
 def _fold_castlike(node: "Node", vals: list[np.ndarray]):
-    v = vals[0]
-    return [v if v.dtype == object else v.astype(np.asarray(vals[1]).dtype)]
+    dt = np.dtype(np.asarray(vals[1]).dtype)
+    return [_cast_values(node, vals[0], {np.dtype(t): k for k, t in _ONNX_DTYPES.items()}[dt])]
 
 
 register("CastLike", infer=_infer_castlike, emit=_emit_cast, fold=_fold_castlike, check=_check_castlike)
@@ -432,15 +651,21 @@ register("CastLike", infer=_infer_castlike, emit=_emit_cast, fold=_fold_castlike
 
 # Mod(A, B): fmod=1 the sign of the dividend (C's fmod; required for floats), fmod=0 the sign of the divisor
 def _check_mod(node: "Node", g: "Graph"):
-    if int(node.attrs.get("fmod", 0)) == 0 and np.dtype(g.t(node.inputs[0]).dtype).kind == "f":
-        return "Mod with fmod=0 on floating-point inputs is not defined by ONNX"
     return None
 
 
 def _emit_mod(node: "Node", cg: "Emitter") -> str:
     a = node.inputs[0]
-    if np.dtype(cg.dtype(a)).kind == "f":
-        return emit_broadcast(cg, node.outputs[0], node.inputs, lambda v: f"std::fmod({v[0]}, {v[1]})")
+    if np.dtype(cg.dtype(a)).kind == "f" or cg.ctype(a) == "ml4ep_rt::half":
+        f = "double" if cg.ctype(a) == "double" else "float"
+        if int(node.attrs.get("fmod", 0)):
+            return emit_broadcast(cg, node.outputs[0], node.inputs,
+                                  lambda v: f"std::fmod(static_cast<{f}>({v[0]}), static_cast<{f}>({v[1]}))")
+        # fmod=0 on floats: the remainder takes the divisor's sign (Python's %)
+        return emit_broadcast(cg, node.outputs[0], node.inputs,
+                              lambda v: f"[](const {f} x, const {f} y) {{ const {f} r = std::fmod(x, y); "
+                                        f"return (r != 0 && ((r < 0) != (y < 0))) ? r + y : r; }}"
+                                        f"(static_cast<{f}>({v[0]}), static_cast<{f}>({v[1]}))")
     t = cg.ctype(a)
     if int(node.attrs.get("fmod", 0)):
         return emit_broadcast(cg, node.outputs[0], node.inputs, lambda v: f"static_cast<{t}>({v[0]} % {v[1]})")
@@ -461,3 +686,32 @@ def _fold_mod(node: "Node", vals: list):
 
 
 register("Mod", infer=_infer_binary, emit=_emit_mod, fold=_fold_mod, check=_check_mod)
+
+
+# BitCast(x; to): the same bits read as another type of the same width
+def _bitcast_dtype(node: "Node", g: "Graph") -> np.dtype:
+    to = int(node.attrs.get("to", 0))
+    if to not in ONNX_DTYPES:
+        raise ShapeError(f"node '{node.name}' (BitCast): target type {to} is not supported")
+    dt = np.dtype(ONNX_DTYPES[to])
+    src = np.dtype(g.t(node.inputs[0]).dtype)
+    if src.itemsize != dt.itemsize or src not in CTYPES:
+        raise ShapeError(f"node '{node.name}' (BitCast): {src} and {dt} differ in width or are not supported")
+    return dt
+
+
+def _infer_bitcast(node: "Node", g: "Graph"):
+    return [(_bitcast_dtype(node, g), g.t(node.inputs[0]).shape)]
+
+
+def _emit_bitcast(node: "Node", cg: "Emitter") -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    return f"std::memcpy({cg.ptr(y)}, {cg.ptr(x)}, sizeof(*{cg.ptr(x)}) * size_t({cg.numel(y)}));\n"
+
+
+def _fold_bitcast(node: "Node", vals: list):
+    v = np.ascontiguousarray(vals[0])
+    return [v.view(np.dtype(ONNX_DTYPES[int(node.attrs["to"])]))]
+
+
+register("BitCast", infer=_infer_bitcast, emit=_emit_bitcast, fold=_fold_bitcast)

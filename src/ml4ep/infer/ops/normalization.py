@@ -302,3 +302,69 @@ def _emit_in(node: "Node", cg: "Emitter") -> str:
 
 
 register("InstanceNormalization", infer=_infer_in, emit=_emit_in, check=_check_in)
+
+
+# ------------------------------------------------------------------------------------------------------
+# LRN (local response normalisation across channels)
+#
+# y[n, c, ...] = x[n, c, ...] / (bias + alpha / size * sum of x[n, c', ...]^2 over the channels
+# c' in [c - floor((size - 1) / 2), c + ceil((size - 1) / 2)]) ^ beta; computed in float (double for
+# float64): per output channel the window's sum of squares is accumulated for all spatial positions at once in
+# workspace scratch (contiguous loops the compiler vectorises).
+
+
+def _check_lrn(node: "Node", g: "Graph") -> str | None:
+    if "size" not in node.attrs:
+        return "the attribute size is required"
+    if int(node.attr("size")) < 1:
+        return f"size={int(node.attr('size'))} (must be at least 1)"
+    t = g.tensors.get(node.inputs[0])
+    if t is not None and t.dtype.kind in "iub":
+        return f"input dtype {t.dtype} is not supported (floating-point only)"
+    return None
+
+
+def _infer_lrn(node: "Node", g: "Graph"):
+    t = g.t(node.inputs[0])
+    if t.rank < 2:
+        raise ShapeError(f"node '{node.name}' (LRN): input must be (N, C, ...), got rank {t.rank}")
+    return [(t.dtype, t.shape)]
+
+
+def _emit_lrn(node: "Node", cg: "Emitter") -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    shape = cg.shape(x)
+    n, c, ext = D.cpp(shape[0]), D.cpp(shape[1]), D.cpp(D.prod(shape[2:]))
+    size = int(node.attr("size"))
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+    ft = "double" if cg.ctype(x) == "double" else "float"
+    alpha, beta, bias = (float(node.attr(k, d)) for k, d in (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0)))
+    xp, yp, yt = cg.ptr(x), cg.ptr(y), cg.ctype(y)
+    return f"""{ft}* __restrict s = {cg.workspace(0, ft)};
+const int64_t C = {c}, E = {ext};
+const {ft} a_over_n = static_cast<{ft}>({alpha!r} / {size}), beta = static_cast<{ft}>({beta!r});
+const {ft} bias = static_cast<{ft}>({bias!r});
+for (int64_t b = 0; b < {n}; ++b) {{
+  const auto* __restrict xb = {xp} + b * C * E;
+  {yt}* __restrict yb = {yp} + b * C * E;
+  for (int64_t ch = 0; ch < C; ++ch) {{
+    const int64_t c0 = std::max<int64_t>(0, ch - {lo}), c1 = std::min<int64_t>(C - 1, ch + {hi});
+    for (int64_t e = 0; e < E; ++e) s[e] = 0;
+    for (int64_t k = c0; k <= c1; ++k)
+      for (int64_t e = 0; e < E; ++e) {{
+        const {ft} v = static_cast<{ft}>(xb[k * E + e]);
+        s[e] += v * v;
+      }}
+    for (int64_t e = 0; e < E; ++e)
+      yb[ch * E + e] = static_cast<{yt}>(static_cast<{ft}>(xb[ch * E + e]) / std::pow(bias + a_over_n * s[e], beta));
+  }}
+}}
+"""
+
+
+def _ws_lrn(node: "Node", g: "Graph"):
+    t = g.t(node.inputs[0])
+    return [(D.prod(t.shape[2:]), np.float64 if t.dtype == np.float64 else np.float32)]
+
+
+register("LRN", infer=_infer_lrn, emit=_emit_lrn, check=_check_lrn, workspace=_ws_lrn)

@@ -68,6 +68,7 @@ AXES_INPUT_SINCE = {op: (13 if op == "ReduceSum" else 18) for op in REDUCTIONS}
 FLOAT_TYPES = {np.dtype(np.float32), np.dtype(np.float64)}
 INT_TYPES = {np.dtype(np.int32), np.dtype(np.int64)}
 ARG_TYPES = FLOAT_TYPES | INT_TYPES | {np.dtype(np.int8), np.dtype(np.uint8)}
+SMALL_INT_TYPES = {np.dtype(t) for t in (np.int8, np.int16, np.uint8, np.uint16, np.uint32, np.uint64)}
 
 
 def literal(kind: str, ct: str) -> str:
@@ -129,8 +130,10 @@ def row_reduce(
             f"{indent}  for (int j = 0; j < {PARTIAL}; ++j) {{ const {ct} v = {value(f'{acc}_r + j')}; "
             f"{p}[j] = {combine(f'{p}[j]', 'v')}; }}\n"
             f"{indent}}}\n"
+            # the partial results combined pairwise, halving (vectorises; a chain of 31 would not)
+            f"{indent}for (int w = {PARTIAL // 2}; w >= 1; w /= 2)\n"
+            f"{indent}  for (int j = 0; j < w; ++j) {p}[j] = {combine(f'{p}[j]', f'{p}[j + w]')};\n"
             f"{indent}{ct} {acc} = {p}[0];\n"
-            f"{indent}for (int j = 1; j < {PARTIAL}; ++j) {acc} = {combine(acc, f'{p}[j]')};\n"
             f"{indent}for (; {acc}_r < {ext}; ++{acc}_r) {{ const {ct} v = {value(f'{acc}_r')}; "
             f"{acc} = {combine(acc, 'v')}; }}\n"
         )
@@ -179,7 +182,9 @@ def _check_reduce(node: "Node", g: "Graph") -> str | None:
     t = g.tensors.get(node.inputs[0])
     red = REDUCTIONS[node.op_type]
     if t is not None:
-        ok = FLOAT_TYPES if red.float_only else FLOAT_TYPES | INT_TYPES
+        ok = FLOAT_TYPES if red.float_only else FLOAT_TYPES | INT_TYPES | SMALL_INT_TYPES
+        if node.op_type in ("ReduceMax", "ReduceMin"):
+            ok = ok | {np.dtype(np.bool_)}  # max: any, min: all
         if t.dtype not in ok:
             return f"input dtype {t.dtype} is not supported (supported: {', '.join(sorted(map(str, ok)))})"
     if node.input(1) and not g.is_const(node.input(1)):

@@ -1,8 +1,9 @@
-"""Resize (opset 10 to 19+): modes ``nearest`` and ``linear`` (n-linear over any number of axes).
+"""Resize (opset 10 to 19+): modes ``nearest``, ``linear`` (n-linear over any number of axes) and ``cubic``.
 
 Scales or sizes are compile-time constants, so every resized axis gets a table at code generation: for each
 output index, the input offset(s) (already multiplied by the input stride) and, in linear mode, the two
-interpolation weights. Axes that keep their size (scale 1) are copied straight through; leading ones
+interpolation weights; cubic and antialiased modes get K taps (offsets and weights) per output index.
+Axes that keep their size (scale 1) are copied straight through; leading ones
 (typically N and C, which may be symbolic) form one outer loop, trailing ones a contiguous block per output
 point (channels-last layouts). The output is written sequentially.
 
@@ -13,7 +14,14 @@ coordinates in single precision in its order of operations, a coordinate within 
 tie for the ``round_prefer_*`` modes, a scale of exactly 1 leaves an axis untouched, and an output of the
 input's shape is a copy.
 
-Not supported (``check`` says so): mode ``cubic``, ``antialias=1``, scales or sizes known only at run time.
+Cubic (``cubic_coeff_a``, ``exclude_outside``) and ``antialias=1`` (linear and cubic: when downsampling, the
+filter is widened by 1/scale and its weights normalised) follow the specification's reference: taps beyond
+the input repeat the edge (or are dropped and the rest renormalised with ``exclude_outside``). There, and for
+``align_corners`` whenever scales are given, the specification uses the exact output length scale * input
+length, not its truncation (onnxruntime uses the truncated length: the two differ when the product is not an
+integer); this follows the specification.
+
+Not supported (``check`` says so): scales or sizes known only at run time.
 """
 
 from __future__ import annotations
@@ -53,14 +61,15 @@ class AxisMap:
     n_in: D.DimLike
     n_out: D.DimLike
     # None: output index i reads input index i. Nearest: (n_out,) input indices, -1 where the extrapolation
-    # value is written; linear: (n_out, 2) indices (first -1: extrapolation) and (n_out, 2) weights
+    # value is written; linear: (n_out, 2) indices (first -1: extrapolation) and (n_out, 2) weights; cubic or
+    # antialias ("taps" plans): (n_out, K) indices (first -1: extrapolation) and (n_out, K) weights
     idx: np.ndarray | None = None
     w: np.ndarray | None = None
 
 
 @dataclass
 class Plan:
-    mode: str
+    mode: str  # "nearest", "linear" or "taps" (cubic, or linear with antialias)
     out_shape: tuple
     axes: list[AxisMap] = field(default_factory=list)
     extrapolation: float = 0.0
@@ -78,6 +87,8 @@ def _settings(node: "Node", opset: int) -> dict:
         "nearest": "simple" if legacy else str(node.attr("nearest_mode", "round_prefer_floor")),
         "policy": str(node.attr("keep_aspect_ratio_policy", "stretch")),
         "antialias": int(node.attr("antialias", 0)),
+        "cubic_a": float(node.attr("cubic_coeff_a", -0.75)),
+        "exclude_outside": int(node.attr("exclude_outside", 0)),
         "extrapolation": float(node.attr("extrapolation_value", 0.0)),
         "roi": "" if legacy else node.input(1),
         "scales": node.input(1) if legacy else node.input(2),
@@ -87,12 +98,8 @@ def _settings(node: "Node", opset: int) -> dict:
 
 def _check(node: "Node", g: "Graph") -> str | None:
     s = _settings(node, g.opset)
-    if s["mode"] == "cubic":
-        return "mode 'cubic' is not supported (only 'nearest' and 'linear')"
-    if s["mode"] not in ("nearest", "linear"):
+    if s["mode"] not in ("nearest", "linear", "cubic"):
         return f"unknown mode '{s['mode']}'"
-    if s["antialias"]:
-        return "antialias=1 is not supported"
     if s["ctm"] not in CTMS:
         return f"unknown coordinate_transformation_mode '{s['ctm']}'"
     if s["mode"] == "nearest" and s["nearest"] != "simple" and s["nearest"] not in NEAREST_MODES:
@@ -107,10 +114,10 @@ def _check(node: "Node", g: "Graph") -> str | None:
     t = g.tensors.get(node.inputs[0])
     if (
         t is not None
-        and s["mode"] == "linear"
+        and s["mode"] in ("linear", "cubic")
         and t.dtype not in (np.dtype(np.float32), np.dtype(np.float64))
     ):
-        return f"mode 'linear' needs a float input, not {t.dtype}"
+        return f"mode '{s['mode']}' needs a float input, not {t.dtype}"
     return None
 
 
@@ -189,7 +196,8 @@ def make_plan(node: "Node", g: "Graph") -> Plan:
                 raise _err(node, f"roi has {len(rv)} values, expected {2 * k}")
             for j, a in enumerate(axes):
                 roi[a] = (float(rv[j]), float(rv[k + j]))
-    plan = Plan(s["mode"], tuple(out), extrapolation=s["extrapolation"])
+    taps = s["mode"] == "cubic" or (s["mode"] == "linear" and bool(s["antialias"]))
+    plan = Plan("taps" if taps else s["mode"], tuple(out), extrapolation=s["extrapolation"])
     crop = s["ctm"] == "tf_crop_and_resize" and any(r != (0.0, 1.0) for r in roi)
     # an output of the input's shape is a copy (as in onnxruntime), even for a scale such as 1.25 on 3 pixels
     same = tuple(out) == in_shape and not crop
@@ -198,12 +206,18 @@ def make_plan(node: "Node", g: "Graph") -> Plan:
         cropped = s["ctm"] == "tf_crop_and_resize" and roi[a] != (0.0, 1.0)
         if not same and (scale[a] != 1 or cropped):
             n_in, n_out = int(in_shape[a]), int(out[a])
-            c = _coords(s["ctm"], n_in, n_out, scale[a], roi[a])
+            # the specification's output length: scale * input length where scales are given
+            width = F32(scale[a]) * F32(n_in) if scales_v is not None else F32(n_out)
+            c = _coords(s["ctm"], n_in, n_out, scale[a], roi[a], width)
             extrap = (c < 0) | (c > F32(n_in - 1)) if s["ctm"] == "tf_crop_and_resize" else None
             if s["mode"] == "nearest":
                 m.idx = _nearest(s["nearest"], c, n_in, scale[a] < 1)
                 if extrap is not None:
                     m.idx[extrap] = -1
+            elif taps:
+                m.idx, m.w = _taps(c, n_in, scale[a], s)
+                if extrap is not None:
+                    m.idx[extrap, 0] = -1
             else:
                 m.idx, m.w = _linear(c, n_in)
                 if extrap is not None:
@@ -214,7 +228,9 @@ def make_plan(node: "Node", g: "Graph") -> Plan:
     return plan
 
 
-def _coords(ctm: str, n_in: int, n_out: int, s: np.float32, roi: tuple[float, float]) -> np.ndarray:
+def _coords(
+    ctm: str, n_in: int, n_out: int, s: np.float32, roi: tuple[float, float], width: np.float32
+) -> np.ndarray:
     """Input coordinate of every output index (float32 arithmetic in onnxruntime's order)."""
     x = np.arange(n_out, dtype=np.float32)
     half = F32(0.5)
@@ -227,7 +243,9 @@ def _coords(ctm: str, n_in: int, n_out: int, s: np.float32, roi: tuple[float, fl
     if ctm == "tf_half_pixel_for_nn":
         return (x + half) / s
     if ctm == "align_corners":
-        return x * F32(n_in - 1) / F32(n_out - 1) if n_out > 1 else np.zeros(n_out, np.float32)
+        if n_out > 1 and width != 1:
+            return (x * F32(n_in - 1) / (width - F32(1))).astype(np.float32)
+        return np.zeros(n_out, np.float32)
     if ctm == "half_pixel_symmetric":
         out_width = s * F32(n_in)
         adjustment = F32(n_out) / out_width
@@ -275,6 +293,37 @@ def _linear(c: np.ndarray, n_in: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([i0, i1], axis=1), np.stack([w0, w1], axis=1).astype(np.float32)
 
 
+def _cubic_kernel(d: np.ndarray, a: float) -> np.ndarray:
+    d = np.abs(d)
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
+
+
+def _taps(c: np.ndarray, n_in: int, scale: np.float32, s: dict) -> tuple[np.ndarray, np.ndarray]:
+    """K input indices and weights per output coordinate (cubic, or linear with antialias)."""
+    cubic = s["mode"] == "cubic"
+    aa = min(float(scale), 1.0) if s["antialias"] else 1.0  # antialias: the filter widened by 1/scale
+    support = 2.0 if cubic else 1.0
+    start = int(np.floor(-support / aa) + 1)
+    rel = np.arange(start, 2 - start, dtype=np.int64)  # tap offsets from the left neighbour
+    x = c.astype(np.float64)
+    left = np.floor(x)
+    ratio = x - left
+    whole = ratio == 0  # as the reference: an integer coordinate is taken as ratio 1 from the pixel before
+    left[whole] -= 1
+    ratio[whole] = 1.0
+    d = (rel[None, :] - ratio[:, None]) * aa
+    w = _cubic_kernel(d, s["cubic_a"]) if cubic else np.clip(1 - np.abs(d), 0, 1)
+    if s["antialias"]:
+        w = w / w.sum(axis=1, keepdims=True)
+    idx = left.astype(np.int64)[:, None] + rel[None, :]
+    if s["exclude_outside"]:
+        w = np.where((idx < 0) | (idx >= n_in), 0.0, w)
+        w = w / w.sum(axis=1, keepdims=True)
+    return np.clip(idx, 0, n_in - 1), w
+
+
 def _is_identity(m: AxisMap) -> bool:
     if m.idx is None:
         return True
@@ -283,6 +332,8 @@ def _is_identity(m: AxisMap) -> bool:
     ar = np.arange(int(m.n_out))
     if m.w is None:
         return bool(np.array_equal(m.idx, ar))
+    if m.w.shape[1] != 2:
+        return False
     return bool(np.array_equal(m.idx[:, 0], ar) and np.all(m.w[:, 1] == 0) and np.all(m.w[:, 0] == 1))
 
 
@@ -302,11 +353,12 @@ def _infer(node: "Node", g: "Graph"):
 
 @dataclass
 class _Level:
-    kind: str  # "id", "nearest", "linear"
+    kind: str  # "id", "nearest", "linear", "taps"
     n_out: int
     stride: int  # input stride of the level (elements)
     tab: str = ""  # C++ pointer to the offsets table
     wtab: str = ""  # C++ pointer to the weights table
+    k: int = 2  # taps per output index
 
 
 def _emit(node: "Node", cg: "Emitter") -> str:
@@ -326,6 +378,8 @@ def _emit(node: "Node", cg: "Emitter") -> str:
     block = int(D.prod(in_shape[last + 1 :]))  # trailing identity axes: contiguous copies
     extrap = any(m.idx is not None and np.any((m.idx if m.w is None else m.idx[:, 0]) < 0) for m in plan.axes)
 
+    wdt = np.float64 if ct == "double" else np.float32  # weights and sums of the taps plans
+    wct = "double" if ct == "double" else "float"
     levels: list[_Level] = []
     decls: list[str] = []  # the tables, named once
     for a in range(first, last + 1):
@@ -340,7 +394,8 @@ def _emit(node: "Node", cg: "Emitter") -> str:
             continue
         offs = np.where(m.idx >= 0, m.idx * st, -1).astype(np.int64)
         tab = f"offsets{a}"
-        what = "input offset" if plan.mode == "nearest" else "input offsets and weights"
+        ntap = 1 if m.w is None else int(m.w.shape[1])
+        what = "input offset" if plan.mode == "nearest" else f"{ntap} input offsets and weights"
         decls.append(f"// axis {a}: {m.n_in} -> {m.n_out}, {what} per output index")
         tab_ptr = cg.weight(np.ascontiguousarray(offs).reshape(-1), f"{node.name}.offsets{a}")
         decls.append(f"const int64_t* __restrict {tab} = {tab_ptr};")
@@ -348,11 +403,9 @@ def _emit(node: "Node", cg: "Emitter") -> str:
             levels.append(_Level("nearest", int(m.n_out), st, tab))
         else:
             wtab = f"weights{a}"
-            w_ptr = cg.weight(
-                np.ascontiguousarray(m.w, dtype=np.float32).reshape(-1), f"{node.name}.weights{a}"
-            )
-            decls.append(f"const float* __restrict {wtab} = {w_ptr};")
-            levels.append(_Level("linear", int(m.n_out), st, tab, wtab))
+            w_ptr = cg.weight(np.ascontiguousarray(m.w, dtype=wdt).reshape(-1), f"{node.name}.weights{a}")
+            decls.append(f"const {wct}* __restrict {wtab} = {w_ptr};")
+            levels.append(_Level(plan.mode, int(m.n_out), st, tab, wtab, ntap))
     rest = [block] * (len(levels) + 1)  # output elements written per iteration of each level
     for k in range(len(levels) - 1, -1, -1):
         rest[k] = rest[k + 1] * levels[k].n_out
@@ -374,7 +427,38 @@ def _emit(node: "Node", cg: "Emitter") -> str:
         wa, wb = weights[k]
         return f"{wa} * ({value(ptrs, bits + '0', b)}) + {wb} * ({value(ptrs, bits + '1', b)})"
 
+    taps: list[int] = []  # the taps levels enclosing the innermost point
+
+    def tap_sum(base: str, ind: str, b: str) -> None:
+        """s<first taps level> = the weighted sum over the taps of every taps level (nested loops)."""
+        expr = base
+        for depth, k in enumerate(taps):
+            lv = levels[k]
+            lines.append(f"{ind}{wct} s{k} = 0;")
+            lines.append(f"{ind}for (int64_t u{k} = 0; u{k} < {lv.k}; ++u{k}) {{")
+            expr = f"{expr} + o{k}[u{k}]"
+            ind += "  "
+            if depth == len(taps) - 1:
+                lines.append(f"{ind}s{k} += w{k}[u{k}] * static_cast<{wct}>(({expr})[{b}]);")
+        for depth in range(len(taps) - 1, -1, -1):
+            ind = ind[:-2]
+            lines.append(f"{ind}}}")
+            if depth > 0:
+                o = taps[depth - 1]
+                lines.append(f"{ind}s{o} += w{o}[u{o}] * s{taps[depth]};")
+
     def gen(k: int, ptrs: dict[str, str], ind: str) -> None:
+        if k == len(levels) and plan.mode == "taps":
+            if block == 1:
+                tap_sum(ptrs[""], ind, "0")
+                lines.append(f"{ind}*yo++ = static_cast<{ct}>(s{taps[0]});")
+            else:
+                lines.append(f"{ind}for (int64_t b = 0; b < {block}; ++b) {{")
+                tap_sum(ptrs[""], ind + "  ", "b")
+                lines.append(f"{ind}  yo[b] = static_cast<{ct}>(s{taps[0]});")
+                lines.append(f"{ind}}}")
+                lines.append(f"{ind}yo += {block};")
+            return
         if k == len(levels):
             if block == 1:
                 lines.append(f"{ind}*yo++ = {value(ptrs, '', '0')};")
@@ -397,6 +481,16 @@ def _emit(node: "Node", cg: "Emitter") -> str:
             for bits, p in ptrs.items():
                 new[bits] = f"{p}{k}"
                 lines.append(f"{inner}const {ct}* __restrict {new[bits]} = {p} + {step};")
+        elif lv.kind == "taps":
+            lines.append(f"{inner}const int64_t* __restrict o{k} = {lv.tab} + {j} * {lv.k};")
+            if extrap:
+                lines.append(
+                    f"{inner}if (o{k}[0] < 0) {{ std::fill_n(yo, {rest[k + 1]}, {exv}); "
+                    f"yo += {rest[k + 1]}; continue; }}"
+                )
+            lines.append(f"{inner}const {wct}* __restrict w{k} = {lv.wtab} + {j} * {lv.k};")
+            taps.append(k)
+            new = dict(ptrs)
         elif lv.kind == "nearest":
             lines.append(f"{inner}const int64_t t{k} = {lv.tab}[{j}];")
             if extrap:
@@ -423,6 +517,8 @@ def _emit(node: "Node", cg: "Emitter") -> str:
         gen(k + 1, new, inner)
         if lv.kind == "linear":
             weights.pop()
+        if lv.kind == "taps":
+            taps.pop()
         lines.append(f"{ind}}}")
 
     gen(0, {"": "p_"}, "  ")

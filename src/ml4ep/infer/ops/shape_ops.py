@@ -446,6 +446,8 @@ def _perm(node: "Node", rank: int) -> list[int]:
     perm = get_ints(node, "perm")
     if perm is None:
         return list(range(rank - 1, -1, -1))
+    # negative axes count from the end (torch exports movedim so; onnxruntime accepts it)
+    perm = [p + rank if -rank <= p < 0 else p for p in perm]
     if sorted(perm) != list(range(rank)):
         raise _err(node, f"perm {perm} is not a permutation of the {rank} axes")
     return perm
@@ -658,14 +660,15 @@ register("Split", infer=_infer_split, emit=_emit_split, fold=_fold_split, check=
 # ------------------------------------------------------------------------------------------------------
 # Slice
 
-def _always_ge(p: tuple[int, int], q: tuple[int, int]) -> bool:
-    """Whether a*M + b >= c*M + d for every M >= 1, for p = (a, b) and q = (c, d)."""
+def _always_ge(p: tuple[int, int], q: tuple[int, int], mmin: int = 1) -> bool:
+    """Whether a*M + b >= c*M + d for every M >= mmin, for p = (a, b) and q = (c, d)."""
     a, b = p[0] - q[0], p[1] - q[1]
-    return a >= 0 and a + b >= 0
+    return a >= 0 and a * mmin + b >= 0
 
 
-def _clamp(p: tuple[int, int], lo: tuple[int, int], hi: tuple[int, int]) -> tuple[int, int]:
-    checks = ((lo, _always_ge(p, lo), _always_ge(lo, p)), (hi, _always_ge(hi, p), _always_ge(p, hi)))
+def _clamp(p: tuple[int, int], lo: tuple[int, int], hi: tuple[int, int], mmin: int = 1) -> tuple[int, int]:
+    checks = ((lo, _always_ge(p, lo, mmin), _always_ge(lo, p, mmin)),
+              (hi, _always_ge(hi, p, mmin), _always_ge(p, hi, mmin)))
     for bound, keep, take in checks:
         if keep:
             continue
@@ -711,18 +714,21 @@ def slice_axis(d: D.DimLike, start: D.DimLike, end: D.DimLike, step: int):
         lo_s, hi_s, lo_e, hi_e = (0, 0), full, (0, 0), full
     else:
         lo_s, hi_s, lo_e, hi_e = (0, 0), (c, -1), (0, -1), (c, -1)
-    s, e = _clamp(s, lo_s, hi_s), _clamp(e, lo_e, hi_e)
+    mmin = max(D.min_value(D.Dim(1, syms)), 1)  # derived symbols (L + 1) are larger than 1
+    s, e = _clamp(s, lo_s, hi_s, mmin), _clamp(e, lo_e, hi_e, mmin)
     diff = (e[0] - s[0], e[1] - s[1]) if step > 0 else (s[0] - e[0], s[1] - e[1])
     st = abs(step)
-    if _always_ge((0, 0), diff):
+    if _always_ge((0, 0), diff, mmin):
         return s, 0
-    if not _always_ge(diff, (0, 1)):
+    if not _always_ge(diff, (0, 1), mmin):
         raise D.SymbolicError(f"slice may or may not be empty on an axis of length {D.fmt(d)}")
     a, b = diff
     if a == 0:
         return s, -(-b // st)
     if b == 0 and a % st == 0:
         return s, D.Dim.make(a // st, syms)
+    if st == 1:  # a sum (L + 1 - 1, L - 1): a derived symbol while compiling, or an error outside
+        return s, D.Dim.make(a, syms) + b
     raise D.SymbolicError(f"slice of length ({a}*{D.fmt(D.Dim(1, syms))} + {b}) / {st} is not a monomial")
 
 
@@ -1263,8 +1269,13 @@ def _emit_pad(node: "Node", cg: "Emitter") -> str:
     if mode == "constant" or all(b == 0 and e == 0 for b, e in pp):
         code = ""
         if any(b > 0 or e > 0 for b, e in pp):
-            c = 0 if cv is None or np.asarray(cv).size == 0 else np.asarray(cv).reshape(-1)[0]
-            code = _fill(cg, y, c)
+            cname = node.input(2) if len(node.inputs) > 2 else ""
+            if cname and cg.const(cname) is None:  # the value given at run time: read from its input
+                n = D.norm(cg.g.t(y).numel)
+                code = f"std::fill_n({cg.ptr(y)}, {D.cpp(n)}, {cg.ptr(cname)}[0]);\n" if n != 0 else ""
+            else:
+                c = 0 if cv is None or np.asarray(cv).size == 0 else np.asarray(cv).reshape(-1)[0]
+                code = _fill(cg, y, c)
         ext = [D.norm(d + min(b, 0) + min(e, 0)) if (b or e) else d for d, (b, e) in zip(shape, pp)]
         if any(D.is_static(n) and int(n) <= 0 for n in ext):
             return code
@@ -1312,13 +1323,17 @@ def _check_pad(node: "Node", g: "Graph"):
     mode = _str_attr(node, "mode", "constant")
     if mode not in PAD_MODES:
         return f"mode '{mode}' is not supported ({', '.join(PAD_MODES)})"
-    for i, what in ((1, "pads"), (2, "constant_value"), (3, "axes")):
+    for i, what in ((1, "pads"), (3, "axes")):
         if node.input(i) and not g.is_const(node.input(i)):
             return f"{what} must be a constant"
+    cname = node.input(2)
+    if cname and not g.is_const(cname) and (not D.is_static(g.t(cname).numel) or int(g.t(cname).numel) != 1):
+        return "constant_value must be one value"
     return _check_data(node, g)
 
 
-register("Pad", infer=_infer_pad, emit=_emit_pad, fold=_fold_pad, check=_check_pad, const_inputs=(1, 2, 3))
+# constant_value may be computed at run time (it is a value, not a shape)
+register("Pad", infer=_infer_pad, emit=_emit_pad, fold=_fold_pad, check=_check_pad, const_inputs=(1, 3))
 
 
 # ------------------------------------------------------------------------------------------------------

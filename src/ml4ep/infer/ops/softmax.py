@@ -1,8 +1,10 @@
-"""Softmax and LogSoftmax.
+"""Softmax, LogSoftmax and Hardmax.
 
 Opset 13 semantics normalise along one axis (default -1); older opsets (default axis 1) flatten the input to
 2-D at ``axis`` and normalise the whole trailing block. Both are a reduction over the middle axis of an
 ``(outer, R, inner)`` view; the maximum is subtracted before exponentiating, so no input overflows.
+Hardmax writes 1 at the first maximum of each row (ties go to the lowest index) and 0 elsewhere, for every
+floating-point type (compared in ``float``, ``double`` for float64).
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ def _view(node: "Node", shape, opset: int) -> tuple[D.DimLike, D.DimLike, D.DimL
 
 def _check(node: "Node", g: "Graph") -> str | None:
     t = g.tensors.get(node.inputs[0])
-    if t is not None and t.dtype != np.float32:
-        return f"input dtype {t.dtype} is not supported (float32 only)"
+    if t is not None and t.dtype not in (np.float32, np.float64):
+        return f"input dtype {t.dtype} is not supported (float32 and float64)"
     return None
 
 
@@ -51,6 +53,14 @@ def _mul(a: str, b: D.DimLike) -> str:
 
 
 def _emit(node: "Node", cg: "Emitter") -> str:
+    code = _emit_float(node, cg)
+    if cg.ctype(node.inputs[0]) == "double":  # the same loops in double precision
+        for a, b in (("ml4ep_rt::expf", "std::exp"), ("float", "double"), ("0.0f", "0.0"), ("1.0f", "1.0")):
+            code = code.replace(a, b)
+    return code
+
+
+def _emit_float(node: "Node", cg: "Emitter") -> str:
     x, y = node.inputs[0], node.outputs[0]
     outer, ext, inner = _view(node, cg.shape(x), cg.g.opset)
     xp, yp = cg.ptr(x), cg.ptr(y)
@@ -113,7 +123,49 @@ def _emit(node: "Node", cg: "Emitter") -> str:
 
 def _workspace(node: "Node", g: "Graph"):
     _, _, inner = _view(node, g.t(node.inputs[0]).shape, g.opset)
-    return [] if inner == 1 else [(D.norm(2 * inner), np.float32)]
+    dt = np.float64 if g.t(node.inputs[0]).dtype == np.float64 else np.float32
+    return [] if inner == 1 else [(D.norm(2 * inner), dt)]
 
 
 register("Softmax", "LogSoftmax", infer=_infer, emit=_emit, check=_check, workspace=_workspace)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Hardmax: 1 at the first maximum of each row of the (outer, R, inner) view, 0 elsewhere
+
+
+def _check_hardmax(node: "Node", g: "Graph") -> str | None:
+    t = g.tensors.get(node.inputs[0])
+    if t is not None and not (np.dtype(t.dtype).kind == "f" or np.dtype(t.dtype).name == "bfloat16"):
+        return f"input dtype {t.dtype} is not supported (floating point only)"
+    return None
+
+
+def _emit_hardmax(node: "Node", cg: "Emitter") -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    outer, ext, inner = _view(node, cg.shape(x), cg.g.opset)
+    if D.norm(outer * ext * inner) == 0:
+        return ""
+    ct = cg.ctype(y)
+    a = "double" if cg.dtype(y) == np.float64 else "float"
+    one, zero = (f"static_cast<{ct}>(1.0f)", f"static_cast<{ct}>(0.0f)") if ct != "double" else ("1.0", "0.0")
+    xp, yp = cg.ptr(x), cg.ptr(y)
+    blk = D.norm(ext * inner)
+    at = "r" if inner == 1 else f"r * {D.cpp(inner)}"
+    return (
+        f"for (int64_t q = 0; q < {cg.numel(y)}; ++q) {yp}[q] = {zero};\n"
+        f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o)\n"
+        f"  for (int64_t i = 0; i < {D.cpp(inner)}; ++i) {{\n"
+        f"    const {ct}* __restrict xr = {xp} + {_mul('o', blk)} + i;\n"
+        f"    {a} best = static_cast<{a}>(xr[0]);\n"
+        "    int64_t arg = 0;\n"
+        f"    for (int64_t r = 1; r < {D.cpp(ext)}; ++r) {{\n"
+        f"      const {a} v = static_cast<{a}>(xr[{at}]);\n"
+        "      if (v > best) {\n        best = v;\n        arg = r;\n      }\n"
+        "    }\n"
+        f"    {yp}[{_mul('o', blk)} + {_mul('arg', inner)} + i] = {one};\n"
+        "  }\n"
+    )
+
+
+register("Hardmax", infer=_infer, emit=_emit_hardmax, check=_check_hardmax)

@@ -8,6 +8,7 @@ variants, shape errors) are collected over the whole graph and raised together.
 
 from __future__ import annotations
 
+import collections
 import logging
 
 import numpy as np
@@ -15,7 +16,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .. import ops as O
-from ..graph import Graph, Node
+from ..graph import Graph, Node, nested_nodes, reads
 from ...errors import Ml4epError, ShapeError, UnsupportedOperatorError
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,31 @@ def _try_fold(node: Node, g: Graph, opdef: O.OpDef) -> bool:
 
 
 def resolve(g: Graph) -> None:
+    """Fold constants and infer every tensor's dtype and shape, in one walk; all problems at once.
+
+    A node whose operator has no kernel (or whose kernel refuses the variant) is replaced by the ONNX function
+    that defines the operator, when it has one; a float16 node a kernel refuses is computed in float32.
+    """
     problems: list[tuple[str, str, str]] = []
     unknown: set[str] = set()
+    kept = resolve_nodes(g, g.nodes, problems, unknown)
+    for o in g.outputs:
+        if o not in g.tensors and o not in unknown:
+            problems.append((o, "output", "graph output is not produced by any node"))
+    if problems:
+        raise UnsupportedOperatorError(problems, g.source)
+    g.nodes = kept
+    _materialize(g)
+
+
+def resolve_nodes(g: Graph, nodes: list[Node], problems: list, unknown: set[str]) -> list[Node]:
+    """The walk of :func:`resolve` over ``nodes`` (the graph's, or a control-flow body's): the nodes kept."""
+    from . import expand as X
+
     kept: list[Node] = []
-    for node in g.nodes:
-        opdef = O.get(node.op_type)
-        assert opdef is not None  # the importer rejected unknown ops
+    work = collections.deque(nodes)
+    while work:
+        node = work.popleft()
         if any(i in unknown for i in node.inputs if i):
             unknown.update(o for o in node.outputs if o)
             continue
@@ -93,17 +113,34 @@ def resolve(g: Graph) -> None:
             problems.append((node.name, node.op_type, f"input(s) {missing} are not produced by any node"))
             unknown.update(o for o in node.outputs if o)
             continue
+        if node.op_type == "If" and node.subgraphs and g.is_const(node.inputs[0]) \
+                and g.const(node.inputs[0]).dtype != object:
+            # a condition known at compile time: the branch taken, inlined
+            branch = node.subgraphs["then_branch" if bool(np.asarray(g.const(node.inputs[0])).reshape(-1)[0])
+                                    else "else_branch"]
+            for cname, v in branch.consts.items():
+                g.add_tensor(cname, v.dtype, v.shape, v)
+            tail = [Node("Identity", f"{node.name}/out{k}", [bo], [o], origin=[node.name])
+                    for k, (bo, o) in enumerate(zip(branch.outputs, node.outputs)) if o]
+            work.extendleft(reversed(branch.nodes + tail))
+            continue
+        if node.attrs.pop("_if_float32", False):  # the Cast back of a float16 node computed in float32
+            src = g.t(node.inputs[0]).dtype
+            if src != np.float32:
+                node.attrs["to"] = helper.np_dtype_to_tensor_dtype(src)
+        opdef = O.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        reason = None
         try:
-            if _try_fold(node, g, opdef):
+            if opdef is not None and _try_fold(node, g, opdef):
                 continue
-            if opdef.emit is None:
+            if opdef is None:
+                reason = "operator not supported by ml4ep"
+            elif opdef.emit is None:
                 raise ShapeError("can only be evaluated at compile time, but its inputs are not constant")
-            reason = opdef.check(node, g) if opdef.check else None
-            if reason:
-                problems.append((node.name, node.op_type, reason))
-                unknown.update(o for o in node.outputs if o)
-                continue
-            infos = opdef.infer(node, g)
+            elif opdef.check:
+                reason = opdef.check(node, g)
+            if not reason:
+                infos = opdef.infer(node, g)  # type: ignore[union-attr]
         except UnsupportedOperatorError as exc:
             problems.extend(exc.problems)
             unknown.update(o for o in node.outputs if o)
@@ -111,20 +148,31 @@ def resolve(g: Graph) -> None:
         except (Ml4epError, ValueError, KeyError, TypeError, IndexError) as exc:
             msg = str(exc)
             prefix = f"node '{node.name}' ({node.op_type}): "
-            problems.append((node.name, node.op_type, msg[len(prefix):] if msg.startswith(prefix) else msg))
+            reason = msg[len(prefix):] if msg.startswith(prefix) else msg
+        if reason:
+            try:
+                repl = X.expand(node, g) or X.float16_in_float32(node, g) or X.conv1x1_as_matmul(node, g)
+            except (Ml4epError, ValueError, KeyError, TypeError, IndexError) as exc:
+                log.debug("%s (%s): no replacement: %s", node.name, node.op_type, exc)
+                repl = None
+            if repl:
+                # resolved on their own: when the replacement fails too, the node's own reason is reported
+                sub_problems: list = []
+                sub_unknown = set(unknown)
+                sub_kept = resolve_nodes(g, repl, sub_problems, sub_unknown)
+                if not sub_problems:
+                    kept.extend(sub_kept)
+                    continue
+                first = sub_problems[0]
+                reason += f" (its ONNX function does not compile either: node '{first[0]}' ({first[1]}): {first[2]})"
+            problems.append((node.name, node.op_type, reason))
             unknown.update(o for o in node.outputs if o)
             continue
         for name, (dtype, shape) in zip(node.outputs, infos):
             if name:
                 g.add_tensor(name, dtype, shape)
         kept.append(node)
-    for o in g.outputs:
-        if o not in g.tensors and o not in unknown:
-            problems.append((o, "output", "graph output is not produced by any node"))
-    if problems:
-        raise UnsupportedOperatorError(problems, g.source)
-    g.nodes = kept
-    _materialize(g)
+    return kept
 
 
 def _materialize(g: Graph) -> None:
@@ -158,6 +206,8 @@ def _materialize(g: Graph) -> None:
                 new_nodes.append(Node("SymConst", f"SymConst_{o}", [], [o], {"value": value}))
             else:
                 new_nodes.append(Node("Identity", f"Const_{o}", [src], [o]))
+                for n in new_nodes[:-1]:  # other readers take the constant, not the output filled last
+                    n.inputs = [src if i == o else i for i in n.inputs]
         elif o in g.inputs:
             # an output that is a graph input: copy it (a new tensor name for the output)
             src_in = o
@@ -175,9 +225,16 @@ def dead_code(g: Graph) -> None:
     for node in reversed(g.nodes):
         if any(o in live for o in node.outputs if o):
             kept.append(node)
-            live.update(i for i in node.inputs if i)
+            live.update(reads(node))
     g.nodes = list(reversed(kept))
     used = live | set(g.inputs)
+    for node in g.nodes:  # the tensors of control-flow bodies live with their node
+        for sg in node.subgraphs.values():
+            used |= sg.defined()
+        for n in nested_nodes(node):
+            used.update(i for i in n.inputs if i)
+            for sg in n.subgraphs.values():
+                used |= sg.defined()
     for name in list(g.tensors):
         if name not in used and not any(name in n.outputs for n in g.nodes):
             del g.tensors[name]

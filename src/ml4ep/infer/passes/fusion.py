@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..graph import Graph, Node
+from ..graph import Graph, Node, reads
 from ..ops.elementwise import FUSABLE
 
 DENSE_OPS = {"Gemm", "MatMul", "Conv", "ConvTranspose"}
@@ -20,7 +20,7 @@ DENSE_OPS = {"Gemm", "MatMul", "Conv", "ConvTranspose"}
 def _single_consumer(g: Graph, name: str) -> Node | None:
     if name in g.outputs:
         return None
-    users = [n for n in g.nodes if name in n.inputs]
+    users = [n for n in g.nodes if name in n.inputs or (n.subgraphs and name in reads(n))]
     return users[0] if len(users) == 1 else None
 
 

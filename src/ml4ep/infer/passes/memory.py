@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import dims as D
-from ..graph import Graph
+from ..graph import Graph, nested_nodes
 from .. import ops as O
 
 ALIGN = 64
@@ -102,26 +102,36 @@ def plan(g: Graph) -> Plan:
             touch(name, idx)
         for name in node.outputs:
             touch(name, idx)
+        # control flow: every tensor of the bodies lives while the node runs
+        for inner in [node, *nested_nodes(node)]:
+            for sg in inner.subgraphs.values():
+                for name in [*sg.inputs, *sg.outputs]:
+                    touch(name, idx)
+            if inner is not node:
+                for name in [*inner.inputs, *inner.outputs]:
+                    touch(name, idx)
     for o in g.outputs:
         touch(o, n_nodes)
 
     for s in storages.values():
         if s.kind == "arena":
-            sizes = [D.norm(g.t(m).numel * g.t(m).dtype.itemsize) for m in s.members]
+            # data-dependent dimensions (NonZero's count, ...) take their upper bound
+            sizes = [g.derived.bound(D.norm(g.t(m).numel * g.t(m).dtype.itemsize)) for m in s.members]
             s.nbytes = _largest(sizes)
 
     # 3. per-node scratch space
     workspaces: dict[tuple[str, int], Storage] = {}
-    for idx, node in enumerate(g.nodes):
-        opdef = O.get(node.op_type)
-        if opdef is None or opdef.workspace is None:
-            continue
-        for k, (numel, dtype) in enumerate(opdef.workspace(node, g)):
-            import numpy as np
+    import numpy as np
 
-            ws = Storage("arena", f"{node.name}#ws{k}", first=idx, last=idx,
-                         nbytes=D.norm(D.norm(numel) * np.dtype(dtype).itemsize))
-            workspaces[(node.name, k)] = ws
+    for idx, top in enumerate(g.nodes):
+        for node in [top, *nested_nodes(top)]:
+            opdef = O.get(node.op_type)
+            if opdef is None or opdef.workspace is None:
+                continue
+            for k, (numel, dtype) in enumerate(opdef.workspace(node, g)):
+                ws = Storage("arena", f"{node.name}#ws{k}", first=idx, last=idx,
+                             nbytes=g.derived.bound(D.norm(D.norm(numel) * np.dtype(dtype).itemsize)))
+                workspaces[(node.name, k)] = ws
 
     # 4. group by monomial and place
     arena = [s for s in storages.values() if s.kind == "arena"] + list(workspaces.values())

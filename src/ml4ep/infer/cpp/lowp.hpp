@@ -1,0 +1,292 @@
+// ---- ml4ep low-precision storage types (bfloat16, float8, float4, int4, int2) ----
+// One byte per element (bfloat16: two), as the ml_dtypes arrays of onnx's NumPy side (no packing). Each type
+// converts implicitly to float (the integer ones to int) and from any arithmetic type, so operator code written
+// for float reads and writes them. Conversions follow onnx's reference (ml_dtypes): from a double through float;
+// to the float8 types with saturation (ONNX Cast's default saturate=1; `cast(f, false)` gives inf/NaN instead);
+// to float8e8m0 rounding up with saturation (`cast(f, saturate, round_mode)`); to int4/int2 truncation toward
+// zero keeping the low bits (values outside int32 and NaN give 0), as ml_dtypes does.
+#ifndef ML4EP_LOWP_V1
+#define ML4EP_LOWP_V1
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+namespace ml4ep_rt {
+
+namespace lowp {
+inline uint32_t bits_of(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, sizeof(x));
+  return x;
+}
+inline float float_of(uint32_t x) {
+  float f;
+  std::memcpy(&f, &x, sizeof(f));
+  return f;
+}
+// a class type (half, another low-precision type) converting to float: read through float
+template <typename U>
+using if_class = std::enable_if_t<!std::is_arithmetic<U>::value && std::is_convertible<U, float>::value, int>;
+template <typename U>
+using if_arith = std::enable_if_t<std::is_arithmetic<U>::value, int>;
+}  // namespace lowp
+
+// bfloat16: the upper half of a float; from float rounding to nearest even, NaN to the quiet NaN of its sign
+struct bfloat16 {
+  uint16_t bits;
+  bfloat16() = default;
+  template <typename U, lowp::if_arith<U> = 0>
+  bfloat16(U v) : bits(from_float(static_cast<float>(v))) {}  // NOLINT: implicit on purpose
+  template <typename U, lowp::if_class<U> = 0>
+  bfloat16(const U& v) : bits(from_float(static_cast<float>(v))) {}  // NOLINT
+  operator float() const { return lowp::float_of(static_cast<uint32_t>(bits) << 16); }  // NOLINT
+  static bfloat16 from_bits(uint16_t b) {
+    bfloat16 h;
+    h.bits = b;
+    return h;
+  }
+  static uint16_t from_float(float f) {
+    const uint32_t x = lowp::bits_of(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>(((x >> 16) & 0x8000u) | 0x7fc0u);
+    return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+  }
+};
+static_assert(sizeof(bfloat16) == 2, "bfloat16 is two bytes");
+
+// Small floats of M mantissa bits and exponent bias Bias, largest finite magnitude code MaxCode, Kind:
+// 0 IEEE-like (inf and NaN at the all-ones exponent: float8e5m2), 1 "fn" (no inf, S.1111.111 is NaN:
+// float8e4m3fn), 2 "fnuz" (no inf, no negative zero, 0x80 is NaN), 3 no inf and no NaN (float4e2m1, 4 bits).
+template <int M, int Bias, int MaxCode, int Kind>
+struct minifloat {
+  static constexpr int kSignShift = Kind == 3 ? 3 : 7;
+  uint8_t bits;
+  minifloat() = default;
+  template <typename U, lowp::if_arith<U> = 0>
+  minifloat(U v) : bits(encode(static_cast<float>(v), true)) {}  // NOLINT: implicit on purpose
+  template <typename U, lowp::if_class<U> = 0>
+  minifloat(const U& v) : bits(encode(static_cast<float>(v), true)) {}  // NOLINT
+  operator float() const { return decode(bits); }  // NOLINT
+  static minifloat from_bits(uint8_t b) {
+    minifloat h;
+    h.bits = b;
+    return h;
+  }
+  // ONNX Cast: saturate clamps out-of-range values (and inf) to the largest finite value of their sign;
+  // without it they become inf (Kind 0) or NaN (Kinds 1, 2); float4e2m1 always saturates
+  static minifloat cast(float f, bool saturate) { return from_bits(encode(f, saturate)); }
+
+  static float decode(uint8_t b) {
+    // float4e2m1: bytes with bits above the 4 set read as negative (as ml_dtypes)
+    const uint32_t sign = Kind == 3 ? (b >= 8u ? 1u : 0u) : static_cast<uint32_t>(b >> 7);
+    const uint32_t mag = Kind == 3 ? b & 7u : b & 0x7fu;
+    const uint32_t e = mag >> M, m = mag & ((1u << M) - 1u);
+    // NaN: the quiet NaN of the code's sign (fnuz: negative), as ml_dtypes
+    const float nan = lowp::float_of((sign << 31) | 0x7fc00000u);
+    if (Kind == 0 && e == (0x7fu >> M)) return m ? nan : lowp::float_of((sign << 31) | 0x7f800000u);
+    if (Kind == 1 && mag == 0x7fu) return nan;
+    if (Kind == 2 && b == 0x80u) return nan;
+    // subnormals m * 2^(1 - Bias - M): exact in float
+    const float v = e == 0 ? static_cast<float>(m) * lowp::float_of(static_cast<uint32_t>(128 - Bias - M) << 23)
+                           : lowp::float_of(((e + 127u - Bias) << 23) | (m << (23 - M)));
+    return sign ? -v : v;
+  }
+
+  static uint8_t encode(float f, bool saturate) {
+    const uint32_t x = lowp::bits_of(f);
+    const uint32_t sign = x >> 31, ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) {  // NaN (ml_dtypes: float4e2m1 gives the zero of the opposite sign)
+      if (Kind == 0) return static_cast<uint8_t>((sign << 7) | 0x7eu);
+      if (Kind == 1) return static_cast<uint8_t>((sign << 7) | 0x7fu);
+      if (Kind == 2) return 0x80u;
+      return static_cast<uint8_t>(sign ? 0u : 8u);
+    }
+    uint32_t code = 0;
+    if (ax == 0x7f800000u) {
+      code = MaxCode + 1;  // inf: an overflow
+    } else if (ax >= 0x00800000u) {  // float subnormals are far below every target's smallest value
+      constexpr int emin = 1 - Bias;
+      const int e = static_cast<int>(ax >> 23) - 127;
+      const int et = e > emin ? e : emin;
+      const int shift = 23 - M + (et - e);
+      if (shift <= 24) {  // otherwise below half the smallest subnormal: zero
+        const uint32_t sig = (ax & 0x7fffffu) | 0x800000u;
+        uint32_t m = sig >> shift;
+        const uint32_t rem = sig & ((1u << shift) - 1u), half = 1u << (shift - 1);
+        m += (rem > half || (rem == half && (m & 1u))) ? 1u : 0u;
+        // a normal's hidden bit (and a carry out of the mantissa) lands in the exponent field
+        code = (static_cast<uint32_t>(et - emin) << M) + m;
+      }
+    }
+    if (code > static_cast<uint32_t>(MaxCode)) {
+      if (saturate || Kind == 3) {
+        code = MaxCode;
+      } else if (Kind == 0) {
+        code = 0x7cu;  // inf
+      } else if (Kind == 1) {
+        return static_cast<uint8_t>((sign << 7) | 0x7fu);
+      } else {
+        return 0x80u;
+      }
+    }
+    if (Kind == 2 && code == 0) return 0;  // no negative zero
+    return static_cast<uint8_t>((sign << kSignShift) | code);
+  }
+};
+
+using float8e4m3fn = minifloat<3, 7, 0x7e, 1>;
+using float8e4m3fnuz = minifloat<3, 8, 0x7f, 2>;
+using float8e5m2 = minifloat<2, 15, 0x7b, 0>;
+using float8e5m2fnuz = minifloat<2, 16, 0x7f, 2>;
+using float4e2m1 = minifloat<1, 1, 0x7, 3>;
+static_assert(sizeof(float8e4m3fn) == 1, "float8 is one byte");
+
+// float8e8m0: 2^(bits - 127), 0xff NaN, no sign and no zero. From float as onnx.numpy_helper.to_float8e8m0:
+// the float's exponent, rounded by round_mode (0 up: any fraction rounds up, 1 down, 2 nearest: up from x.5
+// on); saturate keeps 2^127 from rounding up to NaN; inf and NaN give NaN; the sign is dropped.
+struct float8e8m0 {
+  uint8_t bits;
+  float8e8m0() = default;
+  template <typename U, lowp::if_arith<U> = 0>
+  float8e8m0(U v) : bits(encode(static_cast<float>(v), true, 0)) {}  // NOLINT: implicit on purpose
+  template <typename U, lowp::if_class<U> = 0>
+  float8e8m0(const U& v) : bits(encode(static_cast<float>(v), true, 0)) {}  // NOLINT
+  operator float() const {  // NOLINT
+    if (bits == 0xffu) return std::numeric_limits<float>::quiet_NaN();
+    return lowp::float_of(bits == 0 ? 0x00400000u : static_cast<uint32_t>(bits) << 23);
+  }
+  static float8e8m0 from_bits(uint8_t b) {
+    float8e8m0 h;
+    h.bits = b;
+    return h;
+  }
+  static float8e8m0 cast(float f, bool saturate, int round_mode = 0) {
+    return from_bits(encode(f, saturate, round_mode));
+  }
+  static uint8_t encode(float f, bool saturate, int round_mode) {
+    const uint32_t x = lowp::bits_of(f);
+    const uint32_t e = (x >> 23) & 0xffu;
+    if (e == 0xffu) return 0xffu;
+    bool up = false;
+    if (round_mode == 0) {
+      up = (x & 0x7fffffu) != 0;
+    } else if (round_mode == 2) {
+      up = (x & 0x400000u) && ((x & 0x3fffffu) || e > 0);  // guard and (round or sticky or lsb)
+    }
+    if (saturate && e == 0xfeu) up = false;
+    return static_cast<uint8_t>(e + (up ? 1u : 0u));
+  }
+};
+static_assert(sizeof(float8e8m0) == 1, "float8e8m0 is one byte");
+
+// Bits-wide integers in one byte (the low bits; signed ones two's complement): from integers keeping the low
+// bits (wrapping), from floating values truncating toward zero first (NaN and values outside int32 give 0)
+template <bool Signed, int Bits>
+struct smallint {
+  static constexpr uint32_t kMask = (1u << Bits) - 1u, kSign = 1u << (Bits - 1);
+  uint8_t bits;
+  smallint() = default;
+  template <typename U, lowp::if_arith<U> = 0>
+  smallint(U v) : bits(encode(v)) {}  // NOLINT: implicit on purpose
+  template <typename U, lowp::if_class<U> = 0>
+  smallint(const U& v) : bits(encode(static_cast<float>(v))) {}  // NOLINT
+  operator int() const {  // NOLINT
+    const int u = static_cast<int>(bits & kMask);
+    return Signed ? (u ^ static_cast<int>(kSign)) - static_cast<int>(kSign) : u;
+  }
+  static smallint from_bits(uint8_t b) {
+    smallint h;
+    h.bits = b;
+    return h;
+  }
+  template <typename U>
+  static uint8_t encode(U v) {
+    if constexpr (std::is_floating_point<U>::value) {
+      if (!(v > U(-2147483649.0) && v < U(2147483648.0))) return 0;
+      return static_cast<uint8_t>(static_cast<uint32_t>(static_cast<int32_t>(v)) & kMask);
+    } else {
+      return static_cast<uint8_t>(static_cast<uint64_t>(v) & kMask);
+    }
+  }
+};
+using uint4 = smallint<false, 4>;
+using int4 = smallint<true, 4>;
+using uint2 = smallint<false, 2>;
+using int2 = smallint<true, 2>;
+
+}  // namespace ml4ep_rt
+
+namespace std {
+template <>
+class numeric_limits<ml4ep_rt::bfloat16> {
+  using T = ml4ep_rt::bfloat16;
+
+ public:
+  static constexpr bool is_specialized = true, is_signed = true, is_integer = false, is_exact = false;
+  static constexpr bool has_infinity = true, has_quiet_NaN = true;
+  static constexpr int digits = 8;
+  static T min() { return T::from_bits(0x0080u); }
+  static T max() { return T::from_bits(0x7f7fu); }
+  static T lowest() { return T::from_bits(0xff7fu); }
+  static T epsilon() { return T::from_bits(0x3c00u); }
+  static T infinity() { return T::from_bits(0x7f80u); }
+  static T quiet_NaN() { return T::from_bits(0x7fc0u); }
+  static T denorm_min() { return T::from_bits(0x0001u); }
+};
+
+// types without inf give their largest finite value for infinity() (so -infinity() starts a max-reduction),
+// float4e2m1 gives zero for quiet_NaN()
+template <int M, int Bias, int MaxCode, int Kind>
+class numeric_limits<ml4ep_rt::minifloat<M, Bias, MaxCode, Kind>> {
+  using T = ml4ep_rt::minifloat<M, Bias, MaxCode, Kind>;
+
+ public:
+  static constexpr bool is_specialized = true, is_signed = true, is_integer = false, is_exact = false;
+  static constexpr bool has_infinity = Kind == 0, has_quiet_NaN = Kind != 3;
+  static constexpr int digits = M + 1;
+  static T min() { return T::from_bits(static_cast<uint8_t>(1u << M)); }
+  static T max() { return T::from_bits(static_cast<uint8_t>(MaxCode)); }
+  static T lowest() { return T::from_bits(static_cast<uint8_t>(MaxCode | (1u << T::kSignShift))); }
+  static T epsilon() { return T(1.0f / static_cast<float>(1u << M)); }
+  static T infinity() { return T::from_bits(static_cast<uint8_t>(Kind == 0 ? 0x7cu : MaxCode)); }
+  static T quiet_NaN() {
+    return T::from_bits(static_cast<uint8_t>(Kind == 0 ? 0x7eu : Kind == 1 ? 0x7fu : Kind == 2 ? 0x80u : 0u));
+  }
+  static T denorm_min() { return T::from_bits(1u); }
+};
+
+template <>
+class numeric_limits<ml4ep_rt::float8e8m0> {
+  using T = ml4ep_rt::float8e8m0;
+
+ public:
+  static constexpr bool is_specialized = true, is_signed = false, is_integer = false, is_exact = false;
+  static constexpr bool has_infinity = false, has_quiet_NaN = true;
+  static constexpr int digits = 1;
+  static T min() { return T::from_bits(0u); }
+  static T max() { return T::from_bits(0xfeu); }
+  static T lowest() { return T::from_bits(0u); }
+  static T epsilon() { return T::from_bits(127u); }
+  static T infinity() { return T::from_bits(0xfeu); }
+  static T quiet_NaN() { return T::from_bits(0xffu); }
+  static T denorm_min() { return T::from_bits(0u); }
+};
+
+template <bool Signed, int Bits>
+class numeric_limits<ml4ep_rt::smallint<Signed, Bits>> {
+  using T = ml4ep_rt::smallint<Signed, Bits>;
+
+ public:
+  static constexpr bool is_specialized = true, is_signed = Signed, is_integer = true, is_exact = true;
+  static constexpr bool has_infinity = false, has_quiet_NaN = false;
+  static constexpr int digits = Signed ? Bits - 1 : Bits;
+  static T min() { return T::from_bits(static_cast<uint8_t>(Signed ? T::kSign : 0u)); }
+  static T max() { return T::from_bits(static_cast<uint8_t>(Signed ? T::kSign - 1u : T::kMask)); }
+  static T lowest() { return min(); }
+  static T epsilon() { return T::from_bits(0u); }
+  static T infinity() { return T::from_bits(0u); }
+  static T quiet_NaN() { return T::from_bits(0u); }
+  static T denorm_min() { return T::from_bits(0u); }
+};
+}  // namespace std
+#endif  // ML4EP_LOWP_V1

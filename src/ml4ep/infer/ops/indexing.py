@@ -1,0 +1,823 @@
+"""Indexing operators: GatherElements, GatherND, ScatterElements (and the opset 9-10 Scatter), ScatterND,
+OneHot, Trilu, EyeLike, CumSum, CumProd, TopK and ReverseSequence.
+
+Index tensors may hold negative indices (counted from the end of their axis). An index still out of range
+at run time throws ``std::out_of_range`` naming the node (GatherElements, GatherND, ScatterElements,
+Scatter, ScatterND, and ReverseSequence for a sequence length outside ``[0, time]``); nothing is read or
+written out of bounds. OneHot follows ONNX: an index outside ``[-depth, depth)`` gives a row of
+``off`` values.
+
+Scatter reductions (add, mul, max, min) apply the updates one after another in index order, so repeated
+indices aggregate (message passing in interaction networks); ``none`` with repeated indices keeps the last
+update. Arithmetic is done in ``float`` for the float16/bfloat16 wrapper types, ``double`` for float64 and
+the element type itself otherwise.
+
+TopK selects without a full sort: for ``k <= 64`` each row keeps the best ``k`` values in a small sorted
+buffer (one comparison with the current worst for most elements), otherwise ``std::partial_sort`` over an
+index workspace. Ties go to the lower index, as ONNX specifies; NaN counts as larger than every number.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+from onnx import helper
+
+from . import register
+from .common import const_ints, ctype, norm_axis, strides
+from .. import dims as D
+from ...errors import ShapeError
+
+if TYPE_CHECKING:
+    from ..codegen import Emitter
+    from ..graph import Graph, Node
+
+# TopK with k up to this size keeps a sorted buffer per row; larger k uses std::partial_sort
+TOPK_BUFFER = 64
+_INDEX_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
+
+
+# ------------------------------------------------------------------------------------------------------
+# helpers
+
+def _err(node: "Node", msg: str) -> ShapeError:
+    return ShapeError(f"node '{node.name}' ({node.op_type}): {msg}")
+
+
+def _cstr(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _oor(node: "Node", what: str = "index out of range") -> str:
+    """C++ statement throwing std::out_of_range naming the node."""
+    return f"throw std::out_of_range({_cstr(f'node {chr(39)}{node.name}{chr(39)} ({node.op_type}): {what}')});"
+
+
+def _acc(dtype) -> str:
+    """C++ type in which values of ``dtype`` are computed."""
+    dt = np.dtype(dtype)
+    if dt == np.float64:
+        return "double"
+    if dt.kind == "f" or dt.name == "bfloat16":
+        return "float"
+    return ctype(dt)
+
+
+def _is_float(dtype) -> bool:
+    dt = np.dtype(dtype)
+    return dt.kind == "f" or dt.name == "bfloat16"
+
+
+def _lit(dtype, v: int) -> str:
+    """C++ literal of the small integer ``v`` in the C++ type of ``dtype``."""
+    dt = np.dtype(dtype)
+    if dt == np.bool_:
+        return "true" if v else "false"
+    if dt == np.float64:
+        return f"{v}.0"
+    if dt == np.float32:
+        return f"{v}.0f"
+    ct = ctype(dt)
+    if _is_float(dt):
+        return f"static_cast<{ct}>({v}.0f)"
+    return f"static_cast<{ct}>({v})"
+
+
+def _mul(a: str, d) -> str:
+    if d == 0:
+        return "0"
+    return a if d == 1 else f"{a} * {D.cpp(d)}"
+
+
+def _sum(terms: Sequence[str]) -> str:
+    t = [x for x in terms if x and x != "0"]
+    return " + ".join(t) if t else "0"
+
+
+def _indent(code: str, ind: str = "  ") -> str:
+    return "".join(ind + line + "\n" if line else "\n" for line in code.splitlines())
+
+
+def _nest(extents: Sequence, arrays: Sequence[Sequence], body_fn, prefix: str = "") -> str:
+    """Nested loops over ``extents`` with one running offset per array (its strides per axis, 0 = constant).
+
+    Axes of extent 1 are dropped and neighbours that are contiguous for every array merged.
+    ``body_fn(offsets)`` gets the C++ offset expressions and returns the loop body.
+    """
+    axes = [(e, [s[a] for s in arrays]) for a, e in enumerate(extents) if e != 1]
+    merged: list[tuple] = []
+    for e, st in axes:
+        if merged:
+            pe, pst = merged[-1]
+            if all(D.norm(s * e) == ps for s, ps in zip(st, pst)):
+                merged[-1] = (D.norm(pe * e), st)
+                continue
+        merged.append((e, st))
+    n_arr = len(arrays)
+    offs = ["0"] * n_arr
+    code = ""
+    ind = ""
+    for lvl, (e, st) in enumerate(merged):
+        v = f"{prefix}i{lvl}"
+        code += f"{ind}for (int64_t {v} = 0; {v} < {D.cpp(e)}; ++{v}) {{\n"
+        ind += "  "
+        new = []
+        for k in range(n_arr):
+            expr = _sum([offs[k], _mul(v, st[k])])
+            name = f"{prefix}o{k}_{lvl}"
+            if expr == offs[k]:
+                new.append(offs[k])
+            else:
+                code += f"{ind}const int64_t {name} = {expr};\n"
+                new.append(name)
+        offs = new
+    code += _indent(body_fn(offs), ind) if ind else body_fn(offs)
+    for lvl in range(len(merged) - 1, -1, -1):
+        code += "  " * lvl + "}\n"
+    return code
+
+
+def _at(off: str, extra: str) -> str:
+    return _sum([off, extra])
+
+
+def _norm_index(node: "Node", var: str, src: str, n) -> str:
+    """C++ lines: ``int64_t var`` = the index read from ``src``, made non-negative and bounds-checked."""
+    n_c = D.cpp(n)
+    return (f"int64_t {var} = static_cast<int64_t>({src});\n"
+            f"if ({var} < 0) {var} += {n_c};\n"
+            f"if ({var} < 0 || {var} >= {n_c}) {_oor(node)}\n")
+
+
+def _copy_data(cg: "Emitter", x: str, y: str) -> str:
+    if cg.same_storage(x, y):
+        return ""
+    return f"std::memcpy({cg.ptr(y)}, {cg.ptr(x)}, sizeof({cg.ctype(y)}) * size_t({cg.numel(y)}));\n"
+
+
+def _check_indices_dtype(node: "Node", g: "Graph", k: int, allowed=_INDEX_DTYPES) -> str | None:
+    t = g.tensors.get(node.input(k))
+    if t is not None and t.dtype not in allowed:
+        return f"indices of dtype {t.dtype} are not supported ({', '.join(str(a) for a in allowed)})"
+    return None
+
+
+# reductions of the scatter ops: C++ statement updating ``dst`` with ``src`` (both lvalues of type T)
+def _reduce_stmt(reduction: str, dtype, dst: str, src: str) -> str:
+    ct, a = ctype(dtype), _acc(dtype)
+    if reduction == "none":
+        return f"{dst} = {src};"
+    x, u = f"static_cast<{a}>({dst})", f"static_cast<{a}>({src})"
+    expr = {
+        "add": f"{x} + {u}",
+        "mul": f"{x} * {u}",
+        "max": f"std::max({x}, {u})",
+        "min": f"std::min({x}, {u})",
+    }[reduction]
+    return f"{dst} = static_cast<{ct}>({expr});"
+
+
+def _reduction(node: "Node") -> str:
+    r = node.attr("reduction", "none")
+    return r.decode() if isinstance(r, bytes) else str(r)
+
+
+def _check_reduction(node: "Node", g: "Graph") -> str | None:
+    r = _reduction(node)
+    if r not in ("none", "add", "mul", "max", "min"):
+        return f"reduction '{r}' is not supported (none, add, mul, max, min)"
+    t = g.tensors.get(node.input(0))
+    if r != "none" and t is not None and t.dtype == np.bool_:
+        return f"reduction '{r}' on bool data is not supported"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------
+# GatherElements, ScatterElements, Scatter
+
+def _elem_axis(node: "Node", rank: int) -> int:
+    return norm_axis(node, int(node.attr("axis", 0)), rank)
+
+
+def _check_elements_shapes(node: "Node", data: tuple, ind: tuple, axis: int) -> None:
+    if len(ind) != len(data):
+        raise _err(node, f"indices rank {len(ind)} differs from data rank {len(data)}")
+    for a, (di, dd) in enumerate(zip(ind, data)):
+        if a == axis or di == dd:
+            continue
+        try:
+            bad = di > dd
+        except D.SymbolicError:  # decided at run time (_shape_guard)
+            bad = False
+        if bad:
+            raise _err(node, f"indices shape {D.fmt_shape(ind)} exceeds data shape {D.fmt_shape(data)} on axis {a}")
+
+
+def _shape_guard(node: "Node", data: list, ind: list, axis: int) -> str:
+    """Run-time checks of the indices dims that may exceed the data dims (symbolic ones)."""
+    code = ""
+    for a, (di, dd) in enumerate(zip(ind, data)):
+        if a != axis and di != dd and not (D.is_static(di) and D.is_static(dd)):
+            code += f"if ({D.cpp(di)} > {D.cpp(dd)}) {_oor(node, f'indices dim {a} exceeds the data dim')}\n"
+    return code
+
+
+def _infer_gather_elements(node: "Node", g: "Graph"):
+    t, ind = g.t(node.inputs[0]), g.t(node.inputs[1])
+    if t.rank == 0:
+        raise _err(node, "data must have rank >= 1")
+    axis = _elem_axis(node, t.rank)
+    _check_elements_shapes(node, t.shape, ind.shape, axis)
+    return [(t.dtype, ind.shape)]
+
+
+def _emit_gather_elements(node: "Node", cg: "Emitter") -> str:
+    x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    xs, isx = cg.shape(x), cg.shape(ind)
+    if D.prod(isx) == 0:
+        return ""
+    axis = _elem_axis(node, len(xs))
+    xst, ist = strides(xs), strides(isx)
+    dstride = list(xst)
+    dstride[axis] = 0  # the index replaces the loop variable on the axis
+    xp, ip, yp = cg.ptr(x), cg.ptr(ind), cg.ptr(y)
+
+    def body(offs):
+        return (_norm_index(node, "k", f"{ip}[{offs[1]}]", xs[axis])
+                + f"{yp}[{offs[1]}] = {xp}[{_at(offs[0], _mul('k', xst[axis]))}];\n")
+
+    return _shape_guard(node, xs, isx, axis) + _nest(isx, [dstride, ist], body)
+
+
+def _infer_scatter_elements(node: "Node", g: "Graph"):
+    t, ind, upd = g.t(node.inputs[0]), g.t(node.inputs[1]), g.t(node.inputs[2])
+    if t.rank == 0:
+        raise _err(node, "data must have rank >= 1")
+    axis = _elem_axis(node, t.rank)
+    if tuple(upd.shape) != tuple(ind.shape):
+        raise _err(node, f"updates shape {D.fmt_shape(upd.shape)} differs from indices shape "
+                         f"{D.fmt_shape(ind.shape)}")
+    if upd.dtype != t.dtype:
+        raise _err(node, f"updates dtype {upd.dtype} differs from data dtype {t.dtype}")
+    _check_elements_shapes(node, t.shape, ind.shape, axis)
+    return [(t.dtype, t.shape)]
+
+
+def _emit_scatter_elements(node: "Node", cg: "Emitter") -> str:
+    x, ind, upd, y = node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0]
+    xs, isx = cg.shape(x), cg.shape(ind)
+    code = _copy_data(cg, x, y)
+    if D.prod(isx) == 0:
+        return code
+    axis = _elem_axis(node, len(xs))
+    xst, ist = strides(xs), strides(isx)
+    dstride = list(xst)
+    dstride[axis] = 0
+    ip, up, yp = cg.ptr(ind), cg.ptr(upd), cg.ptr(y)
+    red = _reduction(node)
+
+    def body(offs):
+        dst = f"{yp}[{_at(offs[0], _mul('k', xst[axis]))}]"
+        return (_norm_index(node, "k", f"{ip}[{offs[1]}]", xs[axis])
+                + _reduce_stmt(red, cg.dtype(y), dst, f"{up}[{offs[1]}]") + "\n")
+
+    return code + _shape_guard(node, xs, isx, axis) + _nest(isx, [dstride, ist], body)
+
+
+def _check_gather_elements(node: "Node", g: "Graph"):
+    return _check_indices_dtype(node, g, 1)
+
+
+def _check_scatter_elements(node: "Node", g: "Graph"):
+    return _check_indices_dtype(node, g, 1) or _check_reduction(node, g)
+
+
+register("GatherElements", infer=_infer_gather_elements, emit=_emit_gather_elements,
+         check=_check_gather_elements)
+register("ScatterElements", "Scatter", infer=_infer_scatter_elements, emit=_emit_scatter_elements,
+         check=_check_scatter_elements)
+
+
+# ------------------------------------------------------------------------------------------------------
+# GatherND, ScatterND
+
+def _nd_parts(node: "Node", data: tuple, ind: tuple, b: int) -> int:
+    """Validates the shapes; returns m, the length of an index tuple."""
+    if len(ind) < 1 or len(data) < 1:
+        raise _err(node, "data and indices must have rank >= 1")
+    m = ind[-1]
+    if not D.is_static(m):
+        raise _err(node, "the last dimension of indices must be static")
+    m = int(m)
+    if not 0 <= b < min(len(ind), len(data)):
+        raise _err(node, f"batch_dims {b} out of range")
+    if tuple(ind[:b]) != tuple(data[:b]):
+        raise _err(node, f"batch dimensions of indices {D.fmt_shape(ind)} and data {D.fmt_shape(data)} differ")
+    if b + m > len(data):
+        raise _err(node, f"index tuples of length {m} exceed data rank {len(data)} (batch_dims {b})")
+    return m
+
+
+def _infer_gathernd(node: "Node", g: "Graph"):
+    t, ind = g.t(node.inputs[0]), g.t(node.inputs[1])
+    b = int(node.attr("batch_dims", 0))
+    m = _nd_parts(node, t.shape, ind.shape, b)
+    return [(t.dtype, tuple(ind.shape[:-1]) + tuple(t.shape[b + m:]))]
+
+
+def _nd_offset(node: "Node", xs: list, first: int, m: int, ip: str, ioff: str) -> str:
+    """C++ lines computing ``int64_t off`` of the index tuple at ip[ioff:ioff+m] over data axes first..first+m."""
+    xst = strides(xs)
+    code = "int64_t off = 0;\n"
+    for j in range(m):
+        code += "{\n" + _indent(_norm_index(node, "k", f"{ip}[{_at(ioff, str(j))}]", xs[first + j])
+                                + f"off += {_mul('k', xst[first + j])};\n") + "}\n"
+    return code
+
+
+def _emit_gathernd(node: "Node", cg: "Emitter") -> str:
+    x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    xs, isx = cg.shape(x), cg.shape(ind)
+    b = int(node.attr("batch_dims", 0))
+    m = int(isx[-1])
+    nb = D.prod(xs[:b])
+    nq = D.prod(isx[b:-1])
+    inner = D.prod(xs[b + m:])
+    if D.norm(nb * nq * inner) == 0:
+        return ""
+    bstride = D.prod(xs[b:])
+    xp, ip, yp, ct = cg.ptr(x), cg.ptr(ind), cg.ptr(y), cg.ctype(y)
+    body = (f"const int64_t q = {_sum([_mul('bb', nq), 'j'])};\n"
+            + _nd_offset(node, xs, b, m, ip, _mul("q", m)))
+    src = _sum([_mul("bb", bstride), "off"])
+    if inner == 1:
+        body += f"{yp}[q] = {xp}[{src}];\n"
+    else:
+        body += (f"std::memcpy({yp} + {_mul('q', inner)}, {xp} + {src}, "
+                 f"sizeof({ct}) * size_t({D.cpp(inner)}));\n")
+    loop = f"for (int64_t j = 0; j < {D.cpp(nq)}; ++j) {{\n" + _indent(body) + "}\n"
+    return f"for (int64_t bb = 0; bb < {D.cpp(nb)}; ++bb) {{\n" + _indent(loop) + "}\n"
+
+
+def _infer_scatternd(node: "Node", g: "Graph"):
+    t, ind, upd = g.t(node.inputs[0]), g.t(node.inputs[1]), g.t(node.inputs[2])
+    m = _nd_parts(node, t.shape, ind.shape, 0)
+    want = tuple(ind.shape[:-1]) + tuple(t.shape[m:])
+    if tuple(upd.shape) != want:
+        raise _err(node, f"updates shape {D.fmt_shape(upd.shape)} != {D.fmt_shape(want)} "
+                         "(indices.shape[:-1] + data.shape[m:])")
+    if upd.dtype != t.dtype:
+        raise _err(node, f"updates dtype {upd.dtype} differs from data dtype {t.dtype}")
+    return [(t.dtype, t.shape)]
+
+
+def _emit_scatternd(node: "Node", cg: "Emitter") -> str:
+    x, ind, upd, y = node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0]
+    xs, isx = cg.shape(x), cg.shape(ind)
+    code = _copy_data(cg, x, y)
+    m = int(isx[-1])
+    nq = D.prod(isx[:-1])
+    inner = D.prod(xs[m:])
+    if D.norm(nq * inner) == 0:
+        return code
+    ip, up, yp = cg.ptr(ind), cg.ptr(upd), cg.ptr(y)
+    red = _reduction(node)
+    body = _nd_offset(node, xs, 0, m, ip, _mul("j", m))
+    if inner == 1:
+        body += _reduce_stmt(red, cg.dtype(y), f"{yp}[off]", f"{up}[j]") + "\n"
+    elif red == "none":
+        body += (f"std::memcpy({yp} + off, {up} + {_mul('j', inner)}, "
+                 f"sizeof({cg.ctype(y)}) * size_t({D.cpp(inner)}));\n")
+    else:
+        body += (f"{cg.ctype(y)}* __restrict yr = {yp} + off;\n"
+                 f"const {cg.ctype(y)}* __restrict ur = {up} + {_mul('j', inner)};\n"
+                 f"for (int64_t i = 0; i < {D.cpp(inner)}; ++i) "
+                 + _reduce_stmt(red, cg.dtype(y), "yr[i]", "ur[i]") + "\n")
+    return code + f"for (int64_t j = 0; j < {D.cpp(nq)}; ++j) {{\n" + _indent(body) + "}\n"
+
+
+def _check_gathernd(node: "Node", g: "Graph"):
+    return _check_indices_dtype(node, g, 1)
+
+
+def _check_scatternd(node: "Node", g: "Graph"):
+    return _check_indices_dtype(node, g, 1) or _check_reduction(node, g)
+
+
+register("GatherND", infer=_infer_gathernd, emit=_emit_gathernd, check=_check_gathernd)
+register("ScatterND", infer=_infer_scatternd, emit=_emit_scatternd, check=_check_scatternd)
+
+
+# ------------------------------------------------------------------------------------------------------
+# OneHot
+
+def _onehot_axis(node: "Node", rank: int) -> int:
+    axis = int(node.attr("axis", -1))
+    if not -rank - 1 <= axis <= rank:
+        raise _err(node, f"axis {axis} out of range for indices of rank {rank}")
+    return axis + rank + 1 if axis < 0 else axis
+
+
+def _onehot_depth(node: "Node", g: "Graph") -> int:
+    v = g.const(node.input(1))
+    if v is None:
+        raise _err(node, "depth must be known at compile time")
+    d = np.asarray(v).reshape(-1)
+    if d.size != 1 or d.dtype == object:
+        raise _err(node, "depth must be a static scalar")
+    depth = int(d[0])
+    if depth < 0:
+        raise _err(node, f"depth {depth} is negative")
+    return depth
+
+
+def _infer_onehot(node: "Node", g: "Graph"):
+    ind, vals = g.t(node.inputs[0]), g.t(node.inputs[2])
+    depth = _onehot_depth(node, g)
+    if vals.numel != 2:
+        raise _err(node, f"values must hold 2 elements (off, on), got shape {D.fmt_shape(vals.shape)}")
+    axis = _onehot_axis(node, ind.rank)
+    return [(vals.dtype, tuple(ind.shape[:axis]) + (depth,) + tuple(ind.shape[axis:]))]
+
+
+def _emit_onehot(node: "Node", cg: "Emitter") -> str:
+    ind, vals, y = node.inputs[0], node.inputs[2], node.outputs[0]
+    depth = _onehot_depth(node, cg.g)
+    isx = cg.shape(ind)
+    axis = _onehot_axis(node, len(isx))
+    outer, inner = D.prod(isx[:axis]), D.prod(isx[axis:])
+    if D.norm(outer * inner) == 0 or depth == 0:
+        return ""
+    ip, vp, yp = cg.ptr(ind), cg.ptr(vals), cg.ptr(y)
+    read = f"{ip}[{_sum([_mul('o', inner), 'i'])}]"
+    if _is_float(cg.dtype(ind)):  # ONNX casts float indices to integers (truncation)
+        read = f"static_cast<int64_t>(static_cast<double>({read}))"
+    return (
+        f"const {cg.ctype(y)} off_v = {vp}[0], on_v = {vp}[1];\n"
+        f"for (int64_t q = 0; q < {cg.numel(y)}; ++q) {cg.ptr(y)}[q] = off_v;\n"
+        f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o)\n"
+        f"  for (int64_t i = 0; i < {D.cpp(inner)}; ++i) {{\n"
+        f"    int64_t k = static_cast<int64_t>({read});\n"
+        f"    if (k < 0) k += {depth};\n"
+        f"    if (k >= 0 && k < {depth}) {yp}[{_sum([_mul('o', D.norm(depth * inner)), _mul('k', inner), 'i'])}]"
+        " = on_v;\n"
+        "  }\n"
+    )
+
+
+def _check_onehot(node: "Node", g: "Graph"):
+    t = g.tensors.get(node.input(0))
+    if t is not None and np.dtype(t.dtype) == np.bool_:
+        return "bool indices are not supported"
+    return None
+
+
+register("OneHot", infer=_infer_onehot, emit=_emit_onehot, check=_check_onehot, const_inputs=(1,))
+
+
+# ------------------------------------------------------------------------------------------------------
+# Trilu, EyeLike
+
+def _trilu_k(node: "Node", g: "Graph") -> int:
+    if not node.input(1):
+        return 0
+    v = const_ints(node, g, 1, "k")
+    if not v or len(v) != 1 or not D.is_static(v[0]):
+        raise _err(node, "k must be a static scalar")
+    return int(v[0])
+
+
+def _infer_trilu(node: "Node", g: "Graph"):
+    t = g.t(node.inputs[0])
+    if t.rank < 2:
+        raise _err(node, "input must have rank >= 2")
+    _trilu_k(node, g)
+    return [(t.dtype, t.shape)]
+
+
+def _emit_trilu(node: "Node", cg: "Emitter") -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    xs = cg.shape(x)
+    k = _trilu_k(node, cg.g)
+    rows, cols = xs[-2], xs[-1]
+    batch = D.prod(xs[:-2])
+    if D.norm(batch * rows * cols) == 0:
+        return ""
+    upper = int(node.attr("upper", 1)) != 0
+    keep = f"j - r >= {k}" if upper else f"j - r <= {k}"
+    xp, yp = cg.ptr(x), cg.ptr(y)
+    zero = _lit(cg.dtype(y), 0)
+    mat = D.norm(rows * cols)
+    return (
+        f"for (int64_t b = 0; b < {D.cpp(batch)}; ++b)\n"
+        f"  for (int64_t r = 0; r < {D.cpp(rows)}; ++r) {{\n"
+        f"    const int64_t o = {_sum([_mul('b', mat), _mul('r', cols)])};\n"
+        f"    for (int64_t j = 0; j < {D.cpp(cols)}; ++j) {yp}[o + j] = ({keep}) ? {xp}[o + j] : {zero};\n"
+        "  }\n"
+    )
+
+
+register("Trilu", infer=_infer_trilu, emit=_emit_trilu, const_inputs=(1,))
+
+
+def _eyelike_dtype(node: "Node", g: "Graph"):
+    dt = node.attr("dtype")
+    if dt is None:
+        return g.t(node.inputs[0]).dtype
+    return np.dtype(helper.tensor_dtype_to_np_dtype(int(dt)))
+
+
+def _infer_eyelike(node: "Node", g: "Graph"):
+    t = g.t(node.inputs[0])
+    if t.rank != 2:
+        raise _err(node, f"input must have rank 2, got {t.rank}")
+    return [(_eyelike_dtype(node, g), t.shape)]
+
+
+def _emit_eyelike(node: "Node", cg: "Emitter") -> str:
+    y = node.outputs[0]
+    rows, cols = cg.shape(y)
+    if D.norm(rows * cols) == 0:
+        return ""
+    k = int(node.attr("k", 0))
+    dt = cg.dtype(y)
+    return (
+        f"for (int64_t r = 0; r < {D.cpp(rows)}; ++r)\n"
+        f"  for (int64_t j = 0; j < {D.cpp(cols)}; ++j) {cg.ptr(y)}[{_sum([_mul('r', cols), 'j'])}] = "
+        f"(j - r == {k}) ? {_lit(dt, 1)} : {_lit(dt, 0)};\n"
+    )
+
+
+def _check_eyelike(node: "Node", g: "Graph"):
+    try:
+        ctype(_eyelike_dtype(node, g))
+    except (ShapeError, KeyError, TypeError, ValueError) as e:
+        return f"output dtype not supported: {e}"
+    return None
+
+
+register("EyeLike", infer=_infer_eyelike, emit=_emit_eyelike, check=_check_eyelike)
+
+
+# ------------------------------------------------------------------------------------------------------
+# CumSum, CumProd
+
+def _cum_axis(node: "Node", g: "Graph", rank: int) -> int:
+    v = const_ints(node, g, 1, "axis")
+    if not v or len(v) != 1 or not D.is_static(v[0]):
+        raise _err(node, "axis must be a static scalar")
+    return norm_axis(node, int(v[0]), max(rank, 1))
+
+
+def _infer_cum(node: "Node", g: "Graph"):
+    t = g.t(node.inputs[0])
+    if t.rank == 0:
+        raise _err(node, "input must have rank >= 1")
+    _cum_axis(node, g, t.rank)
+    return [(t.dtype, t.shape)]
+
+
+def _emit_cum(node: "Node", cg: "Emitter") -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    xs = cg.shape(x)
+    axis = _cum_axis(node, cg.g, len(xs))
+    outer, n, inner = D.prod(xs[:axis]), xs[axis], D.prod(xs[axis + 1:])
+    if D.norm(outer * n * inner) == 0:
+        return ""
+    dt = cg.dtype(y)
+    ct, a = cg.ctype(y), _acc(dt)
+    prod = node.op_type == "CumProd"
+    op = "*" if prod else "+"
+    init = _lit(dt, 1 if prod else 0)
+    exclusive = int(node.attr("exclusive", 0)) != 0
+    reverse = int(node.attr("reverse", 0)) != 0
+    n_c = D.cpp(n)
+    # position of step s along the axis
+    pos = f"({n_c} - 1 - s)" if reverse else "s"
+    prev = f"({n_c} - s)" if reverse else "(s - 1)"
+    xp, yp = cg.ptr(x), cg.ptr(y)
+    if inner == 1:
+        body = (f"const {ct}* __restrict xr = {xp} + {_mul('o', n)};\n"
+                f"{ct}* __restrict yr = {yp} + {_mul('o', n)};\n"
+                f"{a} acc = static_cast<{a}>({init});\n"
+                f"for (int64_t s = 0; s < {n_c}; ++s) {{\n")
+        if exclusive:
+            body += (f"  const {a} v = static_cast<{a}>(xr[{pos}]);\n"
+                     f"  yr[{pos}] = static_cast<{ct}>(acc);\n  acc = acc {op} v;\n")
+        else:
+            body += f"  acc = acc {op} static_cast<{a}>(xr[{pos}]);\n  yr[{pos}] = static_cast<{ct}>(acc);\n"
+        body += "}\n"
+        return f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n" + _indent(body) + "}\n"
+    inn = D.cpp(inner)
+    first = f"{_mul('(' + n_c + ' - 1)', inner)}" if reverse else "0"
+    body = (f"const {ct}* __restrict xo = {xp} + {_mul('o', D.norm(n * inner))};\n"
+            f"{ct}* __restrict yo = {yp} + {_mul('o', D.norm(n * inner))};\n")
+    src = f"xo[{_mul(prev, inner)} + i]" if exclusive else f"xo[{_mul(pos, inner)} + i]"
+    first_val = init if exclusive else f"xo[{first} + i]"
+    body += (f"for (int64_t i = 0; i < {inn}; ++i) yo[{first} + i] = {first_val};\n"
+             f"for (int64_t s = 1; s < {n_c}; ++s) {{\n"
+             f"  {ct}* __restrict yc = yo + {_mul(pos, inner)};\n"
+             f"  const {ct}* __restrict yp_ = yo + {_mul(prev, inner)};\n"
+             f"  for (int64_t i = 0; i < {inn}; ++i) "
+             f"yc[i] = static_cast<{ct}>(static_cast<{a}>(yp_[i]) {op} static_cast<{a}>({src}));\n"
+             "}\n")
+    return f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n" + _indent(body) + "}\n"
+
+
+def _check_cum(node: "Node", g: "Graph"):
+    t = g.tensors.get(node.input(0))
+    if t is not None and np.dtype(t.dtype) == np.bool_:
+        return "bool input is not supported"
+    return None
+
+
+register("CumSum", "CumProd", infer=_infer_cum, emit=_emit_cum, check=_check_cum, const_inputs=(1,))
+
+
+# ------------------------------------------------------------------------------------------------------
+# TopK
+
+def _topk_k(node: "Node", g: "Graph") -> int:
+    v = const_ints(node, g, 1, "k")
+    if not v or len(v) != 1 or not D.is_static(v[0]):
+        raise _err(node, "k must be a static scalar")
+    k = int(v[0])
+    if k < 0:
+        raise _err(node, f"k = {k} is negative")
+    return k
+
+
+def _infer_topk(node: "Node", g: "Graph"):
+    t = g.t(node.inputs[0])
+    if t.rank == 0:
+        raise _err(node, "input must have rank >= 1")
+    axis = norm_axis(node, int(node.attr("axis", -1)), t.rank)
+    k = _topk_k(node, g)
+    n = t.shape[axis]
+    if D.is_static(n) and k > int(n):
+        raise _err(node, f"k = {k} exceeds the axis length {n}")
+    shape = tuple(t.shape[:axis]) + (k,) + tuple(t.shape[axis + 1:])
+    return [(t.dtype, shape), (np.dtype(np.int64), shape)]
+
+
+def _topk_view(node: "Node", g: "Graph"):
+    shape = g.t(node.inputs[0]).shape
+    axis = norm_axis(node, int(node.attr("axis", -1)), len(shape))
+    return D.prod(shape[:axis]), shape[axis], D.prod(shape[axis + 1:]), _topk_k(node, g)
+
+
+def _workspace_topk(node: "Node", g: "Graph"):
+    _, n, _, k = _topk_view(node, g)
+    if k == 0:
+        return []
+    dt = g.t(node.inputs[0]).dtype
+    if k <= TOPK_BUFFER:
+        vdt = np.float64 if np.dtype(dt) == np.float64 else (np.float32 if _is_float(dt) else dt)
+        return [(k, vdt), (k, np.int64)]
+    return [(n, np.int64)]
+
+
+def _emit_topk(node: "Node", cg: "Emitter") -> str:
+    x, yv, yi = node.inputs[0], node.outputs[0], node.outputs[1]
+    outer, n, inner, k = _topk_view(node, cg.g)
+    if k == 0 or D.norm(outer * inner) == 0:
+        return ""
+    dt = cg.dtype(x)
+    ct, a = cg.ctype(x), _acc(dt)
+    largest = int(node.attr("largest", 1)) != 0
+    n_c = D.cpp(n)
+    xp = cg.ptr(x)
+    vp = cg.ptr(yv) if yv else ""
+    ip = cg.ptr(yi) if yi else ""
+    # better(u, v): u goes before v when u came later (ties keep the lower index first); NaN is the largest
+    if _is_float(dt):
+        # one unordered comparison decides for all but NaN operands: !(u <= v) is u > v or either is NaN
+        if largest:
+            better = lambda u, v: f"(!({u} <= {v}) && !std::isnan({v}))"  # noqa: E731
+        else:
+            better = lambda u, v: f"(!({u} >= {v}) && !std::isnan({u}))"  # noqa: E731
+    else:
+        better = (lambda u, v: f"({u} > {v})") if largest else (lambda u, v: f"({u} < {v})")
+    st = D.cpp(inner)
+    code = ""
+    if not D.is_static(n):
+        code += f"if ({n_c} < {k}) {_oor(node, f'k = {k} exceeds the axis length')}\n"
+    iv = "i" if inner != 1 else ""
+    xr = f"const {ct}* __restrict xr = {xp} + {_sum([_mul('o', D.norm(n * inner)), iv])};\n"
+    out_off = _sum([_mul("o", D.norm(k * inner)), iv])
+    writes = ""
+    if yv:
+        writes += f"{vp}[{_sum([out_off, _mul('j', inner)])}] = static_cast<{ct}>(VAL);\n"
+    if yi:
+        writes += f"{ip}[{_sum([out_off, _mul('j', inner)])}] = IDX;\n"
+    at = (lambda r: f"xr[{r}]") if inner == 1 else (lambda r: f"xr[{r} * {st}]")
+    if k <= TOPK_BUFFER:
+        body = (
+            xr
+            + f"{a}* __restrict bv = {cg.workspace(0, a)};\n"
+            f"int64_t* __restrict bi = {cg.workspace(1, 'int64_t')};\n"
+            f"for (int64_t r = 0; r < {k}; ++r) {{  // the first k: insertion sort\n"
+            f"  const {a} v = static_cast<{a}>({at('r')});\n"
+            "  int64_t p = r;\n"
+            f"  while (p > 0 && {better('v', 'bv[p - 1]')}) {{\n"
+            "    bv[p] = bv[p - 1];\n    bi[p] = bi[p - 1];\n    --p;\n  }\n"
+            "  bv[p] = v;\n  bi[p] = r;\n"
+            "}\n"
+            f"{a} worst = bv[{k - 1}];\n"
+            f"for (int64_t r = {k}; r < {n_c}; ++r) {{  // the rest: most fail the first comparison\n"
+            f"  const {a} v = static_cast<{a}>({at('r')});\n"
+            f"  if (!{better('v', 'worst')}) continue;\n"
+            f"  int64_t p = {k - 1};\n"
+            f"  while (p > 0 && {better('v', 'bv[p - 1]')}) {{\n"
+            "    bv[p] = bv[p - 1];\n    bi[p] = bi[p - 1];\n    --p;\n  }\n"
+            "  bv[p] = v;\n  bi[p] = r;\n"
+            f"  worst = bv[{k - 1}];\n"
+            "}\n"
+            f"for (int64_t j = 0; j < {k}; ++j) {{\n"
+            + _indent(writes.replace("VAL", "bv[j]").replace("IDX", "bi[j]"))
+            + "}\n"
+        )
+    else:
+        body = (
+            xr
+            + f"int64_t* __restrict ix = {cg.workspace(0, 'int64_t')};\n"
+            f"for (int64_t r = 0; r < {n_c}; ++r) ix[r] = r;\n"
+            f"std::partial_sort(ix, ix + {k}, ix + {n_c}, [xr](int64_t u_, int64_t v_) {{\n"
+            f"  const {a} u = static_cast<{a}>({at('u_')}), v = static_cast<{a}>({at('v_')});\n"
+            f"  return {better('u', 'v')} || (!{better('v', 'u')} && u_ < v_);\n"
+            "});\n"
+            f"for (int64_t j = 0; j < {k}; ++j) {{\n"
+            + _indent(writes.replace("VAL", at("ix[j]")).replace("IDX", "ix[j]"))
+            + "}\n"
+        )
+    loop = body if inner == 1 else f"for (int64_t i = 0; i < {D.cpp(inner)}; ++i) {{\n" + _indent(body) + "}\n"
+    return code + f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n" + _indent(loop) + "}\n"
+
+
+def _check_topk(node: "Node", g: "Graph"):
+    t = g.tensors.get(node.input(0))
+    if t is not None and np.dtype(t.dtype) == np.bool_:
+        return "bool input is not supported"
+    return None
+
+
+register("TopK", infer=_infer_topk, emit=_emit_topk, check=_check_topk, workspace=_workspace_topk,
+         const_inputs=(1,))
+
+
+# ------------------------------------------------------------------------------------------------------
+# ReverseSequence
+
+def _rs_axes(node: "Node", rank: int) -> tuple[int, int]:
+    ta, ba = int(node.attr("time_axis", 0)), int(node.attr("batch_axis", 1))
+    if {ta, ba} != {0, 1}:
+        raise _err(node, f"time_axis {ta} and batch_axis {ba} must be 0 and 1")
+    if rank < 2:
+        raise _err(node, "input must have rank >= 2")
+    return ta, ba
+
+
+def _infer_reverse_sequence(node: "Node", g: "Graph"):
+    t, sl = g.t(node.inputs[0]), g.t(node.inputs[1])
+    ta, ba = _rs_axes(node, t.rank)
+    if sl.rank != 1 or sl.shape[0] != t.shape[ba]:
+        raise _err(node, f"sequence_lens shape {D.fmt_shape(sl.shape)} != (batch,) = ({D.fmt(t.shape[ba])},)")
+    return [(t.dtype, t.shape)]
+
+
+def _emit_reverse_sequence(node: "Node", cg: "Emitter") -> str:
+    x, sl, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    xs = cg.shape(x)
+    ta, ba = _rs_axes(node, len(xs))
+    nt, nb = xs[ta], xs[ba]
+    inner = D.prod(xs[2:])
+    if D.norm(nt * nb * inner) == 0:
+        return ""
+    xst = strides(xs)
+    ts, bs = xst[ta], xst[ba]
+    xp, yp, lp, ct = cg.ptr(x), cg.ptr(y), cg.ptr(sl), cg.ctype(y)
+    n_c = D.cpp(nt)
+    dst = _sum([_mul("t", ts), _mul("b", bs)])
+    src = _sum([_mul("u", ts), _mul("b", bs)])
+    if inner == 1:
+        move = f"{yp}[{dst}] = {xp}[{src}];\n"
+    else:
+        move = f"std::memcpy({yp} + {dst}, {xp} + {src}, sizeof({ct}) * size_t({D.cpp(inner)}));\n"
+    return (
+        f"for (int64_t b = 0; b < {D.cpp(nb)}; ++b) {{\n"
+        f"  const int64_t len = static_cast<int64_t>({lp}[b]);\n"
+        f"  if (len < 0 || len > {n_c}) {_oor(node, 'sequence length out of range')}\n"
+        f"  for (int64_t t = 0; t < {n_c}; ++t) {{\n"
+        "    const int64_t u = t < len ? len - 1 - t : t;\n"
+        + _indent(move, "    ")
+        + "  }\n}\n"
+    )
+
+
+def _check_reverse_sequence(node: "Node", g: "Graph"):
+    return _check_indices_dtype(node, g, 1)
+
+
+register("ReverseSequence", infer=_infer_reverse_sequence, emit=_emit_reverse_sequence,
+         check=_check_reverse_sequence)

@@ -1,0 +1,504 @@
+"""Recurrent layers: LSTM, GRU and RNN (ONNX semantics, every direction, layout 0 and 1, optional inputs and
+outputs, activations with their alpha/beta, clip, GRU ``linear_before_reset``, LSTM peepholes and
+``input_forget``).
+
+Per direction the weights are prepared once as row-major ``(K, N)`` matrices: ``W^T`` (input, gates*hidden),
+``R^T`` (hidden, gates*hidden; for GRU two blocks, update/reset gates then the hidden gate) and one bias row
+(``Wb + Rb`` wherever the two only add up, plus GRU's ``Rbh`` when it is applied before the reset gate).
+Constant weights are prepared at compile time and stored in the weights file; weights given at run time are
+prepared into the workspace at the start of each call. The input projection of all time steps is then one
+matrix product (``seq * batch`` rows); each time step adds one product of the hidden state with ``R^T``
+(a streaming ``gemv`` specialised for the sizes up to 8 rows, BLAS above) and one elementwise pass over the
+gates. Rows past their ``sequence_lens`` keep their state and write zeros to ``Y``.
+
+Arithmetic is done in ``float`` (``double`` for float64); elements are read and written through the
+tensors' own C++ types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import register
+from .. import dims as D
+from ...errors import ShapeError
+
+if TYPE_CHECKING:
+    from ..codegen import Emitter
+    from ..graph import Graph, Node
+
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+DEFAULT_ACTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
+# lower-case name -> (takes alpha, takes beta, default alpha, default beta), as onnxruntime consumes them
+ACTIVATIONS = {
+    "relu": (False, False, 0.0, 0.0),
+    "tanh": (False, False, 0.0, 0.0),
+    "sigmoid": (False, False, 0.0, 0.0),
+    "affine": (True, True, 1.0, 0.0),
+    "leakyrelu": (True, False, 0.01, 0.0),
+    "thresholdedrelu": (True, False, 1.0, 0.0),
+    "scaledtanh": (True, True, 1.0, 1.0),
+    "hardsigmoid": (True, True, 0.2, 0.5),
+    "elu": (True, False, 1.0, 0.0),
+    "softsign": (False, False, 0.0, 0.0),
+    "softplus": (False, False, 0.0, 0.0),
+}
+DIRECTIONS = ("forward", "reverse", "bidirectional")
+# rows of a product at or below which the streaming kernel runs (as in gemm.py)
+SMALL_M = 8
+
+
+def _err(node: "Node", msg: str) -> ShapeError:
+    return ShapeError(f"node '{node.name}' ({node.op_type}): {msg}")
+
+
+def _activations(node: "Node") -> list[list[tuple[str, float, float]]]:
+    """Per direction, the (lower-case name, alpha, beta) of each activation; raises ValueError when invalid."""
+    op = node.op_type
+    n_dir = 2 if node.attr("direction", "forward") == "bidirectional" else 1
+    per = len(DEFAULT_ACTS[op])
+    names = list(node.attr("activations", None) or DEFAULT_ACTS[op] * n_dir)
+    if len(names) == per and n_dir == 2:
+        names = names * 2
+    if len(names) != per * n_dir:
+        raise ValueError(f"activations lists {len(names)} functions, expected {per * n_dir}")
+    alphas = [float(a) for a in node.attr("activation_alpha", None) or []]
+    betas = [float(b) for b in node.attr("activation_beta", None) or []]
+    out: list[tuple[str, float, float]] = []
+    for name in names:
+        key = str(name).lower()
+        if key not in ACTIVATIONS:
+            raise ValueError(f"activation '{name}' is not supported")
+        ua, ub, a, b = ACTIVATIONS[key]
+        if ua and alphas:
+            a = alphas.pop(0)
+        if ub and betas:
+            b = betas.pop(0)
+        out.append((key, a, b))
+    return [out[d * per:(d + 1) * per] for d in range(n_dir)]
+
+
+def _check(node: "Node", g: "Graph") -> str | None:
+    direction = node.attr("direction", "forward")
+    if direction not in DIRECTIONS:
+        return f"direction '{direction}' is not one of {', '.join(DIRECTIONS)}"
+    if int(node.attr("layout", 0)) not in (0, 1):
+        return f"layout {node.attr('layout')} is not 0 or 1"
+    try:
+        _activations(node)
+    except ValueError as exc:
+        return str(exc)
+    for k in (0, 1, 2, 3, 5, 6, 7):
+        name = node.input(k)
+        t = g.tensors.get(name) if name else None
+        if t is not None and (t.dtype.kind in "iub" or t.dtype == object):
+            return f"input '{name}' has dtype {t.dtype} (floating point only)"
+    sl = node.input(4)
+    t = g.tensors.get(sl) if sl else None
+    if t is not None and t.dtype.kind not in "iu":
+        return f"sequence_lens '{sl}' has dtype {t.dtype} (an integer type is required)"
+    return None
+
+
+@dataclass
+class _Params:
+    op: str
+    G: int  # gates
+    H: int  # hidden size
+    NI: int  # input size
+    T: D.DimLike  # sequence length
+    B: D.DimLike  # batch size
+    n_dir: int
+    layout: int
+    direction: str
+    acts: list[list[tuple[str, float, float]]]
+    clip: float | None
+    lbr: int
+    input_forget: int
+
+
+def _params(node: "Node", g: "Graph") -> _Params:
+    op = node.op_type
+    x, w, r = (g.t(node.inputs[k]) for k in range(3))
+    for what, t in (("X", x), ("W", w), ("R", r)):
+        if t.rank != 3:
+            raise _err(node, f"{what} '{t.name}' must be 3-D, got shape {D.fmt_shape(t.shape)}")
+    layout = int(node.attr("layout", 0))
+    direction = node.attr("direction", "forward")
+    n_dir = 2 if direction == "bidirectional" else 1
+    G = GATES[op]
+    hs = node.attr("hidden_size", None)
+    H = int(hs) if hs is not None else r.shape[2]
+    if not D.is_static(H):
+        raise _err(node, "the hidden size must be static")
+    H = int(H)
+    T, B = (x.shape[0], x.shape[1]) if layout == 0 else (x.shape[1], x.shape[0])
+    if not D.is_static(x.shape[2]):
+        raise _err(node, f"the input size of X {D.fmt_shape(x.shape)} must be static")
+    NI = int(x.shape[2])
+
+    def expect(k: int, what: str, shape: tuple) -> None:
+        name = node.input(k)
+        if name and tuple(g.t(name).shape) != tuple(D.norm(s) for s in shape):
+            raise _err(node, f"{what} '{name}' has shape {D.fmt_shape(g.t(name).shape)}, expected "
+                             f"{D.fmt_shape(shape)} (direction {direction}, hidden_size {H}, "
+                             f"input size {NI}, layout {layout})")
+
+    expect(1, "W", (n_dir, G * H, NI))
+    expect(2, "R", (n_dir, G * H, H))
+    expect(3, "B", (n_dir, 2 * G * H))
+    expect(4, "sequence_lens", (B,))
+    state = (n_dir, B, H) if layout == 0 else (B, n_dir, H)
+    expect(5, "initial_h", state)
+    if op == "LSTM":
+        expect(6, "initial_c", state)
+        expect(7, "P", (n_dir, 3 * H))
+    clip = node.attr("clip", None)
+    return _Params(op, G, H, NI, D.norm(T), D.norm(B), n_dir, layout, direction, _activations(node),
+                   None if clip is None else float(clip), int(node.attr("linear_before_reset", 0)),
+                   int(node.attr("input_forget", 0)))
+
+
+def _infer(node: "Node", g: "Graph"):
+    p = _params(node, g)
+    dt = g.t(node.inputs[0]).dtype
+    state = (p.n_dir, p.B, p.H) if p.layout == 0 else (p.B, p.n_dir, p.H)
+    y = (p.T, p.n_dir, p.B, p.H) if p.layout == 0 else (p.B, p.T, p.n_dir, p.H)
+    shapes = [y, state, state][: 3 if p.op == "LSTM" else 2]
+    if len(node.outputs) > len(shapes):
+        raise _err(node, f"has {len(node.outputs)} outputs, at most {len(shapes)} allowed")
+    return [(dt, s) for s in shapes[: len(node.outputs)]]
+
+
+def _compute_dtype(dt: np.dtype) -> np.dtype:
+    return np.dtype(np.float64) if dt == np.float64 else np.dtype(np.float32)
+
+
+def _workspace(node: "Node", g: "Graph"):
+    p = _params(node, g)
+    ct = _compute_dtype(g.t(node.inputs[0]).dtype)
+    GH, H = p.G * p.H, p.H
+    const = [g.is_const(node.input(k)) or not node.input(k) for k in (1, 2, 3)]
+    return [
+        (D.norm(p.T * p.B * GH), ct),  # 0: input projection of every step
+        (D.norm(p.B * GH), ct),  # 1: recurrent products of one step
+        (D.norm(p.B * H), ct),  # 2: hidden state
+        (D.norm(p.B * H), ct),  # 3: cell state (LSTM), reset hidden state (GRU)
+        (1 if const[0] else p.n_dir * p.NI * GH, ct),  # 4: W^T prepared at run time
+        (1 if const[1] else p.n_dir * H * GH, ct),  # 5: R^T prepared at run time
+        (1 if const[2] else p.n_dir * (GH + H), ct),  # 6: bias prepared at run time
+    ]
+
+
+# ------------------------------------------------------------------------------------------------------
+# code printing helpers
+
+
+def _lit(v: float, ct: str) -> str:
+    r = repr(float(np.float32(v))) if ct == "float" else repr(float(v))
+    if r in ("inf", "-inf", "nan"):
+        return f"std::numeric_limits<{ct}>::infinity()" if r == "inf" else f"-std::numeric_limits<{ct}>::infinity()"
+    if "e" not in r and "." not in r:
+        r += ".0"
+    return r + ("f" if ct == "float" else "")
+
+
+def _act(act: tuple[str, float, float], v: str, ct: str) -> str:
+    name, a, b = act
+    f = ct == "float"
+    L = lambda x: _lit(x, ct)  # noqa: E731
+    exp = "ml4ep_rt::expf" if f else "std::exp"
+    tanh = "ml4ep_rt::tanhf" if f else "std::tanh"
+    if name == "relu":
+        return f"std::max({v}, {L(0)})"
+    if name == "tanh":
+        return f"{tanh}({v})"
+    if name == "sigmoid":
+        return f"ml4ep_rt::sigmoidf({v})" if f else f"(1.0 / (1.0 + std::exp(-{v})))"
+    if name == "affine":
+        return f"({L(a)} * {v} + {L(b)})"
+    if name == "leakyrelu":
+        return f"({v} >= {L(0)} ? {v} : {L(a)} * {v})"
+    if name == "thresholdedrelu":
+        return f"({v} > {L(a)} ? {v} : {L(0)})"
+    if name == "scaledtanh":
+        return f"({L(a)} * {tanh}({L(b)} * {v}))"
+    if name == "hardsigmoid":
+        return f"std::min(std::max({L(a)} * {v} + {L(b)}, {L(0)}), {L(1)})"
+    if name == "elu":
+        return f"({v} >= {L(0)} ? {v} : {L(a)} * ({exp}({v}) - {L(1)}))"
+    if name == "softsign":
+        return f"({v} / ({L(1)} + std::abs({v})))"
+    if name == "softplus":
+        return f"ml4ep_rt::softplusf({v})" if f else f"std::log1p(std::exp({v}))"
+    raise AssertionError(name)
+
+
+def _mul(a: str, b: D.DimLike) -> str:
+    return a if b == 1 else f"{a} * {D.cpp(b)}"
+
+
+def _matmul(fast: bool, ct: str, M: D.DimLike, N: int, K: int, a: str, a_ct: str, w: str, y: str) -> str:
+    """y[M, N] = a[M, K] @ w[K, N] (w row-major in the compute type ``ct``); ``fast``: all float32."""
+    if fast:
+        small = (f"for (int64_t m = 0; m < {D.cpp(M)}; ++m)\n"
+                 f"  ml4ep_rt::gemv<{K}, {N}>({a} + m * {K}, {w}, nullptr, {y} + m * {N});\n")
+        big = f"ml4ep_rt::gemm({D.cpp(M)}, {N}, {K}, 1.0f, {a}, false, {w}, false, 0.0f, {y});\n"
+        if D.is_static(M):
+            return small if int(M) <= SMALL_M else big
+        return f"if ({D.cpp(M)} <= {SMALL_M}) {{\n{_ind(small)}}} else {{\n{_ind(big)}}}\n"
+    zero = _lit(0, ct)
+    return (
+        f"for (int64_t m = 0; m < {D.cpp(M)}; ++m) {{\n"
+        f"  {ct}* __restrict yr = {y} + m * {N};\n"
+        f"  const {a_ct}* __restrict ar = {a} + m * {K};\n"
+        f"  for (int64_t j = 0; j < {N}; ++j) yr[j] = {zero};\n"
+        f"  for (int64_t k = 0; k < {K}; ++k) {{\n"
+        f"    const {ct} av = static_cast<{ct}>(ar[k]);\n"
+        f"    const {ct}* __restrict wr = {w} + k * {N};\n"
+        f"    for (int64_t j = 0; j < {N}; ++j) yr[j] += av * wr[j];\n"
+        "  }\n}\n"
+    )
+
+
+def _ind(code: str, pre: str = "  ") -> str:
+    return "".join(pre + ln if ln.strip() else ln for ln in code.splitlines(True))
+
+
+def _cstr(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+# ------------------------------------------------------------------------------------------------------
+# weight preparation: W^T, R^T (GRU: [R_zr^T | R_h^T] per direction), bias [Wb + Rb | Rbh]
+
+
+def _prep_r(p: _Params, r: np.ndarray) -> np.ndarray:
+    H = p.H
+    if p.op != "GRU":
+        return np.ascontiguousarray(r.transpose(0, 2, 1))
+    return np.stack([np.concatenate([r[d, : 2 * H].T.ravel(), r[d, 2 * H:].T.ravel()]) for d in range(p.n_dir)])
+
+
+def _prep_bias(p: _Params, b: np.ndarray | None, dt: np.dtype) -> np.ndarray:
+    GH, H = p.G * p.H, p.H
+    out = np.zeros((p.n_dir, GH + H), dtype=np.float64)
+    if b is not None:
+        b = b.astype(np.float64)
+        wb, rb = b[:, :GH], b[:, GH:]
+        out[:, :GH] = wb + rb
+        if p.op == "GRU" and p.lbr:
+            out[:, 2 * H:GH] = wb[:, 2 * H:]
+            out[:, GH:] = rb[:, 2 * H:]
+    return out.astype(dt)
+
+
+def _emit_prep(node: "Node", cg: "Emitter", p: _Params, ct: str, ctd: np.dtype) -> tuple[str, str, str, str]:
+    """Code preparing the weights at run time where needed, and the pointers of W^T, R^T and the bias."""
+    GH, H, NI = p.G * p.H, p.H, p.NI
+    code = ""
+    wname, rname, bname = node.inputs[1], node.inputs[2], node.input(3)
+    wv, rv = cg.const(wname), cg.const(rname)
+    if wv is not None:
+        wt = cg.weight(np.ascontiguousarray(wv.astype(np.float64).transpose(0, 2, 1)).astype(ctd), f"{node.name}.WT")
+    else:
+        wt = cg.workspace(4, ct)
+        code += (
+            f"for (int64_t d = 0; d < {p.n_dir}; ++d)\n"
+            f"  for (int64_t j = 0; j < {GH}; ++j)\n"
+            f"    for (int64_t k = 0; k < {NI}; ++k)\n"
+            f"      {wt}[(d * {NI} + k) * {GH} + j] = static_cast<{ct}>({cg.ptr(wname)}[(d * {GH} + j) * {NI} + k]);\n"
+        )
+    if rv is not None:
+        rt = cg.weight(_prep_r(p, rv.astype(np.float64)).astype(ctd), f"{node.name}.RT")
+    else:
+        rt = cg.workspace(5, ct)
+        src = cg.ptr(rname)
+        if p.op != "GRU":
+            code += (
+                f"for (int64_t d = 0; d < {p.n_dir}; ++d)\n"
+                f"  for (int64_t j = 0; j < {GH}; ++j)\n"
+                f"    for (int64_t k = 0; k < {H}; ++k)\n"
+                f"      {rt}[(d * {H} + k) * {GH} + j] = static_cast<{ct}>({src}[(d * {GH} + j) * {H} + k]);\n"
+            )
+        else:
+            code += (
+                f"for (int64_t d = 0; d < {p.n_dir}; ++d)\n"
+                f"  for (int64_t j = 0; j < {GH}; ++j)\n"
+                f"    for (int64_t k = 0; k < {H}; ++k) {{\n"
+                f"      const {ct} v = static_cast<{ct}>({src}[(d * {GH} + j) * {H} + k]);\n"
+                f"      if (j < {2 * H}) {rt}[d * {H * GH} + k * {2 * H} + j] = v;\n"
+                f"      else {rt}[d * {H * GH} + {2 * H * H} + k * {H} + (j - {2 * H})] = v;\n"
+                "    }\n"
+            )
+    bv = cg.const(bname) if bname else None
+    if not bname or bv is not None:
+        bias = cg.weight(_prep_bias(p, bv, ctd), f"{node.name}.bias")
+    else:
+        bias = cg.workspace(6, ct)
+        src = cg.ptr(bname)
+        gru_lbr = p.op == "GRU" and p.lbr
+        code += (
+            f"for (int64_t d = 0; d < {p.n_dir}; ++d) {{\n"
+            f"  const auto* __restrict bs = {src} + d * {2 * GH};\n"
+            f"  {ct}* __restrict bd = {bias} + d * {GH + H};\n"
+            f"  for (int64_t j = 0; j < {GH}; ++j) bd[j] = static_cast<{ct}>(bs[j])"
+            + ("" if gru_lbr else f" + static_cast<{ct}>(bs[{GH} + j])") + ";\n"
+        )
+        if gru_lbr:
+            code += (
+                f"  for (int64_t j = 0; j < {2 * H}; ++j) bd[j] += static_cast<{ct}>(bs[{GH} + j]);\n"
+                f"  for (int64_t j = 0; j < {H}; ++j) bd[{GH} + j] = static_cast<{ct}>(bs[{GH + 2 * H} + j]);\n"
+            )
+        else:
+            code += f"  for (int64_t j = 0; j < {H}; ++j) bd[{GH} + j] = {_lit(0, ct)};\n"
+        code += "}\n"
+    return code, wt, rt, bias
+
+
+# ------------------------------------------------------------------------------------------------------
+# emit
+
+
+def _emit(node: "Node", cg: "Emitter") -> str:
+    p = _params(node, cg.g)
+    x = node.inputs[0]
+    dt = cg.dtype(x)
+    ctd = _compute_dtype(dt)
+    ct = "double" if ctd == np.float64 else "float"
+    xt = cg.ctype(x)
+    fast = dt == np.float32
+    GH, H, NI, T, B, ND = p.G * p.H, p.H, p.NI, p.T, p.B, p.n_dir
+    Tc, Bc = D.cpp(T), D.cpp(B)
+    out = [node.outputs[k] if k < len(node.outputs) else "" for k in range(3)]
+    y, yh, yc = out
+    yt = cg.ctype(y) if y else xt
+    L = lambda v: _lit(v, ct)  # noqa: E731
+    clip = (lambda v: f"std::min(std::max({v}, {L(-p.clip)}), {L(p.clip)})") if p.clip is not None else (lambda v: v)
+
+    code, wt, rt, bias = _emit_prep(node, cg, p, ct, ctd)
+    sl = node.input(4)
+    if sl:
+        code += (
+            f"for (int64_t b = 0; b < {Bc}; ++b)\n"
+            f"  if (static_cast<int64_t>({cg.ptr(sl)}[b]) < 0 || static_cast<int64_t>({cg.ptr(sl)}[b]) > {Tc})\n"
+            f"    throw std::invalid_argument(\"node '{_cstr(node.name)}' ({node.op_type}): sequence_lens[\" + "
+            f"std::to_string(b) + \"] = \" + std::to_string({cg.ptr(sl)}[b]) + \" is outside [0, \" + "
+            f"std::to_string({Tc}) + \"]\");\n"
+        )
+    xw, gs, hs, cs = (cg.workspace(k, ct) for k in range(4))
+
+    def state_off(d: int, b: str) -> str:  # element offset of (direction d, batch b) in initial_h / Y_h
+        return f"({d} * {Bc} + {b}) * {H}" if p.layout == 0 else f"({b} * {ND} + {d}) * {H}"
+
+    def y_off(d: int) -> str:  # element offset of Y[t, d, b] (layout 0) or Y[b, t, d] (layout 1)
+        return f"((t * {ND} + {d}) * {Bc} + b) * {H}" if p.layout == 0 else f"((b * {Tc} + t) * {ND} + {d}) * {H}"
+
+    xrow = f"(t * {Bc} + b)" if p.layout == 0 else f"(b * {Tc} + t)"
+    for d in range(ND):
+        rev = p.direction == "reverse" or d == 1
+        acts = p.acts[d]
+        c = f"// direction {d} ({'reverse' if rev else 'forward'})\n{{\n"
+        body = (
+            f"const {ct}* __restrict wt = {wt} + {d * NI * GH};\n"
+            f"const {ct}* __restrict rt = {rt} + {d * H * GH};\n"
+            f"const {ct}* __restrict bx = {bias} + {d * (GH + H)};\n"
+            f"{ct}* __restrict xw = {xw};\n{ct}* __restrict gs = {gs};\n"
+            f"{ct}* __restrict hs = {hs};\n{ct}* __restrict cs = {cs};\n(void)cs;\n"
+        )
+        if p.op == "GRU":
+            body += f"const {ct}* __restrict brh = bx + {GH};\n(void)brh;\n"
+        # the input projection of every step, plus the bias
+        M = D.norm(T * B)
+        body += _matmul(fast, ct, M, GH, NI, cg.ptr(x), xt, "wt", "xw")
+        body += (f"for (int64_t m = 0; m < {D.cpp(M)}; ++m)\n"
+                 f"  for (int64_t j = 0; j < {GH}; ++j) xw[m * {GH} + j] += bx[j];\n")
+        # initial state
+        ih, ic = node.input(5), (node.input(6) if p.op == "LSTM" else "")
+        body += f"for (int64_t b = 0; b < {Bc}; ++b)\n  for (int64_t j = 0; j < {H}; ++j) {{\n"
+        body += (f"    hs[b * {H} + j] = static_cast<{ct}>({cg.ptr(ih)}[{state_off(d, 'b')} + j]);\n" if ih
+                 else f"    hs[b * {H} + j] = {L(0)};\n")
+        if p.op == "LSTM":
+            body += (f"    cs[b * {H} + j] = static_cast<{ct}>({cg.ptr(ic)}[{state_off(d, 'b')} + j]);\n" if ic
+                     else f"    cs[b * {H} + j] = {L(0)};\n")
+        body += "  }\n"
+        # the time loop
+        step = f"const int64_t t = {f'{Tc} - 1 - s' if rev else 's'};\n"
+        valid = f"t < static_cast<int64_t>({cg.ptr(sl)}[b])" if sl else ""
+        if p.op == "GRU":
+            step += _matmul(fast, ct, B, 2 * H, H, "hs", ct, "rt", "gs")
+            gh = f"(gs + {D.cpp(D.norm(B * 2 * H))})"
+            if p.lbr:
+                step += _matmul(fast, ct, B, H, H, "hs", ct, f"rt + {2 * H * H}", gh)
+            step += (
+                f"for (int64_t b = 0; b < {Bc}; ++b) {{\n"
+                f"  const {ct}* __restrict xr = xw + {xrow} * {GH};\n"
+                f"  {ct}* __restrict gr = gs + b * {2 * H};\n"
+                f"  for (int64_t j = 0; j < {H}; ++j) {{\n"
+                f"    gr[j] = {_act(acts[0], clip('(xr[j] + gr[j])'), ct)};\n"
+                f"    gr[{H} + j] = {_act(acts[0], clip(f'(xr[{H} + j] + gr[{H} + j])'), ct)};\n"
+                + ("" if p.lbr else f"    cs[b * {H} + j] = gr[{H} + j] * hs[b * {H} + j];\n")
+                + "  }\n}\n"
+            )
+            if not p.lbr:
+                step += _matmul(fast, ct, B, H, H, "cs", ct, f"rt + {2 * H * H}", gh)
+            pre = (f"xr[{2 * H} + j] + gr[{H} + j] * (ghr[j] + brh[j])" if p.lbr else f"xr[{2 * H} + j] + ghr[j]")
+            upd = (
+                f"const {ct} z = gr[j];\n"
+                f"const {ct} hn = ({L(1)} - z) * {_act(acts[1], clip(f'({pre})'), ct)} + z * hr[j];\n"
+            )
+            rows = (f"const {ct}* __restrict gr = gs + b * {2 * H};\n"
+                    f"const {ct}* __restrict ghr = {gh} + b * {H};\n")
+        else:
+            step += _matmul(fast, ct, B, GH, H, "hs", ct, "rt", "gs")
+            rows = f"const {ct}* __restrict gr = gs + b * {GH};\n"
+            if p.op == "RNN":
+                upd = f"const {ct} hn = {_act(acts[0], clip('(xr[j] + gr[j])'), ct)};\n"
+            else:
+                pp = node.input(7)
+                P = cg.ptr(pp) if pp else ""
+                def peep(k: int, v: str, P: str = P, d: int = d) -> str:
+                    return f" + static_cast<{ct}>({P}[{d * 3 * H + k * H} + j]) * {v}" if P else ""
+                f_, g_, h_ = acts
+                pi = clip(f"(xr[j] + gr[j]{peep(0, 'cp')})")
+                pf = clip(f"(xr[{2 * H} + j] + gr[{2 * H} + j]{peep(2, 'cp')})")
+                pc = clip(f"(xr[{3 * H} + j] + gr[{3 * H} + j])")
+                po = clip(f"(xr[{H} + j] + gr[{H} + j]{peep(1, 'cn')})")
+                fg = f"{L(1)} - ig" if p.input_forget else _act(f_, pf, ct)
+                upd = (
+                    f"const {ct} cp = cr[j];\n"
+                    f"const {ct} ig = {_act(f_, pi, ct)};\n"
+                    f"const {ct} fg = {fg};\n"
+                    f"const {ct} cc = {_act(g_, pc, ct)};\n"
+                    f"const {ct} cn = fg * cp + ig * cc;\n"
+                    f"const {ct} og = {_act(f_, po, ct)};\n"
+                    f"const {ct} hn = og * {_act(h_, 'cn', ct)};\n"
+                    "cr[j] = cn;\n"
+                )
+        rows = (f"const {ct}* __restrict xr = xw + {xrow} * {GH};\n" + rows
+                + f"{ct}* __restrict hr = hs + b * {H};\n"
+                + (f"{ct}* __restrict cr = cs + b * {H};\n" if p.op == "LSTM" else ""))
+        if y:
+            rows += f"{yt}* __restrict yr = {cg.ptr(y)} + {y_off(d)};\n"
+        loop = (f"for (int64_t j = 0; j < {H}; ++j) {{\n" + _ind(upd)
+                + "  hr[j] = hn;\n" + (f"  yr[j] = static_cast<{yt}>(hn);\n" if y else "") + "}\n")
+        if valid:
+            loop = f"if ({valid}) {{\n" + _ind(loop) + "}" + (
+                f" else {{\n  for (int64_t j = 0; j < {H}; ++j) yr[j] = static_cast<{yt}>({L(0)});\n}}\n"
+                if y else "\n")
+        step += f"for (int64_t b = 0; b < {Bc}; ++b) {{\n" + _ind(rows + loop) + "}\n"
+        body += f"for (int64_t s = 0; s < {Tc}; ++s) {{\n" + _ind(step) + "}\n"
+        # final states
+        for o, buf in ((yh, "hs"), (yc, "cs")):
+            if o:
+                ot = cg.ctype(o)
+                body += (f"for (int64_t b = 0; b < {Bc}; ++b)\n  for (int64_t j = 0; j < {H}; ++j)\n"
+                         f"    {cg.ptr(o)}[{state_off(d, 'b')} + j] = static_cast<{ot}>({buf}[b * {H} + j]);\n")
+        code += c + _ind(body) + "}\n"
+    return code
+
+
+register("LSTM", "GRU", "RNN", infer=_infer, emit=_emit, check=_check, workspace=_workspace)
