@@ -29,7 +29,7 @@ test: install
 
 bench: install
 	$(PY) -m pip install -q -e '.[bench]'
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) benchmarks/infer_latency.py --write docs/benchmarks.md
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) benchmarks/infer_latency.py --hep --write docs/benchmarks.md
 	$(PY) benchmarks/data_loader.py --write docs/benchmarks.md
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bdt.py --write docs/benchmarks.md
 	$(PY) benchmarks/fastsim_gflash.py --write docs/benchmarks.md

@@ -237,7 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-memory", action="store_true", help="skip the per-engine memory subprocesses")
     ap.add_argument("--json", help="write raw results here")
     ap.add_argument("--write", help="replace the infer section of this markdown file")
+    ap.add_argument("--hep", action="store_true",
+                    help="also time the whole HEP models (ParticleNet, interaction network, ParT, DiT block, LSTM/GRU, "
+                         "int8 QDQ MLP) against onnxruntime: benchmarks/infer_models.py")
+    ap.add_argument("--hep-only", action="store_true", help="only the HEP models")
     args = ap.parse_args(argv)
+    if args.hep or args.hep_only:
+        import infer_models
+
+        rc = infer_models.main(["--write", args.write] if args.write else [])
+        if args.hep_only or rc:
+            return rc
 
     work = Path(tempfile.mkdtemp(prefix="ml4ep-bench-"))
     blas = sofie_anchor.openblas_from_pip()
