@@ -109,3 +109,52 @@ def check_op(
         else:
             np.testing.assert_array_equal(g, e, err_msg=f"{op_type} output {k}")
     return got_list
+
+
+def graph_model(
+    nodes: Sequence[tuple],
+    inputs: dict[str, np.ndarray],
+    outputs: Sequence[str],
+    inits: dict | None = None,
+    sym: dict[str, dict[int, str]] | None = None,
+    opset: int = OPSET,
+    *,
+    name: str = "graph",
+) -> onnx.ModelProto:
+    """A model of several nodes ``(op, inputs, outputs, attrs)``; graph inputs ``{name: array}`` (``sym`` =
+    {name: {axis: symbol}} declares symbolic dimensions), initializers ``inits`` = {name: array}, untyped
+    ``outputs`` typed by :func:`finish_model`."""
+    vis = []
+    for in_name, x in inputs.items():
+        shape: list = list(np.shape(x))
+        for ax, s in (sym or {}).get(in_name, {}).items():
+            shape[ax] = s
+        vis.append(helper.make_tensor_value_info(in_name, helper.np_dtype_to_tensor_dtype(x.dtype), shape))
+    onodes = [helper.make_node(op, ins, outs, name=f"{op.lower()}_{k}", **(attrs or {}))
+              for k, (op, ins, outs, attrs) in enumerate(nodes)]
+    graph = helper.make_graph(
+        onodes, name, vis,
+        [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outputs],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()],
+    )
+    return finish_model(graph, opset)
+
+
+def check_model(model: onnx.ModelProto, feeds: dict, compiled=None, rtol: float = 1e-5,
+                atol: float | dict[str, float] = 1e-5):
+    """Run ``model`` (compiled with ml4ep unless ``compiled`` is given) and onnxruntime on ``feeds`` and assert
+    they agree output by output: same shape and dtype, floats within ``rtol``/``atol`` (``atol`` may map output
+    names to tolerances), other types exactly. Returns the compiled model, for a rerun on other feeds."""
+    expected = run_ort(model, feeds)
+    compiled = compiled or mi.compile(model)
+    got = compiled.run(feeds)
+    for out, e in zip(model.graph.output, expected):
+        g = got[out.name]
+        assert g.shape == e.shape, f"{out.name}: shape {g.shape} != onnxruntime {e.shape}"
+        assert g.dtype == e.dtype, f"{out.name}: dtype {g.dtype} != onnxruntime {e.dtype}"
+        if e.dtype.kind in "fc":
+            tol = atol[out.name] if isinstance(atol, dict) else atol
+            np.testing.assert_allclose(g, e, rtol=rtol, atol=tol, err_msg=out.name)
+        else:
+            np.testing.assert_array_equal(g, e, err_msg=out.name)
+    return compiled

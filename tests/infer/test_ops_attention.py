@@ -13,25 +13,13 @@ from onnx.reference import ReferenceEvaluator
 
 import ml4ep.infer as mi
 from ml4ep.errors import ShapeError, UnsupportedOperatorError
-from ml4ep.infer import build
 from ml4ep.infer import ops as O
 from ml4ep.infer.graph import Graph, Node
 from opcheck import finish_model, rand, run_ort
 
 FLOAT = TensorProto.FLOAT
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _strict_warnings():
-    """The generated code must compile warning-free: build these tests with -Wall -Wextra -Werror."""
-    orig = build.flags
-
-    def strict(portable: bool = False, extra=None):
-        return orig(portable, extra) + ["-Wall", "-Wextra", "-Werror"]
-
-    build.flags = strict
-    yield
-    build.flags = orig
+pytestmark = pytest.mark.usefixtures("strict_warnings")
 
 
 def _model(inputs: dict, nodes: list, opset: int, sym: dict | None = None) -> onnx.ModelProto:

@@ -7,22 +7,10 @@ import numpy as np
 import pytest
 
 import ml4ep.infer as mi
-from ml4ep.infer import build
 from ml4ep.errors import UnsupportedOperatorError
 from opcheck import check_op, make_model, rand, run_ort
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _strict_warnings():
-    """The generated code must compile warning-free: build these tests with -Wall -Wextra -Werror."""
-    orig = build.flags
-
-    def strict(portable: bool = False, extra=None):
-        return orig(portable, extra) + ["-Wall", "-Wextra", "-Werror"]
-
-    build.flags = strict
-    yield
-    build.flags = orig
+pytestmark = pytest.mark.usefixtures("strict_warnings")
 
 
 @pytest.mark.parametrize("eq,shapes", [

@@ -6,13 +6,14 @@ Each test compiles one model holding several nodes (one C++ compile each keeps t
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 import ml4ep.infer as mi
 from ml4ep.errors import Ml4epError
-from opcheck import finish_model, run_ort
+from opcheck import check_model, graph_model
 
 RNG = np.random.default_rng(11)
 
@@ -21,35 +22,8 @@ def _f(*shape, low=-1.0, high=1.0, dtype=np.float32):
     return RNG.uniform(low, high, size=shape).astype(dtype)
 
 
-def _model(nodes, inputs: dict, outputs: list[str], inits: dict | None = None, sym: dict | None = None,
-           opset: int = 20):
-    """nodes: (op, inputs, outputs, attrs); inputs: name -> array; sym: name -> {axis: symbol}."""
-    vis = []
-    for name, x in inputs.items():
-        shape: list = list(x.shape)
-        for ax, s in (sym or {}).get(name, {}).items():
-            shape[ax] = s
-        vis.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(x.dtype), shape))
-    onodes = [helper.make_node(op, ins, outs, name=f"{op.lower()}_{k}", **(attrs or {}))
-              for k, (op, ins, outs, attrs) in enumerate(nodes)]
-    graph = helper.make_graph(
-        onodes, "image", vis,
-        [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outputs],
-        [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()],
-    )
-    return finish_model(graph, opset)
-
-
-def _check(model, feeds: dict, compiled=None, rtol=1e-5, atol=1e-5):
-    expected = run_ort(model, feeds)
-    compiled = compiled or mi.compile(model)
-    got = compiled.run(feeds)
-    for out, e in zip(model.graph.output, expected):
-        g = got[out.name]
-        assert g.shape == e.shape, f"{out.name}: shape {g.shape} != onnxruntime {e.shape}"
-        assert g.dtype == e.dtype, f"{out.name}: dtype {g.dtype} != onnxruntime {e.dtype}"
-        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol, err_msg=out.name)
-    return compiled
+_model = partial(graph_model, name="image", opset=20)
+_check = partial(check_model, rtol=1e-5, atol=1e-5)
 
 
 def test_gridsample_modes_and_padding_2d():

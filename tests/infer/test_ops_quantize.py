@@ -13,50 +13,19 @@ from onnx.reference import ReferenceEvaluator
 
 import ml4ep.infer as mi
 from ml4ep.errors import Ml4epError
-from ml4ep.infer import build
-from opcheck import RNG, finish_model, rand, run_ort
+from opcheck import RNG, check_model, graph_model, rand, run_ort
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _strict_warnings():
-    """The generated code must compile warning-free: build these tests with -Wall -Wextra -Werror."""
-    orig = build.flags
-
-    def strict(portable: bool = False, extra=None):
-        return orig(portable, extra) + ["-Wall", "-Wextra", "-Werror"]
-
-    build.flags = strict
-    yield
-    build.flags = orig
+pytestmark = pytest.mark.usefixtures("strict_warnings")
 
 
 def _graph_model(inputs: dict, inits: dict, nodes: list, outputs: list, opset: int = 21, batch: str | None = "N"):
     """A model of ``nodes`` (op, inputs, outputs, attrs); graph inputs get a symbolic first dim ``batch``."""
-    vis = []
-    for name, x in inputs.items():
-        shape: list = list(np.shape(x))
-        if batch and shape:
-            shape[0] = batch
-        vis.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(x.dtype), shape))
-    ns = [helper.make_node(op, ins, outs, name=f"{op.lower()}_{k}", **attrs)
-          for k, (op, ins, outs, attrs) in enumerate(nodes)]
-    graph = helper.make_graph(
-        ns, "g", vis, [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outputs],
-        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
-    )
-    return finish_model(graph, opset)
+    sym = {k: {0: batch} for k, x in inputs.items() if batch and np.ndim(x)}
+    return graph_model(nodes, inputs, outputs, inits, sym, opset, name="g")
 
 
 def _check(model, feeds: dict, atol: dict | None = None, rtol: float = 1e-5):
-    expected = run_ort(model, feeds)
-    got = mi.compile(model).run(feeds)
-    for out, e in zip(model.graph.output, expected):
-        g = got[out.name]
-        assert g.shape == e.shape and g.dtype == e.dtype, (out.name, g.shape, e.shape, g.dtype, e.dtype)
-        if e.dtype.kind == "f":
-            np.testing.assert_allclose(g, e, rtol=rtol, atol=(atol or {}).get(out.name, 1e-6), err_msg=out.name)
-        else:
-            np.testing.assert_array_equal(g, e, err_msg=out.name)
+    check_model(model, feeds, rtol=rtol, atol={o.name: (atol or {}).get(o.name, 1e-6) for o in model.graph.output})
 
 
 def _ties(*shape, step=0.25, lim=100):
@@ -109,6 +78,7 @@ def test_dynamic_quantize_all_positive_and_zero():
 
 def test_integer_matmuls():
     n = 6
+    RNG = np.random.default_rng(2024)  # noqa: N806 - this test's own data, whatever ran before it
     feeds = {
         "a": RNG.integers(0, 256, size=(n, 5)).astype(np.uint8),
         "a3": RNG.integers(-128, 128, size=(n, 2, 5)).astype(np.int8),
@@ -130,11 +100,20 @@ def test_integer_matmuls():
         ("QLinearMatMul", ["a3", "sa", "azp8", "b", "sb", "bzp", "sy", "zy8"], ["ql_3d_const"], {}),
     ]
     model = _graph_model(feeds, inits, nodes, [o for *_, outs, _ in nodes for o in outs])
-    _check(model, feeds)
+    got = mi.compile(model).run(feeds)
+    # MatMulInteger exactly; QLinearMatMul within one quantization step: onnxruntime requantizes with a fused
+    # float multiplier, so a real value close to a rounding tie may land on either side
+    for out, want in zip(model.graph.output, run_ort(model, feeds)):
+        g = got[out.name]
+        assert g.shape == want.shape and g.dtype == want.dtype, out.name
+        diff = np.abs(g.astype(np.int64) - want.astype(np.int64))
+        assert diff.max(initial=0) <= (1 if out.name.startswith("ql") else 0), (out.name, diff.max())
+        assert (diff > 0).mean() < 0.1, out.name
 
 
 def test_integer_convolutions():
     n = 3
+    RNG = np.random.default_rng(2025)  # noqa: N806 - this test's own data, whatever ran before it
     feeds = {"x": RNG.integers(0, 256, size=(n, 4, 7, 6)).astype(np.uint8)}
     inits = {
         "w": RNG.integers(-128, 128, size=(6, 2, 3, 2)).astype(np.int8), "xz": np.uint8(119), "wz": np.int8(3),

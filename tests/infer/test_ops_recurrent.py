@@ -7,24 +7,12 @@ import numpy as np
 import pytest
 
 import ml4ep.infer as mi
-from ml4ep.infer import build
 from ml4ep.errors import Ml4epError, UnsupportedOperatorError
 from opcheck import make_model, rand, run_ort
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _strict_warnings():
-    """The generated code must compile warning-free: build these tests with -Wall -Wextra -Werror."""
-    orig = build.flags
-
-    def strict(portable: bool = False, extra=None):
-        return orig(portable, extra) + ["-Wall", "-Wextra", "-Werror"]
-
-    build.flags = strict
-    yield
-    build.flags = orig
+pytestmark = pytest.mark.usefixtures("strict_warnings")
 
 
 def _inputs(op, T, B, F, H, n_dir, layout=0, *, bias=True, lens=None, init=False, peep=False, dtype=np.float32):

@@ -9,7 +9,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 import ml4ep.infer as mi
 from ml4ep.errors import ShapeError, UnsupportedOperatorError
-from ml4ep.infer import build
 from ml4ep.infer import dims as D
 from ml4ep.infer.graph import Graph, Node
 from ml4ep.infer.ops import shape_ops as S
@@ -19,18 +18,7 @@ I64_MAX = np.iinfo(np.int64).max
 I64_MIN = np.iinfo(np.int64).min
 N = D.Dim.symbol("N")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _strict_warnings():
-    """The generated code must compile warning-free: build these tests with -Wall -Wextra -Werror."""
-    orig = build.flags
-
-    def strict(portable: bool = False, extra=None):
-        return orig(portable, extra) + ["-Wall", "-Wextra", "-Werror"]
-
-    build.flags = strict
-    yield
-    build.flags = orig
+pytestmark = pytest.mark.usefixtures("strict_warnings")
 
 
 def i64(*v) -> np.ndarray:

@@ -117,7 +117,8 @@ def node_names(gp: onnx.GraphProto) -> list[str]:
 CONTROL_FLOW = ("If", "Loop", "Scan")
 
 
-def _attr_value(a: onnx.AttributeProto):
+def attr_value(a: onnx.AttributeProto):
+    """An attribute's value as the IR keeps it: arrays for tensors, str for bytes."""
     v = helper.get_attribute_value(a)
     if isinstance(v, onnx.TensorProto):
         v = numpy_helper.to_array(v)
@@ -139,7 +140,7 @@ def _import_node(n: onnx.NodeProto, nname: str, opset: int, scope: dict[str, str
         if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
             problems.append((nname, n.op_type, "control flow with subgraphs is not supported"))
             continue
-        attrs[a.name] = _attr_value(a)
+        attrs[a.name] = attr_value(a)
     if n.domain not in ("", "ai.onnx"):
         problems.append((nname, f"{n.domain}.{n.op_type}", f"operator domain '{n.domain}' is not supported"))
     elif O.get(n.op_type) is None and not has_function(n.op_type, opset):

@@ -135,23 +135,27 @@ register("Gemm", infer=_infer_gemm, emit=_emit_gemm, check=_check_float_inputs)
 # ------------------------------------------------------------------------------------------------------
 # MatMul (numpy semantics) with an optional fused bias as third input
 
-def _infer_matmul(node: "Node", g: "Graph"):
-    a, b = g.t(node.inputs[0]).shape, g.t(node.inputs[1]).shape
+def matmul_shapes(node: "Node", a: tuple, b: tuple) -> tuple[tuple, tuple, tuple, tuple]:
+    """NumPy matmul shapes: ``(a as 2-D+, b as 2-D+, broadcast batch, output)`` (1-D operands promoted)."""
     if len(a) == 0 or len(b) == 0:
-        raise ShapeError(f"node '{node.name}' (MatMul): scalar operands are not allowed")
+        raise ShapeError(f"node '{node.name}' ({node.op_type}): scalar operands are not allowed")
     a2 = (1,) + tuple(a) if len(a) == 1 else tuple(a)
     b2 = tuple(b) + (1,) if len(b) == 1 else tuple(b)
-    if a2[-1] != b2[-2]:
-        raise ShapeError(
-            f"node '{node.name}' (MatMul): inner dimensions differ: {D.fmt_shape(a)} x {D.fmt_shape(b)}"
-        )
+    if D.norm(a2[-1]) != D.norm(b2[-2]):
+        raise ShapeError(f"node '{node.name}' ({node.op_type}): inner dimensions differ: "
+                         f"{D.fmt_shape(a)} x {D.fmt_shape(b)}")
     batch = broadcast_shapes(node, a2[:-2], b2[:-2])
     out = list(batch) + [a2[-2], b2[-1]]
     if len(a) == 1:
         out.pop(-2)
     if len(b) == 1:
         out.pop(-1)
-    return [(g.t(node.inputs[0]).dtype, tuple(out))]
+    return a2, b2, tuple(batch), tuple(out)
+
+
+def _infer_matmul(node: "Node", g: "Graph"):
+    out = matmul_shapes(node, g.t(node.inputs[0]).shape, g.t(node.inputs[1]).shape)[3]
+    return [(g.t(node.inputs[0]).dtype, out)]
 
 
 def _emit_matmul(node: "Node", cg: "Emitter") -> str:

@@ -24,7 +24,7 @@ import numpy as np
 from onnx import helper
 
 from . import register
-from .common import CTYPES, broadcast_index_plan, broadcast_shapes, norm_axis
+from .common import CTYPES, broadcast_index_plan, norm_axis
 from .. import dims as D
 from ...errors import ShapeError
 
@@ -353,21 +353,10 @@ def _mm_io(node: "Node"):
 
 
 def _mm_shapes(node: "Node", g: "Graph"):
+    from .gemm import matmul_shapes
+
     ia, ib, _, _ = _mm_io(node)
-    a, b = g.t(node.inputs[ia]).shape, g.t(node.inputs[ib]).shape
-    if len(a) == 0 or len(b) == 0:
-        raise _err(node, "scalar operands are not allowed")
-    a2 = (1,) + tuple(a) if len(a) == 1 else tuple(a)
-    b2 = tuple(b) + (1,) if len(b) == 1 else tuple(b)
-    if D.norm(a2[-1]) != D.norm(b2[-2]):
-        raise _err(node, f"inner dimensions differ: {D.fmt_shape(a)} x {D.fmt_shape(b)}")
-    batch = broadcast_shapes(node, a2[:-2], b2[:-2])
-    out = list(batch) + [a2[-2], b2[-1]]
-    if len(a) == 1:
-        out.pop(-2)
-    if len(b) == 1:
-        out.pop(-1)
-    return a2, b2, tuple(batch), tuple(out)
+    return matmul_shapes(node, g.t(node.inputs[ia]).shape, g.t(node.inputs[ib]).shape)
 
 
 def _vec_param(node: "Node", g: "Graph", idx: int, extent, what: str) -> str:

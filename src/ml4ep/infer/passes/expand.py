@@ -44,18 +44,13 @@ def attrs_to_proto(node: Node) -> dict:
 
 def node_from_proto(n: onnx.NodeProto, name: str) -> Node:
     """An IR node from an ONNX node (attributes decoded); raises ValueError on subgraph attributes."""
+    from ..onnx_import import attr_value
+
     attrs = {}
     for a in n.attribute:
         if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
             raise ValueError("control flow with subgraphs is not supported")
-        v = helper.get_attribute_value(a)
-        if isinstance(v, onnx.TensorProto):
-            v = numpy_helper.to_array(v)
-        elif isinstance(v, bytes):
-            v = v.decode()
-        elif isinstance(v, list) and v and isinstance(v[0], bytes):
-            v = [x.decode() for x in v]
-        attrs[a.name] = v
+        attrs[a.name] = attr_value(a)
     return Node(n.op_type, name, list(n.input), list(n.output), attrs, n.domain, origin=[name])
 
 
