@@ -151,3 +151,23 @@ int main(int argc, char** argv) {
     with np.errstate(over="ignore"):
         want = floats.astype(np.float16).view(np.uint16)
     assert np.array_equal(np.fromfile(tmp_path / "f2h.bin", np.uint16), want)
+
+
+def test_pointwise_conv_over_symbolic_axes_with_bias_and_relu():
+    # EdgeConv's 1x1 convolutions over (points, neighbours): MatMul with the bias per row and the ReLU fused
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((6, 4, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    nodes = [h.make_node("Conv", ["x", "w", "b"], ["c"]), h.make_node("Relu", ["c"], ["y"])]
+    model = finish_model(h.make_graph(nodes, "pw", [h.make_tensor_value_info("x", T.FLOAT, ["N", 4, "P", 3])],
+                                      [h.make_tensor_value_info("y", T.FLOAT, None)],
+                                      [h.make_tensor("w", T.FLOAT, w.shape, w.ravel()),
+                                       h.make_tensor("b", T.FLOAT, b.shape, b)]), 17)
+    g, _ = mi.lower(model)
+    mm = [n for n in g.nodes if n.op_type == "MatMul"]
+    assert len(mm) == 1 and mm[0].attrs.get("_row_bias") and [f for f, _ in mm[0].fused] == ["Relu"]
+    assert not [n for n in g.nodes if n.op_type in ("Add", "Relu")]
+    m = mi.compile(model)
+    for n, p in ((1, 5), (3, 9)):
+        a = rng.standard_normal((n, 4, p, 3)).astype(np.float32)
+        _same(m(a), run_ort(model, {"x": a})[0], rtol=1e-5, atol=1e-5)

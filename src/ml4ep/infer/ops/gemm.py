@@ -194,6 +194,18 @@ def _emit_matmul(node: "Node", cg: "Emitter") -> str:
         f"ml4ep_rt::gemm({D.cpp(m)}, {D.cpp(n)}, {D.cpp(k)}, 1.0f, {cg.ptr(a)} + {off(sa, mk)}, false, "
         f"{cg.ptr(b)} + {off(sb, kn)}, false, 0.0f, {cg.ptr(y)} + {off(out_strides, mn)});"
     )
+    row_bias = bias_name and node.attrs.get("_row_bias")
+    act = activation_code(node, "v")
+    if row_bias or (act and not bias_name):
+        # a bias per output row (a 1x1 convolution as MatMul) and the activations, on each product's block
+        # while it is still in cache
+        bias_v = f"{cg.ptr(bias_name)}[i]" if row_bias else "0.0f"
+        lines.append(f"{{\n  float* __restrict yb = {cg.ptr(y)} + {off(out_strides, mn)};\n"
+                     f"  for (int64_t i = 0; i < {D.cpp(m)}; ++i) {{\n    const float bi = {bias_v};\n"
+                     f"    for (int64_t j = 0; j < {D.cpp(n)}; ++j) {{ float v = yb[i * {D.cpp(n)} + j] + bi; "
+                     f"{act}yb[i * {D.cpp(n)} + j] = v; }}\n  }}\n}}")
+        lines += ["}"] * len(extents)
+        return "\n".join(lines) + "\n"
     lines += ["}"] * len(extents)
     code = "\n".join(lines) + "\n"
     if bias_name:

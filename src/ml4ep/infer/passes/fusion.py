@@ -69,12 +69,17 @@ def fuse_matmul_add(g: Graph) -> int:
         if node.op_type != "MatMul" or node not in g.nodes or len(node.inputs) > 2:
             continue
         w = g.const(node.inputs[1])
-        if w is None or w.ndim != 2 or g.t(node.inputs[0]).rank < 2:
+        # a constant left operand instead (a 1x1 convolution as MatMul): a bias per output row may fuse
+        left_const = w is None and g.const(node.inputs[0]) is not None
+        if not left_const and (w is None or w.ndim != 2 or g.t(node.inputs[0]).rank < 2):
             continue
         add = _single_consumer(g, node.outputs[0])
         if add is None or add.op_type != "Add":
             continue
         other = add.inputs[1] if add.inputs[0] == node.outputs[0] else add.inputs[0]
+        if left_const:
+            count += _fuse_row_bias(g, node, add, other)
+            continue
         b = g.const(other)
         if b is None or b.dtype != np.float32 or b.size != w.shape[1] or (b.ndim and b.shape[-1] != w.shape[1]):
             continue
@@ -86,6 +91,36 @@ def fuse_matmul_add(g: Graph) -> int:
         _replace_output(g, node, add)
         count += 1
     return count
+
+
+def _fuse_row_bias(g: Graph, node: Node, add: Node, other: str) -> bool:
+    """MatMul(A const (M, K), B (..., K, S)) + bias (M, 1): the bias added per output row by the MatMul."""
+    a, b = g.const(node.inputs[0]), g.const(other)
+    if a is None or a.ndim != 2 or b is None or b.dtype != np.float32 or g.is_const(node.inputs[1]):
+        return False
+    m = a.shape[0]
+    out = g.t(node.outputs[0])
+    if out.rank < 3 or b.size != m or b.ndim < 2 or b.shape[-1] != 1 or b.shape[-2] != m or b.ndim > out.rank:
+        return False
+    bname = g.unique_name(node.name + "_row_bias")
+    g.add_tensor(bname, np.float32, (m,), b.reshape(-1))
+    node.inputs = node.inputs[:2] + [bname]
+    node.attrs["_row_bias"] = True
+    _replace_output(g, node, add)
+    return True
+
+
+def _through_view(g: Graph, node: Node) -> tuple[Node | None, Node | None]:
+    """(view, activation) when ``node``'s output goes through one Reshape-like view into one activation."""
+    view = _single_consumer(g, node.outputs[0])
+    if view is None or view.op_type not in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
+        return None, None
+    if view.inputs[0] != node.outputs[0] or view.outputs[0] in g.outputs:
+        return None, None
+    act = _single_consumer(g, view.outputs[0])
+    if act is None or act.op_type not in FUSABLE or act.inputs[0] != view.outputs[0] or act.op_type == "Clip":
+        return None, None
+    return view, act
 
 
 def fuse_activation(g: Graph) -> int:
@@ -100,6 +135,19 @@ def fuse_activation(g: Graph) -> int:
                 continue
             act = _single_consumer(g, node.outputs[0])
             if act is None or act.op_type not in FUSABLE or act.inputs[0] != node.outputs[0]:
+                # an activation after a view of the output (Reshape back from a 1x1 convolution as MatMul):
+                # elementwise, so it moves before the view
+                view, act2 = _through_view(g, node)
+                if view is None:
+                    continue
+                node.fused.append((act2.op_type, dict(act2.attrs)))
+                old = view.outputs[0]
+                view.outputs[0] = act2.outputs[0]
+                node.origin.extend(act2.origin)
+                g.nodes.remove(act2)
+                g.tensors.pop(old, None)
+                count += 1
+                changed = True
                 continue
             attrs = {k: v for k, v in act.attrs.items()}
             if act.op_type == "Clip":
