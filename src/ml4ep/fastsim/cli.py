@@ -73,6 +73,50 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else (256, 128, 64)
+    conds = [c.strip() for c in args.conditions.split(",") if c.strip()] if args.conditions else []
+    r = train(args.input, args.output, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+              latent=args.latent, seed=args.seed, validation_split=args.validation_split,
+              patience=args.patience if args.patience > 0 else None, device=args.device, resume=args.resume,
+              progress=not args.quiet, hidden=hidden, beta=args.beta, loss=args.loss, conditions=conds,
+              geometry=args.geometry)
+    print(f"{args.output}: {r['epochs_run']} epoch(s) run, at epoch {r['epoch']}, best epoch {r['best_epoch']} "
+          f"(loss {r['best_val_loss']:.4g}){', stopped early' if r['stopped_early'] else ''}; {r['seconds']:.1f} s")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .generate import generate
+
+    energy = parse_energy(args.energy)
+    rng = np.random.default_rng(args.seed)
+    e_gev = (np.exp(rng.uniform(np.log(energy[0]), np.log(energy[1]), args.n)) if isinstance(energy, tuple)
+             else rng.choice(np.asarray(energy, float), args.n))
+    seed = int(rng.integers(2**62))  # the latent noise: its own stream from the same seed
+    generate(args.model, e_gev * 1e3, backend=args.backend, seed=seed, batch_size=args.batch_size,
+             output=args.output, geometry=args.geometry)
+    print(f"{args.output}: {args.n} showers from {args.model} ({args.backend}), E {args.energy} GeV, "
+          f"seed {args.seed}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .generate import export
+
+    path = export(args.model, args.output)
+    msg = f"{path}: decoder ONNX (inputs z (N, latent), incident_energy (N, 1) MeV; output showers (N, V) MeV)"
+    if args.cpp:
+        import ml4ep.infer as mi
+
+        out = mi.compile(str(path)).save(args.cpp)
+        msg += f"; C++ (header, weights, example.cpp, CMakeLists.txt) in {out}"
+    print(msg)
+    return 0
+
+
 def add_parsers(sub) -> None:
     f = sub.add_parser("fastsim", help="ml4ep.fastsim: calorimeter showers (CaloChallenge format)")
     fsub = f.add_subparsers(dest="fastsim_command", required=True)
@@ -105,3 +149,41 @@ def add_parsers(sub) -> None:
     e.add_argument("--no-plots", action="store_true", help="metrics.json only")
     e.add_argument("--json", action="store_true", help="also print the timings as JSON")
     e.set_defaults(func=_cmd_evaluate)
+
+    t = fsub.add_parser("train", help="train a Par04-style conditional VAE on CaloChallenge HDF5 showers")
+    t.add_argument("input", help="training showers (CaloChallenge HDF5)")
+    t.add_argument("-o", "--output", required=True, help="run directory (last.pt, best.pt, history.json)")
+    t.add_argument("--model", choices=["vae"], default="vae")
+    t.add_argument("--geometry", default=None, help="check the voxel count against this geometry")
+    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--batch-size", type=int, default=256)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--latent", type=int, default=10)
+    t.add_argument("--hidden", default="256,128,64", help="comma list of hidden-layer widths")
+    t.add_argument("--beta", type=float, default=1.0, help="weight of the KL term")
+    t.add_argument("--loss", choices=["bce", "mse"], default="bce", help="reconstruction loss on the fractions")
+    t.add_argument("--conditions", default=None, help="comma list of extra scalar datasets used as conditions")
+    t.add_argument("--validation-split", type=float, default=0.2)
+    t.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (0: never)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    t.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    t.set_defaults(func=_cmd_train)
+
+    g = fsub.add_parser("generate", help="generate showers with a trained model")
+    g.add_argument("model", help="run directory or .pt checkpoint (any backend) or exported .onnx (onnxruntime, ml4ep)")
+    g.add_argument("--n", type=int, required=True, help="number of showers")
+    g.add_argument("--energy", default="1:1000", help="incident energy in GeV: lo:hi log-uniform, or a comma list")
+    g.add_argument("--backend", choices=["torch", "onnxruntime", "ml4ep"], default="torch")
+    g.add_argument("--geometry", default=None, help="check the voxel count against this geometry")
+    g.add_argument("--batch-size", type=int, default=10000)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("-o", "--output", required=True, help="the CaloChallenge HDF5 file to write")
+    g.set_defaults(func=_cmd_generate)
+
+    x = fsub.add_parser("export", help="export a trained model's decoder to ONNX (and C++ with --cpp)")
+    x.add_argument("model", help="run directory or .pt checkpoint")
+    x.add_argument("-o", "--output", default=None, help="ONNX file (default: decoder.onnx beside the checkpoint)")
+    x.add_argument("--cpp", default=None, help="also compile with ml4ep.infer and write the C++ into this folder")
+    x.set_defaults(func=_cmd_export)

@@ -1,0 +1,309 @@
+"""Train a shower VAE on a CaloChallenge HDF5 file, read through :class:`ml4ep.data.BatchLoader`.
+
+>>> from ml4ep.fastsim.train import train
+>>> result = train("showers.h5", "runs/vae", epochs=20, batch_size=256, lr=1e-3, latent=10, seed=1)  # doctest: +SKIP
+
+``out_dir`` receives ``last.pt`` (written after every epoch: model, optimizer, epoch, RNG states, preprocessing,
+configuration, history; ``resume=True`` continues from it), ``best.pt`` (the weights of the lowest validation loss,
+what :mod:`ml4ep.fastsim.generate` uses) and ``history.json``. The same seed gives the same weights, also across an
+interruption and resume (on the same device and thread count).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import Ml4epError
+from . import io
+
+log = logging.getLogger(__name__)
+
+LAST, BEST, HISTORY = "last.pt", "best.pt", "history.json"
+FORMAT = "ml4ep.fastsim.vae/1"
+
+
+class TrainError(Ml4epError, ValueError):
+    """Invalid training input or an unusable checkpoint."""
+
+
+def _device(device):
+    import torch
+
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise TrainError(f"device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"device {device!r}: CUDA is not available")
+    return dev
+
+
+def _loader(path: str, conditions: Sequence[str], batch_size: int, seed: int, validation_split: float,
+            shuffle: bool = True):
+    from ..data import BatchLoader
+
+    return BatchLoader(path, format="hdf5", columns=[io.E_KEY, io.S_KEY, *conditions], batch_size=batch_size,
+                       shuffle=shuffle, seed=seed, validation_split=validation_split, dtype=np.float32)
+
+
+def _unpack(batch, conditions: Sequence[str], device):
+    import torch
+
+    e = batch[io.E_KEY].reshape(-1, 1)
+    s = batch[io.S_KEY].reshape(len(e), -1)
+    c = torch.stack([batch[n].reshape(-1) for n in conditions], 1) if conditions else None
+    out = [t.to(device=device, dtype=torch.float32) if t is not None else None for t in (e, s, c)]
+    return out[0], out[1], out[2]
+
+
+def preprocessing(loader, conditions: Sequence[str]) -> dict:
+    """One pass over the training split (in order): the per-voxel largest fraction of the incident energy, the
+    incident-energy range (MeV) and the extra conditions' mean and standard deviation."""
+    scale, e_min, e_max, n = None, math.inf, 0.0, 0
+    c_sum = c_sq = f_sum = None
+    for batch in loader.train.numpy(as_dict=True):
+        e = np.asarray(batch[io.E_KEY], np.float64).reshape(-1, 1)
+        s = np.asarray(batch[io.S_KEY], np.float64).reshape(len(e), -1)
+        if e.size and (not np.all(np.isfinite(e)) or e.min() <= 0):
+            raise TrainError(f"{loader._files[0][0]}: '{io.E_KEY}' must be finite and positive")
+        if s.size and (not np.all(np.isfinite(s)) or s.min() < 0):
+            raise TrainError(f"{loader._files[0][0]}: '{io.S_KEY}' must be finite and non-negative")
+        if not len(e):
+            continue
+        frac = s / e
+        f_max, f_tot = frac.max(axis=0), frac.sum(axis=0)
+        scale = f_max if scale is None else np.maximum(scale, f_max)
+        f_sum = f_tot if f_sum is None else f_sum + f_tot
+        e_min, e_max, n = min(e_min, float(e.min())), max(e_max, float(e.max())), n + len(e)
+        if conditions:
+            c = np.stack([np.asarray(batch[k], np.float64).reshape(-1) for k in conditions], 1)
+            c_sum = c.sum(0) if c_sum is None else c_sum + c.sum(0)
+            c_sq = (c**2).sum(0) if c_sq is None else c_sq + (c**2).sum(0)
+    if n == 0:
+        raise TrainError(f"{loader._files[0][0]}: the training split is empty")
+    from .models.vae import MIN_SCALE
+
+    out = {"voxel_scale": scale, "e_min_mev": e_min, "e_max_mev": e_max, "n_train": n,
+           "mean_target": f_sum / n / np.maximum(scale, MIN_SCALE)}
+    if conditions:
+        mean = c_sum / n
+        out["cond_mean"], out["cond_std"] = mean, np.sqrt(np.maximum(c_sq / n - mean**2, 0.0))
+    return out
+
+
+def _save(obj, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(path.name + ".part")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path) -> dict:
+    """A checkpoint dict (``best.pt``/``last.pt`` or a run directory, whose ``best.pt`` is preferred)."""
+    import torch
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / BEST if (p / BEST).exists() else p / LAST
+    if not p.exists():
+        raise TrainError(f"{p}: no checkpoint (train first, or give a .pt file or a run directory)")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file
+        raise TrainError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise TrainError(f"{p}: not an ml4ep.fastsim VAE checkpoint")
+    ck["path"] = str(p)
+    return ck
+
+
+def model_from_checkpoint(ck: dict):
+    """The :class:`~ml4ep.fastsim.models.vae.ShowerVAE` of a checkpoint dict, in eval mode on the CPU."""
+    from .models.vae import ShowerVAE, VAEConfig
+
+    model = ShowerVAE(VAEConfig.from_dict(ck["config"]))
+    model.load_state_dict(ck["model"])
+    return model.eval()
+
+
+def _evaluate(model, loader, conditions, device, seed: int, epoch: int) -> float | None:
+    import torch
+
+    if not loader.validation.parts:
+        return None
+    loader.validation.set_epoch(0)  # the same validation order every epoch
+    gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch + 7)
+    total, n = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for batch in loader.validation.torch(as_dict=True):
+            e, s, c = _unpack(batch, conditions, device)
+            loss, _, _ = model(s, e, c, generator=gen)
+            total, n = total + float(loss) * len(e), n + len(e)
+    return total / max(n, 1)
+
+
+class _Progress:
+    def __init__(self, enabled: bool, stream=None):
+        self.enabled, self.stream = enabled, stream or sys.stderr
+        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def batch(self, epoch: int, epochs: int, i: int, n: int, loss: float, recon: float, kl: float) -> None:
+        if self.tty:
+            self.stream.write(f"\repoch {epoch}/{epochs} [{i}/{n}] loss {loss:.4g} (recon {recon:.4g}, "
+                              f"kl {kl:.4g})")
+            self.stream.flush()
+
+    def line(self, text: str) -> None:
+        if self.enabled:
+            self.stream.write(("\r" if self.tty else "") + text + "\n")
+            self.stream.flush()
+
+
+def train(path, out_dir, *, epochs: int = 20, batch_size: int = 256, lr: float = 1e-3, latent: int = 10,
+          seed: int = 0, validation_split: float = 0.2, patience: int | None = 5, device="auto",
+          resume: bool = False, progress: bool = True, hidden: Sequence[int] = (256, 128, 64), beta: float = 1.0,
+          loss: str = "bce", conditions: Sequence[str] = (), geometry=None) -> dict:
+    """Train a :class:`~ml4ep.fastsim.models.vae.ShowerVAE` on the showers of ``path`` and checkpoint it in
+    ``out_dir``; returns ``{"epochs_run", "epoch", "best_epoch", "best_val_loss", "stopped_early", "history",
+    "best", "last", "seconds"}``.
+
+    ``patience``: stop after that many epochs without a lower validation loss (the training loss without a
+    validation split; ``None`` never stops early). ``resume``: continue from ``out_dir/last.pt`` (the other
+    arguments must describe the same run; ``epochs`` may be raised). ``conditions``: extra scalar datasets of the
+    file used as conditions besides the incident energy. ``geometry`` (optional) checks the voxel count.
+    """
+    import torch
+
+    from .models.vae import ShowerVAE, VAEConfig
+
+    for name, v in (("epochs", epochs), ("batch_size", batch_size), ("latent", latent)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise TrainError(f"{name} must be a positive integer, got {v!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise TrainError(f"lr must be positive, got {lr!r}")
+    if patience is not None and patience < 1:
+        raise TrainError(f"patience must be >= 1 or None, got {patience!r}")
+    conditions = list(conditions)
+    meta = io.info(path)  # a clear ShowerFileError naming the file for a missing file or wrong keys
+    if geometry is not None:
+        from .geometry import get
+
+        geo = get(geometry)
+        if geo.n_voxels != meta["n_voxels"]:
+            raise TrainError(f"{path}: {meta['n_voxels']} voxels per shower but geometry {geo.name!r} has "
+                             f"{geo.n_voxels}")
+    if meta["n_showers"] == 0:
+        raise TrainError(f"{path}: the file holds no showers")
+    dev = _device(device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run_args = {"path": str(Path(path).resolve()), "batch_size": int(batch_size), "lr": float(lr),
+                "latent": int(latent), "seed": int(seed), "validation_split": float(validation_split),
+                "hidden": [int(h) for h in hidden], "beta": float(beta), "loss": loss, "conditions": conditions}
+
+    loader = _loader(str(path), conditions, int(batch_size), int(seed), float(validation_split))
+    torch.manual_seed(int(seed))
+    ck = None
+    if resume and (out / LAST).exists():
+        ck = load_checkpoint(out / LAST)
+        old = {k: v for k, v in ck["run"].items() if k != "path"}
+        new = {k: v for k, v in run_args.items() if k != "path"}
+        if old != new:
+            diff = {k: (old.get(k), new.get(k)) for k in new if old.get(k) != new.get(k)}
+            raise TrainError(f"{out / LAST}: cannot resume, the run was started with other settings "
+                             f"(saved, given): {diff}")
+        model = model_from_checkpoint(ck)
+    else:
+        if resume:
+            log.info("%s: no checkpoint to resume from; starting a new run", out / LAST)
+        cfg = VAEConfig(n_voxels=meta["n_voxels"], latent=int(latent), hidden=tuple(hidden),
+                        n_conditions=len(conditions), condition_names=tuple(conditions), beta=float(beta),
+                        loss=loss)
+        model = ShowerVAE(cfg)
+        pre = preprocessing(_loader(str(path), conditions, 4096, int(seed), float(validation_split),
+                                    shuffle=False), conditions)
+        model.set_preprocessing(pre["voxel_scale"], pre["e_min_mev"], pre["e_max_mev"], pre.get("cond_mean"),
+                                pre.get("cond_std"), pre["mean_target"])
+    model.to(dev).train()
+    opt = torch.optim.Adam(model.parameters(), lr=float(lr))
+    gen = torch.Generator(device=dev).manual_seed(int(seed))
+    state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
+             "stopped_early": False}
+    if ck is not None:
+        opt.load_state_dict(ck["optimizer"])
+        gen.set_state(ck["rng"]["generator"])
+        torch.set_rng_state(ck["rng"]["torch"])
+        state.update(ck["state"])
+
+    prog = _Progress(progress)
+    n_batches = len(loader.train)
+    t0 = time.perf_counter()
+    epochs_run = 0
+    start = state["epoch"]
+    if state["stopped_early"]:
+        prog.line(f"{out}: the run stopped early at epoch {start}; nothing to do")
+    for epoch in range(start, int(epochs)):
+        if state["stopped_early"]:
+            break
+        te = time.perf_counter()
+        model.train()
+        loader.train.set_epoch(epoch)
+        sums, n = np.zeros(3), 0
+        for i, batch in enumerate(loader.train.torch(as_dict=True)):
+            e, s, c = _unpack(batch, conditions, dev)
+            loss_t, recon, kl = model(s, e, c, generator=gen)
+            opt.zero_grad(set_to_none=True)
+            loss_t.backward()
+            opt.step()
+            vals = torch.stack([loss_t.detach(), recon.detach(), kl.detach()]).cpu().numpy().astype(np.float64)
+            sums, n = sums + vals * len(e), n + len(e)
+            prog.batch(epoch + 1, epochs, i + 1, n_batches, *vals)
+        if n == 0:
+            raise TrainError(f"{path}: the training split is empty (validation_split {validation_split})")
+        train_loss, train_recon, train_kl = (sums / n).tolist()
+        val = _evaluate(model, loader, conditions, dev, int(seed), epoch)
+        monitored = val if val is not None else train_loss
+        if not math.isfinite(monitored):
+            raise TrainError(f"epoch {epoch + 1}: the loss is {monitored} (lower lr?)")
+        improved = monitored < state["best_val_loss"]
+        if improved:
+            state["best_val_loss"], state["best_epoch"], state["bad_epochs"] = monitored, epoch + 1, 0
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch + 1
+        state["stopped_early"] = patience is not None and state["bad_epochs"] >= patience
+        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "train_recon": train_recon,
+                                 "train_kl": train_kl, "val_loss": val, "seconds": time.perf_counter() - te})
+        model_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        ckpt = {"format": FORMAT, "config": model.config.to_dict(), "model": model_state,
+                "optimizer": opt.state_dict(), "state": state, "run": run_args,
+                "rng": {"generator": gen.get_state().cpu(), "torch": torch.get_rng_state(),
+                        "numpy": np.random.get_state()},
+                "data": {"n_voxels": meta["n_voxels"], "n_showers": meta["n_showers"]}}
+        if improved:
+            _save(ckpt, out / BEST)
+        _save(ckpt, out / LAST)
+        (out / HISTORY).write_text(json.dumps(state["history"], indent=1))
+        epochs_run += 1
+        vtxt = f"val {val:.4g}" if val is not None else "no validation"
+        prog.line(f"epoch {epoch + 1}/{epochs}: train {train_loss:.4g} (recon {train_recon:.4g}, kl "
+                  f"{train_kl:.4g}), {vtxt}{' *' if improved else ''}, {time.perf_counter() - te:.1f} s")
+        if state["stopped_early"]:
+            prog.line(f"early stop: no improvement for {patience} epoch(s); best epoch {state['best_epoch']}")
+    return {"epochs_run": epochs_run, "epoch": state["epoch"], "best_epoch": state["best_epoch"],
+            "best_val_loss": state["best_val_loss"], "stopped_early": state["stopped_early"],
+            "history": list(state["history"]), "best": str(out / BEST), "last": str(out / LAST),
+            "seconds": time.perf_counter() - t0}
