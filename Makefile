@@ -34,6 +34,7 @@ bench: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bdt.py --write docs/benchmarks.md
 	$(PY) benchmarks/fastsim_gflash.py --write docs/benchmarks.md
 	$(PY) benchmarks/fastsim_evaluate.py --write docs/benchmarks.md
+	$(PY) benchmarks/fastsim.py --write docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -109,10 +109,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
     path = export(args.model, args.output)
     msg = f"{path}: decoder ONNX (inputs z (N, latent), incident_energy (N, 1) MeV; output showers (N, V) MeV)"
     if args.cpp:
+        import onnx
+
         import ml4ep.infer as mi
 
-        out = mi.compile(str(path)).save(args.cpp)
+        from .hook import write_hook_example
+
+        compiled = mi.compile(str(path))
+        out = compiled.save(args.cpp)
         msg += f"; C++ (header, weights, example.cpp, CMakeLists.txt) in {out}"
+        proto = onnx.load(str(path), load_external_data=False)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        if len(proto.graph.input) == 2 and "latent" in meta and "n_voxels" in meta:
+            # the fast-simulation hook pattern (energies in, showers out); models with extra conditions: not yet
+            write_hook_example(out, compiled.name, int(meta["latent"]), int(meta["n_voxels"]))
+            msg += " with the hook example (shower_hook.hpp, hook_main.cpp, target shower_hook)"
     print(msg)
     return 0
 
