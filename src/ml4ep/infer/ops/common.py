@@ -184,3 +184,11 @@ def emit_view_copy(node: "Node", cg: "Emitter") -> str:
     if not y or cg.same_storage(x, y):
         return ""
     return f"std::memcpy({cg.ptr(y)}, {cg.ptr(x)}, sizeof({cg.ctype(y)}) * size_t({cg.numel(y)}));\n"
+
+
+def check_floating(node: "Node", g: "Graph") -> str | None:
+    """``check`` of ops that take floating-point inputs only (any width, low-precision types included)."""
+    t = g.tensors.get(node.inputs[0])
+    if t is not None and t.dtype.kind in "iub":
+        return f"input dtype {t.dtype} is not supported (floating-point only)"
+    return None

@@ -11,19 +11,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import register
+from .common import check_floating
 from .. import dims as D
 from ...errors import ShapeError
 
 if TYPE_CHECKING:
     from ..codegen import Emitter
     from ..graph import Graph, Node
-
-
-def _check_det(node: "Node", g: "Graph") -> str | None:
-    t = g.tensors.get(node.inputs[0])
-    if t is not None and t.dtype.kind in "iub":
-        return f"input dtype {t.dtype} is not supported (floating-point only)"
-    return None
 
 
 def _infer_det(node: "Node", g: "Graph"):
@@ -78,4 +72,4 @@ for (int64_t o = 0; o < {outer}; ++o) {{
 """
 
 
-register("Det", infer=_infer_det, emit=_emit_det, check=_check_det, workspace=_ws_det)
+register("Det", infer=_infer_det, emit=_emit_det, check=check_floating, workspace=_ws_det)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import register
-from .common import norm_axis
+from .common import check_floating, norm_axis
 from .elementwise import _f
 from .gemm import activation_code
 from .reduce import row_reduce
@@ -318,10 +318,7 @@ def _check_lrn(node: "Node", g: "Graph") -> str | None:
         return "the attribute size is required"
     if int(node.attr("size")) < 1:
         return f"size={int(node.attr('size'))} (must be at least 1)"
-    t = g.tensors.get(node.inputs[0])
-    if t is not None and t.dtype.kind in "iub":
-        return f"input dtype {t.dtype} is not supported (floating-point only)"
-    return None
+    return check_floating(node, g)
 
 
 def _infer_lrn(node: "Node", g: "Graph"):
