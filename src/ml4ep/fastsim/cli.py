@@ -78,12 +78,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else (256, 128, 64)
     conds = [c.strip() for c in args.conditions.split(",") if c.strip()] if args.conditions else []
-    r = train(args.input, args.output, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    lr = args.lr if args.lr is not None else (1e-3 if args.model == "vae" else 5e-4)
+    r = train(args.input, args.output, model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=lr,
               latent=args.latent, seed=args.seed, validation_split=args.validation_split,
               patience=args.patience if args.patience > 0 else None, device=args.device, resume=args.resume,
               progress=not args.quiet, hidden=hidden, beta=args.beta, loss=args.loss, conditions=conds,
-              geometry=args.geometry)
-    print(f"{args.output}: {r['epochs_run']} epoch(s) run, at epoch {r['epoch']}, best epoch {r['best_epoch']} "
+              geometry=args.geometry, dim=args.dim, depth=args.depth, heads=args.heads, tokens=args.tokens,
+              steps=args.steps, sampler=args.sampler, ema_decay=args.ema, warmup=args.warmup,
+              init_from=args.init_from, max_seconds=args.max_seconds)
+    print(f"{args.output}: {r['epochs_run']} epoch(s) run, at epoch {r['epoch']} (step {r['steps']}), best epoch "
+          f"{r['best_epoch']} "
           f"(loss {r['best_val_loss']:.4g}){', stopped early' if r['stopped_early'] else ''}; {r['seconds']:.1f} s")
     return 0
 
@@ -97,7 +101,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
              else rng.choice(np.asarray(energy, float), args.n))
     seed = int(rng.integers(2**62))  # the latent noise: its own stream from the same seed
     generate(args.model, e_gev * 1e3, backend=args.backend, seed=seed, batch_size=args.batch_size,
-             output=args.output, geometry=args.geometry)
+             output=args.output, geometry=args.geometry, steps=args.steps, sampler=args.sampler)
     print(f"{args.output}: {args.n} showers from {args.model} ({args.backend}), E {args.energy} GeV, "
           f"seed {args.seed}")
     return 0
@@ -161,18 +165,32 @@ def add_parsers(sub) -> None:
     e.add_argument("--json", action="store_true", help="also print the timings as JSON")
     e.set_defaults(func=_cmd_evaluate)
 
-    t = fsub.add_parser("train", help="train a Par04-style conditional VAE on CaloChallenge HDF5 showers")
+    t = fsub.add_parser("train", help="train a shower model (Par04-style VAE or CaloDiT-style flow matching) on "
+                                      "CaloChallenge HDF5 showers")
     t.add_argument("input", help="training showers (CaloChallenge HDF5)")
     t.add_argument("-o", "--output", required=True, help="run directory (last.pt, best.pt, history.json)")
-    t.add_argument("--model", choices=["vae"], default="vae")
-    t.add_argument("--geometry", default=None, help="check the voxel count against this geometry")
+    t.add_argument("--model", choices=["vae", "diffusion"], default="vae",
+                   help="vae (Par04-style) or diffusion (CaloDiT-style flow-matching transformer)")
+    t.add_argument("--geometry", default=None, help="check the voxel count against this geometry (the flow model "
+                                                    "also takes its readout threshold and one token per layer)")
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch-size", type=int, default=256)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--latent", type=int, default=10)
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 VAE, 5e-4 diffusion)")
+    t.add_argument("--init-from", default=None, help="fine-tune: start from this checkpoint or run directory")
+    t.add_argument("--max-seconds", type=float, default=None, help="stop after the epoch that exceeds this time")
+    t.add_argument("--latent", type=int, default=10, help="VAE: latent dimensions")
     t.add_argument("--hidden", default="256,128,64", help="comma list of hidden-layer widths")
     t.add_argument("--beta", type=float, default=1.0, help="weight of the KL term")
     t.add_argument("--loss", choices=["bce", "mse"], default="bce", help="reconstruction loss on the fractions")
+    t.add_argument("--dim", type=int, default=64, help="diffusion: transformer width")
+    t.add_argument("--depth", type=int, default=4, help="diffusion: transformer blocks")
+    t.add_argument("--heads", type=int, default=4, help="diffusion: attention heads")
+    t.add_argument("--tokens", type=int, default=None, help="diffusion: tokens (default: one per layer)")
+    t.add_argument("--steps", type=int, default=20, help="diffusion: default sampler network evaluations (<= 20)")
+    t.add_argument("--sampler", choices=["euler", "midpoint", "heun"], default="midpoint",
+                   help="diffusion: default ODE sampler")
+    t.add_argument("--ema", type=float, default=0.999, help="diffusion: EMA decay of the saved weights (0: off)")
+    t.add_argument("--warmup", type=int, default=200, help="diffusion: learning-rate warm-up steps")
     t.add_argument("--conditions", default=None, help="comma list of extra scalar datasets used as conditions")
     t.add_argument("--validation-split", type=float, default=0.2)
     t.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (0: never)")
@@ -189,6 +207,8 @@ def add_parsers(sub) -> None:
     g.add_argument("--backend", choices=["torch", "onnxruntime", "ml4ep"], default="torch")
     g.add_argument("--geometry", default=None, help="check the voxel count against this geometry")
     g.add_argument("--batch-size", type=int, default=10000)
+    g.add_argument("--steps", type=int, default=None, help="diffusion: sampler network evaluations (<= 20)")
+    g.add_argument("--sampler", choices=["euler", "midpoint", "heun"], default=None, help="diffusion: ODE sampler")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("-o", "--output", required=True, help="the CaloChallenge HDF5 file to write")
     g.set_defaults(func=_cmd_generate)

@@ -1,7 +1,12 @@
-"""Train a shower VAE on a CaloChallenge HDF5 file, read through :class:`ml4ep.data.BatchLoader`.
+"""Train a shower model (the Par04-style VAE or the CaloDiT-style flow-matching transformer) on a CaloChallenge
+HDF5 file, read through :class:`ml4ep.data.BatchLoader`.
 
 >>> from ml4ep.fastsim.train import train
 >>> result = train("showers.h5", "runs/vae", epochs=20, batch_size=256, lr=1e-3, latent=10, seed=1)  # doctest: +SKIP
+>>> result = train("showers.h5", "runs/flow", model="diffusion", epochs=50, geometry="ds2")        # doctest: +SKIP
+
+``init_from`` (a checkpoint or run directory of the same model type and voxel count) starts from pretrained weights
+and keeps their preprocessing: the fine-tuning of the MetaHEP-style adaptation to another geometry or material.
 
 ``out_dir`` receives ``last.pt`` (written after every epoch: model, optimizer, epoch, RNG states, preprocessing,
 configuration, history; ``resume=True`` continues from it), ``best.pt`` (the weights of the lowest validation loss,
@@ -29,6 +34,8 @@ log = logging.getLogger(__name__)
 
 LAST, BEST, HISTORY = "last.pt", "best.pt", "history.json"
 FORMAT = "ml4ep.fastsim.vae/1"
+FORMATS = {"vae": FORMAT, "diffusion": "ml4ep.fastsim.diffusion/1"}
+MODELS = tuple(FORMATS)
 
 
 class TrainError(Ml4epError, ValueError):
@@ -65,6 +72,28 @@ def _unpack(batch, conditions: Sequence[str], device):
     c = torch.stack([batch[n].reshape(-1) for n in conditions], 1) if conditions else None
     out = [t.to(device=device, dtype=torch.float32) if t is not None else None for t in (e, s, c)]
     return out[0], out[1], out[2]
+
+
+def log_moments(loader, voxel_scale) -> tuple[np.ndarray, np.ndarray]:
+    """Per-voxel mean and standard deviation of ``ln(u + eps)``, ``u`` the fraction of the incident energy divided
+    by ``voxel_scale`` (clipped to [0, 1]): the flow model's standardisation (a second pass, in order)."""
+    from .models.diffusion import LOG_EPS
+    from .models.vae import MIN_SCALE
+
+    scale = np.maximum(np.asarray(voxel_scale, np.float64), MIN_SCALE)
+    s1 = s2 = None
+    n = 0
+    for batch in loader.train.numpy(as_dict=True):
+        e = np.asarray(batch[io.E_KEY], np.float64).reshape(-1, 1)
+        if not len(e):
+            continue
+        s = np.asarray(batch[io.S_KEY], np.float64).reshape(len(e), -1)
+        y = np.log(np.clip(s / e / scale, 0.0, 1.0) + LOG_EPS)
+        s1 = y.sum(0) if s1 is None else s1 + y.sum(0)
+        s2 = (y**2).sum(0) if s2 is None else s2 + (y**2).sum(0)
+        n += len(e)
+    mean = s1 / n
+    return mean, np.sqrt(np.maximum(s2 / n - mean**2, 0.0))
 
 
 def preprocessing(loader, conditions: Sequence[str]) -> dict:
@@ -123,19 +152,45 @@ def load_checkpoint(path) -> dict:
         ck = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file
         raise TrainError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
-        raise TrainError(f"{p}: not an ml4ep.fastsim VAE checkpoint")
-    ck["path"] = str(p)
+    kinds = {v: k for k, v in FORMATS.items()}
+    if not isinstance(ck, dict) or ck.get("format") not in kinds:
+        raise TrainError(f"{p}: not an ml4ep.fastsim model checkpoint (VAE or diffusion)")
+    ck["path"], ck["kind"] = str(p), kinds[ck["format"]]
     return ck
 
 
-def model_from_checkpoint(ck: dict):
-    """The :class:`~ml4ep.fastsim.models.vae.ShowerVAE` of a checkpoint dict, in eval mode on the CPU."""
-    from .models.vae import ShowerVAE, VAEConfig
+def new_model(kind: str, config: dict):
+    """An untrained model of ``kind`` (``vae`` or ``diffusion``) from its configuration dict."""
+    if kind == "vae":
+        from .models.vae import ShowerVAE, VAEConfig
 
-    model = ShowerVAE(VAEConfig.from_dict(ck["config"]))
+        return ShowerVAE(VAEConfig.from_dict(config))
+    if kind == "diffusion":
+        from .models.diffusion import DiffusionConfig, ShowerFlow
+
+        return ShowerFlow(DiffusionConfig.from_dict(config))
+    raise TrainError(f"model must be one of {MODELS}, got {kind!r}")
+
+
+def model_from_checkpoint(ck: dict):
+    """The model of a checkpoint dict (:class:`~ml4ep.fastsim.models.vae.ShowerVAE` or
+    :class:`~ml4ep.fastsim.models.diffusion.ShowerFlow`; for the latter the averaged (EMA) weights), in eval
+    mode on the CPU."""
+    model = new_model(ck.get("kind", "vae"), ck["config"])
     model.load_state_dict(ck["model"])
     return model.eval()
+
+
+def default_tokens(n_voxels: int, geometry=None) -> int:
+    """Tokens of the flow model: one per calorimeter layer when the layers have equal voxel counts (ds2, ds3),
+    otherwise chunks of about 64 voxels."""
+    if geometry is not None:
+        from .geometry import get
+
+        geo = get(geometry)
+        if len({lay.n_voxels for lay in geo.layers}) == 1 and geo.n_voxels == n_voxels:
+            return int(geo.n_layers)
+    return max(1, -(-int(n_voxels) // 64))
 
 
 def _evaluate(model, loader, conditions, device, seed: int, epoch: int) -> float | None:
@@ -150,7 +205,7 @@ def _evaluate(model, loader, conditions, device, seed: int, epoch: int) -> float
     with torch.no_grad():
         for batch in loader.validation.torch(as_dict=True):
             e, s, c = _unpack(batch, conditions, device)
-            loss, _, _ = model(s, e, c, generator=gen)
+            loss = model(s, e, c, generator=gen)[0]
             total, n = total + float(loss) * len(e), n + len(e)
     return total / max(n, 1)
 
@@ -160,10 +215,10 @@ class _Progress:
         self.enabled, self.stream = enabled, stream or sys.stderr
         self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
 
-    def batch(self, epoch: int, epochs: int, i: int, n: int, loss: float, recon: float, kl: float) -> None:
+    def batch(self, epoch: int, epochs: int, i: int, n: int, values, names) -> None:
         if self.tty:
-            self.stream.write(f"\repoch {epoch}/{epochs} [{i}/{n}] loss {loss:.4g} (recon {recon:.4g}, "
-                              f"kl {kl:.4g})")
+            parts = ", ".join(f"{k} {v:.4g}" for k, v in zip(names, values[1:]))
+            self.stream.write(f"\repoch {epoch}/{epochs} [{i}/{n}] loss {values[0]:.4g} ({parts})")
             self.stream.flush()
 
     def line(self, text: str) -> None:
@@ -172,32 +227,54 @@ class _Progress:
             self.stream.flush()
 
 
-def train(path, out_dir, *, epochs: int = 20, batch_size: int = 256, lr: float = 1e-3, latent: int = 10,
-          seed: int = 0, validation_split: float = 0.2, patience: int | None = 5, device="auto",
+def _check_positive_int(name: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise TrainError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _loss_names(model) -> tuple[str, ...]:
+    return tuple(getattr(model, "loss_terms", ("recon", "kl")))
+
+
+def train(path, out_dir, *, model: str = "vae", epochs: int = 20, batch_size: int = 256, lr: float = 1e-3,
+          latent: int = 10, seed: int = 0, validation_split: float = 0.2, patience: int | None = 5, device="auto",
           resume: bool = False, progress: bool = True, hidden: Sequence[int] = (256, 128, 64), beta: float = 1.0,
-          loss: str = "bce", conditions: Sequence[str] = (), geometry=None) -> dict:
-    """Train a :class:`~ml4ep.fastsim.models.vae.ShowerVAE` on the showers of ``path`` and checkpoint it in
-    ``out_dir``; returns ``{"epochs_run", "epoch", "best_epoch", "best_val_loss", "stopped_early", "history",
-    "best", "last", "seconds"}``.
+          loss: str = "bce", conditions: Sequence[str] = (), geometry=None, dim: int = 64, depth: int = 4,
+          heads: int = 4, mlp_ratio: float = 2.0, tokens: int | None = None, steps: int = 20,
+          sampler: str = "midpoint", ema_decay: float = 0.999, warmup: int = 200, init_from=None,
+          max_seconds: float | None = None) -> dict:
+    """Train a model on the showers of ``path`` and checkpoint it in ``out_dir``; returns ``{"epochs_run",
+    "epoch", "steps", "best_epoch", "best_val_loss", "stopped_early", "history", "best", "last", "seconds"}``.
+
+    ``model``: ``vae`` (:class:`~ml4ep.fastsim.models.vae.ShowerVAE`; ``latent``, ``hidden``, ``beta``, ``loss``)
+    or ``diffusion`` (:class:`~ml4ep.fastsim.models.diffusion.ShowerFlow`; ``dim``, ``depth``, ``heads``,
+    ``mlp_ratio``, ``tokens`` (default: one per layer of ``geometry`` when its layers are alike), the sampler's
+    default ``steps`` and ``sampler``, ``ema_decay`` (the exponential moving average of the weights that is
+    validated, saved and used for generation; 0 disables it) and ``warmup`` (optimizer steps of linear learning-rate
+    warm-up)).
 
     ``patience``: stop after that many epochs without a lower validation loss (the training loss without a
-    validation split; ``None`` never stops early). ``resume``: continue from ``out_dir/last.pt`` (the other
-    arguments must describe the same run; ``epochs`` may be raised). ``conditions``: extra scalar datasets of the
-    file used as conditions besides the incident energy. ``geometry`` (optional) checks the voxel count.
+    validation split; ``None`` never stops early). ``max_seconds``: stop after the epoch that exceeds this wall time.
+    ``resume``: continue from ``out_dir/last.pt`` (the other arguments must describe the same run; ``epochs`` may be
+    raised). ``conditions``: extra scalar datasets of the file used as conditions besides the incident energy.
+    ``geometry`` (optional) checks the voxel count and gives the flow model its readout threshold and tokens.
+    ``init_from``: start from the weights and preprocessing of this checkpoint (fine-tuning).
     """
     import torch
 
-    from .models.vae import ShowerVAE, VAEConfig
-
+    if model not in MODELS:
+        raise TrainError(f"model must be one of {MODELS}, got {model!r}")
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("latent", latent)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise TrainError(f"{name} must be a positive integer, got {v!r}")
+        _check_positive_int(name, v)
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise TrainError(f"lr must be positive, got {lr!r}")
     if patience is not None and patience < 1:
         raise TrainError(f"patience must be >= 1 or None, got {patience!r}")
+    if not 0 <= float(ema_decay) < 1:
+        raise TrainError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
     conditions = list(conditions)
     meta = io.info(path)  # a clear ShowerFileError naming the file for a missing file or wrong keys
+    geo = None
     if geometry is not None:
         from .geometry import get
 
@@ -211,8 +288,22 @@ def train(path, out_dir, *, epochs: int = 20, batch_size: int = 256, lr: float =
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run_args = {"path": str(Path(path).resolve()), "batch_size": int(batch_size), "lr": float(lr),
-                "latent": int(latent), "seed": int(seed), "validation_split": float(validation_split),
-                "hidden": [int(h) for h in hidden], "beta": float(beta), "loss": loss, "conditions": conditions}
+                "seed": int(seed), "validation_split": float(validation_split), "conditions": conditions}
+    if model == "vae":
+        run_args.update(latent=int(latent), hidden=[int(h) for h in hidden], beta=float(beta), loss=loss)
+    else:
+        run_args.update(model=model, ema_decay=float(ema_decay), warmup=int(warmup))
+    pre_ck = None
+    if init_from is not None:
+        pre_ck = load_checkpoint(init_from)
+        if pre_ck["kind"] != model or pre_ck["config"]["n_voxels"] != meta["n_voxels"]:
+            raise TrainError(f"{pre_ck['path']}: cannot fine-tune from a {pre_ck['kind']} model with "
+                             f"{pre_ck['config']['n_voxels']} voxels to a {model} model on {path} "
+                             f"({meta['n_voxels']} voxels)")
+        if list(pre_ck["config"].get("condition_names", [])) != conditions:
+            raise TrainError(f"{pre_ck['path']}: the pretrained model's conditions "
+                             f"{pre_ck['config'].get('condition_names')} differ from {conditions}")
+        run_args["init_from"] = pre_ck["path"]
 
     loader = _loader(str(path), conditions, int(batch_size), int(seed), float(validation_split))
     torch.manual_seed(int(seed))
@@ -221,26 +312,55 @@ def train(path, out_dir, *, epochs: int = 20, batch_size: int = 256, lr: float =
         ck = load_checkpoint(out / LAST)
         old = {k: v for k, v in ck["run"].items() if k != "path"}
         new = {k: v for k, v in run_args.items() if k != "path"}
-        if old != new:
-            diff = {k: (old.get(k), new.get(k)) for k in new if old.get(k) != new.get(k)}
+        if old != new or ck["kind"] != model:
+            diff = {k: (old.get(k), new.get(k)) for k in set(new) | set(old) if old.get(k) != new.get(k)}
             raise TrainError(f"{out / LAST}: cannot resume, the run was started with other settings "
                              f"(saved, given): {diff}")
-        model = model_from_checkpoint(ck)
+        net = new_model(model, ck["config"])
+        net.load_state_dict(ck.get("model_raw", ck["model"]))
+    elif pre_ck is not None:
+        if resume:
+            log.info("%s: no checkpoint to resume from; starting a new run", out / LAST)
+        net = new_model(model, pre_ck["config"])
+        net.load_state_dict(pre_ck.get("model", pre_ck["model"]))
     else:
         if resume:
             log.info("%s: no checkpoint to resume from; starting a new run", out / LAST)
-        cfg = VAEConfig(n_voxels=meta["n_voxels"], latent=int(latent), hidden=tuple(hidden),
-                        n_conditions=len(conditions), condition_names=tuple(conditions), beta=float(beta),
-                        loss=loss)
-        model = ShowerVAE(cfg)
-        pre = preprocessing(_loader(str(path), conditions, 4096, int(seed), float(validation_split),
-                                    shuffle=False), conditions)
-        model.set_preprocessing(pre["voxel_scale"], pre["e_min_mev"], pre["e_max_mev"], pre.get("cond_mean"),
-                                pre.get("cond_std"), pre["mean_target"])
-    model.to(dev).train()
-    opt = torch.optim.Adam(model.parameters(), lr=float(lr))
+        pre_loader = _loader(str(path), conditions, 4096, int(seed), float(validation_split), shuffle=False)
+        pre = preprocessing(pre_loader, conditions)
+        if model == "vae":
+            from .models.vae import VAEConfig
+
+            cfg = VAEConfig(n_voxels=meta["n_voxels"], latent=int(latent), hidden=tuple(hidden),
+                            n_conditions=len(conditions), condition_names=tuple(conditions), beta=float(beta),
+                            loss=loss)
+            net = new_model(model, cfg.to_dict())
+            net.set_preprocessing(pre["voxel_scale"], pre["e_min_mev"], pre["e_max_mev"], pre.get("cond_mean"),
+                                  pre.get("cond_std"), pre["mean_target"])
+        else:
+            from .models.diffusion import DiffusionConfig, DiffusionConfigError
+
+            n_tok = int(tokens) if tokens is not None else default_tokens(meta["n_voxels"], geo)
+            try:
+                cfg = DiffusionConfig(n_voxels=meta["n_voxels"], n_tokens=n_tok, dim=dim, depth=depth, heads=heads,
+                                      mlp_ratio=float(mlp_ratio), n_conditions=len(conditions),
+                                      condition_names=tuple(conditions), steps=steps, sampler=sampler,
+                                      threshold_mev=float(geo.threshold) if geo is not None else 0.0)
+            except DiffusionConfigError as exc:
+                raise TrainError(str(exc)) from None
+            net = new_model(model, cfg.to_dict())
+            y_mean, y_std = log_moments(pre_loader, pre["voxel_scale"])
+            net.set_preprocessing(pre["voxel_scale"], pre["e_min_mev"], pre["e_max_mev"], y_mean, y_std,
+                                  pre.get("cond_mean"), pre.get("cond_std"))
+    net.to(dev).train()
+    ema = None
+    if model == "diffusion" and float(ema_decay) > 0:
+        ema = new_model(model, net.config.to_dict()).to(dev)
+        ema.load_state_dict(ck["model"] if ck is not None else net.state_dict())
+        ema.eval().requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=float(lr))
     gen = torch.Generator(device=dev).manual_seed(int(seed))
-    state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
+    state = {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
              "stopped_early": False}
     if ck is not None:
         opt.load_state_dict(ck["optimizer"])
@@ -248,34 +368,45 @@ def train(path, out_dir, *, epochs: int = 20, batch_size: int = 256, lr: float =
         torch.set_rng_state(ck["rng"]["torch"])
         state.update(ck["state"])
 
+    names = _loss_names(net)
     prog = _Progress(progress)
     n_batches = len(loader.train)
     t0 = time.perf_counter()
     epochs_run = 0
     start = state["epoch"]
+    warm = int(warmup) if model == "diffusion" else 0
     if state["stopped_early"]:
         prog.line(f"{out}: the run stopped early at epoch {start}; nothing to do")
     for epoch in range(start, int(epochs)):
         if state["stopped_early"]:
             break
         te = time.perf_counter()
-        model.train()
+        net.train()
         loader.train.set_epoch(epoch)
-        sums, n = np.zeros(3), 0
+        sums, n = np.zeros(1 + len(names)), 0
         for i, batch in enumerate(loader.train.torch(as_dict=True)):
             e, s, c = _unpack(batch, conditions, dev)
-            loss_t, recon, kl = model(s, e, c, generator=gen)
+            if warm:
+                for g in opt.param_groups:
+                    g["lr"] = float(lr) * min(1.0, (state["step"] + 1) / warm)
+            terms = net(s, e, c, generator=gen)
             opt.zero_grad(set_to_none=True)
-            loss_t.backward()
+            terms[0].backward()
             opt.step()
-            vals = torch.stack([loss_t.detach(), recon.detach(), kl.detach()]).cpu().numpy().astype(np.float64)
+            state["step"] += 1
+            if ema is not None:
+                with torch.no_grad():
+                    d = min(float(ema_decay), (1 + state["step"]) / (10 + state["step"]))
+                    for pe, pn in zip(ema.parameters(), net.parameters()):
+                        pe.mul_(d).add_(pn.detach(), alpha=1 - d)
+            vals = torch.stack([t.detach() for t in terms]).cpu().numpy().astype(np.float64)
             sums, n = sums + vals * len(e), n + len(e)
-            prog.batch(epoch + 1, epochs, i + 1, n_batches, *vals)
+            prog.batch(epoch + 1, epochs, i + 1, n_batches, vals, names)
         if n == 0:
             raise TrainError(f"{path}: the training split is empty (validation_split {validation_split})")
-        train_loss, train_recon, train_kl = (sums / n).tolist()
-        val = _evaluate(model, loader, conditions, dev, int(seed), epoch)
-        monitored = val if val is not None else train_loss
+        means = (sums / n).tolist()
+        val = _evaluate(ema if ema is not None else net, loader, conditions, dev, int(seed), epoch)
+        monitored = val if val is not None else means[0]
         if not math.isfinite(monitored):
             raise TrainError(f"epoch {epoch + 1}: the loss is {monitored} (lower lr?)")
         improved = monitored < state["best_val_loss"]
@@ -285,25 +416,34 @@ def train(path, out_dir, *, epochs: int = 20, batch_size: int = 256, lr: float =
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
         state["stopped_early"] = patience is not None and state["bad_epochs"] >= patience
-        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "train_recon": train_recon,
-                                 "train_kl": train_kl, "val_loss": val, "seconds": time.perf_counter() - te})
-        model_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        ckpt = {"format": FORMAT, "config": model.config.to_dict(), "model": model_state,
+        entry = {"epoch": epoch + 1, "step": state["step"], "train_loss": means[0]}
+        entry.update({f"train_{k}": v for k, v in zip(names, means[1:])})
+        entry.update(val_loss=val, seconds=time.perf_counter() - te)
+        state["history"].append(entry)
+        saved = ema if ema is not None else net
+        ckpt = {"format": FORMATS[model], "config": net.config.to_dict(),
+                "model": {k: v.detach().cpu() for k, v in saved.state_dict().items()},
                 "optimizer": opt.state_dict(), "state": state, "run": run_args,
                 "rng": {"generator": gen.get_state().cpu(), "torch": torch.get_rng_state(),
                         "numpy": np.random.get_state()},
                 "data": {"n_voxels": meta["n_voxels"], "n_showers": meta["n_showers"]}}
+        if ema is not None:
+            ckpt["model_raw"] = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         if improved:
             _save(ckpt, out / BEST)
         _save(ckpt, out / LAST)
         (out / HISTORY).write_text(json.dumps(state["history"], indent=1))
         epochs_run += 1
         vtxt = f"val {val:.4g}" if val is not None else "no validation"
-        prog.line(f"epoch {epoch + 1}/{epochs}: train {train_loss:.4g} (recon {train_recon:.4g}, kl "
-                  f"{train_kl:.4g}), {vtxt}{' *' if improved else ''}, {time.perf_counter() - te:.1f} s")
+        parts = ", ".join(f"{k} {v:.4g}" for k, v in zip(names, means[1:]))
+        prog.line(f"epoch {epoch + 1}/{epochs}: train {means[0]:.4g} ({parts}), {vtxt}{' *' if improved else ''}"
+                  f", {time.perf_counter() - te:.1f} s")
         if state["stopped_early"]:
             prog.line(f"early stop: no improvement for {patience} epoch(s); best epoch {state['best_epoch']}")
-    return {"epochs_run": epochs_run, "epoch": state["epoch"], "best_epoch": state["best_epoch"],
-            "best_val_loss": state["best_val_loss"], "stopped_early": state["stopped_early"],
-            "history": list(state["history"]), "best": str(out / BEST), "last": str(out / LAST),
-            "seconds": time.perf_counter() - t0}
+        if max_seconds is not None and time.perf_counter() - t0 > float(max_seconds):
+            prog.line(f"stopping after epoch {epoch + 1}: the time limit of {max_seconds} s is reached")
+            break
+    return {"epochs_run": epochs_run, "epoch": state["epoch"], "steps": state["step"],
+            "best_epoch": state["best_epoch"], "best_val_loss": state["best_val_loss"],
+            "stopped_early": state["stopped_early"], "history": list(state["history"]), "best": str(out / BEST),
+            "last": str(out / LAST), "seconds": time.perf_counter() - t0}

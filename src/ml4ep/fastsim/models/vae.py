@@ -84,6 +84,8 @@ def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
 class ShowerVAE(nn.Module):
     """Conditional VAE; ``forward(showers, energy, cond)`` returns ``(loss, recon, kl)`` (batch means)."""
 
+    loss_terms = ("recon", "kl")
+
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = config

@@ -1,0 +1,319 @@
+"""A conditional flow-matching transformer for calorimeter showers in the style of CaloDiT.
+
+The shower is cut into tokens ("patches over layers": by default one token per calorimeter layer, its
+``n_alpha x n_r`` voxels; geometries whose layers differ in size use fixed-size chunks of the flattened voxels,
+zero-padded). A DiT-style transformer with adaptive layer-norm conditioning (adaLN-Zero: shift, scale and gate of
+every sub-layer computed from the time and condition embedding) predicts the velocity of a rectified flow:
+
+* training (conditional flow matching): ``x_t = (1 - t) x0 + t x1`` with ``x0`` standard normal and ``x1`` the
+  preprocessed shower; the loss is ``|v(x_t, t, c) - (x1 - x0)|^2`` averaged over voxels and batch;
+* sampling: the ODE ``dx/dt = v`` integrated from ``t = 0`` (noise) to ``t = 1`` with a fixed number of network
+  evaluations (at most 20): Euler, midpoint or Heun steps on a uniform grid.
+
+Preprocessing (buffers of the model, so a checkpoint or the exported graphs need nothing else): every voxel
+energy is divided by the incident energy and by a per-voxel scale (the largest fraction in the training data),
+``y = ln(u + eps)`` of that ratio ``u``, standardised per voxel. :meth:`ShowerFlow.postprocess` inverts it, clips
+at 0 and zeroes voxels below the readout threshold, giving voxel energies in MeV.
+
+The exported pair: ``denoiser`` (``x (N, V)``, ``t (N, 1)``, ``incident_energy (N, 1)`` MeV[, ``cond (N, k)``]) ->
+``v (N, V)`` and ``postprocess`` (``x (N, V)``, ``incident_energy (N, 1)``) -> ``showers (N, V)`` MeV.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...errors import Ml4epError
+from .vae import MIN_SCALE
+
+#: offset of the log transform of the scaled fractions ``u`` in [0, 1]
+LOG_EPS = 1e-6
+#: floor of the per-voxel standard deviation of ``ln(u + eps)``: voxels (almost) never hit in training are not
+#: blown up by the standardisation
+MIN_LOG_STD = 1.0
+SAMPLERS = ("euler", "midpoint", "heun")
+#: most network evaluations a sampler may use
+MAX_STEPS = 20
+
+
+class DiffusionConfigError(Ml4epError, ValueError):
+    """An invalid flow-model configuration or sampler setting."""
+
+
+@dataclass
+class DiffusionConfig:
+    """Sizes of :class:`ShowerFlow` (saved with every checkpoint)."""
+
+    n_voxels: int
+    n_tokens: int  # tokens the voxels are cut into
+    dim: int = 64
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    n_conditions: int = 0  # extra condition columns besides the incident energy
+    condition_names: tuple[str, ...] = ()
+    steps: int = 20  # default network evaluations of the sampler
+    sampler: str = "midpoint"
+    threshold_mev: float = 0.0  # readout threshold applied by postprocess
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.condition_names = tuple(self.condition_names)
+        for k in ("n_voxels", "n_tokens", "dim", "depth", "heads"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise DiffusionConfigError(f"{k} must be a positive integer, got {v!r}")
+        if self.n_tokens > self.n_voxels:
+            raise DiffusionConfigError(f"n_tokens ({self.n_tokens}) must not exceed n_voxels ({self.n_voxels})")
+        if self.dim % self.heads:
+            raise DiffusionConfigError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        if not self.mlp_ratio > 0:
+            raise DiffusionConfigError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
+        if self.n_conditions != len(self.condition_names) and self.condition_names:
+            raise DiffusionConfigError("condition_names must name every extra condition column")
+        check_sampler(self.sampler, self.steps)
+        if not (self.threshold_mev >= 0 and math.isfinite(self.threshold_mev)):
+            raise DiffusionConfigError(f"threshold_mev must be >= 0, got {self.threshold_mev}")
+
+    @property
+    def token_size(self) -> int:
+        return -(-int(self.n_voxels) // int(self.n_tokens))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["condition_names"] = list(self.condition_names)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DiffusionConfig:
+        return cls(**d)
+
+
+def check_sampler(sampler: str, steps: int) -> int:
+    """The number of ODE steps of ``sampler`` for ``steps`` network evaluations (an error when they do not fit)."""
+    if sampler not in SAMPLERS:
+        raise DiffusionConfigError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
+        raise DiffusionConfigError(f"steps (network evaluations) must be an integer in 1..{MAX_STEPS}, got {steps!r}")
+    per = 1 if sampler == "euler" else 2
+    if steps % per:
+        raise DiffusionConfigError(f"the {sampler} sampler takes 2 network evaluations per step: steps must be "
+                                   f"even, got {steps}")
+    return steps // per
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding ``(N, dim)`` of times ``t`` ``(N, 1)`` in [0, 1] (scaled by 1000 as in DiT)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    arg = t.reshape(-1, 1) * 1000.0 * freqs
+    return torch.cat([torch.cos(arg), torch.sin(arg)], dim=1)
+
+
+class _Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, n_tokens: int):
+        super().__init__()
+        self.heads, self.n_tokens, self.head_dim = heads, n_tokens, dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t, h, d = self.n_tokens, self.heads, self.head_dim
+        qkv = self.qkv(x).reshape(-1, t, 3, h, d).permute(2, 0, 3, 1, 4)  # (3, N, H, T, d)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        att = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(d)), dim=-1)
+        out = torch.matmul(att, v).permute(0, 2, 1, 3).reshape(-1, t, h * d)
+        return self.proj(out)
+
+
+class _Block(nn.Module):
+    """Pre-norm transformer block with adaLN-Zero modulation."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, n_tokens: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = _Attention(dim, heads, n_tokens)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        hidden = int(round(dim * mlp_ratio))
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        m = self.ada(c).unsqueeze(1)  # (N, 1, 6D)
+        shift1, scale1, gate1, shift2, scale2, gate2 = m.chunk(6, dim=2)
+        x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1)
+        return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
+
+
+class ShowerFlow(nn.Module):
+    """Conditional flow-matching transformer; ``forward(showers, energy, cond, generator)`` returns ``(loss,)``."""
+
+    loss_terms = ("mse",)
+
+    def __init__(self, config: DiffusionConfig):
+        super().__init__()
+        self.config = c = config
+        v, t, p, d = int(c.n_voxels), int(c.n_tokens), c.token_size, int(c.dim)
+        self.pad = t * p - v
+        self.patch = nn.Linear(p, d)
+        self.pos = nn.Parameter(torch.zeros(1, t, d))
+        nn.init.normal_(self.pos, std=0.02)
+        self.t_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.c_mlp = nn.Sequential(nn.Linear(1 + int(c.n_conditions), d), nn.SiLU(), nn.Linear(d, d))
+        self.blocks = nn.ModuleList(_Block(d, int(c.heads), float(c.mlp_ratio), t) for _ in range(int(c.depth)))
+        self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
+        self.out = nn.Linear(d, p)
+        for mod in (self.ada_out[1], self.out):
+            nn.init.zeros_(mod.weight)
+            nn.init.zeros_(mod.bias)
+        # preprocessing (set_preprocessing)
+        self.register_buffer("voxel_scale", torch.ones(v))
+        self.register_buffer("y_mean", torch.zeros(v))
+        self.register_buffer("y_std", torch.ones(v))
+        self.register_buffer("log_e_range", torch.tensor([0.0, math.log(1e6)]))
+        self.register_buffer("cond_mean", torch.zeros(c.n_conditions))
+        self.register_buffer("cond_std", torch.ones(c.n_conditions))
+
+    # -- preprocessing ----------------------------------------------------------------------------------
+    def set_preprocessing(self, voxel_scale, e_min_mev: float, e_max_mev: float, y_mean, y_std, cond_mean=None,
+                          cond_std=None) -> None:
+        """Store the per-voxel scale (largest fraction of the incident energy), the mean and standard deviation of
+        ``ln(u + eps)`` per voxel, the incident-energy range (MeV) and the extra conditions' moments."""
+        v = self.config.n_voxels
+        arrays = {}
+        for name, a in (("voxel_scale", voxel_scale), ("y_mean", y_mean), ("y_std", y_std)):
+            a = np.asarray(a, dtype=np.float64).reshape(-1)
+            if a.shape != (v,) or not np.all(np.isfinite(a)):
+                raise DiffusionConfigError(f"{name} must be {v} finite numbers")
+            arrays[name] = a
+        if not (0 < e_min_mev <= e_max_mev and math.isfinite(e_max_mev)):
+            raise DiffusionConfigError(f"invalid incident-energy range [{e_min_mev}, {e_max_mev}] MeV")
+        lo, hi = math.log(e_min_mev), math.log(e_max_mev)
+        if hi - lo < 1e-3:
+            lo, hi = lo - 0.5, hi + 0.5
+        self.voxel_scale.copy_(torch.as_tensor(np.maximum(arrays["voxel_scale"], MIN_SCALE), dtype=torch.float32))
+        self.y_mean.copy_(torch.as_tensor(arrays["y_mean"], dtype=torch.float32))
+        self.y_std.copy_(torch.as_tensor(np.maximum(arrays["y_std"], MIN_LOG_STD), dtype=torch.float32))
+        self.log_e_range.copy_(torch.tensor([lo, hi], dtype=torch.float32))
+        n = self.config.n_conditions
+        if n:
+            mean = np.zeros(n) if cond_mean is None else np.asarray(cond_mean, dtype=np.float64).reshape(n)
+            std = np.ones(n) if cond_std is None else np.asarray(cond_std, dtype=np.float64).reshape(n)
+            self.cond_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            self.cond_std.copy_(torch.as_tensor(np.where(std > 0, std, 1.0), dtype=torch.float32))
+
+    def condition(self, energy: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """``(N, 1 + n_conditions)``: ln E scaled to [0, 1] over the training range, then the standardised extras."""
+        e = energy.reshape(-1, 1)
+        lo, hi = self.log_e_range[0], self.log_e_range[1]
+        c = (torch.log(e) - lo) / (hi - lo)
+        if self.config.n_conditions:
+            if cond is None:
+                raise DiffusionConfigError(f"this model takes {self.config.n_conditions} extra condition column(s) "
+                                           f"{list(self.config.condition_names)}; none given")
+            c = torch.cat([c, (cond.reshape(-1, self.config.n_conditions) - self.cond_mean) / self.cond_std], 1)
+        return c
+
+    def preprocess(self, showers: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+        """Voxel energies (MeV) -> the standardised log fractions the flow models."""
+        u = torch.clamp(showers / (energy.reshape(-1, 1) * self.voxel_scale), 0.0, 1.0)
+        return (torch.log(u + LOG_EPS) - self.y_mean) / self.y_std
+
+    def postprocess(self, x: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+        """Standardised log fractions -> voxel energies in MeV, >= 0, zero below the readout threshold."""
+        u = torch.clamp(torch.exp(x * self.y_std + self.y_mean) - LOG_EPS, 0.0, 1.0)
+        e = u * self.voxel_scale * energy.reshape(-1, 1)
+        return torch.where(e < self.config.threshold_mev, torch.zeros_like(e), e)
+
+    # -- the network --------------------------------------------------------------------------------------
+    def velocity(self, x: torch.Tensor, t: torch.Tensor, energy: torch.Tensor,
+                 cond: torch.Tensor | None = None) -> torch.Tensor:
+        """The velocity ``(N, V)`` at standardised voxels ``x`` ``(N, V)``, times ``t`` ``(N, 1)`` and incident
+        energies ``(N, 1)`` in MeV."""
+        c = self.config
+        if self.pad:
+            x = torch.cat([x, torch.zeros(x.shape[0], self.pad, dtype=x.dtype, device=x.device)], dim=1)
+        h = self.patch(x.reshape(-1, int(c.n_tokens), c.token_size)) + self.pos
+        emb = self.t_mlp(timestep_embedding(t, int(c.dim))) + self.c_mlp(self.condition(energy, cond))
+        for block in self.blocks:
+            h = block(h, emb)
+        shift, scale = self.ada_out(emb).unsqueeze(1).chunk(2, dim=2)
+        out = self.out(self.norm_out(h) * (1 + scale) + shift).reshape(-1, int(c.n_tokens) * c.token_size)
+        return out[:, : int(c.n_voxels)] if self.pad else out
+
+    def forward(self, showers: torch.Tensor, energy: torch.Tensor, cond: torch.Tensor | None = None,
+                generator: torch.Generator | None = None):
+        x1 = self.preprocess(showers, energy)
+        x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+        t = torch.rand((x1.shape[0], 1), generator=generator, device=x1.device, dtype=x1.dtype)
+        xt = (1 - t) * x0 + t * x1
+        loss = ((self.velocity(xt, t, energy, cond) - (x1 - x0)) ** 2).mean()
+        return loss, loss
+
+    @torch.no_grad()
+    def sample(self, noise: torch.Tensor, energy: torch.Tensor, cond: torch.Tensor | None = None,
+               steps: int | None = None, sampler: str | None = None) -> torch.Tensor:
+        """Showers (MeV) from ``noise`` ``(N, V)`` standard normal by integrating the flow (see :func:`integrate`)."""
+        def v(x, t):
+            return self.velocity(x, t, energy, cond)
+
+        x = integrate(v, noise, steps or self.config.steps, sampler or self.config.sampler)
+        return self.postprocess(x, energy)
+
+
+def integrate(velocity, x, steps: int, sampler: str):
+    """Integrate ``dx/dt = velocity(x, t)`` from t = 0 to 1 with ``steps`` network evaluations of ``sampler``.
+
+    Works on torch tensors and NumPy arrays alike (``t`` is passed as an ``(N, 1)`` array of the same kind), so the
+    torch, onnxruntime and ml4ep backends share one loop."""
+    n_steps = check_sampler(sampler, int(steps))
+    h = 1.0 / n_steps
+    n = x.shape[0]
+    if isinstance(x, torch.Tensor):
+        def tt(value):
+            return torch.full((n, 1), value, dtype=x.dtype, device=x.device)
+    else:
+        def tt(value):
+            return np.full((n, 1), value, dtype=x.dtype)
+    for i in range(n_steps):
+        t0 = i * h
+        if sampler == "euler":
+            x = x + h * velocity(x, tt(t0))
+        elif sampler == "midpoint":
+            k1 = velocity(x, tt(t0))
+            x = x + h * velocity(x + (0.5 * h) * k1, tt(t0 + 0.5 * h))
+        else:  # heun
+            k1 = velocity(x, tt(t0))
+            k2 = velocity(x + h * k1, tt(t0 + h))
+            x = x + (0.5 * h) * (k1 + k2)
+    return x
+
+
+class DenoiserGraph(nn.Module):
+    """The exported velocity network: ``(x, t, incident_energy[, cond]) -> v``."""
+
+    def __init__(self, model: ShowerFlow):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, t, energy, cond=None):
+        return self.model.velocity(x, t, energy, cond)
+
+
+class PostprocessGraph(nn.Module):
+    """The exported output transform: ``(x, incident_energy) -> showers`` (MeV)."""
+
+    def __init__(self, model: ShowerFlow):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, energy):
+        return self.model.postprocess(x, energy)
