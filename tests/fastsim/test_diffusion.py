@@ -1,0 +1,195 @@
+"""The CaloDiT-style flow-matching shower model end to end: GFlash showers -> train (through ml4ep.data) -> resume
+-> export (denoiser + postprocessing) -> the sampler loop around torch, ONNX Runtime and the ml4ep-compiled
+denoiser."""
+
+from __future__ import annotations
+
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from ml4ep.fastsim import geometry, gflash, io
+from ml4ep.fastsim.generate import GenerateError, export, generate
+from ml4ep.fastsim.models.diffusion import (
+    LOG_EPS,
+    DiffusionConfig,
+    DiffusionConfigError,
+    ShowerFlow,
+    check_sampler,
+    integrate,
+)
+from ml4ep.fastsim.train import TrainError, default_tokens, load_checkpoint, train
+
+GEO = "ds1-photons"
+KW = dict(model="diffusion", batch_size=64, lr=2e-3, seed=5, validation_split=0.2, patience=None, device="cpu",
+          dim=16, depth=1, heads=2, warmup=5, ema_decay=0.9, geometry=GEO, progress=False)
+
+
+@pytest.fixture(scope="module")
+def showers_file(tmp_path_factory):
+    e, s = gflash.simulate(GEO, 500, energy=(1.0, 100.0), seed=21)
+    return io.write(tmp_path_factory.mktemp("flow") / "showers.h5", e, s, geometry=GEO)
+
+
+@pytest.fixture(scope="module")
+def run3(showers_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("flow3")
+    return out, train(showers_file, out, epochs=3, **KW)
+
+
+def test_training_checkpoints_ema_and_loss(run3):
+    out, res = run3
+    hist = res["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3] and res["steps"] == hist[-1]["step"] == 3 * 7
+    assert hist[-1]["train_mse"] < hist[0]["train_mse"] and hist[-1]["val_loss"] < hist[0]["val_loss"]
+    ck = load_checkpoint(out / "last.pt")
+    assert ck["kind"] == "diffusion" and {"model", "model_raw", "optimizer", "rng"} <= set(ck)
+    # the saved weights are the moving average, not the raw weights
+    assert any(not torch.equal(ck["model"][k], ck["model_raw"][k]) for k in ck["model_raw"])
+    cfg = DiffusionConfig.from_dict(ck["config"])
+    assert cfg.n_tokens == 6 and cfg.token_size == 62 and cfg.threshold_mev == geometry.get(GEO).threshold
+
+
+def test_resume_equals_uninterrupted_run(showers_file, run3, tmp_path):
+    out3, _ = run3
+    train(showers_file, tmp_path, epochs=2, **KW)
+    rest = train(showers_file, tmp_path, epochs=3, resume=True, **KW)
+    assert rest["epochs_run"] == 1 and rest["steps"] == 21
+    a, b = load_checkpoint(out3 / "last.pt"), load_checkpoint(tmp_path / "last.pt")
+    for part in ("model", "model_raw"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    with pytest.raises(TrainError, match="other settings"):
+        train(showers_file, tmp_path, epochs=4, resume=True, **{**KW, "ema_decay": 0.5})
+
+
+@pytest.mark.parametrize("sampler,steps", [("midpoint", 4), ("euler", 3), ("heun", 2)])
+def test_backends_agree_for_the_same_noise(run3, sampler, steps):
+    out, _ = run3
+    rng = np.random.default_rng(1)
+    energies = np.exp(rng.uniform(np.log(1e3), np.log(1e5), 5))
+    noise = rng.standard_normal((5, 368)).astype(np.float32)
+    ref = generate(out, energies, backend="torch", noise=noise, steps=steps, sampler=sampler)
+    scale = ref.max(axis=1, keepdims=True)
+    assert (ref >= 0).all() and (scale > 0).all()
+    for backend in ("onnxruntime", "ml4ep"):
+        got = generate(out, energies, backend=backend, noise=noise, steps=steps, sampler=sampler)
+        assert float((np.abs(got - ref) / scale).max()) < 1e-4, backend
+    # the postprocessing zeroes everything below the readout threshold
+    thr = geometry.get(GEO).threshold
+    assert not ((ref > 0) & (ref < thr)).any()
+
+
+def test_sampler_loop_against_the_exact_solution():
+    """dx/dt = a x from x0: the exact solution is x0 e^a; Euler gives (1 + a h)^n, midpoint and Heun the
+    second-order Taylor factor (1 + a h + (a h)^2 / 2)^n; the same on NumPy arrays and torch tensors."""
+    a, x0 = 0.7, np.array([[1.0, -2.0]], dtype=np.float64)
+    for sampler, evals, n, factor in (("euler", 20, 20, lambda h: 1 + a * h),
+                                      ("midpoint", 20, 10, lambda h: 1 + a * h + (a * h) ** 2 / 2),
+                                      ("heun", 8, 4, lambda h: 1 + a * h + (a * h) ** 2 / 2)):
+        calls = []
+
+        def v(x, t, calls=calls):
+            calls.append(t[0, 0])
+            return a * x
+
+        got = integrate(v, x0, evals, sampler)
+        np.testing.assert_allclose(got, x0 * factor(1.0 / n) ** n, rtol=1e-12)
+        assert len(calls) == evals and min(calls) >= 0 and max(calls) <= 1
+        assert abs(got[0, 0] - math.exp(a)) < (0.1 if sampler == "euler" else 0.01)
+        tt = integrate(lambda x, t: a * x, torch.tensor(x0), evals, sampler)
+        np.testing.assert_allclose(tt.numpy(), got, rtol=1e-12)
+
+
+def test_pre_and_postprocessing_invert_each_other():
+    geo = geometry.get(GEO)
+    e, s = gflash.simulate(geo, 50, energy=(1.0, 100.0), seed=3)
+    cfg = DiffusionConfig(n_voxels=geo.n_voxels, n_tokens=6, dim=8, depth=1, heads=2, threshold_mev=geo.threshold)
+    m = ShowerFlow(cfg)
+    frac = s / e
+    scale = frac.max(0)
+    y = np.log(np.clip(frac / np.maximum(scale, 1e-6), 0, 1) + LOG_EPS)
+    m.set_preprocessing(scale, float(e.min()), float(e.max()), y.mean(0), y.std(0))
+    x = m.preprocess(torch.from_numpy(s), torch.from_numpy(e))
+    # the standardisation computed another way (float64 NumPy), with the documented floor of the std
+    expect = (y - y.mean(0)) / np.maximum(y.std(0), 1.0)
+    np.testing.assert_allclose(x.numpy(), expect, rtol=1e-4, atol=1e-4)
+    back = m.postprocess(x, torch.from_numpy(e)).numpy()
+    np.testing.assert_allclose(back, s, rtol=2e-3, atol=geo.threshold)
+    assert (back[s == 0] == 0).all()
+
+
+def test_tokens_and_config_checks():
+    assert default_tokens(6480, "ds2") == 45  # one token per layer
+    assert default_tokens(368, "ds1-photons") == 6  # unequal layers: chunks of about 64 voxels
+    assert check_sampler("midpoint", 20) == 10 and check_sampler("euler", 20) == 20
+    with pytest.raises(DiffusionConfigError, match=r"1\.\.20"):
+        check_sampler("euler", 21)
+    with pytest.raises(DiffusionConfigError, match="even"):
+        check_sampler("heun", 5)
+    with pytest.raises(DiffusionConfigError, match="sampler must be"):
+        check_sampler("rk4", 4)
+    with pytest.raises(DiffusionConfigError, match="divisible"):
+        DiffusionConfig(n_voxels=100, n_tokens=4, dim=10, heads=4)
+    with pytest.raises(DiffusionConfigError, match="n_tokens"):
+        DiffusionConfig(n_voxels=10, n_tokens=20)
+
+
+def test_generate_and_export_errors(run3, tmp_path):
+    out, _ = run3
+    with pytest.raises(GenerateError, match=r"1\.\.20"):
+        generate(out, [1000.0], steps=40)
+    with pytest.raises(GenerateError, match="even"):
+        generate(out, [1000.0], backend="onnxruntime", steps=3, sampler="midpoint")
+    with pytest.raises(GenerateError, match="noise must have shape"):
+        generate(out, [1000.0], noise=np.zeros((1, 5)))
+    den = export(out, tmp_path / "d.onnx")
+    assert den.exists() and (tmp_path / "postprocess.onnx").exists()
+    (tmp_path / "postprocess.onnx").unlink()
+    with pytest.raises(GenerateError, match="postprocess"):
+        generate(den, [1000.0], backend="onnxruntime")
+
+
+def test_fine_tuning_checks_the_pretrained_model(showers_file, run3, tmp_path):
+    out, _ = run3
+    res = train(showers_file, tmp_path / "ft", epochs=1, init_from=out, **KW)
+    assert res["steps"] == 7
+    e, s = gflash.simulate("ds1-pions", 40, energy=(1.0, 10.0), seed=2)
+    other = io.write(tmp_path / "pions.h5", e, s, geometry="ds1-pions")
+    with pytest.raises(TrainError, match="voxels"):
+        train(other, tmp_path / "x", epochs=1, init_from=out, **{**KW, "geometry": None})
+    with pytest.raises(TrainError, match="no checkpoint"):
+        train(showers_file, tmp_path / "y", epochs=1, init_from=tmp_path / "missing", **KW)
+
+
+def test_condition_column(tmp_path):
+    angles = np.random.default_rng(2).uniform(0.0, 0.3, 300)
+    e, s = gflash.simulate(GEO, 300, energy=(1.0, 100.0), seed=12, angle=angles)
+    path = io.write(tmp_path / "angled.h5", e, s)
+    with h5py.File(path, "a") as f:
+        f["angle"] = angles.astype(np.float32)
+    train(path, tmp_path / "run", epochs=1, conditions=["angle"], **KW)
+    energies, cond = np.full(4, 5e3), np.linspace(0.0, 0.3, 4)[:, None]
+    noise = np.random.default_rng(1).standard_normal((4, 368)).astype(np.float32)
+    ref = generate(tmp_path / "run", energies, backend="torch", noise=noise, conditions=cond, steps=4)
+    got = generate(tmp_path / "run", energies, backend="ml4ep", noise=noise, conditions=cond, steps=4)
+    assert float((np.abs(got - ref) / ref.max(axis=1, keepdims=True)).max()) < 1e-4
+    with pytest.raises(GenerateError, match="extra conditions"):
+        generate(tmp_path / "run", energies, backend="torch", noise=noise, steps=4)
+
+
+def test_cli_train_generate(showers_file, tmp_path, capsys):
+    from ml4ep.cli import main
+
+    run = tmp_path / "run"
+    assert main(["fastsim", "train", str(showers_file), "-o", str(run), "--model", "diffusion", "--epochs", "1",
+                 "--dim", "16", "--depth", "1", "--heads", "2", "--geometry", GEO, "--steps", "6", "-q"]) == 0
+    assert "(step 2)" in capsys.readouterr().out  # 400 training showers in batches of 256
+    out = tmp_path / "gen.h5"
+    assert main(["fastsim", "generate", str(run), "--n", "20", "--energy", "10:100", "--backend", "ml4ep",
+                 "--sampler", "euler", "--steps", "5", "-o", str(out)]) == 0
+    e, s = io.read(out)
+    assert e.shape == (20, 1) and s.shape == (20, 368) and (s >= 0).all() and np.isfinite(s).all()
