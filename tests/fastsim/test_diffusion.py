@@ -193,3 +193,16 @@ def test_cli_train_generate(showers_file, tmp_path, capsys):
                  "--sampler", "euler", "--steps", "5", "-o", str(out)]) == 0
     e, s = io.read(out)
     assert e.shape == (20, 1) and s.shape == (20, 368) and (s >= 0).all() and np.isfinite(s).all()
+
+
+def test_time_budget_counts_earlier_sessions(showers_file, run3, tmp_path):
+    """max_seconds bounds the whole run: a resumed run that has used its budget trains no further."""
+    out, res = run3
+    spent = sum(h["seconds"] for h in res["history"])
+    import shutil
+
+    shutil.copytree(out, tmp_path / "r")
+    again = train(showers_file, tmp_path / "r", epochs=10, resume=True, max_seconds=spent * 0.5, **KW)
+    assert again["epochs_run"] == 0 and again["epoch"] == 3
+    more = train(showers_file, tmp_path / "r", epochs=10, resume=True, max_seconds=spent + 1e-3, **KW)
+    assert more["epochs_run"] == 1 and more["epoch"] == 4

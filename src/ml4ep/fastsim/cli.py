@@ -110,24 +110,24 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .generate import export
 
+    if not args.cpp and (args.steps is not None or args.sampler is not None):
+        raise Ml4epError("export: --steps and --sampler set the C++ hook's sampler; they need --cpp")
+    import onnx
+
     path = export(args.model, args.output)
-    msg = f"{path}: decoder ONNX (inputs z (N, latent), incident_energy (N, 1) MeV; output showers (N, V) MeV)"
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if meta.get("ml4ep.model") == "fastsim.diffusion":
+        msg = (f"{path}: denoiser ONNX (inputs x (N, V), t (N, 1), incident_energy (N, 1) MeV[, cond (N, k)]; output "
+               f"v (N, V)) and {path.with_name(meta.get('postprocess', 'postprocess.onnx'))}: postprocessing ONNX "
+               "(x, incident_energy -> showers (N, V) MeV)")
+    else:
+        msg = f"{path}: decoder ONNX (inputs z (N, latent), incident_energy (N, 1) MeV; output showers (N, V) MeV)"
     if args.cpp:
-        import onnx
+        from .hook import export_cpp
 
-        import ml4ep.infer as mi
-
-        from .hook import write_hook_example
-
-        compiled = mi.compile(str(path))
-        out = compiled.save(args.cpp)
-        msg += f"; C++ (header, weights, example.cpp, CMakeLists.txt) in {out}"
-        proto = onnx.load(str(path), load_external_data=False)
-        meta = {p.key: p.value for p in proto.metadata_props}
-        if len(proto.graph.input) == 2 and "latent" in meta and "n_voxels" in meta:
-            # the fast-simulation hook pattern (energies in, showers out); models with extra conditions: not yet
-            write_hook_example(out, compiled.name, int(meta["latent"]), int(meta["n_voxels"]))
-            msg += " with the hook example (shower_hook.hpp, hook_main.cpp, target shower_hook)"
+        res = export_cpp(path, args.cpp, steps=args.steps, sampler=args.sampler)
+        msg += (f"; C++ ({', '.join(res['models'])}: headers, weights, example programs, CMakeLists.txt) in "
+                f"{res['dir']} with the hook example (shower_hook.hpp, hook_main.cpp, target shower_hook)")
     print(msg)
     return 0
 
@@ -213,8 +213,16 @@ def add_parsers(sub) -> None:
     g.add_argument("-o", "--output", required=True, help="the CaloChallenge HDF5 file to write")
     g.set_defaults(func=_cmd_generate)
 
-    x = fsub.add_parser("export", help="export a trained model's decoder to ONNX (and C++ with --cpp)")
+    x = fsub.add_parser("export", help="export a trained model to ONNX (and C++ with the fast-simulation hook with "
+                                       "--cpp)")
     x.add_argument("model", help="run directory or .pt checkpoint")
-    x.add_argument("-o", "--output", default=None, help="ONNX file (default: decoder.onnx beside the checkpoint)")
-    x.add_argument("--cpp", default=None, help="also compile with ml4ep.infer and write the C++ into this folder")
+    x.add_argument("-o", "--output", default=None,
+                   help="ONNX file (default beside the checkpoint: decoder.onnx for a VAE; denoiser.onnx for the flow "
+                        "model, with postprocess.onnx beside it)")
+    x.add_argument("--cpp", default=None, help="also compile with ml4ep.infer and write the C++ (model headers, "
+                                               "weights, shower_hook.hpp, hook_main.cpp, CMakeLists.txt) here")
+    x.add_argument("--steps", type=int, default=None,
+                   help="flow model, with --cpp: the hook's default network evaluations (default: the model's)")
+    x.add_argument("--sampler", choices=["euler", "midpoint", "heun"], default=None,
+                   help="flow model, with --cpp: the hook's default ODE sampler (default: the model's)")
     x.set_defaults(func=_cmd_export)

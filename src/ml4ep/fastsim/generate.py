@@ -10,7 +10,7 @@ float32 in MeV (and ``cond`` (N, k) for a model with extra conditions), output `
 The flow model exports two graphs: ``denoiser.onnx`` (``x`` (N, V), ``t`` (N, 1), ``incident_energy`` (N, 1)[,
 ``cond``]) -> ``v`` (N, V), the velocity, and ``postprocess.onnx`` (``x``, ``incident_energy``) -> ``showers``.
 Generation integrates ``dx/dt = v`` from standard-normal noise ``x`` at t = 0 to t = 1 with the sampler loop of
-:func:`ml4ep.fastsim.models.diffusion.integrate` around the backend's denoiser (at most 20 network evaluations),
+:func:`ml4ep.fastsim.sampler.integrate` around the backend's denoiser (at most 20 network evaluations),
 then applies the postprocessing graph. N is dynamic in every graph. For the same noise every backend gives the
 same showers up to float rounding.
 """
@@ -163,7 +163,7 @@ def _energies(energies) -> np.ndarray:
 
 
 def _sampler_args(steps, sampler, defaults: dict) -> tuple[int, str]:
-    from .models.diffusion import DiffusionConfigError, check_sampler
+    from .sampler import DiffusionConfigError, check_sampler
 
     steps = int(defaults.get("steps", 20)) if steps is None else steps
     sampler = defaults.get("sampler", "midpoint") if sampler is None else sampler
@@ -238,7 +238,7 @@ def _runner(src: Path, backend: str, steps=None, sampler=None):
 
         return info["noise"], n_cond, run_ml4ep
     # the flow model: the sampler loop around the backend's denoiser, then the postprocessing graph
-    from .models.diffusion import integrate
+    from .sampler import integrate
 
     n_steps, smp = _sampler_args(steps, sampler, info["meta"])
     post_path = onnx_path.with_name(info["meta"].get("postprocess", POST_NAME))

@@ -254,7 +254,8 @@ def train(path, out_dir, *, model: str = "vae", epochs: int = 20, batch_size: in
     warm-up)).
 
     ``patience``: stop after that many epochs without a lower validation loss (the training loss without a
-    validation split; ``None`` never stops early). ``max_seconds``: stop after the epoch that exceeds this wall time.
+    validation split; ``None`` never stops early). ``max_seconds``: the run's training-time budget, earlier sessions of
+a resumed run included: training stops after the epoch that exceeds it.
     ``resume``: continue from ``out_dir/last.pt`` (the other arguments must describe the same run; ``epochs`` may be
     raised). ``conditions``: extra scalar datasets of the file used as conditions besides the incident energy.
     ``geometry`` (optional) checks the voxel count and gives the flow model its readout threshold and tokens.
@@ -375,10 +376,14 @@ def train(path, out_dir, *, model: str = "vae", epochs: int = 20, batch_size: in
     epochs_run = 0
     start = state["epoch"]
     warm = int(warmup) if model == "diffusion" else 0
+    spent = float(sum(h["seconds"] for h in state["history"]))  # training time of earlier sessions
+    out_of_time = max_seconds is not None and spent >= float(max_seconds)
     if state["stopped_early"]:
         prog.line(f"{out}: the run stopped early at epoch {start}; nothing to do")
+    elif out_of_time and start < int(epochs):
+        prog.line(f"{out}: the run has used its time budget ({spent:.0f} s of {max_seconds} s); nothing to do")
     for epoch in range(start, int(epochs)):
-        if state["stopped_early"]:
+        if state["stopped_early"] or out_of_time:
             break
         te = time.perf_counter()
         net.train()
@@ -440,8 +445,8 @@ def train(path, out_dir, *, model: str = "vae", epochs: int = 20, batch_size: in
                   f", {time.perf_counter() - te:.1f} s")
         if state["stopped_early"]:
             prog.line(f"early stop: no improvement for {patience} epoch(s); best epoch {state['best_epoch']}")
-        if max_seconds is not None and time.perf_counter() - t0 > float(max_seconds):
-            prog.line(f"stopping after epoch {epoch + 1}: the time limit of {max_seconds} s is reached")
+        if max_seconds is not None and spent + time.perf_counter() - t0 > float(max_seconds):
+            prog.line(f"stopping after epoch {epoch + 1}: the time budget of {max_seconds} s is used")
             break
     return {"epochs_run": epochs_run, "epoch": state["epoch"], "steps": state["step"],
             "best_epoch": state["best_epoch"], "best_val_loss": state["best_val_loss"],

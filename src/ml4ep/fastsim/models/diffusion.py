@@ -28,21 +28,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...errors import Ml4epError
+from ..sampler import MAX_STEPS, SAMPLERS, DiffusionConfigError, check_sampler, integrate
 from .vae import MIN_SCALE
+
+__all__ = ["LOG_EPS", "MAX_STEPS", "MIN_LOG_STD", "SAMPLERS", "DenoiserGraph", "DiffusionConfig",
+           "DiffusionConfigError", "PostprocessGraph", "ShowerFlow", "check_sampler", "integrate",
+           "timestep_embedding"]
 
 #: offset of the log transform of the scaled fractions ``u`` in [0, 1]
 LOG_EPS = 1e-6
 #: floor of the per-voxel standard deviation of ``ln(u + eps)``: voxels (almost) never hit in training are not
 #: blown up by the standardisation
 MIN_LOG_STD = 1.0
-SAMPLERS = ("euler", "midpoint", "heun")
-#: most network evaluations a sampler may use
-MAX_STEPS = 20
-
-
-class DiffusionConfigError(Ml4epError, ValueError):
-    """An invalid flow-model configuration or sampler setting."""
 
 
 @dataclass
@@ -92,19 +89,6 @@ class DiffusionConfig:
     @classmethod
     def from_dict(cls, d: dict) -> DiffusionConfig:
         return cls(**d)
-
-
-def check_sampler(sampler: str, steps: int) -> int:
-    """The number of ODE steps of ``sampler`` for ``steps`` network evaluations (an error when they do not fit)."""
-    if sampler not in SAMPLERS:
-        raise DiffusionConfigError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
-        raise DiffusionConfigError(f"steps (network evaluations) must be an integer in 1..{MAX_STEPS}, got {steps!r}")
-    per = 1 if sampler == "euler" else 2
-    if steps % per:
-        raise DiffusionConfigError(f"the {sampler} sampler takes 2 network evaluations per step: steps must be "
-                                   f"even, got {steps}")
-    return steps // per
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -267,34 +251,6 @@ class ShowerFlow(nn.Module):
 
         x = integrate(v, noise, steps or self.config.steps, sampler or self.config.sampler)
         return self.postprocess(x, energy)
-
-
-def integrate(velocity, x, steps: int, sampler: str):
-    """Integrate ``dx/dt = velocity(x, t)`` from t = 0 to 1 with ``steps`` network evaluations of ``sampler``.
-
-    Works on torch tensors and NumPy arrays alike (``t`` is passed as an ``(N, 1)`` array of the same kind), so the
-    torch, onnxruntime and ml4ep backends share one loop."""
-    n_steps = check_sampler(sampler, int(steps))
-    h = 1.0 / n_steps
-    n = x.shape[0]
-    if isinstance(x, torch.Tensor):
-        def tt(value):
-            return torch.full((n, 1), value, dtype=x.dtype, device=x.device)
-    else:
-        def tt(value):
-            return np.full((n, 1), value, dtype=x.dtype)
-    for i in range(n_steps):
-        t0 = i * h
-        if sampler == "euler":
-            x = x + h * velocity(x, tt(t0))
-        elif sampler == "midpoint":
-            k1 = velocity(x, tt(t0))
-            x = x + h * velocity(x + (0.5 * h) * k1, tt(t0 + 0.5 * h))
-        else:  # heun
-            k1 = velocity(x, tt(t0))
-            k2 = velocity(x + h * k1, tt(t0 + h))
-            x = x + (0.5 * h) * (k1 + k2)
-    return x
 
 
 class DenoiserGraph(nn.Module):
