@@ -26,10 +26,18 @@ extern "C" void ML4EP_CBLAS_SGEMM(int order, int transa, int transb, int m, int 
                                   int ldc);
 #endif
 
+// the elementwise math helpers below must be inlined into their loops for those to vectorise: inside a large
+// generated infer() g++ otherwise may keep them as calls (one scalar call per element)
+#if defined(__GNUC__) || defined(__clang__)
+#define ML4EP_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ML4EP_ALWAYS_INLINE inline
+#endif
+
 namespace ml4ep_rt {
 
 // exp with range reduction and a degree-6 polynomial (max. error ~1 ulp); branch-free so loops vectorise
-inline float expf(float x) {
+ML4EP_ALWAYS_INLINE float expf(float x) {
   const float xc = std::min(std::max(x, -87.33654f), 88.72283f);
   // round to nearest by the 1.5 * 2^23 trick (std::floor keeps g++ from vectorising the loop)
   const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
@@ -52,9 +60,9 @@ inline float expf(float x) {
   return y;
 }
 
-inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+ML4EP_ALWAYS_INLINE float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-inline float tanhf(float x) {
+ML4EP_ALWAYS_INLINE float tanhf(float x) {
   const float ax = std::abs(x);
   const float z = x * x;
   float small = -5.70498872745e-3f;
@@ -68,7 +76,7 @@ inline float tanhf(float x) {
   return ax < 0.625f ? small : big;
 }
 
-inline float softplusf(float x) { return x > 20.0f ? x : std::log1p(expf(x)); }
+ML4EP_ALWAYS_INLINE float softplusf(float x) { return x > 20.0f ? x : std::log1p(expf(x)); }
 inline double sigmoid_d(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 inline double softplus_d(double x) { return x > 40.0 ? x : std::log1p(std::exp(x)); }
 

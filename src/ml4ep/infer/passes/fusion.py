@@ -2,7 +2,9 @@
 
 - Conv + BatchNormalization (constant statistics) -> Conv with rescaled weights and bias.
 - MatMul (constant 2-D weight) + Add (bias along the last axis) -> MatMul with a bias input.
-- Gemm / MatMul / Conv / ConvTranspose + activation (Relu, LeakyRelu, Sigmoid, Tanh, Clip, ...) -> one node
+- GELU written out in elementwise nodes (what exporters emit below opset 20: ``0.5 x (1 + erf(x / sqrt 2))``
+  and the tanh form ``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))``) -> one Gelu node.
+- Gemm / MatMul / Conv / ConvTranspose + activation (Relu, LeakyRelu, Sigmoid, Tanh, Gelu, Clip, ...) -> one node
   that applies the activation to its output while it is hot in cache.
 A fused producer must have exactly one consumer and must not itself be a graph output.
 """
@@ -165,9 +167,114 @@ def fuse_activation(g: Graph) -> int:
     return count
 
 
+def _scalar(g: Graph, name: str) -> float | None:
+    c = g.const(name)
+    if c is None or np.asarray(c).size != 1:
+        return None
+    return float(np.asarray(c).reshape(-1)[0])
+
+
+def _binary(g: Graph, node: Node | None, op: str, value: float | None = None) -> tuple[str, str] | None:
+    """``(operand, other)`` of a two-input ``op`` node; with ``value``, ``other`` must be that scalar constant
+    (either order), and ``operand`` is the non-constant input."""
+    if node is None or node.op_type != op or len(node.inputs) != 2:
+        return None
+    a, b = node.inputs
+    if value is None:
+        return a, b
+    for x, c in ((a, b), (b, a)):
+        s = _scalar(g, c)
+        if s is not None and abs(s - value) <= 1e-5 * max(1.0, abs(value)) and g.const(x) is None:
+            return x, c
+    return None
+
+
+def _gelu_tail(g: Graph, inner: Node, x: str) -> list[Node] | None:
+    """The nodes after ``tanh(...)`` / ``erf(...)``: ``+ 1``, then ``* x`` and ``* 0.5`` in either order."""
+    add1 = _single_consumer(g, inner.outputs[0])
+    if _binary(g, add1, "Add", 1.0) is None:
+        return None
+    nxt = _single_consumer(g, add1.outputs[0])
+    if _binary(g, nxt, "Mul", 0.5) is not None:  # (1 + f) * 0.5, then * x
+        last = _single_consumer(g, nxt.outputs[0])
+        if last is None or last.op_type != "Mul" or sorted(last.inputs) != sorted([x, nxt.outputs[0]]):
+            return None
+        return [add1, nxt, last]
+    if nxt is None or nxt.op_type != "Mul" or sorted(nxt.inputs) != sorted([x, add1.outputs[0]]):
+        return None
+    last = _single_consumer(g, nxt.outputs[0])
+    if _binary(g, last, "Mul", 0.5) is None:
+        return None
+    return [add1, nxt, last]
+
+
+def _cube_of(g: Graph, producer: dict, name: str, x: str) -> list[Node] | None:
+    """The nodes computing ``x^3`` into ``name`` (``Pow(x, 3)`` or ``x * (x * x)`` in any order)."""
+    node = producer.get(name)
+    if _binary(g, node, "Pow", 3.0) is not None and node.inputs[0] == x:
+        return [node]
+    if node is None or node.op_type != "Mul" or x not in node.inputs:
+        return None
+    sq_name = node.inputs[1] if node.inputs[0] == x else node.inputs[0]
+    sq = producer.get(sq_name)
+    if sq is not None and sq.op_type == "Mul" and sq.inputs == [x, x]:
+        return [sq, node]
+    if _binary(g, sq, "Pow", 2.0) is not None and sq.inputs[0] == x:
+        return [sq, node]
+    return None
+
+
+def fuse_gelu(g: Graph) -> int:
+    """Replace the elementwise spellings of GELU by single Gelu nodes (``approximate`` "none" or "tanh")."""
+    count = 0
+    for inner in [n for n in g.nodes if n.op_type in ("Erf", "Tanh")]:
+        if inner not in g.nodes:
+            continue
+        producer = {o: n for n in g.nodes for o in n.outputs}
+        arg = producer.get(inner.inputs[0])
+        if inner.op_type == "Erf":
+            m = _binary(g, arg, "Div", 1.4142135623730951) or _binary(g, arg, "Mul", 0.7071067811865476)
+            if m is None:
+                continue
+            x, head, approximate = m[0], [arg], "none"
+        else:
+            m = _binary(g, arg, "Mul", 0.7978845608028654)
+            add = producer.get(m[0]) if m is not None else None
+            if add is None or add.op_type != "Add" or len(add.inputs) != 2:
+                continue
+            head = None
+            for x, other in ((add.inputs[0], add.inputs[1]), (add.inputs[1], add.inputs[0])):
+                cm = _binary(g, producer.get(other), "Mul", 0.044715)
+                cube = _cube_of(g, producer, cm[0], x) if cm is not None else None
+                if cube is not None:
+                    head = [*cube, producer[other], add, arg]
+                    break
+            if head is None:
+                continue
+            approximate = "tanh"
+        tail = _gelu_tail(g, inner, x)
+        if tail is None or g.t(x).dtype != np.float32:
+            continue
+        chain = [*head, inner, *tail]
+        inside = {o for n in chain[:-1] for o in n.outputs}
+        if any(_single_consumer(g, o) is None for o in inside):  # an intermediate is used elsewhere
+            continue
+        at = min(g.nodes.index(n) for n in chain)
+        gelu = Node("Gelu", g.unique_name(inner.name + "_gelu"), [x], [tail[-1].outputs[0]],
+                    {"approximate": approximate}, origin=[o for n in chain for o in n.origin])
+        for n in chain:
+            g.nodes.remove(n)
+        for name in inside:
+            g.tensors.pop(name, None)
+        g.nodes.insert(at, gelu)
+        count += 1
+    return count
+
+
 def run_all(g: Graph) -> dict[str, int]:
     return {
         "conv_batchnorm": fuse_conv_batchnorm(g),
         "matmul_add": fuse_matmul_add(g),
+        "gelu": fuse_gelu(g),
         "activation": fuse_activation(g),
     }
