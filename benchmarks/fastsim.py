@@ -61,19 +61,20 @@ def run_flow(geometry: str, rounds: int, batches=(1, 100), steps: int = 20, samp
     from ml4ep.fastsim.generate import _save_onnx
     from ml4ep.fastsim.geometry import get
     from ml4ep.fastsim.models.diffusion import DenoiserGraph, DiffusionConfig, PostprocessGraph, ShowerFlow, integrate
-    from ml4ep.fastsim.train import default_tokens
+    from ml4ep.fastsim.train import default_tokens, layer_sizes
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
     geo = get(geometry)
-    cfg = DiffusionConfig(n_voxels=geo.n_voxels, n_tokens=default_tokens(geo.n_voxels, geo), steps=steps,
-                          sampler=sampler, threshold_mev=geo.threshold)
+    cfg = DiffusionConfig(n_voxels=geo.n_voxels, n_tokens=default_tokens(geo.n_voxels, geo),
+                          layer_sizes=layer_sizes(geo.n_voxels, geo), steps=steps, sampler=sampler,
+                          threshold_mev=geo.threshold)
     model = ShowerFlow(cfg).eval()
     with torch.no_grad():  # random weights everywhere (the zero-initialised gates would skip the blocks' work)
         for prm in model.parameters():
             prm.normal_(0.0, 0.05)
     tmp = Path(tempfile.mkdtemp(prefix="ml4ep-fastsim-bench-"))
-    x0, t0, e0 = torch.zeros(2, geo.n_voxels), torch.full((2, 1), 0.5), torch.full((2, 1), 1e4)
+    x0, t0, e0 = torch.zeros(2, cfg.state_size), torch.full((2, 1), 0.5), torch.full((2, 1), 1e4)
     _save_onnx(DenoiserGraph(model), (x0, t0, e0), ["x", "t", "incident_energy"], ["v"], tmp / "denoiser.onnx", 17, {})
     _save_onnx(PostprocessGraph(model), (x0, e0), ["x", "incident_energy"], ["showers"], tmp / "post.onnx", 17, {})
     den, post = mi.compile(str(tmp / "denoiser.onnx")), mi.compile(str(tmp / "post.onnx"))
@@ -95,7 +96,7 @@ def run_flow(geometry: str, rounds: int, batches=(1, 100), steps: int = 20, samp
     rows = []
     rng = np.random.default_rng(1)
     for b in batches:
-        x = rng.standard_normal((b, geo.n_voxels)).astype(np.float32)
+        x = rng.standard_normal((b, cfg.state_size)).astype(np.float32)
         e = np.exp(rng.uniform(np.log(1e3), np.log(1e6), (b, 1))).astype(np.float32)
         ref = gen_torch(x, e)
         for name, fn in (("ml4ep", gen_ml4ep), ("onnxruntime", gen_ort)):
@@ -177,7 +178,7 @@ def main(argv=None) -> int:
         lines = ["### Generative shower models: speed (`benchmarks/fastsim.py`)", "",
                  f"{cpu_model()}; one thread each; medians of alternating blocks; random weights at the default "
                  "sizes: the decoder of the Par04-style VAE (hidden 256/128/64, latent 10) and the whole sampler of "
-                 "the CaloDiT-style flow model (one token per layer, width 64, 4 blocks, 4 heads; 20 denoiser "
+                 "the CaloDiT-style flow model (one token per layer: its 144 voxel shapes and its energy; width 64, 4 blocks, 4 heads; 20 denoiser "
                  "evaluations with the midpoint rule, then the postprocessing graph; the same Python loop around "
                  "each engine). Outputs cross-checked against PyTorch. Targets: VAE at most 1 ms per shower at "
                  "batch 1; flow model at most 100 ms per shower at batch 1 and 10 ms at batch 100.", "", *header]

@@ -14,6 +14,7 @@ import torch
 from ml4ep.fastsim import geometry, gflash, io
 from ml4ep.fastsim.generate import GenerateError, export, generate
 from ml4ep.fastsim.models.diffusion import (
+    LAYER_EPS,
     LOG_EPS,
     DiffusionConfig,
     DiffusionConfigError,
@@ -50,7 +51,10 @@ def test_training_checkpoints_ema_and_loss(run3):
     # the saved weights are the moving average, not the raw weights
     assert any(not torch.equal(ck["model"][k], ck["model_raw"][k]) for k in ck["model_raw"])
     cfg = DiffusionConfig.from_dict(ck["config"])
-    assert cfg.n_tokens == 6 and cfg.token_size == 62 and cfg.threshold_mev == geometry.get(GEO).threshold
+    # 368 voxels in 5 layers of unequal size: a state of 373 numbers in 6 tokens of 63 (2 padded)
+    assert cfg.state_size == 373 and cfg.n_tokens == 6 and cfg.token_size == 63
+    assert cfg.layer_sizes == tuple(lay.n_voxels for lay in geometry.get(GEO).layers)
+    assert cfg.threshold_mev == geometry.get(GEO).threshold
 
 
 def test_resume_equals_uninterrupted_run(showers_file, run3, tmp_path):
@@ -71,7 +75,7 @@ def test_backends_agree_for_the_same_noise(run3, sampler, steps):
     out, _ = run3
     rng = np.random.default_rng(1)
     energies = np.exp(rng.uniform(np.log(1e3), np.log(1e5), 5))
-    noise = rng.standard_normal((5, 368)).astype(np.float32)
+    noise = rng.standard_normal((5, 373)).astype(np.float32)
     ref = generate(out, energies, backend="torch", noise=noise, steps=steps, sampler=sampler)
     scale = ref.max(axis=1, keepdims=True)
     assert (ref >= 0).all() and (scale > 0).all()
@@ -105,26 +109,38 @@ def test_sampler_loop_against_the_exact_solution():
 
 
 def test_pre_and_postprocessing_invert_each_other():
+    """The state computed another way (NumPy, float64, layer by layer): log shares of the layer's energy and log
+    layer fractions of E_inc, interleaved per layer; postprocessing gives the showers back and conserves every
+    layer's energy."""
     geo = geometry.get(GEO)
-    e, s = gflash.simulate(geo, 50, energy=(1.0, 100.0), seed=3)
-    cfg = DiffusionConfig(n_voxels=geo.n_voxels, n_tokens=6, dim=8, depth=1, heads=2, threshold_mev=geo.threshold)
+    e, s = gflash.simulate(geo, 60, energy=(1.0, 100.0), seed=3)
+    sizes = [lay.n_voxels for lay in geo.layers]
+    cfg = DiffusionConfig(n_voxels=geo.n_voxels, n_tokens=6, layer_sizes=sizes, dim=8, depth=1, heads=2,
+                          threshold_mev=geo.threshold)
     m = ShowerFlow(cfg)
-    frac = s / e
-    scale = frac.max(0)
-    y = np.log(np.clip(frac / np.maximum(scale, 1e-6), 0, 1) + LOG_EPS)
-    m.set_preprocessing(scale, float(e.min()), float(e.max()), y.mean(0), y.std(0))
-    x = m.preprocess(torch.from_numpy(s), torch.from_numpy(e))
-    # the standardisation computed another way (float64 NumPy), with the documented floor of the std
-    expect = (y - y.mean(0)) / np.maximum(y.std(0), 1.0)
-    np.testing.assert_allclose(x.numpy(), expect, rtol=1e-4, atol=1e-4)
-    back = m.postprocess(x, torch.from_numpy(e)).numpy()
-    np.testing.assert_allclose(back, s, rtol=2e-3, atol=geo.threshold)
+    ys, ls = [], []
+    for a, b in zip(geo.offsets[:-1], geo.offsets[1:]):
+        le = s[:, a:b].astype(np.float64).sum(1, keepdims=True)
+        ys.append(np.log(np.divide(s[:, a:b], le, out=np.zeros((len(s), b - a)), where=le > 0) + LOG_EPS))
+        ls.append(np.log(le / e + LAYER_EPS))
+    y, ell = np.concatenate(ys, 1), np.concatenate(ls, 1)
+    m.set_preprocessing(float(e.min()), float(e.max()), y.mean(0), y.std(0), ell.mean(0), ell.std(0))
+    x = m.preprocess(torch.from_numpy(s), torch.from_numpy(e)).numpy()
+    ystd, lstd = (y - y.mean(0)) / np.maximum(y.std(0), 1.0), (ell - ell.mean(0)) / np.maximum(ell.std(0), 1.0)
+    expect = np.concatenate([np.concatenate([ystd[:, a:b], lstd[:, i:i + 1]], 1)
+                             for i, (a, b) in enumerate(zip(geo.offsets[:-1], geo.offsets[1:]))], 1)
+    assert x.shape == (60, 373)
+    np.testing.assert_allclose(x, expect, rtol=1e-4, atol=2e-4)
+    back = m.postprocess(torch.from_numpy(x).float(), torch.from_numpy(e).float()).numpy()
+    np.testing.assert_allclose(back, s, rtol=1e-3, atol=geo.threshold)
     assert (back[s == 0] == 0).all()
+    for a, b in zip(geo.offsets[:-1], geo.offsets[1:]):  # every layer's energy, up to the threshold cut
+        np.testing.assert_allclose(back[:, a:b].sum(1), s[:, a:b].sum(1), rtol=1e-3, atol=(b - a) * geo.threshold)
 
 
 def test_tokens_and_config_checks():
     assert default_tokens(6480, "ds2") == 45  # one token per layer
-    assert default_tokens(368, "ds1-photons") == 6  # unequal layers: chunks of about 64 voxels
+    assert default_tokens(368, "ds1-photons") == 6  # unequal layers: chunks of about 64 numbers of the state
     assert check_sampler("midpoint", 20) == 10 and check_sampler("euler", 20) == 20
     with pytest.raises(DiffusionConfigError, match=r"1\.\.20"):
         check_sampler("euler", 21)
@@ -173,7 +189,7 @@ def test_condition_column(tmp_path):
         f["angle"] = angles.astype(np.float32)
     train(path, tmp_path / "run", epochs=1, conditions=["angle"], **KW)
     energies, cond = np.full(4, 5e3), np.linspace(0.0, 0.3, 4)[:, None]
-    noise = np.random.default_rng(1).standard_normal((4, 368)).astype(np.float32)
+    noise = np.random.default_rng(1).standard_normal((4, 373)).astype(np.float32)
     ref = generate(tmp_path / "run", energies, backend="torch", noise=noise, conditions=cond, steps=4)
     got = generate(tmp_path / "run", energies, backend="ml4ep", noise=noise, conditions=cond, steps=4)
     assert float((np.abs(got - ref) / ref.max(axis=1, keepdims=True)).max()) < 1e-4

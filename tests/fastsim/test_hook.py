@@ -18,6 +18,7 @@ from ml4ep.fastsim.hook import (CMAKE_BEGIN, HookError, export_cpp, save_models,
 from ml4ep.fastsim.train import train
 
 LATENT, N_VOXELS = 4, 368
+N_STATE = N_VOXELS + 5  # the flow state: ds1-photons has 5 layers, one energy each beside the voxel shapes
 CXX = shutil.which("g++")
 pytestmark = pytest.mark.skipif(CXX is None, reason="needs g++")
 
@@ -219,7 +220,7 @@ def test_cli_export_writes_the_flow_hook(flow, capsys):
 
 def test_flow_hook_matches_torch_for_the_same_noise(flow, tmp_path):
     run, cpp, exe = flow
-    z = _noise(tmp_path)
+    z = _noise(tmp_path, N_STATE)
     out = _flow_run(exe, cpp, "--z", tmp_path / "z.f32", "--out", tmp_path / "s.f32", *ENERGIES_GEV).stdout
     got = np.fromfile(tmp_path / "s.f32", dtype=np.float32).reshape(3, N_VOXELS)
     ref = generate(run, ENERGIES_GEV * 1e3, backend="torch", noise=z)
@@ -234,7 +235,7 @@ def test_flow_hook_matches_torch_for_the_same_noise(flow, tmp_path):
 @pytest.mark.parametrize("steps, sampler", [(3, "euler"), (4, "heun"), (2, "midpoint")])
 def test_flow_hook_sampler_override(flow, tmp_path, steps, sampler):
     run, cpp, exe = flow
-    z = _noise(tmp_path, seed=steps)
+    z = _noise(tmp_path, N_STATE, seed=steps)
     _flow_run(exe, cpp, "--steps", steps, "--sampler", sampler, "--z", tmp_path / "z.f32", "--out",
               tmp_path / "s.f32", *ENERGIES_GEV)
     got = np.fromfile(tmp_path / "s.f32", dtype=np.float32).reshape(3, N_VOXELS)
@@ -246,7 +247,7 @@ def test_flow_hook_sampler_override(flow, tmp_path, steps, sampler):
 
 def test_flow_hook_with_a_condition_matches_torch(flow_cond, tmp_path):
     run, cpp, exe = flow_cond
-    z = _noise(tmp_path)
+    z = _noise(tmp_path, N_STATE)
     CONDS.tofile(tmp_path / "c.f32")
     _flow_run(exe, cpp, "--z", tmp_path / "z.f32", "--cond", tmp_path / "c.f32", "--out", tmp_path / "s.f32",
               *ENERGIES_GEV)
@@ -261,7 +262,7 @@ def test_flow_hook_with_a_condition_matches_torch(flow_cond, tmp_path):
     res = _flow_run(exe, cpp, "--cond", tmp_path / "c.f32", 1.0, 2.0, check=False)
     assert res.returncode == 1 and "more than the 2 condition floats" in res.stderr
     res = _flow_run(exe, cpp, "--cond", tmp_path / "c.f32", "--z", tmp_path / "c.f32", *ENERGIES_GEV, check=False)
-    assert res.returncode == 1 and "cannot read 1104 noise floats" in res.stderr
+    assert res.returncode == 1 and f"cannot read {3 * N_STATE} noise floats" in res.stderr
     res = _flow_run(exe, cpp, "--cond", tmp_path / "c.f32", "--steps", 3, *ENERGIES_GEV, check=False)
     assert res.returncode == 1 and "steps must be even" in res.stderr  # the stored sampler is heun
 
@@ -309,7 +310,7 @@ void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::fre
 int main(int, char** argv) {
   using ml4ep_fastsim::ShowerGenerator;
   const int64_t n = 3, nv = ShowerGenerator::kVoxels;
-  std::vector<float> z(n * nv), c(n), e = {2000.0f, 20000.0f, 80000.0f}, out(n * nv), tmp(n * nv);
+  std::vector<float> z(n * ShowerGenerator::kNoise), c(n), e = {2000.0f, 20000.0f, 80000.0f}, out(n * nv), tmp(n * nv);
   std::FILE* f = std::fopen(argv[3], "rb");
   if (!f || std::fread(z.data(), sizeof(float), z.size(), f) != z.size()) return 1;
   std::fclose(f);
@@ -335,7 +336,7 @@ int main(int, char** argv) {
 def test_flow_generator_batches_without_allocating(flow_cond, tmp_path):
     """The C++ API itself: a batch of 3 in one call matches torch, and no call allocates once n = 3 was seen."""
     run, cpp, _ = flow_cond
-    z = _noise(tmp_path)
+    z = _noise(tmp_path, N_STATE)
     CONDS.tofile(tmp_path / "c.f32")
     (tmp_path / "alloc.cpp").write_text(_ALLOC_MAIN)
     # (the warning is about the replaced global new/delete of this test program, malloc/free by design)

@@ -7,8 +7,9 @@
 The VAE's exported graph (``decoder.onnx``): inputs ``z`` (N, latent) float32 and ``incident_energy`` (N, 1)
 float32 in MeV (and ``cond`` (N, k) for a model with extra conditions), output ``showers`` (N, V) float32 in MeV.
 
-The flow model exports two graphs: ``denoiser.onnx`` (``x`` (N, V), ``t`` (N, 1), ``incident_energy`` (N, 1)[,
-``cond``]) -> ``v`` (N, V), the velocity, and ``postprocess.onnx`` (``x``, ``incident_energy``) -> ``showers``.
+The flow model exports two graphs: ``denoiser.onnx`` (``x`` (N, S), ``t`` (N, 1), ``incident_energy`` (N, 1)[,
+``cond``]) -> ``v`` (N, S), the velocity on the state of S = V + L numbers (voxel shapes and layer energies), and
+``postprocess.onnx`` (``x``, ``incident_energy``) -> ``showers`` (N, V).
 Generation integrates ``dx/dt = v`` from standard-normal noise ``x`` at t = 0 to t = 1 with the sampler loop of
 :func:`ml4ep.fastsim.sampler.integrate` around the backend's denoiser (at most 20 network evaluations),
 then applies the postprocessing graph. N is dynamic in every graph. For the same noise every backend gives the
@@ -65,20 +66,20 @@ def _export_flow(ck: dict, model, out: Path, opset: int) -> Path:
     from .models.diffusion import DenoiserGraph, PostprocessGraph
 
     cfg = model.config
-    v = int(cfg.n_voxels)
-    x, t, e = torch.zeros(2, v), torch.full((2, 1), 0.5), torch.full((2, 1), 1000.0)
+    v, size = int(cfg.n_voxels), int(cfg.state_size)
+    x, t, e = torch.zeros(2, size), torch.full((2, 1), 0.5), torch.full((2, 1), 1000.0)
     args: tuple = (x, t, e)
     names = ["x", "t", "incident_energy"]
     if cfg.n_conditions:
         args += (torch.zeros(2, cfg.n_conditions),)
         names.append("cond")
     post = out.with_name(POST_NAME if out.name != POST_NAME else "postprocess_graph.onnx")
-    meta = {"ml4ep.model": "fastsim.diffusion", "n_voxels": str(v), "steps": str(cfg.steps),
+    meta = {"ml4ep.model": "fastsim.diffusion", "n_voxels": str(v), "state_size": str(size), "steps": str(cfg.steps),
             "sampler": cfg.sampler, "conditions": ",".join(cfg.condition_names), "postprocess": post.name,
             "checkpoint_epoch": str(ck["state"]["epoch"])}
     _save_onnx(DenoiserGraph(model), args, names, ["v"], out, opset, meta)
     _save_onnx(PostprocessGraph(model), (x, e), ["x", "incident_energy"], ["showers"], post, opset,
-               {"ml4ep.model": "fastsim.diffusion.postprocess", "n_voxels": str(v)})
+               {"ml4ep.model": "fastsim.diffusion.postprocess", "n_voxels": str(v), "state_size": str(size)})
     log.info("exported the denoiser of %s to %s (postprocessing: %s)", ck["path"], out, post)
     return out
 
@@ -208,7 +209,7 @@ def _runner(src: Path, backend: str, steps=None, sampler=None):
                 ct = None if c is None else torch.from_numpy(c)
                 return model.sample(torch.from_numpy(x), torch.from_numpy(e), ct, n_steps, smp).numpy()
 
-            return cfg.n_voxels, cfg.n_conditions, run_flow
+            return cfg.state_size, cfg.n_conditions, run_flow
 
         def run_torch(z, e, c):
             with torch.no_grad():
@@ -283,7 +284,7 @@ def generate(model_dir_or_onnx, energies, *, backend: str = "torch", seed: int |
 
     ``model_dir_or_onnx``: a run directory or ``.pt`` checkpoint (every backend; the ONNX backends use its
     ``decoder.onnx`` or ``denoiser.onnx``, exported when needed) or an exported ``.onnx`` file (``onnxruntime``
-    and ``ml4ep``). ``noise``: the VAE's latent draws ``(N, latent)`` or the flow model's starting noise ``(N, V)``;
+    and ``ml4ep``). ``noise``: the VAE's latent draws ``(N, latent)`` or the flow model's starting noise ``(N, S)``;
     otherwise standard normal from ``seed``. ``steps``/``sampler``: the flow model's network evaluations (at most
     20) and ODE sampler (``euler``, ``midpoint``, ``heun``); default: those stored with the model. ``conditions``: the extra
     condition columns ``(N, k)`` of a model trained with some. ``output``: also write the showers and energies to

@@ -11,7 +11,7 @@ example program as ``<name>_example.cpp``), and writes beside them:
   a ``std::normal_distribution``. ``generate(energies_mev, [conds,] n, showers_out)`` draws the noise and makes ``n``
   showers; ``generate_with_noise(noise, energies_mev, [conds,] n, showers_out)`` takes given noise. ``conds`` (``n x
   kConditions`` floats) only for a model trained with extra conditions. The VAE decodes latent noise ``(n, kLatent)``;
-  the flow model integrates ``dx/dt = v`` from ``x ~ N(0, 1)`` ``(n, kVoxels)`` with the sampler loop of
+  the flow model integrates ``dx/dt = v`` from ``x ~ N(0, 1)`` ``(n, kNoise)`` (its state) with the sampler loop of
   :func:`ml4ep.fastsim.models.diffusion.integrate` (euler, midpoint or heun; network evaluations and sampler stored
   with the model, changed by ``set_sampler``), then runs the postprocessing model. Buffers are members grown on
   demand, so calls allocate nothing once the largest ``n`` was seen: the shape of a
@@ -122,7 +122,8 @@ _HPP_FLOW = """\
 class ShowerGenerator {
  public:
   static constexpr int64_t kVoxels = @VOXELS@;
-  static constexpr int64_t kNoise = kVoxels;  // noise floats per shower: the starting point x(t = 0)
+  // floats per shower of the flow's state (the voxel shapes and one energy per layer) and of its starting noise
+  static constexpr int64_t kNoise = @STATE@;
   static constexpr int64_t kConditions = @NCOND@;  // extra condition columns besides the incident energy
   static constexpr int kMaxSteps = @MAXSTEPS@;
   static constexpr int kDefaultSteps = @STEPS@;  // network evaluations per shower
@@ -164,17 +165,17 @@ class ShowerGenerator {
     check(n);
     if (n == 0) return;
     reserve(n);
-    const size_t m = static_cast<size_t>(n * kVoxels);
+    const size_t m = static_cast<size_t>(n * kNoise);
     for (size_t i = 0; i < m; ++i) x_[i] = normal_(rng_);
     run(energies_mev, @CARG@n, showers_out);
   }
 
-  // The same from given starting noise x0 (n * kVoxels floats, standard normal).
+  // The same from given starting noise x0 (n * kNoise floats, standard normal).
   void generate_with_noise(const float* x0, const float* energies_mev, @CPARAM@int64_t n, float* showers_out) {
     check(n);
     if (n == 0) return;
     reserve(n);
-    std::copy(x0, x0 + n * kVoxels, x_.begin());
+    std::copy(x0, x0 + n * kNoise, x_.begin());
     run(energies_mev, @CARG@n, showers_out);
   }
 
@@ -190,7 +191,7 @@ class ShowerGenerator {
 
   void reserve(int64_t n) {  // grows only: no allocation once the largest n was seen
     if (static_cast<size_t>(n) > capacity_) {
-      const size_t m = static_cast<size_t>(n * kVoxels);
+      const size_t m = static_cast<size_t>(n * kNoise);
       x_.resize(m);
       xt_.resize(m);
       k1_.resize(m);
@@ -211,7 +212,7 @@ class ShowerGenerator {
     const int n_steps = sampler_ == "euler" ? steps_ : steps_ / 2;
     const double h = 1.0 / n_steps;
     const float hf = static_cast<float>(h), half = static_cast<float>(0.5 * h);
-    const size_t m = static_cast<size_t>(n * kVoxels);
+    const size_t m = static_cast<size_t>(n * kNoise);
     float* x = x_.data();
     float* xt = xt_.data();
     float* k1 = k1_.data();
@@ -529,28 +530,31 @@ def write_hook_example(cpp_dir, model_name: str, latent: int, n_voxels: int, *, 
 
 
 def write_flow_hook_example(cpp_dir, denoiser_name: str, postprocess_name: str, n_voxels: int, *, steps: int = 20,
-                            sampler: str = "midpoint", n_conditions: int = 0, condition_names=()) -> dict[str, Path]:
+                            sampler: str = "midpoint", n_conditions: int = 0, condition_names=(),
+                            state_size: int | None = None) -> dict[str, Path]:
     """Write the flow-model hook: ``shower_hook.hpp`` (the sampler loop around ``<denoiser_name>.hpp``, then
     ``<postprocess_name>.hpp``) and ``hook_main.cpp`` into ``cpp_dir`` and a ``shower_hook`` target into its
-    ``CMakeLists.txt``; ``steps``/``sampler`` are the defaults of the generator. Returns ``{"header", "main",
-    "cmake"}`` paths."""
+    ``CMakeLists.txt``; ``steps``/``sampler`` are the defaults of the generator, ``state_size`` the floats of the
+    flow's state per shower (default ``n_voxels``). Returns ``{"header", "main", "cmake"}`` paths."""
     denoiser_name = _identifier(denoiser_name, "denoiser_name")
     postprocess_name = _identifier(postprocess_name, "postprocess_name")
     if denoiser_name == postprocess_name:
         raise HookError(f"the denoiser and the postprocessing model need distinct names, both are {denoiser_name!r}")
     n_voxels = _positive_int(n_voxels, "n_voxels")
+    state_size = n_voxels if state_size is None else _positive_int(state_size, "state_size")
     n_conditions = _count(n_conditions, "n_conditions")
     check_sampler(sampler, steps)
     out = Path(cpp_dir)
     out.mkdir(parents=True, exist_ok=True)
-    subs = dict(DENOISER=denoiser_name, POST=postprocess_name, VOXELS=n_voxels, STEPS=steps, SAMPLER=sampler,
+    subs = dict(DENOISER=denoiser_name, POST=postprocess_name, VOXELS=n_voxels, STATE=state_size, STEPS=steps,
+                SAMPLER=sampler,
                 MAXSTEPS=MAX_STEPS, **_cond_subs(n_conditions))
     header = out / "shower_hook.hpp"
     main = out / "hook_main.cpp"
     head = _fill(_HPP_HEAD, WHAT=f"flow model '{denoiser_name}' + '{postprocess_name}'",
                  INCLUDES=f'#include "{denoiser_name}.hpp"\n#include "{postprocess_name}.hpp"\n')
     header.write_text(head + "\n" + _fill(_HPP_FLOW, **subs))
-    main.write_text(_main_text(f"the flow model '{denoiser_name}' + '{postprocess_name}'", denoiser_name, n_voxels,
+    main.write_text(_main_text(f"the flow model '{denoiser_name}' + '{postprocess_name}'", denoiser_name, state_size,
                                n_voxels, n_conditions, ",".join(condition_names), postprocess_name))
     cmake = _write_cmake(out, denoiser_name)
     return {"header": header, "main": main, "cmake": cmake}
@@ -644,6 +648,7 @@ def export_cpp(onnx_path, cpp_dir, *, steps: int | None = None, sampler: str | N
         models = [compiled.name]
     elif kind == "fastsim.diffusion":
         n_voxels = _int_meta(meta, "n_voxels", path)
+        state = _int_meta(meta, "state_size", path) if "state_size" in meta else n_voxels
         steps = _int_meta(meta, "steps", path) if steps is None else steps
         sampler = meta.get("sampler", "midpoint") if sampler is None else sampler
         check_sampler(sampler, steps)
@@ -658,7 +663,7 @@ def export_cpp(onnx_path, cpp_dir, *, steps: int | None = None, sampler: str | N
         _check_io(post, post_path, ["x", "incident_energy"], ["showers"])
         out = save_models(cpp_dir, [den, post])
         paths = write_flow_hook_example(out, den.name, post.name, n_voxels, steps=steps, sampler=sampler,
-                                        n_conditions=n_cond, condition_names=conds)
+                                        n_conditions=n_cond, condition_names=conds, state_size=state)
         models = [den.name, post.name]
     else:
         raise HookError(f"{path}: not an exported fastsim VAE decoder or flow denoiser (metadata ml4ep.model = "

@@ -74,26 +74,28 @@ def _unpack(batch, conditions: Sequence[str], device):
     return out[0], out[1], out[2]
 
 
-def log_moments(loader, voxel_scale) -> tuple[np.ndarray, np.ndarray]:
-    """Per-voxel mean and standard deviation of ``ln(u + eps)``, ``u`` the fraction of the incident energy divided
-    by ``voxel_scale`` (clipped to [0, 1]): the flow model's standardisation (a second pass, in order)."""
-    from .models.diffusion import LOG_EPS
-    from .models.vae import MIN_SCALE
+def flow_moments(loader, model) -> dict:
+    """Mean and standard deviation of the flow model's log voxel shares (per voxel) and log layer fractions (per
+    layer), :meth:`~ml4ep.fastsim.models.diffusion.ShowerFlow.transform` of the training split (a pass in order)."""
+    import torch
 
-    scale = np.maximum(np.asarray(voxel_scale, np.float64), MIN_SCALE)
-    s1 = s2 = None
+    sums: dict[str, np.ndarray] = {}
     n = 0
-    for batch in loader.train.numpy(as_dict=True):
-        e = np.asarray(batch[io.E_KEY], np.float64).reshape(-1, 1)
-        if not len(e):
-            continue
-        s = np.asarray(batch[io.S_KEY], np.float64).reshape(len(e), -1)
-        y = np.log(np.clip(s / e / scale, 0.0, 1.0) + LOG_EPS)
-        s1 = y.sum(0) if s1 is None else s1 + y.sum(0)
-        s2 = (y**2).sum(0) if s2 is None else s2 + (y**2).sum(0)
-        n += len(e)
-    mean = s1 / n
-    return mean, np.sqrt(np.maximum(s2 / n - mean**2, 0.0))
+    with torch.no_grad():
+        for batch in loader.train.numpy(as_dict=True):
+            e = np.asarray(batch[io.E_KEY], np.float32).reshape(-1, 1)
+            if not len(e):
+                continue
+            s = np.asarray(batch[io.S_KEY], np.float32).reshape(len(e), -1)
+            y, ell = (t.double().numpy() for t in model.transform(torch.from_numpy(s), torch.from_numpy(e)))
+            for k, v in (("y1", y.sum(0)), ("y2", (y**2).sum(0)), ("l1", ell.sum(0)), ("l2", (ell**2).sum(0))):
+                sums[k] = v if k not in sums else sums[k] + v
+            n += len(e)
+    out = {}
+    for k in ("y", "l"):
+        mean = sums[f"{k}1"] / n
+        out[f"{k}_mean"], out[f"{k}_std"] = mean, np.sqrt(np.maximum(sums[f"{k}2"] / n - mean**2, 0.0))
+    return out
 
 
 def preprocessing(loader, conditions: Sequence[str]) -> dict:
@@ -181,16 +183,24 @@ def model_from_checkpoint(ck: dict):
     return model.eval()
 
 
-def default_tokens(n_voxels: int, geometry=None) -> int:
-    """Tokens of the flow model: one per calorimeter layer when the layers have equal voxel counts (ds2, ds3),
-    otherwise chunks of about 64 voxels."""
+def layer_sizes(n_voxels: int, geometry=None) -> tuple[int, ...]:
+    """Voxels per layer of ``geometry`` (one layer of all voxels without one)."""
     if geometry is not None:
         from .geometry import get
 
         geo = get(geometry)
-        if len({lay.n_voxels for lay in geo.layers}) == 1 and geo.n_voxels == n_voxels:
-            return int(geo.n_layers)
-    return max(1, -(-int(n_voxels) // 64))
+        if geo.n_voxels == n_voxels:
+            return tuple(int(lay.n_voxels) for lay in geo.layers)
+    return (int(n_voxels),)
+
+
+def default_tokens(n_voxels: int, geometry=None) -> int:
+    """Tokens of the flow model: one per calorimeter layer (its voxel shapes and energy) when the layers have equal
+    voxel counts (ds2, ds3), otherwise chunks of about 64 numbers of the state."""
+    sizes = layer_sizes(n_voxels, geometry)
+    if len(sizes) > 1 and len(set(sizes)) == 1:
+        return len(sizes)
+    return max(1, -(-(int(n_voxels) + len(sizes)) // 64))
 
 
 def _evaluate(model, loader, conditions, device, seed: int, epoch: int) -> float | None:
@@ -343,16 +353,17 @@ a resumed run included: training stops after the epoch that exceeds it.
 
             n_tok = int(tokens) if tokens is not None else default_tokens(meta["n_voxels"], geo)
             try:
-                cfg = DiffusionConfig(n_voxels=meta["n_voxels"], n_tokens=n_tok, dim=dim, depth=depth, heads=heads,
+                cfg = DiffusionConfig(n_voxels=meta["n_voxels"], n_tokens=n_tok,
+                                      layer_sizes=layer_sizes(meta["n_voxels"], geo), dim=dim, depth=depth, heads=heads,
                                       mlp_ratio=float(mlp_ratio), n_conditions=len(conditions),
                                       condition_names=tuple(conditions), steps=steps, sampler=sampler,
                                       threshold_mev=float(geo.threshold) if geo is not None else 0.0)
             except DiffusionConfigError as exc:
                 raise TrainError(str(exc)) from None
             net = new_model(model, cfg.to_dict())
-            y_mean, y_std = log_moments(pre_loader, pre["voxel_scale"])
-            net.set_preprocessing(pre["voxel_scale"], pre["e_min_mev"], pre["e_max_mev"], y_mean, y_std,
-                                  pre.get("cond_mean"), pre.get("cond_std"))
+            mom = flow_moments(pre_loader, net)
+            net.set_preprocessing(pre["e_min_mev"], pre["e_max_mev"], mom["y_mean"], mom["y_std"], mom["l_mean"],
+                                  mom["l_std"], pre.get("cond_mean"), pre.get("cond_std"))
     net.to(dev).train()
     ema = None
     if model == "diffusion" and float(ema_decay) > 0:

@@ -1,8 +1,10 @@
 """A conditional flow-matching transformer for calorimeter showers in the style of CaloDiT.
 
-The shower is cut into tokens ("patches over layers": by default one token per calorimeter layer, its
-``n_alpha x n_r`` voxels; geometries whose layers differ in size use fixed-size chunks of the flattened voxels,
-zero-padded). A DiT-style transformer with adaptive layer-norm conditioning (adaLN-Zero: shift, scale and gate of
+The flow's state per shower holds, layer by layer, the layer's voxel *shape* (each voxel's fraction of the layer's
+energy) followed by the layer's energy (its fraction of the incident energy): ``V + L`` numbers for ``V`` voxels in
+``L`` layers. The state is cut into tokens ("patches over layers": by default one token per calorimeter layer, its
+``n_alpha x n_r`` shape values plus its energy; geometries whose layers differ in size use fixed-size chunks of the
+state, zero-padded). A DiT-style transformer with adaptive layer-norm conditioning (adaLN-Zero: shift, scale and gate of
 every sub-layer computed from the time and condition embedding) predicts the velocity of a rectified flow:
 
 * training (conditional flow matching): ``x_t = (1 - t) x0 + t x1`` with ``x0`` standard normal and ``x1`` the
@@ -10,13 +12,16 @@ every sub-layer computed from the time and condition embedding) predicts the vel
 * sampling: the ODE ``dx/dt = v`` integrated from ``t = 0`` (noise) to ``t = 1`` with a fixed number of network
   evaluations (at most 20): Euler, midpoint or Heun steps on a uniform grid.
 
-Preprocessing (buffers of the model, so a checkpoint or the exported graphs need nothing else): every voxel
-energy is divided by the incident energy and by a per-voxel scale (the largest fraction in the training data),
-``y = ln(u + eps)`` of that ratio ``u``, standardised per voxel. :meth:`ShowerFlow.postprocess` inverts it, clips
-at 0 and zeroes voxels below the readout threshold, giving voxel energies in MeV.
+Preprocessing (buffers of the model, so a checkpoint or the exported graphs need nothing else): ``ln(s + 1e-6)`` of
+every voxel's share ``s`` of its layer's energy and ``ln(f + 1e-8)`` of every layer's fraction ``f`` of the incident
+energy, each standardised over the training data. :meth:`ShowerFlow.postprocess` inverts both, clips at 0,
+renormalises every layer's shape to sum to 1 and multiplies it by the layer's energy, then zeroes voxels below the
+readout threshold, giving voxel energies in MeV. The layer energies, and so the total, are thus modelled directly
+rather than as sums of thousands of exponentiated voxel values.
 
-The exported pair: ``denoiser`` (``x (N, V)``, ``t (N, 1)``, ``incident_energy (N, 1)`` MeV[, ``cond (N, k)``]) ->
-``v (N, V)`` and ``postprocess`` (``x (N, V)``, ``incident_energy (N, 1)``) -> ``showers (N, V)`` MeV.
+The exported pair: ``denoiser`` (``x (N, S)``, ``t (N, 1)``, ``incident_energy (N, 1)`` MeV[, ``cond (N, k)``]) ->
+``v (N, S)`` and ``postprocess`` (``x (N, S)``, ``incident_energy (N, 1)``) -> ``showers (N, V)`` MeV, with the state
+size ``S = V + L``.
 """
 
 from __future__ import annotations
@@ -29,14 +34,14 @@ import torch
 from torch import nn
 
 from ..sampler import MAX_STEPS, SAMPLERS, DiffusionConfigError, check_sampler, integrate
-from .vae import MIN_SCALE
 
-__all__ = ["LOG_EPS", "MAX_STEPS", "MIN_LOG_STD", "SAMPLERS", "DenoiserGraph", "DiffusionConfig",
+__all__ = ["LAYER_EPS", "LOG_EPS", "MAX_STEPS", "MIN_LOG_STD", "SAMPLERS", "DenoiserGraph", "DiffusionConfig",
            "DiffusionConfigError", "PostprocessGraph", "ShowerFlow", "check_sampler", "integrate",
            "timestep_embedding"]
 
-#: offset of the log transform of the scaled fractions ``u`` in [0, 1]
+#: offsets of the log transforms of the voxel shares of their layer and of the layer fractions of E_inc
 LOG_EPS = 1e-6
+LAYER_EPS = 1e-8
 #: floor of the per-voxel standard deviation of ``ln(u + eps)``: voxels (almost) never hit in training are not
 #: blown up by the standardisation
 MIN_LOG_STD = 1.0
@@ -47,7 +52,8 @@ class DiffusionConfig:
     """Sizes of :class:`ShowerFlow` (saved with every checkpoint)."""
 
     n_voxels: int
-    n_tokens: int  # tokens the voxels are cut into
+    n_tokens: int  # tokens the state (shapes and layer energies) is cut into
+    layer_sizes: tuple[int, ...] = ()  # voxels per layer, in order (default: one layer of all voxels)
     dim: int = 64
     depth: int = 4
     heads: int = 4
@@ -61,12 +67,16 @@ class DiffusionConfig:
 
     def __post_init__(self):
         self.condition_names = tuple(self.condition_names)
+        self.layer_sizes = tuple(int(n) for n in self.layer_sizes) or (int(self.n_voxels),)
+        if min(self.layer_sizes) < 1 or sum(self.layer_sizes) != int(self.n_voxels):
+            raise DiffusionConfigError(f"layer_sizes must be positive and sum to n_voxels ({self.n_voxels}), got "
+                                       f"{self.layer_sizes}")
         for k in ("n_voxels", "n_tokens", "dim", "depth", "heads"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise DiffusionConfigError(f"{k} must be a positive integer, got {v!r}")
-        if self.n_tokens > self.n_voxels:
-            raise DiffusionConfigError(f"n_tokens ({self.n_tokens}) must not exceed n_voxels ({self.n_voxels})")
+        if self.n_tokens > self.state_size:
+            raise DiffusionConfigError(f"n_tokens ({self.n_tokens}) must not exceed the state size ({self.state_size})")
         if self.dim % self.heads:
             raise DiffusionConfigError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
         if not self.mlp_ratio > 0:
@@ -78,12 +88,17 @@ class DiffusionConfig:
             raise DiffusionConfigError(f"threshold_mev must be >= 0, got {self.threshold_mev}")
 
     @property
+    def state_size(self) -> int:
+        """Numbers per shower in the flow's state: the voxel shapes and one energy per layer."""
+        return int(self.n_voxels) + len(self.layer_sizes)
+
+    @property
     def token_size(self) -> int:
-        return -(-int(self.n_voxels) // int(self.n_tokens))
+        return -(-self.state_size // int(self.n_tokens))
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["condition_names"] = list(self.condition_names)
+        d["condition_names"], d["layer_sizes"] = list(self.condition_names), list(self.layer_sizes)
         return d
 
     @classmethod
@@ -145,7 +160,8 @@ class ShowerFlow(nn.Module):
         super().__init__()
         self.config = c = config
         v, t, p, d = int(c.n_voxels), int(c.n_tokens), c.token_size, int(c.dim)
-        self.pad = t * p - v
+        n_layers = len(c.layer_sizes)
+        self.pad = t * p - c.state_size
         self.patch = nn.Linear(p, d)
         self.pos = nn.Parameter(torch.zeros(1, t, d))
         nn.init.normal_(self.pos, std=0.02)
@@ -159,33 +175,47 @@ class ShowerFlow(nn.Module):
             nn.init.zeros_(mod.weight)
             nn.init.zeros_(mod.bias)
         # preprocessing (set_preprocessing)
-        self.register_buffer("voxel_scale", torch.ones(v))
+        # layout of the state: per layer its voxels' shares, then its energy
+        layer_of_voxel = np.repeat(np.arange(n_layers), c.layer_sizes)
+        state_of_voxel = np.arange(v) + layer_of_voxel
+        state_of_layer = np.cumsum(c.layer_sizes) + np.arange(n_layers)
+        member = np.zeros((v, n_layers), np.float32)
+        member[np.arange(v), layer_of_voxel] = 1.0
+        self.register_buffer("state_of_voxel", torch.as_tensor(state_of_voxel, dtype=torch.long), persistent=False)
+        self.register_buffer("state_of_layer", torch.as_tensor(state_of_layer, dtype=torch.long), persistent=False)
+        self.register_buffer("layer_of_voxel", torch.as_tensor(layer_of_voxel, dtype=torch.long), persistent=False)
+        self.register_buffer("member", torch.as_tensor(member), persistent=False)
+        self.register_buffer("member_t", torch.as_tensor(np.ascontiguousarray(member.T)), persistent=False)
         self.register_buffer("y_mean", torch.zeros(v))
         self.register_buffer("y_std", torch.ones(v))
+        self.register_buffer("l_mean", torch.zeros(n_layers))
+        self.register_buffer("l_std", torch.ones(n_layers))
         self.register_buffer("log_e_range", torch.tensor([0.0, math.log(1e6)]))
         self.register_buffer("cond_mean", torch.zeros(c.n_conditions))
         self.register_buffer("cond_std", torch.ones(c.n_conditions))
 
     # -- preprocessing ----------------------------------------------------------------------------------
-    def set_preprocessing(self, voxel_scale, e_min_mev: float, e_max_mev: float, y_mean, y_std, cond_mean=None,
+    def set_preprocessing(self, e_min_mev: float, e_max_mev: float, y_mean, y_std, l_mean, l_std, cond_mean=None,
                           cond_std=None) -> None:
-        """Store the per-voxel scale (largest fraction of the incident energy), the mean and standard deviation of
-        ``ln(u + eps)`` per voxel, the incident-energy range (MeV) and the extra conditions' moments."""
-        v = self.config.n_voxels
+        """Store the incident-energy range (MeV), the mean and standard deviation of the log voxel shares (per voxel)
+        and of the log layer fractions (per layer) of :meth:`transform`, and the extra conditions' moments."""
+        n_layers = len(self.config.layer_sizes)
         arrays = {}
-        for name, a in (("voxel_scale", voxel_scale), ("y_mean", y_mean), ("y_std", y_std)):
+        for name, a, n in (("y_mean", y_mean, self.config.n_voxels), ("y_std", y_std, self.config.n_voxels),
+                           ("l_mean", l_mean, n_layers), ("l_std", l_std, n_layers)):
             a = np.asarray(a, dtype=np.float64).reshape(-1)
-            if a.shape != (v,) or not np.all(np.isfinite(a)):
-                raise DiffusionConfigError(f"{name} must be {v} finite numbers")
+            if a.shape != (n,) or not np.all(np.isfinite(a)):
+                raise DiffusionConfigError(f"{name} must be {n} finite numbers")
             arrays[name] = a
         if not (0 < e_min_mev <= e_max_mev and math.isfinite(e_max_mev)):
             raise DiffusionConfigError(f"invalid incident-energy range [{e_min_mev}, {e_max_mev}] MeV")
         lo, hi = math.log(e_min_mev), math.log(e_max_mev)
         if hi - lo < 1e-3:
             lo, hi = lo - 0.5, hi + 0.5
-        self.voxel_scale.copy_(torch.as_tensor(np.maximum(arrays["voxel_scale"], MIN_SCALE), dtype=torch.float32))
-        self.y_mean.copy_(torch.as_tensor(arrays["y_mean"], dtype=torch.float32))
-        self.y_std.copy_(torch.as_tensor(np.maximum(arrays["y_std"], MIN_LOG_STD), dtype=torch.float32))
+        for name in ("y_mean", "l_mean"):
+            getattr(self, name).copy_(torch.as_tensor(arrays[name], dtype=torch.float32))
+        for name in ("y_std", "l_std"):
+            getattr(self, name).copy_(torch.as_tensor(np.maximum(arrays[name], MIN_LOG_STD), dtype=torch.float32))
         self.log_e_range.copy_(torch.tensor([lo, hi], dtype=torch.float32))
         n = self.config.n_conditions
         if n:
@@ -206,22 +236,37 @@ class ShowerFlow(nn.Module):
             c = torch.cat([c, (cond.reshape(-1, self.config.n_conditions) - self.cond_mean) / self.cond_std], 1)
         return c
 
+    def transform(self, showers: torch.Tensor, energy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Voxel energies (MeV) -> ``(ln(share of the layer + 1e-6) (N, V), ln(layer fraction of E_inc + 1e-8)
+        (N, L))``, before standardisation."""
+        showers = torch.clamp(showers, min=0.0)
+        layer_e = showers @ self.member
+        share = showers / torch.clamp(layer_e, min=1e-30)[:, self.layer_of_voxel]
+        frac = layer_e / energy.reshape(-1, 1)
+        return torch.log(torch.clamp(share, 0.0, 1.0) + LOG_EPS), torch.log(frac + LAYER_EPS)
+
     def preprocess(self, showers: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
-        """Voxel energies (MeV) -> the standardised log fractions the flow models."""
-        u = torch.clamp(showers / (energy.reshape(-1, 1) * self.voxel_scale), 0.0, 1.0)
-        return (torch.log(u + LOG_EPS) - self.y_mean) / self.y_std
+        """Voxel energies (MeV) -> the standardised state ``(N, S)`` the flow models."""
+        y, ell = self.transform(showers, energy)
+        x = torch.empty((showers.shape[0], self.config.state_size), dtype=y.dtype, device=y.device)
+        x[:, self.state_of_voxel] = (y - self.y_mean) / self.y_std
+        x[:, self.state_of_layer] = (ell - self.l_mean) / self.l_std
+        return x
 
     def postprocess(self, x: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
-        """Standardised log fractions -> voxel energies in MeV, >= 0, zero below the readout threshold."""
-        u = torch.clamp(torch.exp(x * self.y_std + self.y_mean) - LOG_EPS, 0.0, 1.0)
-        e = u * self.voxel_scale * energy.reshape(-1, 1)
+        """The standardised state -> voxel energies in MeV, >= 0, every layer's shape renormalised to the layer's
+        energy, zero below the readout threshold."""
+        share = torch.clamp(torch.exp(x[:, self.state_of_voxel] * self.y_std + self.y_mean) - LOG_EPS, min=0.0)
+        frac = torch.clamp(torch.exp(x[:, self.state_of_layer] * self.l_std + self.l_mean) - LAYER_EPS, min=0.0)
+        scale = frac * energy.reshape(-1, 1) / torch.clamp(share @ self.member, min=1e-20)  # (N, L)
+        e = share * (scale @ self.member_t)
         return torch.where(e < self.config.threshold_mev, torch.zeros_like(e), e)
 
     # -- the network --------------------------------------------------------------------------------------
     def velocity(self, x: torch.Tensor, t: torch.Tensor, energy: torch.Tensor,
                  cond: torch.Tensor | None = None) -> torch.Tensor:
-        """The velocity ``(N, V)`` at standardised voxels ``x`` ``(N, V)``, times ``t`` ``(N, 1)`` and incident
-        energies ``(N, 1)`` in MeV."""
+        """The velocity ``(N, S)`` at states ``x`` ``(N, S)``, times ``t`` ``(N, 1)`` and incident energies
+        ``(N, 1)`` in MeV."""
         c = self.config
         if self.pad:
             x = torch.cat([x, torch.zeros(x.shape[0], self.pad, dtype=x.dtype, device=x.device)], dim=1)
@@ -231,7 +276,7 @@ class ShowerFlow(nn.Module):
             h = block(h, emb)
         shift, scale = self.ada_out(emb).unsqueeze(1).chunk(2, dim=2)
         out = self.out(self.norm_out(h) * (1 + scale) + shift).reshape(-1, int(c.n_tokens) * c.token_size)
-        return out[:, : int(c.n_voxels)] if self.pad else out
+        return out[:, : c.state_size] if self.pad else out
 
     def forward(self, showers: torch.Tensor, energy: torch.Tensor, cond: torch.Tensor | None = None,
                 generator: torch.Generator | None = None):
@@ -245,7 +290,7 @@ class ShowerFlow(nn.Module):
     @torch.no_grad()
     def sample(self, noise: torch.Tensor, energy: torch.Tensor, cond: torch.Tensor | None = None,
                steps: int | None = None, sampler: str | None = None) -> torch.Tensor:
-        """Showers (MeV) from ``noise`` ``(N, V)`` standard normal by integrating the flow (see :func:`integrate`)."""
+        """Showers (MeV) from ``noise`` ``(N, S)`` standard normal by integrating the flow (see :func:`integrate`)."""
         def v(x, t):
             return self.velocity(x, t, energy, cond)
 
