@@ -51,6 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-seconds", type=float, help="wall-time budget of both arms")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=20, help="flow model: learning-rate warm-up steps of both arms")
     ap.add_argument("--classifier-hidden", type=int, default=256)
     ap.add_argument("--classifier-epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=1)
@@ -94,6 +95,7 @@ def main(argv=None) -> int:
     result = compare(pretrained, tgt, ref, work / f"compare_{kind}", epochs=args.epochs,
                      max_seconds=args.max_seconds, geometry=tgt_geo, seed=args.seed, backend="ml4ep",
                      batch_size=args.batch_size, lr=args.lr, metrics=("hist", "fpd", "kpd", "cls-high"),
+                     **({"warmup": args.warmup} if kind == "diffusion" else {}),
                      classifier={"hidden": args.classifier_hidden, "epochs": args.classifier_epochs,
                                  "standardise": True},
                      fpd_kpd={"min_samples": min(500, args.n_reference), "batch_size": min(1000, args.n_reference)},
@@ -105,7 +107,8 @@ def main(argv=None) -> int:
              f"{pre_note}Model: {kind} ({pretrained}). Target: GFlash-type Pb/scintillator showers "
              f"(2.0 mm Pb + 1.4 mm scintillator per 3.4 mm layer, ds2 voxels, log-uniform 1 GeV-1 TeV): "
              f"{result['n_train']} to train on (80 % train, 20 % validation), {result['n_reference']} as the "
-             f"reference. Same settings for both arms (batch {args.batch_size}, lr {args.lr:g}, seed {args.seed}), "
+             f"reference. Same settings for both arms (batch {args.batch_size}, lr {args.lr:g}, seed {args.seed}"
+             f"{f', warm-up {args.warmup} steps' if kind == 'diffusion' else ''}), "
              f"budget {budget}. Generation: the ml4ep backend for the reference's energies. Classifier: "
              f"{args.classifier_hidden} x 3 hidden, {args.classifier_epochs} epochs, standardised high-level inputs. "
              "The validation losses of the two arms are not comparable (fine-tuning keeps the SiW "
