@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import Ml4epError
 from . import io
+from .evaluate import jsonable
 from .geometry import BUILTIN
 from .geometry import get as get_geometry
 
@@ -82,20 +83,6 @@ def _summary(ev: dict) -> dict:
             "kpd_error_x1e3": ev["kpd"]["error_x1e3"] if "kpd" in ev else None,
             "sep_e_ratio": float(sp["e_ratio"]) if sp and "e_ratio" in sp else None,
             "sep_mean": float(np.mean(list(sp.values()))) if sp else None}
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def compare(pretrained, train_file, reference_file, out_dir, *, epochs: int | None = None,
@@ -192,7 +179,7 @@ def compare(pretrained, train_file, reference_file, out_dir, *, epochs: int | No
         entry.update(run=str(source), generated=str(gen_path), metrics=_summary(ev), evaluation=ev)
         result["arms"][arm] = entry
         log.info("adapt: %s: %d steps, %.1f s, %s", arm, entry["steps"], entry["train_seconds"], entry["metrics"])
-    (out / RESULT).write_text(json.dumps(_jsonable(result), indent=1, sort_keys=True))
+    (out / RESULT).write_text(json.dumps(jsonable(result), indent=1, sort_keys=True))
     return result
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import multiprocessing
 import os
 import sys
@@ -229,7 +230,7 @@ def _metrics(pool, chosen, geo, reference, generated, ref: Sample, gen: Sample, 
             timing["plots_wait_s"] = time.perf_counter() - t5
             report.write_index(out, result, result["plots"])
         timing["total_s"] = time.perf_counter() - t0
-        (out / "metrics.json").write_text(json.dumps(_jsonable(result), indent=1, sort_keys=True))
+        (out / "metrics.json").write_text(json.dumps(jsonable(result), indent=1, sort_keys=True))
         log.info("wrote %s", out / "metrics.json")
     timing["total_s"] = time.perf_counter() - t0
     return result
@@ -249,13 +250,16 @@ def _summary(sp: dict[str, float]) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in sorted(groups.items())}
 
 
-def _jsonable(x):
+def jsonable(x):
+    """``x`` with NumPy values as Python ones and non-finite floats as None (strict JSON)."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
-        return x.tolist()
+        return jsonable(x.tolist())
     if isinstance(x, (np.floating, np.integer)):
-        return x.item()
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
     return x

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .conditioning import Conditioned
 from ..sampler import MAX_STEPS, SAMPLERS, DiffusionConfigError, check_sampler, integrate
 
 __all__ = ["LAYER_EPS", "LOG_EPS", "MAX_STEPS", "MIN_LOG_STD", "SAMPLERS", "DenoiserGraph", "DiffusionConfig",
@@ -151,10 +152,11 @@ class _Block(nn.Module):
         return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
 
 
-class ShowerFlow(nn.Module):
+class ShowerFlow(Conditioned, nn.Module):
     """Conditional flow-matching transformer; ``forward(showers, energy, cond, generator)`` returns ``(loss,)``."""
 
     loss_terms = ("mse",)
+    config_error = DiffusionConfigError
 
     def __init__(self, config: DiffusionConfig):
         super().__init__()
@@ -190,9 +192,7 @@ class ShowerFlow(nn.Module):
         self.register_buffer("y_std", torch.ones(v))
         self.register_buffer("l_mean", torch.zeros(n_layers))
         self.register_buffer("l_std", torch.ones(n_layers))
-        self.register_buffer("log_e_range", torch.tensor([0.0, math.log(1e6)]))
-        self.register_buffer("cond_mean", torch.zeros(c.n_conditions))
-        self.register_buffer("cond_std", torch.ones(c.n_conditions))
+        self._register_condition_buffers(c.n_conditions)
 
     # -- preprocessing ----------------------------------------------------------------------------------
     def set_preprocessing(self, e_min_mev: float, e_max_mev: float, y_mean, y_std, l_mean, l_std, cond_mean=None,
@@ -207,34 +207,11 @@ class ShowerFlow(nn.Module):
             if a.shape != (n,) or not np.all(np.isfinite(a)):
                 raise DiffusionConfigError(f"{name} must be {n} finite numbers")
             arrays[name] = a
-        if not (0 < e_min_mev <= e_max_mev and math.isfinite(e_max_mev)):
-            raise DiffusionConfigError(f"invalid incident-energy range [{e_min_mev}, {e_max_mev}] MeV")
-        lo, hi = math.log(e_min_mev), math.log(e_max_mev)
-        if hi - lo < 1e-3:
-            lo, hi = lo - 0.5, hi + 0.5
         for name in ("y_mean", "l_mean"):
             getattr(self, name).copy_(torch.as_tensor(arrays[name], dtype=torch.float32))
         for name in ("y_std", "l_std"):
             getattr(self, name).copy_(torch.as_tensor(np.maximum(arrays[name], MIN_LOG_STD), dtype=torch.float32))
-        self.log_e_range.copy_(torch.tensor([lo, hi], dtype=torch.float32))
-        n = self.config.n_conditions
-        if n:
-            mean = np.zeros(n) if cond_mean is None else np.asarray(cond_mean, dtype=np.float64).reshape(n)
-            std = np.ones(n) if cond_std is None else np.asarray(cond_std, dtype=np.float64).reshape(n)
-            self.cond_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-            self.cond_std.copy_(torch.as_tensor(np.where(std > 0, std, 1.0), dtype=torch.float32))
-
-    def condition(self, energy: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """``(N, 1 + n_conditions)``: ln E scaled to [0, 1] over the training range, then the standardised extras."""
-        e = energy.reshape(-1, 1)
-        lo, hi = self.log_e_range[0], self.log_e_range[1]
-        c = (torch.log(e) - lo) / (hi - lo)
-        if self.config.n_conditions:
-            if cond is None:
-                raise DiffusionConfigError(f"this model takes {self.config.n_conditions} extra condition column(s) "
-                                           f"{list(self.config.condition_names)}; none given")
-            c = torch.cat([c, (cond.reshape(-1, self.config.n_conditions) - self.cond_mean) / self.cond_std], 1)
-        return c
+        self._set_condition_stats(e_min_mev, e_max_mev, cond_mean, cond_std)
 
     def transform(self, showers: torch.Tensor, energy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Voxel energies (MeV) -> ``(ln(share of the layer + 1e-6) (N, V), ln(layer fraction of E_inc + 1e-8)

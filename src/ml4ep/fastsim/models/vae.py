@@ -15,7 +15,6 @@ divergence to the unit Gaussian (summed over the latent dimensions), both averag
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -24,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...errors import Ml4epError
+from .conditioning import Conditioned
 
 #: smallest per-voxel scale (fraction of the incident energy): voxels never hit in training stay near 0
 MIN_SCALE = 1e-6
@@ -81,10 +81,11 @@ def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class ShowerVAE(nn.Module):
+class ShowerVAE(Conditioned, nn.Module):
     """Conditional VAE; ``forward(showers, energy, cond)`` returns ``(loss, recon, kl)`` (batch means)."""
 
     loss_terms = ("recon", "kl")
+    config_error = VAEConfigError
 
     def __init__(self, config: VAEConfig):
         super().__init__()
@@ -97,9 +98,7 @@ class ShowerVAE(nn.Module):
         self.decoder_out = nn.Linear(c.hidden[0], v)
         # preprocessing (set by set_preprocessing from the training data)
         self.register_buffer("voxel_scale", torch.ones(v))
-        self.register_buffer("log_e_range", torch.tensor([0.0, math.log(1e6)]))  # ln(E/MeV) min, max
-        self.register_buffer("cond_mean", torch.zeros(c.n_conditions))
-        self.register_buffer("cond_std", torch.ones(c.n_conditions))
+        self._register_condition_buffers(c.n_conditions)
 
     # -- preprocessing ----------------------------------------------------------------------------------
     def set_preprocessing(self, voxel_scale, e_min_mev: float, e_max_mev: float, cond_mean=None,
@@ -110,36 +109,12 @@ class ShowerVAE(nn.Module):
         scale = np.asarray(voxel_scale, dtype=np.float64).reshape(-1)
         if scale.shape != (self.config.n_voxels,) or not np.all(np.isfinite(scale)):
             raise VAEConfigError(f"voxel_scale must be {self.config.n_voxels} finite numbers")
-        if not (0 < e_min_mev <= e_max_mev and math.isfinite(e_max_mev)):
-            raise VAEConfigError(f"invalid incident-energy range [{e_min_mev}, {e_max_mev}] MeV")
-        lo, hi = math.log(e_min_mev), math.log(e_max_mev)
-        if hi - lo < 1e-3:  # a single energy: an interval around it so the normalisation stays finite
-            lo, hi = lo - 0.5, hi + 0.5
         self.voxel_scale.copy_(torch.as_tensor(np.maximum(scale, MIN_SCALE), dtype=torch.float32))
-        self.log_e_range.copy_(torch.tensor([lo, hi], dtype=torch.float32))
-        n = self.config.n_conditions
-        if n:
-            mean = np.zeros(n) if cond_mean is None else np.asarray(cond_mean, dtype=np.float64).reshape(n)
-            std = np.ones(n) if cond_std is None else np.asarray(cond_std, dtype=np.float64).reshape(n)
-            self.cond_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-            self.cond_std.copy_(torch.as_tensor(np.where(std > 0, std, 1.0), dtype=torch.float32))
+        self._set_condition_stats(e_min_mev, e_max_mev, cond_mean, cond_std)
         if mean_target is not None:
             m = np.clip(np.asarray(mean_target, dtype=np.float64).reshape(-1), 1e-4, 1 - 1e-4)
             with torch.no_grad():
                 self.decoder_out.bias.copy_(torch.as_tensor(np.log(m / (1 - m)), dtype=torch.float32))
-
-    def condition(self, energy: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """``(N, 1 + n_conditions)``: ln E scaled to [0, 1] over the training range, then the standardised extras."""
-        e = energy.reshape(-1, 1)
-        lo, hi = self.log_e_range[0], self.log_e_range[1]
-        c = (torch.log(e) - lo) / (hi - lo)
-        if self.config.n_conditions:
-            if cond is None:
-                raise VAEConfigError(f"this model takes {self.config.n_conditions} extra condition column(s) "
-                                     f"{list(self.config.condition_names)}; none given")
-            cond = cond.reshape(-1, self.config.n_conditions)
-            c = torch.cat([c, (cond - self.cond_mean) / self.cond_std], dim=1)
-        return c
 
     def to_fractions(self, showers: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
         """Voxel energies (MeV) -> scaled fractions in [0, 1] (the reconstruction target)."""
