@@ -157,7 +157,7 @@ def test_diffusion_compare_with_a_time_budget(files, tmp_path):
     ft = load_checkpoint(r["arms"]["finetune"]["run"])
     sc = load_checkpoint(r["arms"]["scratch"]["run"])
     assert ft["config"] == pre["config"] == sc["config"]
-    for k in ("y_mean", "y_std", "l_mean", "l_std", "log_e_range"):
+    for k in ("y_coef", "y_var", "l_coef", "l_var", "log_e_range"):
         keys = [n for n in pre["model"] if n.endswith(k)]
         assert keys and all(torch.equal(ft["model"][n], pre["model"][n]) for n in keys)
 

@@ -240,9 +240,12 @@ def test_flow_hook_sampler_override(flow, tmp_path, steps, sampler):
               tmp_path / "s.f32", *ENERGIES_GEV)
     got = np.fromfile(tmp_path / "s.f32", dtype=np.float32).reshape(3, N_VOXELS)
     _close(got, generate(run, ENERGIES_GEV * 1e3, backend="torch", noise=z, steps=steps, sampler=sampler))
-    # the samplers really differ: the default (20 midpoint evaluations) gives other showers for the same noise
+    # the samplers really differ: the default (20 midpoint evaluations) gives other showers for the same noise, by
+    # far more than the hook's agreement with torch (about 1e-6 of the largest voxel)
     default = generate(run, ENERGIES_GEV * 1e3, backend="torch", noise=z)
-    assert np.abs(default - got).max() > 1e-3 * np.abs(default).max()
+    assert np.abs(default - got).max() > 1e-4 * np.abs(default).max()
+    np.testing.assert_allclose(got, generate(run, ENERGIES_GEV * 1e3, backend="torch", noise=z, steps=steps,
+                                             sampler=sampler), rtol=0, atol=1e-5 * float(np.abs(got).max()))
 
 
 def test_flow_hook_with_a_condition_matches_torch(flow_cond, tmp_path):

@@ -74,28 +74,37 @@ def _unpack(batch, conditions: Sequence[str], device):
     return out[0], out[1], out[2]
 
 
+def _lstsq(ptp: np.ndarray, pty: np.ndarray) -> np.ndarray:
+    return np.linalg.solve(ptp + 1e-9 * np.trace(ptp) * np.eye(len(ptp)), pty)
+
+
 def flow_moments(loader, model) -> dict:
-    """Mean and standard deviation of the flow model's log voxel shares (per voxel) and log layer fractions (per
-    layer), :meth:`~ml4ep.fastsim.models.diffusion.ShowerFlow.transform` of the training split (a pass in order)."""
+    """The flow model's energy-dependent standardisation: polynomial coefficients (in the model's
+    :meth:`~ml4ep.fastsim.models.diffusion.ShowerFlow.basis`, whose energy range must be set) of the mean and of the
+    variance of the log voxel shares and log layer fractions of the training split, by least squares on the values
+    and then on the squared residuals (two passes in order)."""
     import torch
 
-    sums: dict[str, np.ndarray] = {}
-    n = 0
-    with torch.no_grad():
-        for batch in loader.train.numpy(as_dict=True):
-            e = np.asarray(batch[io.E_KEY], np.float32).reshape(-1, 1)
-            if not len(e):
-                continue
-            s = np.asarray(batch[io.S_KEY], np.float32).reshape(len(e), -1)
-            y, ell = (t.double().numpy() for t in model.transform(torch.from_numpy(s), torch.from_numpy(e)))
-            for k, v in (("y1", y.sum(0)), ("y2", (y**2).sum(0)), ("l1", ell.sum(0)), ("l2", (ell**2).sum(0))):
-                sums[k] = v if k not in sums else sums[k] + v
-            n += len(e)
-    out = {}
-    for k in ("y", "l"):
-        mean = sums[f"{k}1"] / n
-        out[f"{k}_mean"], out[f"{k}_std"] = mean, np.sqrt(np.maximum(sums[f"{k}2"] / n - mean**2, 0.0))
-    return out
+    def passes(fit):
+        acc: dict[str, np.ndarray] = {}
+        with torch.no_grad():
+            for batch in loader.train.numpy(as_dict=True):
+                e = np.asarray(batch[io.E_KEY], np.float32).reshape(-1, 1)
+                if not len(e):
+                    continue
+                s = np.asarray(batch[io.S_KEY], np.float32).reshape(len(e), -1)
+                et = torch.from_numpy(e)
+                y, ell = (t.double().numpy() for t in model.transform(torch.from_numpy(s), et))
+                p = model.basis(et).double().numpy()
+                if fit is not None:  # squared residuals around the fitted means
+                    y, ell = (y - p @ fit["y"]) ** 2, (ell - p @ fit["l"]) ** 2
+                for k, v in (("ptp", p.T @ p), ("y", p.T @ y), ("l", p.T @ ell)):
+                    acc[k] = v if k not in acc else acc[k] + v
+        return {k: _lstsq(acc["ptp"], acc[k]) for k in ("y", "l")}
+
+    mean = passes(None)
+    var = passes(mean)
+    return {"y_coef": mean["y"], "y_var": var["y"], "l_coef": mean["l"], "l_var": var["l"]}
 
 
 def preprocessing(loader, conditions: Sequence[str]) -> dict:
@@ -361,9 +370,10 @@ a resumed run included: training stops after the epoch that exceeds it.
             except DiffusionConfigError as exc:
                 raise TrainError(str(exc)) from None
             net = new_model(model, cfg.to_dict())
+            net._set_condition_stats(pre["e_min_mev"], pre["e_max_mev"], pre.get("cond_mean"), pre.get("cond_std"))
             mom = flow_moments(pre_loader, net)
-            net.set_preprocessing(pre["e_min_mev"], pre["e_max_mev"], mom["y_mean"], mom["y_std"], mom["l_mean"],
-                                  mom["l_std"], pre.get("cond_mean"), pre.get("cond_std"))
+            net.set_preprocessing(pre["e_min_mev"], pre["e_max_mev"], mom["y_coef"], mom["y_var"], mom["l_coef"],
+                                  mom["l_var"], pre.get("cond_mean"), pre.get("cond_std"))
     net.to(dev).train()
     ema = None
     if model == "diffusion" and float(ema_decay) > 0:

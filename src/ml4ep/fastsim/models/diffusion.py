@@ -13,8 +13,10 @@ every sub-layer computed from the time and condition embedding) predicts the vel
   evaluations (at most 20): Euler, midpoint or Heun steps on a uniform grid.
 
 Preprocessing (buffers of the model, so a checkpoint or the exported graphs need nothing else): ``ln(s + 1e-6)`` of
-every voxel's share ``s`` of its layer's energy and ``ln(f + 1e-8)`` of every layer's fraction ``f`` of the incident
-energy, each standardised over the training data. :meth:`ShowerFlow.postprocess` inverts both, clips at 0,
+every voxel's share ``s`` of its layer's energy and ``ln(f + 1e-5)`` of every layer's fraction ``f`` of the incident
+energy, each standardised by its mean and standard deviation *at the shower's incident energy*: cubic polynomials in
+the normalised ln E fitted to the training data (least squares on the values and on the squared residuals). The
+network thus models the fluctuations around the energy-dependent average shower, in units of their spread. :meth:`ShowerFlow.postprocess` inverts both, clips at 0,
 renormalises every layer's shape to sum to 1 and multiplies it by the layer's energy, then zeroes voxels below the
 readout threshold, giving voxel energies in MeV. The layer energies, and so the total, are thus modelled directly
 rather than as sums of thousands of exponentiated voxel values.
@@ -36,16 +38,21 @@ from torch import nn
 from .conditioning import Conditioned
 from ..sampler import MAX_STEPS, SAMPLERS, DiffusionConfigError, check_sampler, integrate
 
-__all__ = ["LAYER_EPS", "LOG_EPS", "MAX_STEPS", "MIN_LOG_STD", "SAMPLERS", "DenoiserGraph", "DiffusionConfig",
+__all__ = ["DEGREE", "LAYER_EPS", "LOG_EPS", "MAX_STEPS", "MIN_LAYER_STD", "MIN_VOXEL_STD", "STATE_CLIP", "SAMPLERS", "DenoiserGraph", "DiffusionConfig",
            "DiffusionConfigError", "PostprocessGraph", "ShowerFlow", "check_sampler", "integrate",
            "timestep_embedding"]
 
 #: offsets of the log transforms of the voxel shares of their layer and of the layer fractions of E_inc
 LOG_EPS = 1e-6
-LAYER_EPS = 1e-8
-#: floor of the per-voxel standard deviation of ``ln(u + eps)``: voxels (almost) never hit in training are not
-#: blown up by the standardisation
-MIN_LOG_STD = 1.0
+LAYER_EPS = 1e-5  # a layer below 1e-5 of E_inc holds no voxel above threshold at any energy
+#: degree of the polynomials in the normalised ln E that give every state number's mean and variance
+DEGREE = 3
+#: floors of the standard deviations (log units) of the voxel shares and of the layer fractions: voxels almost never
+#: hit in training are not blown up by the standardisation
+MIN_VOXEL_STD, MIN_LAYER_STD = 0.5, 0.2
+#: the standardised state is clipped to +-STATE_CLIP (rare outliers, e.g. an empty layer where showers of that
+#: energy almost never leave one, would otherwise dominate the loss)
+STATE_CLIP = 8.0
 
 
 @dataclass
@@ -64,6 +71,7 @@ class DiffusionConfig:
     steps: int = 20  # default network evaluations of the sampler
     sampler: str = "midpoint"
     threshold_mev: float = 0.0  # readout threshold applied by postprocess
+    layer_weight: float = 40.0  # weight of each layer-energy number in the loss (a voxel share weighs 1)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -188,33 +196,46 @@ class ShowerFlow(Conditioned, nn.Module):
         self.register_buffer("layer_of_voxel", torch.as_tensor(layer_of_voxel, dtype=torch.long), persistent=False)
         self.register_buffer("member", torch.as_tensor(member), persistent=False)
         self.register_buffer("member_t", torch.as_tensor(np.ascontiguousarray(member.T)), persistent=False)
-        self.register_buffer("y_mean", torch.zeros(v))
-        self.register_buffer("y_std", torch.ones(v))
-        self.register_buffer("l_mean", torch.zeros(n_layers))
-        self.register_buffer("l_std", torch.ones(n_layers))
+        k = DEGREE + 1
+        self.register_buffer("y_coef", torch.zeros(k, v))  # mean(u) = [1, u, u^2, u^3] @ coef
+        self.register_buffer("y_var", torch.cat([torch.ones(1, v), torch.zeros(k - 1, v)]))  # variance(u) likewise
+        self.register_buffer("l_coef", torch.zeros(k, n_layers))
+        self.register_buffer("l_var", torch.cat([torch.ones(1, n_layers), torch.zeros(k - 1, n_layers)]))
+        weight = np.ones(c.state_size, np.float32)
+        weight[state_of_layer] = float(c.layer_weight)
+        self.register_buffer("loss_weight", torch.as_tensor(weight / weight.sum()), persistent=False)
         self._register_condition_buffers(c.n_conditions)
 
     # -- preprocessing ----------------------------------------------------------------------------------
-    def set_preprocessing(self, e_min_mev: float, e_max_mev: float, y_mean, y_std, l_mean, l_std, cond_mean=None,
+    def set_preprocessing(self, e_min_mev: float, e_max_mev: float, y_coef, y_var, l_coef, l_var, cond_mean=None,
                           cond_std=None) -> None:
-        """Store the incident-energy range (MeV), the mean and standard deviation of the log voxel shares (per voxel)
-        and of the log layer fractions (per layer) of :meth:`transform`, and the extra conditions' moments."""
-        n_layers = len(self.config.layer_sizes)
-        arrays = {}
-        for name, a, n in (("y_mean", y_mean, self.config.n_voxels), ("y_std", y_std, self.config.n_voxels),
-                           ("l_mean", l_mean, n_layers), ("l_std", l_std, n_layers)):
-            a = np.asarray(a, dtype=np.float64).reshape(-1)
-            if a.shape != (n,) or not np.all(np.isfinite(a)):
-                raise DiffusionConfigError(f"{name} must be {n} finite numbers")
-            arrays[name] = a
-        for name in ("y_mean", "l_mean"):
-            getattr(self, name).copy_(torch.as_tensor(arrays[name], dtype=torch.float32))
-        for name in ("y_std", "l_std"):
-            getattr(self, name).copy_(torch.as_tensor(np.maximum(arrays[name], MIN_LOG_STD), dtype=torch.float32))
+        """Store the incident-energy range (MeV), the polynomial coefficients ``(DEGREE + 1, n)`` of the mean and of
+        the variance of the log voxel shares (n = V) and of the log layer fractions (n = L) of :meth:`transform` in
+        the normalised ln E (:meth:`basis`), and the extra conditions' moments."""
+        n_layers, k = len(self.config.layer_sizes), DEGREE + 1
+        for name, a, n in (("y_coef", y_coef, self.config.n_voxels), ("y_var", y_var, self.config.n_voxels),
+                           ("l_coef", l_coef, n_layers), ("l_var", l_var, n_layers)):
+            a = np.asarray(a, dtype=np.float64)
+            if a.shape != (k, n) or not np.all(np.isfinite(a)):
+                raise DiffusionConfigError(f"{name} must be ({k}, {n}) finite numbers, got shape {a.shape}")
+            getattr(self, name).copy_(torch.as_tensor(a, dtype=torch.float32))
         self._set_condition_stats(e_min_mev, e_max_mev, cond_mean, cond_std)
 
+    def basis(self, energy: torch.Tensor) -> torch.Tensor:
+        """``(N, DEGREE + 1)``: powers 0..DEGREE of ln E scaled to [0, 1] over the training range."""
+        u = (torch.log(energy.reshape(-1, 1)) - self.log_e_range[0]) / (self.log_e_range[1] - self.log_e_range[0])
+        return torch.cat([torch.ones_like(u)] + [u**i for i in range(1, DEGREE + 1)], dim=1)
+
+    def moments(self, energy: torch.Tensor):
+        """``(voxel mean, voxel std, layer mean, layer std)`` of the transformed values at incident energies
+        ``(N, 1)`` MeV, each ``(N, n)``."""
+        p = self.basis(energy)
+        y_std = torch.sqrt(torch.clamp(p @ self.y_var, min=MIN_VOXEL_STD**2))
+        l_std = torch.sqrt(torch.clamp(p @ self.l_var, min=MIN_LAYER_STD**2))
+        return p @ self.y_coef, y_std, p @ self.l_coef, l_std
+
     def transform(self, showers: torch.Tensor, energy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Voxel energies (MeV) -> ``(ln(share of the layer + 1e-6) (N, V), ln(layer fraction of E_inc + 1e-8)
+        """Voxel energies (MeV) -> ``(ln(share of the layer + 1e-6) (N, V), ln(layer fraction of E_inc + 1e-5)
         (N, L))``, before standardisation."""
         showers = torch.clamp(showers, min=0.0)
         layer_e = showers @ self.member
@@ -223,18 +244,20 @@ class ShowerFlow(Conditioned, nn.Module):
         return torch.log(torch.clamp(share, 0.0, 1.0) + LOG_EPS), torch.log(frac + LAYER_EPS)
 
     def preprocess(self, showers: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
-        """Voxel energies (MeV) -> the standardised state ``(N, S)`` the flow models."""
+        """Voxel energies (MeV) -> the standardised state ``(N, S)`` the flow models (clipped to +-STATE_CLIP)."""
         y, ell = self.transform(showers, energy)
+        y_mean, y_std, l_mean, l_std = self.moments(energy)
         x = torch.empty((showers.shape[0], self.config.state_size), dtype=y.dtype, device=y.device)
-        x[:, self.state_of_voxel] = (y - self.y_mean) / self.y_std
-        x[:, self.state_of_layer] = (ell - self.l_mean) / self.l_std
-        return x
+        x[:, self.state_of_voxel] = (y - y_mean) / y_std
+        x[:, self.state_of_layer] = (ell - l_mean) / l_std
+        return torch.clamp(x, -STATE_CLIP, STATE_CLIP)
 
     def postprocess(self, x: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
         """The standardised state -> voxel energies in MeV, >= 0, every layer's shape renormalised to the layer's
         energy, zero below the readout threshold."""
-        share = torch.clamp(torch.exp(x[:, self.state_of_voxel] * self.y_std + self.y_mean) - LOG_EPS, min=0.0)
-        frac = torch.clamp(torch.exp(x[:, self.state_of_layer] * self.l_std + self.l_mean) - LAYER_EPS, min=0.0)
+        y_mean, y_std, l_mean, l_std = self.moments(energy)
+        share = torch.clamp(torch.exp(x[:, self.state_of_voxel] * y_std + y_mean) - LOG_EPS, min=0.0)
+        frac = torch.clamp(torch.exp(x[:, self.state_of_layer] * l_std + l_mean) - LAYER_EPS, min=0.0)
         scale = frac * energy.reshape(-1, 1) / torch.clamp(share @ self.member, min=1e-20)  # (N, L)
         e = share * (scale @ self.member_t)
         return torch.where(e < self.config.threshold_mev, torch.zeros_like(e), e)
@@ -261,7 +284,8 @@ class ShowerFlow(Conditioned, nn.Module):
         x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
         t = torch.rand((x1.shape[0], 1), generator=generator, device=x1.device, dtype=x1.dtype)
         xt = (1 - t) * x0 + t * x1
-        loss = ((self.velocity(xt, t, energy, cond) - (x1 - x0)) ** 2).mean()
+        # weighted mean over the state (the layer energies weigh layer_weight each), mean over the batch
+        loss = (((self.velocity(xt, t, energy, cond) - (x1 - x0)) ** 2) @ self.loss_weight).mean()
         return loss, loss
 
     @torch.no_grad()
