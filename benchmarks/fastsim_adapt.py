@@ -101,7 +101,8 @@ def main(argv=None) -> int:
                      fpd_kpd={"min_samples": min(500, args.n_reference), "batch_size": min(1000, args.n_reference)},
                      workers=1)
     budget = f"{args.max_seconds:g} s" if args.max_seconds is not None else f"{result['arms']['finetune']['epochs']} epochs"
-    lines = ["### Adaptation: fine-tuning against training from scratch (`benchmarks/fastsim_adapt.py`)", "",
+    lines = [f"### Adaptation of the {kind} model: fine-tuning against training from scratch "
+             "(`benchmarks/fastsim_adapt.py`)", "",
              f"Machine: {cpu_model()}, one thread; {datetime.date.today()}; command: "
              f"`python benchmarks/fastsim_adapt.py {' '.join(argv if argv is not None else sys.argv[1:])}`. "
              f"{pre_note}Model: {kind} ({pretrained}). Target: GFlash-type Pb/scintillator showers "
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
              f"Total {time.perf_counter() - t0:.0f} s."]
     print("\n".join(lines))
     if args.write:
-        write_section(args.write, "fastsim_adapt", lines, heading="## ml4ep.fastsim")
+        write_section(args.write, f"fastsim_adapt_{kind}", lines, heading="## ml4ep.fastsim")
     return 0
 
 
