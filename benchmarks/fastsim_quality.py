@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-eval", type=int, default=None,
                     help="compare this many showers (the reference's first; default all)")
     ap.add_argument("--flow-seconds", type=float, default=3900.0, help="training-time budget of the flow model")
-    ap.add_argument("--vae-epochs", type=int, default=15)
+    ap.add_argument("--vae-epochs", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cls-hidden", type=int, default=512)
     ap.add_argument("--cls-layers", type=int, default=3)
