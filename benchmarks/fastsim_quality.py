@@ -70,10 +70,10 @@ def main(argv=None) -> int:
     _simulate(d / "reference.h5", args.n_ref, 12, geo)
     runs = {
         "VAE": train(d / "train.h5", d / "vae", epochs=args.vae_epochs, batch_size=256, lr=1e-3, seed=1,
-                     validation_split=0.05, patience=5, geometry="ds2", progress=False, device="cpu"),
+                     validation_split=0.05, patience=5, geometry="ds2", progress=False, device="cpu", resume=True),
         "flow": train(d / "train.h5", d / "flow", model="diffusion", epochs=1000, batch_size=256, lr=5e-4,
                       warmup=500, seed=1, validation_split=0.05, patience=None, geometry="ds2", progress=True,
-                      max_seconds=args.flow_seconds, device="cpu"),
+                      max_seconds=args.flow_seconds, device="cpu", resume=True),
     }
     e_ref = np.concatenate([e.reshape(-1) for e, _ in io.iter_chunks(d / "reference.h5", chunk_size=5000)])
     n_eval = min(len(e_ref), args.n_eval or len(e_ref))
