@@ -52,6 +52,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=20, help="flow model: learning-rate warm-up steps of both arms")
+    ap.add_argument("--refit-preprocessing", action="store_true",
+                    help="fine-tune the pretrained network with a preprocessing fitted to the target showers")
     ap.add_argument("--classifier-hidden", type=int, default=256)
     ap.add_argument("--classifier-epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=1)
@@ -95,13 +97,15 @@ def main(argv=None) -> int:
     result = compare(pretrained, tgt, ref, work / f"compare_{kind}", epochs=args.epochs,
                      max_seconds=args.max_seconds, geometry=tgt_geo, seed=args.seed, backend="ml4ep",
                      batch_size=args.batch_size, lr=args.lr, metrics=("hist", "fpd", "kpd", "cls-high"),
+                     refit_preprocessing=args.refit_preprocessing,
                      **({"warmup": args.warmup} if kind == "diffusion" else {}),
                      classifier={"hidden": args.classifier_hidden, "epochs": args.classifier_epochs,
                                  "standardise": True},
                      fpd_kpd={"min_samples": min(500, args.n_reference), "batch_size": min(1000, args.n_reference)},
                      workers=1)
     budget = f"{args.max_seconds:g} s" if args.max_seconds is not None else f"{result['arms']['finetune']['epochs']} epochs"
-    lines = [f"### Adaptation of the {kind} model: fine-tuning against training from scratch "
+    how = " (preprocessing refitted to the target)" if args.refit_preprocessing else ""
+    lines = [f"### Adaptation of the {kind} model{how}: fine-tuning against training from scratch "
              "(`benchmarks/fastsim_adapt.py`)", "",
              f"Machine: {cpu_model()}, one thread; {datetime.date.today()}; command: "
              f"`python benchmarks/fastsim_adapt.py {' '.join(argv if argv is not None else sys.argv[1:])}`. "
@@ -117,7 +121,8 @@ def main(argv=None) -> int:
              f"Total {time.perf_counter() - t0:.0f} s."]
     print("\n".join(lines))
     if args.write:
-        write_section(args.write, f"fastsim_adapt_{kind}", lines, heading="## ml4ep.fastsim")
+        suffix = "_refit" if args.refit_preprocessing else ""
+        write_section(args.write, f"fastsim_adapt_{kind}{suffix}", lines, heading="## ml4ep.fastsim")
     return 0
 
 

@@ -248,3 +248,19 @@ def test_time_budget_counts_earlier_sessions(showers_file, run3, tmp_path):
     assert again["epochs_run"] == 0 and again["epoch"] == 3
     more = train(showers_file, tmp_path / "r", epochs=10, resume=True, max_seconds=spent + 1e-3, **KW)
     assert more["epochs_run"] == 1 and more["epoch"] == 4
+
+
+def test_fine_tuning_can_refit_the_preprocessing(showers_file, run3, tmp_path):
+    """refit_preprocessing: the pretrained network's weights, the standardisation fitted to the new data."""
+    out, _ = run3
+    e, s = gflash.simulate(GEO, 300, energy=(5.0, 50.0), seed=31)  # another energy range: other moments
+    other = io.write(tmp_path / "other.h5", e, s, geometry=GEO)
+    kw = {**KW, "lr": 1e-12, "ema_decay": 0.0}  # (almost) no weight update: what the run starts from is saved
+    keep = load_checkpoint(train(other, tmp_path / "keep", epochs=1, init_from=out, **kw)["last"])["model"]
+    refit = load_checkpoint(train(other, tmp_path / "refit", epochs=1, init_from=out, refit_preprocessing=True,
+                                  **kw)["last"])["model"]
+    pre = load_checkpoint(out / "best.pt")["model"]
+    assert torch.equal(keep["l_coef"], pre["l_coef"]) and not torch.allclose(refit["l_coef"], pre["l_coef"])
+    assert not torch.allclose(refit["log_e_range"], pre["log_e_range"])
+    for k in ("patch.weight", "blocks.0.attn.qkv.weight", "out.weight"):
+        torch.testing.assert_close(refit[k], pre[k], rtol=0, atol=1e-9)

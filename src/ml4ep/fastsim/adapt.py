@@ -5,7 +5,8 @@ another with few samples, and compare it with training from scratch on the same 
 >>> result = compare("runs/siw", "pbsc_1k.h5", "pbsc_ref.h5", "runs/adapt", epochs=20)  # doctest: +SKIP
 >>> print(to_markdown(result))                                                         # doctest: +SKIP
 
-Arms: ``finetune`` (``train(..., init_from=pretrained)``: the pretrained weights *and* preprocessing),
+Arms: ``finetune`` (``train(..., init_from=pretrained)``: the pretrained weights *and* preprocessing, or with
+``refit_preprocessing=True`` the pretrained weights and a preprocessing fitted to the target showers),
 ``scratch`` (a fresh model of the pretrained model's architecture, preprocessing from the target samples) and,
 optionally, ``pretrained`` (the pretrained model as is, zero-shot). Both trained arms get the same training
 settings, seed, data and budget (``epochs`` or ``max_seconds``). Every arm generates showers for the incident
@@ -90,7 +91,7 @@ def compare(pretrained, train_file, reference_file, out_dir, *, epochs: int | No
             backend: str = "ml4ep", zero_shot: bool = True, metrics=("hist", "fpd", "kpd", "cls-high"),
             classifier: dict | None = None, fpd_kpd: dict | None = None, workers: int | None = 1,
             batch_size: int = 256, lr: float = 1e-3, patience: int | None = None, validation_split: float = 0.2,
-            device="cpu", **train_kwargs) -> dict:
+            device="cpu", refit_preprocessing: bool = False, **train_kwargs) -> dict:
     """Fine-tune ``pretrained`` (a run directory or ``.pt``) on ``train_file`` and train the same architecture from
     scratch on it with the same settings and budget; evaluate both (and, with ``zero_shot``, the pretrained model
     unchanged) against ``reference_file``. Everything is written under ``out_dir`` (``<arm>/`` run, generated
@@ -151,7 +152,7 @@ def compare(pretrained, train_file, reference_file, out_dir, *, epochs: int | No
               "reference_file": str(reference_file), "n_train": infos["train_file"]["n_showers"],
               "n_reference": n, "budget": {"epochs": None if max_seconds is not None else int(epochs),
                                             "max_seconds": max_seconds},
-              "seed": int(seed), "backend": backend, "arms": {}}
+              "seed": int(seed), "backend": backend, "refit_preprocessing": bool(refit_preprocessing), "arms": {}}
     arms = [a for a in ARMS if zero_shot or a != "pretrained"]
     for arm in arms:
         arm_dir = out / arm
@@ -161,7 +162,8 @@ def compare(pretrained, train_file, reference_file, out_dir, *, epochs: int | No
             source = Path(ck["path"])
         else:
             arm_dir.mkdir(parents=True, exist_ok=True)
-            kw = dict(common, init_from=ck["path"]) if arm == "finetune" else dict(common, **_architecture(ck))
+            kw = dict(common, init_from=ck["path"], refit_preprocessing=bool(refit_preprocessing)) \
+                if arm == "finetune" else dict(common, **_architecture(ck))
             log.info("adapt: training the %s arm on %s", arm, train_file)
             res = train(train_file, arm_dir / "run", **kw)
             entry.update(steps=res["steps"], epochs=res["epochs_run"], train_seconds=res["seconds"],

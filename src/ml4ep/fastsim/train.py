@@ -246,6 +246,19 @@ class _Progress:
             self.stream.flush()
 
 
+def _fit_preprocessing(net, model: str, pre_loader, pre: dict, init_output: bool) -> None:
+    """Set the preprocessing of ``net`` from the training split (``pre`` from :func:`preprocessing`); a VAE's output
+    biases start at the mean shower when ``init_output``."""
+    if model == "vae":
+        net.set_preprocessing(pre["voxel_scale"], pre["e_min_mev"], pre["e_max_mev"], pre.get("cond_mean"),
+                              pre.get("cond_std"), pre["mean_target"] if init_output else None)
+        return
+    net._set_condition_stats(pre["e_min_mev"], pre["e_max_mev"], pre.get("cond_mean"), pre.get("cond_std"))
+    mom = flow_moments(pre_loader, net)
+    net.set_preprocessing(pre["e_min_mev"], pre["e_max_mev"], mom["y_coef"], mom["y_var"], mom["l_coef"],
+                          mom["l_var"], pre.get("cond_mean"), pre.get("cond_std"))
+
+
 def _check_positive_int(name: str, v) -> None:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
         raise TrainError(f"{name} must be a positive integer, got {v!r}")
@@ -261,7 +274,7 @@ def train(path, out_dir, *, model: str = "vae", epochs: int = 20, batch_size: in
           loss: str = "bce", conditions: Sequence[str] = (), geometry=None, dim: int = 64, depth: int = 4,
           heads: int = 4, mlp_ratio: float = 2.0, tokens: int | None = None, steps: int = 20,
           sampler: str = "midpoint", ema_decay: float = 0.999, warmup: int = 200, init_from=None,
-          max_seconds: float | None = None) -> dict:
+          refit_preprocessing: bool = False, max_seconds: float | None = None) -> dict:
     """Train a model on the showers of ``path`` and checkpoint it in ``out_dir``; returns ``{"epochs_run",
     "epoch", "steps", "best_epoch", "best_val_loss", "stopped_early", "history", "best", "last", "seconds"}``.
 
@@ -278,7 +291,8 @@ a resumed run included: training stops after the epoch that exceeds it.
     ``resume``: continue from ``out_dir/last.pt`` (the other arguments must describe the same run; ``epochs`` may be
     raised). ``conditions``: extra scalar datasets of the file used as conditions besides the incident energy.
     ``geometry`` (optional) checks the voxel count and gives the flow model its readout threshold and tokens.
-    ``init_from``: start from the weights and preprocessing of this checkpoint (fine-tuning).
+    ``init_from``: start from the weights and preprocessing of this checkpoint (fine-tuning); with
+    ``refit_preprocessing`` the preprocessing is fitted to the new data instead (the network's weights are kept).
     """
     import torch
 
@@ -324,6 +338,7 @@ a resumed run included: training stops after the epoch that exceeds it.
             raise TrainError(f"{pre_ck['path']}: the pretrained model's conditions "
                              f"{pre_ck['config'].get('condition_names')} differ from {conditions}")
         run_args["init_from"] = pre_ck["path"]
+        run_args["refit_preprocessing"] = bool(refit_preprocessing)
 
     loader = _loader(str(path), conditions, int(batch_size), int(seed), float(validation_split))
     torch.manual_seed(int(seed))
@@ -342,7 +357,10 @@ a resumed run included: training stops after the epoch that exceeds it.
         if resume:
             log.info("%s: no checkpoint to resume from; starting a new run", out / LAST)
         net = new_model(model, pre_ck["config"])
-        net.load_state_dict(pre_ck.get("model", pre_ck["model"]))
+        net.load_state_dict(pre_ck["model"])
+        if refit_preprocessing:  # the pretrained network, the preprocessing of the new data
+            pre_loader = _loader(str(path), conditions, 4096, int(seed), float(validation_split), shuffle=False)
+            _fit_preprocessing(net, model, pre_loader, preprocessing(pre_loader, conditions), init_output=False)
     else:
         if resume:
             log.info("%s: no checkpoint to resume from; starting a new run", out / LAST)
@@ -355,8 +373,6 @@ a resumed run included: training stops after the epoch that exceeds it.
                             n_conditions=len(conditions), condition_names=tuple(conditions), beta=float(beta),
                             loss=loss)
             net = new_model(model, cfg.to_dict())
-            net.set_preprocessing(pre["voxel_scale"], pre["e_min_mev"], pre["e_max_mev"], pre.get("cond_mean"),
-                                  pre.get("cond_std"), pre["mean_target"])
         else:
             from .models.diffusion import DiffusionConfig, DiffusionConfigError
 
@@ -370,10 +386,7 @@ a resumed run included: training stops after the epoch that exceeds it.
             except DiffusionConfigError as exc:
                 raise TrainError(str(exc)) from None
             net = new_model(model, cfg.to_dict())
-            net._set_condition_stats(pre["e_min_mev"], pre["e_max_mev"], pre.get("cond_mean"), pre.get("cond_std"))
-            mom = flow_moments(pre_loader, net)
-            net.set_preprocessing(pre["e_min_mev"], pre["e_max_mev"], mom["y_coef"], mom["y_var"], mom["l_coef"],
-                                  mom["l_var"], pre.get("cond_mean"), pre.get("cond_std"))
+        _fit_preprocessing(net, model, pre_loader, pre, init_output=True)
     net.to(dev).train()
     ema = None
     if model == "diffusion" and float(ema_decay) > 0:
