@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     print("\n".join(lines))
     if args.write:
         suffix = "_refit" if args.refit_preprocessing else ""
-        write_section(args.write, f"fastsim_adapt_{kind}{suffix}", lines, heading="## ml4ep.fastsim")
+        write_section(args.write, f"fastsim_adapt_{kind}{suffix}", lines)
     return 0
 
 

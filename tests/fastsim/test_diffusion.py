@@ -129,8 +129,13 @@ def test_pre_and_postprocessing_invert_each_other():
         ls.append(np.log(le / e + LAYER_EPS))
     y, ell = np.concatenate(ys, 1), np.concatenate(ls, 1)
     rng = np.random.default_rng(4)
-    coef = {"y_coef": rng.normal(-8, 1, (4, 368)), "l_coef": rng.normal(-4, 1, (4, 5)),
-            "y_var": rng.uniform(0.5, 2, (4, 368)), "l_var": rng.uniform(-0.1, 0.3, (4, 5))}  # floors tested too
+    # polynomials around the data's moments (so that the state stays within the clip), with random higher orders;
+    # one layer's variance polynomial negative, to test the floor
+    small = rng.normal(0, 0.1, (3, 373))
+    coef = {"y_coef": np.vstack([y.mean(0), small[:, :368]]), "l_coef": np.vstack([ell.mean(0), small[:, 368:]]),
+            "y_var": np.vstack([y.var(0) + 0.5, np.abs(small[:, :368])]),
+            "l_var": np.vstack([ell.var(0) + 0.1, np.abs(small[:, 368:])])}
+    coef["l_var"][:, 0] = -0.1
     m.set_preprocessing(float(e.min()), float(e.max()), coef["y_coef"], coef["y_var"], coef["l_coef"], coef["l_var"])
     u = (np.log(e) - np.log(e.min())) / (np.log(e.max()) - np.log(e.min()))
     p = u ** np.arange(4)
@@ -141,8 +146,12 @@ def test_pre_and_postprocessing_invert_each_other():
     x = m.preprocess(torch.from_numpy(s), torch.from_numpy(e)).numpy()
     assert x.shape == (60, 373)
     np.testing.assert_allclose(x, np.clip(expect, -STATE_CLIP, STATE_CLIP), rtol=1e-4, atol=2e-4)
-    # the inverse, on the unclipped state: the showers with the voxels below the snap share emptied
+    # the inverse: the showers with the voxels below the snap share emptied
     back = m.postprocess(torch.from_numpy(expect).float(), torch.from_numpy(e).float()).numpy()
+    far = m.postprocess(torch.from_numpy(expect * 50).float(), torch.from_numpy(e).float()).numpy()
+    clipped = m.postprocess(torch.from_numpy(np.clip(expect * 50, -STATE_CLIP, STATE_CLIP)).float(),
+                            torch.from_numpy(e).float()).numpy()
+    np.testing.assert_array_equal(far, clipped)  # the state is clipped as in training
     snapped = np.where(y < np.log(LOG_EPS) + ZERO_SNAP, 0.0, s)
     assert (snapped != s).sum() < 0.01 * (s > 0).sum()
     np.testing.assert_allclose(back, snapped, rtol=1e-3, atol=geo.threshold + 2e-5 * s.max())

@@ -257,9 +257,11 @@ class ShowerFlow(Conditioned, nn.Module):
         return torch.clamp(x, -STATE_CLIP, STATE_CLIP)
 
     def postprocess(self, x: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
-        """The standardised state -> voxel energies in MeV, >= 0 (shares within ZERO_SNAP of the empty value are 0),
+        """The standardised state (clipped to +-STATE_CLIP like the training data) -> voxel energies in MeV, >= 0
+        (shares within ZERO_SNAP of the empty value are 0),
         every layer's shape renormalised to the layer's energy, zero below the readout threshold."""
         y_mean, y_std, l_mean, l_std = self.moments(energy)
+        x = torch.clamp(x, -STATE_CLIP, STATE_CLIP)  # no further out than any training shower
         y = x[:, self.state_of_voxel] * y_std + y_mean
         share = torch.where(y < math.log(LOG_EPS) + ZERO_SNAP, torch.zeros_like(y), torch.exp(y) - LOG_EPS)
         frac = torch.clamp(torch.exp(x[:, self.state_of_layer] * l_std + l_mean) - LAYER_EPS, min=0.0)
