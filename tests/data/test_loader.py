@@ -281,3 +281,23 @@ def test_several_targets_and_fixed_size_target(files, cols):
     _, y = next(ld.train.numpy())
     assert y.shape == (N, 3) and y.dtype == np.float32
     np.testing.assert_array_equal(y, cols["arr"])
+
+
+def test_wide_rows_get_windows_bounded_in_bytes(tmp_path):
+    # 20000 rows of 4096 float32 (16 KB each): a window of the default 65536 rows would be 1 GB; it is held to
+    # WINDOW_BYTES (or 8 batches), and every row still comes exactly once
+    import h5py
+
+    from ml4ep.data.loader import WINDOW_BYTES
+
+    n, width = 20000, 4096
+    path = tmp_path / "wide.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.broadcast_to(np.arange(n, dtype=np.float32)[:, None], (n, width)),
+                         chunks=(64, width))
+    ld = BatchLoader(str(path), columns=["x"], batch_size=100, seed=1, chunk_size=512)
+    assert ld.window_size == WINDOW_BYTES // (4 * width) == 4096
+    assert BatchLoader(str(path), columns=["x"], batch_size=1000, seed=1, chunk_size=512).window_size == 8000
+    seen = np.concatenate([b[:, 0] for b in ld.train.numpy()])
+    assert np.array_equal(np.sort(seen), np.arange(n, dtype=np.float32))
+    assert not np.array_equal(seen, np.arange(n, dtype=np.float32))

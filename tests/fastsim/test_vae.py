@@ -66,6 +66,18 @@ def test_resume_equals_uninterrupted_run(showers_file, run3, tmp_path):
         train(showers_file, tmp_path, epochs=4, resume=True, **{**KW, "latent": 7})
 
 
+def test_reading_workers_give_the_same_weights(showers_file, run3, tmp_path):
+    # one DataLoader worker process reads the same windows as the in-process reader: the same batches, the same
+    # weights; a bad count is refused before anything runs
+    train(showers_file, tmp_path, epochs=3, workers=1, **KW)
+    a, b = _weights(run3[0] / "last.pt"), _weights(tmp_path / "last.pt")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    for bad in (-1, 1.5, True):
+        with pytest.raises(TrainError, match="workers"):
+            train(showers_file, tmp_path / "bad", epochs=1, workers=bad, **KW)
+
+
 def test_other_seed_other_weights(showers_file, run3, tmp_path):
     train(showers_file, tmp_path, epochs=1, **{**KW, "seed": 4})
     a, b = _weights(run3[0] / "last.pt"), _weights(tmp_path / "last.pt")

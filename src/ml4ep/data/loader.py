@@ -36,6 +36,9 @@ MAX_LANES = 32
 # rows of a window: permuted in one go, small enough to stay in cache (random gathers over a few MB
 # run 3x faster than over 100 MB); the mixing comes from the lanes, each window takes rows from all
 WINDOW_ROWS = 65536
+# and its bytes: wide rows (a calorimeter shower of thousands of voxels) get fewer rows, so that an epoch's first
+# batch does not wait for gigabytes to be read and permuted
+WINDOW_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -102,7 +105,8 @@ class BatchLoader:
     ``.tensorflow()`` and ``.jax()`` give the same batches in those frameworks.
 
     Memory bound (per process): ``buffer_size`` entries of the read columns (the lanes' cached parts) plus
-    the part being read and ``prefetch + 2`` windows of at most ``WINDOW_ROWS`` rows; see ``docs/data.md``.
+    the part being read and ``prefetch + 2`` windows of at most ``WINDOW_ROWS`` rows
+    and ``WINDOW_BYTES`` (or 8 batches, if more); see ``docs/data.md``.
     """
 
     def __init__(self, sources, *, tree: str | None = None, format: str | None = None,
@@ -168,9 +172,9 @@ class BatchLoader:
         # the mixing buffer: MAX_LANES chunks by default, more (up to DEFAULT_BUFFER_BYTES) when the files'
         # reading units are larger than a chunk; lanes: as many whole parts as the buffer holds
         largest = max((c.stop - c.start for c in chunks), default=self.chunk_size)
+        row_bytes = max(1, sum(int(np.prod(o.shape, dtype=np.int64)) * o.dtype.itemsize
+                               for o in self._schema_array.outputs))
         if buffer_size is None:
-            row_bytes = sum(int(np.prod(o.shape, dtype=np.int64)) * o.dtype.itemsize
-                            for o in self._schema_array.outputs)
             budget = max(MAX_LANES * self.chunk_size, DEFAULT_BUFFER_BYTES // max(row_bytes, 1))
             buffer_size = max(MAX_LANES * self.chunk_size, min(MAX_LANES * largest, budget))
         self.buffer_size = int(max(buffer_size, batch_size))
@@ -178,7 +182,7 @@ class BatchLoader:
         sizes = np.sort(np.array([c.stop - c.start for c in chunks], dtype=np.int64))[::-1]
         fits = int(np.searchsorted(np.cumsum(sizes), self.buffer_size, side="right"))
         self.lanes = int(np.clip(fits, 1, MAX_LANES))
-        self.window_size = int(min(self.buffer_size, max(WINDOW_ROWS, 8 * batch_size)))
+        self.window_size = int(min(self.buffer_size, max(min(WINDOW_ROWS, WINDOW_BYTES // row_bytes), 8 * batch_size)))
         if self.shuffle and self.lanes < 4:
             log.info("reading units of up to %d entries and a buffer of %d rows: each window mixes %d places; "
                      "a larger buffer_size mixes more", largest, self.buffer_size, self.lanes)

@@ -85,7 +85,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
               progress=not args.quiet, hidden=hidden, beta=args.beta, loss=args.loss, conditions=conds,
               geometry=args.geometry, dim=args.dim, depth=args.depth, heads=args.heads, tokens=args.tokens,
               steps=args.steps, sampler=args.sampler, ema_decay=args.ema, warmup=args.warmup,
-              init_from=args.init_from, max_seconds=args.max_seconds)
+              init_from=args.init_from, max_seconds=args.max_seconds, workers=args.workers)
     print(f"{args.output}: {r['epochs_run']} epoch(s) run, at epoch {r['epoch']} (step {r['steps']}), best epoch "
           f"{r['best_epoch']} "
           f"(loss {r['best_val_loss']:.4g}){', stopped early' if r['stopped_early'] else ''}; {r['seconds']:.1f} s")
@@ -196,6 +196,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (0: never)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    t.add_argument("--workers", type=int, default=0, help="processes reading the batches (0: a background thread)")
     t.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     t.set_defaults(func=_cmd_train)
