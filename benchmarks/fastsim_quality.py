@@ -35,7 +35,7 @@ def _simulate(path: Path, n: int, seed: int, geo) -> None:
         return
     t0 = time.perf_counter()
     e, s = gflash.simulate(geo, n, energy=(1.0, 1000.0), seed=seed)
-    io.write(path, e, s, geometry=geo)
+    io.write(path, e, s, geometry=geo, compression=None)  # uncompressed: an epoch reads 2.6 GB, gzip costs 15 s of it
     print(f"simulated {n} showers into {path} in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
@@ -49,6 +49,9 @@ def main(argv=None) -> int:
     ap.add_argument("--flow-seconds", type=float, default=3900.0, help="training-time budget of the flow model")
     ap.add_argument("--vae-epochs", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=0, help="reading processes of the training")
+    ap.add_argument("--flow-run", type=Path, default=None,
+                    help="evaluate this flow-model run (e.g. one trained by fastsim_gpu.py) instead of training one")
     ap.add_argument("--cls-hidden", type=int, default=512)
     ap.add_argument("--cls-layers", type=int, default=3)
     ap.add_argument("--cls-epochs", type=int, default=30)
@@ -70,11 +73,18 @@ def main(argv=None) -> int:
     _simulate(d / "reference.h5", args.n_ref, 12, geo)
     runs = {
         "VAE": train(d / "train.h5", d / "vae", epochs=args.vae_epochs, batch_size=256, lr=1e-3, seed=1,
-                     validation_split=0.05, patience=5, geometry="ds2", progress=False, device="cpu", resume=True),
-        "flow": train(d / "train.h5", d / "flow", model="diffusion", epochs=1000, batch_size=256, lr=5e-4,
-                      warmup=500, seed=1, validation_split=0.05, patience=None, geometry="ds2", progress=True,
-                      max_seconds=args.flow_seconds, device="cpu", resume=True),
+                     validation_split=0.05, patience=5, geometry="ds2", progress=False, device="cpu", resume=True,
+                     workers=args.workers),
     }
+    flow_dir = args.flow_run or d / "flow"
+    if args.flow_run is None:
+        runs["flow"] = train(d / "train.h5", flow_dir, model="diffusion", epochs=1000, batch_size=256, lr=5e-4,
+                             warmup=500, seed=1, validation_split=0.05, patience=None, geometry="ds2", progress=True,
+                             max_seconds=args.flow_seconds, device="cpu", resume=True, workers=args.workers)
+    else:
+        from ml4ep.fastsim.train import load_checkpoint
+
+        runs["flow"] = {"history": load_checkpoint(flow_dir)["state"]["history"]}
     e_ref = np.concatenate([e.reshape(-1) for e, _ in io.iter_chunks(d / "reference.h5", chunk_size=5000)])
     n_eval = min(len(e_ref), args.n_eval or len(e_ref))
     e_ref = e_ref[:n_eval]
@@ -85,7 +95,7 @@ def main(argv=None) -> int:
         hist = run["history"]
         t0 = time.perf_counter()
         out = d / f"generated_{name}.h5"
-        generate(d / ("vae" if name == "VAE" else "flow"), e_ref, backend="ml4ep", seed=7, output=out,
+        generate(d / "vae" if name == "VAE" else flow_dir, e_ref, backend="ml4ep", seed=7, output=out,
                  geometry=geo, batch_size=2000)
         t_gen = time.perf_counter() - t0
         t0 = time.perf_counter()

@@ -49,7 +49,10 @@ def test_training_checkpoints_ema_and_loss(run3):
     out, res = run3
     hist = res["history"]
     assert [h["epoch"] for h in hist] == [1, 2, 3] and res["steps"] == hist[-1]["step"] == 3 * 7
-    assert hist[-1]["train_mse"] < hist[0]["train_mse"] and hist[-1]["val_loss"] < 1.01 * hist[0]["val_loss"]
+    # the untrained model already gives the exact velocity of normal data (the Gaussian skip, zero output layer), a
+    # loss of about 1.4 here that 21 steps on 400 showers do not yet improve on; learning is followed in
+    # docs/benchmarks.md (the benchmarks' validation losses)
+    assert all(math.isfinite(h["train_mse"]) for h in hist) and hist[-1]["val_loss"] < 1.1 * hist[0]["val_loss"]
     ck = load_checkpoint(out / "last.pt")
     assert ck["kind"] == "diffusion" and {"model", "model_raw", "optimizer", "rng"} <= set(ck)
     # the saved weights are the moving average, not the raw weights
@@ -187,6 +190,41 @@ def test_tokens_and_config_checks():
         DiffusionConfig(n_voxels=100, n_tokens=4, dim=10, heads=4)
     with pytest.raises(DiffusionConfigError, match="n_tokens"):
         DiffusionConfig(n_voxels=10, n_tokens=20)
+    with pytest.raises(DiffusionConfigError, match="skip"):
+        DiffusionConfig(n_voxels=10, n_tokens=2, skip="linear")
+    with pytest.raises(DiffusionConfigError, match="head"):
+        DiffusionConfig(n_voxels=10, n_tokens=2, head="conv")
+    with pytest.raises(DiffusionConfigError, match="min_voxel_std"):
+        DiffusionConfig(n_voxels=10, n_tokens=2, min_voxel_std=0.0)
+
+
+def test_gaussian_skip_is_the_exact_velocity_of_normal_data():
+    # with the network's last layer zeroed only the skip is left: the velocity field that carries N(0, 1) noise
+    # to N(0, 1) data, d ln(sigma_t)/dt x with sigma_t^2 = (1 - t)^2 + t^2 (here by a finite difference)
+    torch.manual_seed(0)
+    cfg = DiffusionConfig(n_voxels=30, n_tokens=4, layer_sizes=(10, 10, 10), dim=16, heads=2)  # 33 numbers, padded
+    model = ShowerFlow(cfg).eval()
+    with torch.no_grad():
+        model.out.weight.zero_()
+        model.out.bias.zero_()
+    x = torch.randn(5, cfg.state_size)
+    t = torch.tensor([[0.0], [0.1], [0.5], [0.8], [1.0]])
+    e = torch.full((5, 1), 1e4)
+    tt, h = t.double().numpy(), 1e-6
+    dlog_sigma = (np.log((1 - tt - h) ** 2 + (tt + h) ** 2) - np.log((1 - tt + h) ** 2 + (tt - h) ** 2)) / (4 * h)
+    with torch.no_grad():
+        v = model.velocity(x, t, e).double().numpy()
+    np.testing.assert_allclose(v, dlog_sigma * x.double().numpy(), rtol=1e-5, atol=1e-6)
+    # integrated, it maps the noise onto itself (sigma_0 = sigma_1 = 1)
+    x1 = integrate(lambda xx, tt_: model.velocity(xx, tt_, e).detach(), x, 20, "heun")
+    np.testing.assert_allclose(x1.numpy(), x.numpy(), rtol=3e-3, atol=1e-4)  # heun, 10 steps
+    # a checkpoint's configuration from before the skip keeps none: its velocity is the network's alone
+    d = cfg.to_dict()
+    del d["skip"]
+    old = ShowerFlow(DiffusionConfig.from_dict(d)).eval()
+    old.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert old.config.skip == "none" and float(old.velocity(x, t, e).abs().max()) == 0.0
 
 
 def test_generate_and_export_errors(run3, tmp_path):

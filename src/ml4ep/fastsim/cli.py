@@ -85,7 +85,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
               progress=not args.quiet, hidden=hidden, beta=args.beta, loss=args.loss, conditions=conds,
               geometry=args.geometry, dim=args.dim, depth=args.depth, heads=args.heads, tokens=args.tokens,
               steps=args.steps, sampler=args.sampler, ema_decay=args.ema, warmup=args.warmup,
-              init_from=args.init_from, max_seconds=args.max_seconds, workers=args.workers)
+              init_from=args.init_from, max_seconds=args.max_seconds, workers=args.workers, head=args.head)
     print(f"{args.output}: {r['epochs_run']} epoch(s) run, at epoch {r['epoch']} (step {r['steps']}), best epoch "
           f"{r['best_epoch']} "
           f"(loss {r['best_val_loss']:.4g}){', stopped early' if r['stopped_early'] else ''}; {r['seconds']:.1f} s")
@@ -186,6 +186,8 @@ def add_parsers(sub) -> None:
     t.add_argument("--depth", type=int, default=4, help="diffusion: transformer blocks")
     t.add_argument("--heads", type=int, default=4, help="diffusion: attention heads")
     t.add_argument("--tokens", type=int, default=None, help="diffusion: tokens (default: one per layer)")
+    t.add_argument("--head", choices=["switch", "mlp", "none"], default="switch",
+                   help="diffusion: output head (switch: a + c tanh(s x + b) per state number)")
     t.add_argument("--steps", type=int, default=20, help="diffusion: default sampler network evaluations (<= 20)")
     t.add_argument("--sampler", choices=["euler", "midpoint", "heun"], default="midpoint",
                    help="diffusion: default ODE sampler")

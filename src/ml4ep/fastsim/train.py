@@ -279,7 +279,8 @@ def train(path, out_dir, *, model: str = "vae", epochs: int = 20, batch_size: in
           loss: str = "bce", conditions: Sequence[str] = (), geometry=None, dim: int = 64, depth: int = 4,
           heads: int = 4, mlp_ratio: float = 2.0, tokens: int | None = None, steps: int = 20,
           sampler: str = "midpoint", ema_decay: float = 0.999, warmup: int = 200, init_from=None,
-          refit_preprocessing: bool = False, max_seconds: float | None = None, workers: int = 0) -> dict:
+          refit_preprocessing: bool = False, max_seconds: float | None = None, workers: int = 0,
+          head: str = "switch") -> dict:
     """Train a model on the showers of ``path`` and checkpoint it in ``out_dir``; returns ``{"epochs_run",
     "epoch", "steps", "best_epoch", "best_val_loss", "stopped_early", "history", "best", "last", "seconds"}``.
 
@@ -288,7 +289,8 @@ def train(path, out_dir, *, model: str = "vae", epochs: int = 20, batch_size: in
     ``mlp_ratio``, ``tokens`` (default: one per layer of ``geometry`` when its layers are alike), the sampler's
     default ``steps`` and ``sampler``, ``ema_decay`` (the exponential moving average of the weights that is
     validated, saved and used for generation; 0 disables it) and ``warmup`` (optimizer steps of linear learning-rate
-    warm-up)).
+    warm-up), ``head`` (the output head: ``switch``, ``mlp`` or ``none``, see
+    :class:`~ml4ep.fastsim.models.diffusion.DiffusionConfig`)).
 
     ``patience``: stop after that many epochs without a lower validation loss (the training loss without a
     validation split; ``None`` never stops early). ``max_seconds``: the run's training-time budget, earlier sessions of
@@ -391,7 +393,7 @@ a resumed run included: training stops after the epoch that exceeds it.
             try:
                 cfg = DiffusionConfig(n_voxels=meta["n_voxels"], n_tokens=n_tok,
                                       layer_sizes=layer_sizes(meta["n_voxels"], geo), dim=dim, depth=depth, heads=heads,
-                                      mlp_ratio=float(mlp_ratio), n_conditions=len(conditions),
+                                      mlp_ratio=float(mlp_ratio), n_conditions=len(conditions), head=head,
                                       condition_names=tuple(conditions), steps=steps, sampler=sampler,
                                       threshold_mev=float(geo.threshold) if geo is not None else 0.0)
             except DiffusionConfigError as exc:

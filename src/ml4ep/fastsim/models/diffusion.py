@@ -48,11 +48,16 @@ LAYER_EPS = 1e-5  # a layer below 1e-5 of E_inc holds no voxel above threshold a
 #: degree of the polynomials in the normalised ln E that give every state number's mean and variance
 DEGREE = 3
 #: floors of the standard deviations (log units) of the voxel shares and of the layer fractions: voxels almost never
-#: hit in training are not blown up by the standardisation
-MIN_VOXEL_STD, MIN_LAYER_STD = 0.5, 0.2
+#: hit in training are not blown up by the standardisation. The voxels' floor (``DiffusionConfig.min_voxel_std``,
+#: 0.5 in the first checkpoints) is 2 by default: a share (at most 1, log 0) then lies at most -ln(1e-6) / 2 = 6.9
+#: above the empty value and is never clipped at STATE_CLIP. With 0.5 the rare hits of a voxel hit in 1% of the
+#: showers (outer rings of the first layers) lay beyond the clip and came back 25x too small.
+MIN_VOXEL_STD, MIN_LAYER_STD = 2.0, 0.2
 #: the standardised state is clipped to +-STATE_CLIP (rare outliers, e.g. an empty layer where showers of that
 #: energy almost never leave one, would otherwise dominate the loss)
 STATE_CLIP = 8.0
+#: the output heads (DiffusionConfig.head)
+HEADS = ("switch", "mlp", "none")
 #: postprocessing: a voxel whose log share lies less than ZERO_SNAP above the empty voxels' value ln(1e-6) is empty
 #: (shares below (e^3 - 1) 1e-6 = 1.9e-5 of the layer; 0.1% of the hits of ds2 GFlash showers lie there, while the
 #: flow's spread around the empty value would otherwise turn a third of the empty voxels into hits)
@@ -76,6 +81,19 @@ class DiffusionConfig:
     sampler: str = "midpoint"
     threshold_mev: float = 0.0  # readout threshold applied by postprocess
     layer_weight: float = 40.0  # weight of each layer-energy number in the loss (a voxel share weighs 1)
+    #: "gaussian": the network's output is added to the exact velocity of standard normal data, (2t - 1) x /
+    #: ((1 - t)^2 + t^2), which is full rank: a token of 145 numbers leaves the network through a 64-wide layer, so
+    #: without it (``"none"``, the first checkpoints) the noise outside that subspace was never removed
+    skip: str = "gaussian"
+    #: "switch": the output layer gives four numbers (a, b, c, s) per state number and its velocity is
+    #: a + c tanh(s x + b), a switch in the number's own value x_t: a 64-wide stream carrying 145 numbers per token
+    #: cannot resolve one voxel's value, and a voxel hit in 5% of the showers needs a velocity that sends values
+    #: above some level up to the hit mode and the others to the empty value. "mlp": a + an MLP of (4 features,
+    #: x_t, t), ``head_hidden`` wide (more expressive, twice the generation time). "none": the output layer gives
+    #: the velocity (the first checkpoints)
+    head: str = "switch"
+    head_hidden: int = 16
+    min_voxel_std: float = MIN_VOXEL_STD
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -84,7 +102,7 @@ class DiffusionConfig:
         if min(self.layer_sizes) < 1 or sum(self.layer_sizes) != int(self.n_voxels):
             raise DiffusionConfigError(f"layer_sizes must be positive and sum to n_voxels ({self.n_voxels}), got "
                                        f"{self.layer_sizes}")
-        for k in ("n_voxels", "n_tokens", "dim", "depth", "heads"):
+        for k in ("n_voxels", "n_tokens", "dim", "depth", "heads", "head_hidden"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise DiffusionConfigError(f"{k} must be a positive integer, got {v!r}")
@@ -97,6 +115,12 @@ class DiffusionConfig:
         if self.n_conditions != len(self.condition_names) and self.condition_names:
             raise DiffusionConfigError("condition_names must name every extra condition column")
         check_sampler(self.sampler, self.steps)
+        if not (float(self.min_voxel_std) > 0 and math.isfinite(self.min_voxel_std)):
+            raise DiffusionConfigError(f"min_voxel_std must be positive, got {self.min_voxel_std}")
+        if self.head not in HEADS:
+            raise DiffusionConfigError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.skip not in ("gaussian", "none"):
+            raise DiffusionConfigError(f"skip must be 'gaussian' or 'none', got {self.skip!r}")
         if not (self.threshold_mev >= 0 and math.isfinite(self.threshold_mev)):
             raise DiffusionConfigError(f"threshold_mev must be >= 0, got {self.threshold_mev}")
 
@@ -116,7 +140,7 @@ class DiffusionConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> DiffusionConfig:
-        return cls(**d)
+        return cls(**{"skip": "none", "min_voxel_std": 0.5, "head": "none", **d})  # the first checkpoints' settings
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -184,10 +208,19 @@ class ShowerFlow(Conditioned, nn.Module):
         self.blocks = nn.ModuleList(_Block(d, int(c.heads), float(c.mlp_ratio), t) for _ in range(int(c.depth)))
         self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
-        self.out = nn.Linear(d, p)
-        for mod in (self.ada_out[1], self.out):
+        k = 1 if c.head == "none" else 4
+        self.out = nn.Linear(d, p * k)
+        last = [self.out]
+        if c.head == "mlp":  # per state number: (4 features, x_t, t) -> head_hidden -> velocity
+            self.head_in = nn.Linear(k + 2, int(c.head_hidden))
+            self.head_out = nn.Linear(int(c.head_hidden), 1)
+            last = [self.head_out]
+        for mod in (self.ada_out[1], *last):
             nn.init.zeros_(mod.weight)
             nn.init.zeros_(mod.bias)
+        if c.head == "switch":  # a = b = c = 0 and s = 1: the switch starts at zero but can learn (tanh(x) != 0)
+            with torch.no_grad():
+                self.out.bias.view(p, k)[:, 3] = 1.0
         # preprocessing (set_preprocessing)
         # layout of the state: per layer its voxels' shares, then its energy
         layer_of_voxel = np.repeat(np.arange(n_layers), c.layer_sizes)
@@ -234,7 +267,7 @@ class ShowerFlow(Conditioned, nn.Module):
         """``(voxel mean, voxel std, layer mean, layer std)`` of the transformed values at incident energies
         ``(N, 1)`` MeV, each ``(N, n)``."""
         p = self.basis(energy)
-        y_std = torch.sqrt(torch.clamp(p @ self.y_var, min=MIN_VOXEL_STD**2))
+        y_std = torch.sqrt(torch.clamp(p @ self.y_var, min=float(self.config.min_voxel_std) ** 2))
         l_std = torch.sqrt(torch.clamp(p @ self.l_var, min=MIN_LAYER_STD**2))
         return p @ self.y_coef, y_std, p @ self.l_coef, l_std
 
@@ -282,8 +315,23 @@ class ShowerFlow(Conditioned, nn.Module):
         for block in self.blocks:
             h = block(h, emb)
         shift, scale = self.ada_out(emb).unsqueeze(1).chunk(2, dim=2)
-        out = self.out(self.norm_out(h) * (1 + scale) + shift).reshape(-1, int(c.n_tokens) * c.token_size)
-        return out[:, : c.state_size] if self.pad else out
+        out = self.out(self.norm_out(h) * (1 + scale) + shift)
+        if c.head != "none":
+            n, s = out.shape[0], c.state_size
+            f = out.reshape(n, int(c.n_tokens) * c.token_size, 4)
+            f = f[:, :s] if self.pad else f
+            xs = x[:, :s]
+            if c.head == "switch":
+                out = f[..., 0] + f[..., 2] * torch.tanh(f[..., 3] * xs + f[..., 1])
+            else:
+                z = torch.cat([f, xs.unsqueeze(2), t.reshape(n, 1, 1).expand(n, s, 1)], dim=2)
+                out = self.head_out(nn.functional.silu(self.head_in(z))).reshape(n, s)
+        else:
+            out = out.reshape(-1, int(c.n_tokens) * c.token_size)
+            out = out[:, : c.state_size] if self.pad else out
+        if c.skip == "gaussian":
+            out = out + x[:, : c.state_size] * ((2 * t - 1) / ((1 - t) * (1 - t) + t * t))
+        return out
 
     def forward(self, showers: torch.Tensor, energy: torch.Tensor, cond: torch.Tensor | None = None,
                 generator: torch.Generator | None = None):
