@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-eval", type=int, default=None,
                     help="compare this many showers (the reference's first; default all)")
     ap.add_argument("--flow-seconds", type=float, default=3900.0, help="training-time budget of the flow model")
+    ap.add_argument("--flow-lr", type=float, default=1e-3, help="learning rate of the flow model")
     ap.add_argument("--vae-epochs", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=0, help="reading processes of the training")
@@ -78,7 +79,7 @@ def main(argv=None) -> int:
     }
     flow_dir = args.flow_run or d / "flow"
     if args.flow_run is None:
-        runs["flow"] = train(d / "train.h5", flow_dir, model="diffusion", epochs=1000, batch_size=256, lr=5e-4,
+        runs["flow"] = train(d / "train.h5", flow_dir, model="diffusion", epochs=1000, batch_size=256, lr=args.flow_lr,
                              warmup=500, seed=1, validation_split=0.05, patience=None, geometry="ds2", progress=True,
                              max_seconds=args.flow_seconds, device="cpu", resume=True, workers=args.workers)
     else:
