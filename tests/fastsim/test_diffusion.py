@@ -311,3 +311,31 @@ def test_fine_tuning_can_refit_the_preprocessing(showers_file, run3, tmp_path):
     assert not torch.allclose(refit["log_e_range"], pre["log_e_range"])
     for k in ("patch.weight", "blocks.0.attn.qkv.weight", "out.weight"):
         torch.testing.assert_close(refit[k], pre[k], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("head", ["mlp", "none"])
+def test_other_heads_agree_across_backends(run3, tmp_path, head):
+    # the trained run's preprocessing with another output head whose weights are all random (so the head matters):
+    # torch, onnxruntime and the ml4ep-compiled denoiser give the same showers
+    ck = load_checkpoint(run3[0] / "best.pt")
+    cfg = DiffusionConfig.from_dict({**ck["config"], "head": head})
+    torch.manual_seed(3)
+    model = ShowerFlow(cfg)
+    state = model.state_dict()
+    state.update({k: v for k, v in ck["model"].items() if k in state and v.shape == state[k].shape
+                  and not k.startswith(("out.", "head_"))})
+    model.load_state_dict(state)
+    with torch.no_grad():
+        for name in ("out", "head_out"):
+            if hasattr(model, name):
+                getattr(model, name).weight.normal_(0, 0.05)
+    torch.save({**ck, "config": cfg.to_dict(), "model": model.state_dict()}, tmp_path / "best.pt")
+    rng = np.random.default_rng(2)
+    energies = np.exp(rng.uniform(np.log(1e3), np.log(1e5), 4))
+    noise = rng.standard_normal((4, cfg.state_size)).astype(np.float32)
+    ref = generate(tmp_path, energies, backend="torch", noise=noise, steps=4)
+    scale = ref.max(axis=1, keepdims=True)
+    assert (scale > 0).all()
+    for backend in ("onnxruntime", "ml4ep"):
+        got = generate(tmp_path, energies, backend=backend, noise=noise, steps=4)
+        assert float((np.abs(got - ref) / scale).max()) < 1e-4, (head, backend)
