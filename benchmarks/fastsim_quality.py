@@ -129,7 +129,8 @@ def main(argv=None) -> int:
                 "energies. Classifier: "
                 f"{args.cls_layers} x {args.cls_hidden}, at most {args.cls_epochs} epochs, inputs as given (the "
                 "challenge's is 3 x 2048 for 50 epochs). Default sizes: VAE hidden 256/128/64, latent 10; flow "
-                "model one token per layer, width 64, 4 blocks, 20 evaluations (midpoint). Targets (issue 7), flow "
+                "model one token per layer, width 64, 4 blocks, switch output head, lr 1e-3, 20 evaluations (midpoint). "
+                "Targets (issue 7), flow "
                 "model: AUC <= 0.65 low-level, <= 0.60 high-level.", "", *header, *lines]
         write_section(args.write, "fastsim_quality", text)
     return 0
