@@ -57,12 +57,12 @@ def _device(device):
     return dev
 
 
-def _loader(path: str, conditions: Sequence[str], batch_size: int, seed: int, validation_split: float,
-            shuffle: bool = True):
+def _loader(path: str, n_voxels: int, conditions: Sequence[str], batch_size: int, seed: int,
+            validation_split: float, shuffle: bool = True):
     from ..data import BatchLoader
 
     # reading parts of about CHUNK_BYTES: the loader's default of 32768 rows would be 850 MB of ds2 showers
-    row_bytes = 4 * (int(io.info(path)["n_voxels"]) + 1 + len(conditions))
+    row_bytes = 4 * (int(n_voxels) + 1 + len(conditions))
     chunk = int(np.clip(CHUNK_BYTES // row_bytes, 64, 32768))
     return BatchLoader(path, format="hdf5", columns=[io.E_KEY, io.S_KEY, *conditions], batch_size=batch_size,
                        shuffle=shuffle, seed=seed, validation_split=validation_split, dtype=np.float32,
@@ -353,7 +353,7 @@ a resumed run included: training stops after the epoch that exceeds it.
         run_args["init_from"] = pre_ck["path"]
         run_args["refit_preprocessing"] = bool(refit_preprocessing)
 
-    loader = _loader(str(path), conditions, int(batch_size), int(seed), float(validation_split))
+    loader = _loader(str(path), meta["n_voxels"], conditions, int(batch_size), int(seed), float(validation_split))
     torch.manual_seed(int(seed))
     ck = None
     if resume and (out / LAST).exists():
@@ -372,12 +372,12 @@ a resumed run included: training stops after the epoch that exceeds it.
         net = new_model(model, pre_ck["config"])
         net.load_state_dict(pre_ck["model"])
         if refit_preprocessing:  # the pretrained network, the preprocessing of the new data
-            pre_loader = _loader(str(path), conditions, 4096, int(seed), float(validation_split), shuffle=False)
+            pre_loader = _loader(str(path), meta["n_voxels"], conditions, 4096, int(seed), float(validation_split), shuffle=False)
             _fit_preprocessing(net, model, pre_loader, preprocessing(pre_loader, conditions), init_output=False)
     else:
         if resume:
             log.info("%s: no checkpoint to resume from; starting a new run", out / LAST)
-        pre_loader = _loader(str(path), conditions, 4096, int(seed), float(validation_split), shuffle=False)
+        pre_loader = _loader(str(path), meta["n_voxels"], conditions, 4096, int(seed), float(validation_split), shuffle=False)
         pre = preprocessing(pre_loader, conditions)
         if model == "vae":
             from .models.vae import VAEConfig
