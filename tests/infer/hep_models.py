@@ -22,7 +22,6 @@ its path; ``ort_session`` / ``ort_run`` give the onnxruntime oracle.
 from __future__ import annotations
 
 import io
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,227 +53,35 @@ def _torch():
     return torch
 
 
-# ------------------------------------------------------------------------------------------------------
-# 1. ParticleNet-style EdgeConv network
-# ------------------------------------------------------------------------------------------------------
-def _edgeconv_block_cls():
-    torch = _torch()
-    nn = torch.nn
+# The architectures are those of the benchmark's model zoo (ml4ep.bench.zoo), at test sizes.
+def _arch(name: str, **kwargs):
+    from ml4ep.bench import zoo
 
-    class EdgeConvBlock(nn.Module):
-        def __init__(self, k: int, c_in: int, channels: tuple[int, ...]):
-            super().__init__()
-            self.k = k
-            layers = []
-            c = 2 * c_in
-            for ch in channels:
-                layers += [nn.Conv2d(c, ch, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU()]
-                c = ch
-            self.edge_mlp = nn.Sequential(*layers)
-            self.shortcut = nn.Sequential(nn.Conv1d(c_in, channels[-1], 1, bias=False), nn.BatchNorm1d(channels[-1]))
-            self.act = nn.ReLU()
-
-        def knn(self, pts):  # pts (B, D, P) -> indices (B, P, k) of the k nearest other points
-            inner = torch.matmul(pts.transpose(1, 2), pts)  # (B, P, P)
-            sq = (pts * pts).sum(dim=1, keepdim=True)  # (B, 1, P)
-            neg_dist = 2 * inner - sq - sq.transpose(1, 2)
-            return neg_dist.topk(self.k + 1, dim=-1)[1][:, :, 1:]  # drop the point itself
-
-        def forward(self, pts, fts):  # pts (B, D, P), fts (B, C, P)
-            b, c, p = fts.shape
-            idx = self.knn(pts)  # (B, P, k)
-            flat = idx.reshape(b, 1, p * self.k).expand(b, c, p * self.k)
-            nbr = torch.gather(fts, 2, flat).reshape(b, c, p, self.k)  # GatherElements
-            centre = fts.unsqueeze(-1).expand(b, c, p, self.k)
-            edge = torch.cat([centre, nbr - centre], dim=1)  # (B, 2C, P, k)
-            x = self.edge_mlp(edge).mean(dim=-1)  # (B, ch, P)
-            return self.act(x + self.shortcut(fts))
-
-    return EdgeConvBlock
-
-
-def _particlenet():
-    torch = _torch()
-    nn = torch.nn
-    Block = _edgeconv_block_cls()
-
-    class ParticleNet(nn.Module):
-        def __init__(self, c_in: int = 4, k: int = 16, n_classes: int = 5):
-            super().__init__()
-            self.bn_in = nn.BatchNorm1d(c_in)
-            self.block1 = Block(k, c_in, (64, 64, 64))
-            self.block2 = Block(k, 64, (128, 128, 128))
-            self.head = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, n_classes))
-
-        def forward(self, points, features):
-            x = self.block1(points, self.bn_in(features))
-            x = self.block2(x, x)  # the second block's graph is built in feature space
-            return self.head(x.mean(dim=-1))
-
-    return ParticleNet()
+    return lambda: zoo.architectures()[name](**kwargs)
 
 
 def _particlenet_inputs(rng, batch, length):
-    return {
-        "points": rng.normal(size=(batch, 2, length)).astype(np.float32),
-        "features": rng.normal(size=(batch, 4, length)).astype(np.float32),
-    }
+    from ml4ep.bench import zoo
 
-
-# ------------------------------------------------------------------------------------------------------
-# 2. Interaction network over an edge list
-# ------------------------------------------------------------------------------------------------------
-def _interaction_net():
-    torch = _torch()
-    nn = torch.nn
-
-    class InteractionNetwork(nn.Module):
-        def __init__(self, f: int = 6, h: int = 32, n_out: int = 3):
-            super().__init__()
-            self.edge_mlp = nn.Sequential(nn.Linear(2 * f, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
-            self.node_mlp = nn.Sequential(nn.Linear(f + h, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
-            self.readout = nn.Linear(h, n_out)
-            self.h = h
-
-        def forward(self, nodes, edges):  # nodes (B, N, F), edges (2, E) int64: sender, receiver
-            send = torch.index_select(nodes, 1, edges[0])  # (B, E, F)  Gather
-            recv = torch.index_select(nodes, 1, edges[1])
-            msg = self.edge_mlp(torch.cat([send, recv], dim=-1))  # (B, E, H)
-            b, e, h = msg.shape
-            index = edges[1].reshape(1, e, 1).expand(b, e, h)
-            agg = torch.zeros_like(nodes[:, :, :1]).expand(b, nodes.shape[1], h)
-            agg = agg.scatter_add(1, index, msg)  # ScatterElements(reduction=add) to the receivers
-            upd = self.node_mlp(torch.cat([nodes, agg], dim=-1))  # (B, N, H)
-            return self.readout(upd.mean(dim=1))
-
-    return InteractionNetwork()
+    return zoo.particle_cloud_inputs(rng, batch, length, 4)
 
 
 def _interaction_inputs(rng, batch, length):
-    n_edges = 3 * length + 1
-    return {
-        "nodes": rng.normal(size=(batch, length, 6)).astype(np.float32),
-        "edges": rng.integers(0, length, size=(2, n_edges)).astype(np.int64),
-    }
+    from ml4ep.bench import zoo
 
-
-# ------------------------------------------------------------------------------------------------------
-# 3. Particle transformer encoder with a padding mask and a class token
-# ------------------------------------------------------------------------------------------------------
-def _part_transformer():
-    torch = _torch()
-    nn = torch.nn
-    F = torch.nn.functional
-
-    class ParticleTransformer(nn.Module):
-        def __init__(self, f: int = 7, d: int = 64, heads: int = 4, layers: int = 2, n_classes: int = 5):
-            super().__init__()
-            self.embed = nn.Sequential(nn.Linear(f, d), nn.GELU(), nn.Linear(d, d))
-            self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.1)
-            layer = nn.TransformerEncoderLayer(d, heads, dim_feedforward=2 * d, dropout=0.0, batch_first=True,
-                                               norm_first=True)
-            self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-            self.norm = nn.LayerNorm(d)
-            self.head = nn.Linear(d, n_classes)
-            self.exporting = False
-
-        def forward(self, particles, mask):  # particles (B, L, F), mask (B, L) bool, True = padding
-            h = self.embed(particles)
-            cls = self.cls.expand(h.shape[0], 1, h.shape[2])
-            h = torch.cat([cls, h], dim=1)
-            pad = torch.cat([torch.zeros_like(mask[:, :1]), mask], dim=1)
-            if self.exporting:
-                h = self._encoder_traceable(h, pad)
-            else:
-                h = self.encoder(h, src_key_padding_mask=pad)
-            return self.head(self.norm(h[:, 0]))
-
-        def _encoder_traceable(self, h, pad):
-            # The same computation as self.encoder (norm_first, ReLU, no dropout) from its own parameters:
-            # torch.onnx.export(dynamo=False) of nn.MultiheadAttention bakes the traced sequence length
-            # (k.shape[0]) into a Reshape, so the export would only run at that length.
-            # additive mask, -1e9 on padding: exp underflows to 0 as with -inf (the class token is never padded)
-            bias = pad.to(h.dtype)[:, None, None, :] * -1e9  # (B, 1, 1, L)
-            for layer in self.encoder.layers:
-                att = layer.self_attn
-                b, n, d = h.shape
-                x = layer.norm1(h)
-                qkv = F.linear(x, att.in_proj_weight, att.in_proj_bias)
-                qkv = qkv.reshape(b, n, 3, att.num_heads, d // att.num_heads).permute(2, 0, 3, 1, 4)
-                y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=bias)
-                h = h + att.out_proj(y.transpose(1, 2).reshape(b, n, d))
-                x = layer.norm2(h)
-                h = h + layer.linear2(F.relu(layer.linear1(x)))
-            return h
-
-    return ParticleTransformer()
+    return zoo.graph_inputs(rng, batch, length, 6)
 
 
 def _transformer_inputs(rng, batch, length):
-    n_valid = rng.integers(1, length + 1, size=batch)
-    mask = np.arange(length)[None, :] >= n_valid[:, None]
-    x = rng.normal(size=(batch, length, 7)).astype(np.float32)
-    x[mask] = 0.0
-    return {"particles": x, "mask": mask}
+    from ml4ep.bench import zoo
 
-
-# ------------------------------------------------------------------------------------------------------
-# 4. DiT-style denoiser block
-# ------------------------------------------------------------------------------------------------------
-def _dit_block():
-    torch = _torch()
-    nn = torch.nn
-    F = torch.nn.functional
-
-    def modulate(x, shift, scale):
-        return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
-
-    class DiTBlock(nn.Module):
-        def __init__(self, c: int = 8, d: int = 64, heads: int = 4, freq: int = 32):
-            super().__init__()
-            self.heads = heads
-            self.freq = freq
-            self.inp = nn.Linear(c, d)
-            self.t_mlp = nn.Sequential(nn.Linear(freq, d), nn.SiLU(), nn.Linear(d, d))
-            self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
-            self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
-            self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
-            self.qkv = nn.Linear(d, 3 * d)
-            self.proj = nn.Linear(d, d)
-            self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(approximate="tanh"), nn.Linear(4 * d, d))
-            self.ada_final = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
-            self.norm_final = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
-            self.out = nn.Linear(d, c)
-
-        def t_embed(self, t):  # sinusoidal timestep embedding, (B,) -> (B, freq)
-            half = self.freq // 2
-            freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
-            args = t[:, None] * freqs[None]
-            return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-
-        def attn(self, x):
-            b, n, d = x.shape
-            qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-            y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # (B, H, T, dh)
-            return self.proj(y.transpose(1, 2).reshape(b, n, d))
-
-        def forward(self, x, t):  # x (B, T, C) noisy tokens, t (B,) diffusion time
-            c = self.t_mlp(self.t_embed(t))
-            s_msa, sc_msa, g_msa, s_mlp, sc_mlp, g_mlp = self.ada(c).chunk(6, dim=1)
-            h = self.inp(x)
-            h = h + g_msa.unsqueeze(1) * self.attn(modulate(self.norm1(h), s_msa, sc_msa))
-            h = h + g_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(h), s_mlp, sc_mlp))
-            shift, scale = self.ada_final(c).chunk(2, dim=1)
-            return self.out(modulate(self.norm_final(h), shift, scale))
-
-    return DiTBlock()
+    return zoo.padded_particles_inputs(rng, batch, length, 7)
 
 
 def _dit_inputs(rng, batch, length):
-    return {
-        "x": rng.normal(size=(batch, length, 8)).astype(np.float32),
-        "t": rng.uniform(0, 1000, size=(batch,)).astype(np.float32),
-    }
+    from ml4ep.bench import zoo
+
+    return zoo.token_inputs(rng, batch, length, 8)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -316,19 +123,19 @@ def _mlp_inputs(rng, batch, length):
 
 MODELS: dict[str, Spec] = {
     "particlenet": Spec(
-        "particlenet", _particlenet, ("points", "features"), ("logits",),
+        "particlenet", _arch("ParticleNet", c_in=4, k=16, n_classes=5), ("points", "features"), ("logits",),
         {"points": {0: "N", 2: "P"}, "features": {0: "N", 2: "P"}, "logits": {0: "N"}},
         _particlenet_inputs, (32, 100), 64, "EdgeConv k=16, blocks 64/128, 4 features"),
     "interaction_net": Spec(
-        "interaction_net", _interaction_net, ("nodes", "edges"), ("out",),
+        "interaction_net", _arch("InteractionNetwork", f=6, h=32, n_out=3), ("nodes", "edges"), ("out",),
         {"nodes": {0: "N", 1: "V"}, "edges": {1: "E"}, "out": {0: "N"}},
         _interaction_inputs, (10, 37), 30, "interaction network, 6 features, hidden 32, scatter-add"),
     "part_transformer": Spec(
-        "part_transformer", _part_transformer, ("particles", "mask"), ("logits",),
+        "part_transformer", _arch("ParticleTransformer", f=7, d=64, heads=4, layers=2, ffn=128), ("particles", "mask"), ("logits",),
         {"particles": {0: "N", 1: "L"}, "mask": {0: "N", 1: "L"}, "logits": {0: "N"}},
         _transformer_inputs, (16, 50), 64, "TransformerEncoder d=64, 4 heads, 2 layers, padding mask, class token"),
     "dit_block": Spec(
-        "dit_block", _dit_block, ("x", "t"), ("y",),
+        "dit_block", _arch("DiT", c=8, d=64, heads=4, depth=1), ("x", "t"), ("y",),
         {"x": {0: "N", 1: "T"}, "t": {0: "N"}, "y": {0: "N", 1: "T"}},
         _dit_inputs, (16, 40), 32, "DiT block d=64, 4 heads, adaLN-zero style modulation"),
     "lstm": Spec(
@@ -349,15 +156,9 @@ def build(name: str, seed: int = 0):
     """The PyTorch module of ``name`` with deterministic weights and BatchNorm statistics, in eval mode."""
     torch = _torch()
     torch.manual_seed(seed)
-    model = MODELS[name].build()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    return model.eval()
+    from ml4ep.bench import zoo
+
+    return zoo.init_batchnorm(MODELS[name].build())
 
 
 def torch_run(module, spec: Spec, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
