@@ -3,7 +3,7 @@
 Contenders, all on one thread:
 - ``ml4ep-cpp``: ml4ep's generated header timed in a C++ loop (the way experiments call it);
 - ``sofie-cpp``: SOFIE's generated header (``pip install sofie``), same flags, same BLAS (the pip
-  OpenBLAS), timed in the same kind of C++ loop (benchmarks/sofie_anchor.py);
+  OpenBLAS), timed in the same kind of C++ loop (src/ml4ep/bench/sofie.py);
 - ``ml4ep-py``: ``model(x)`` from Python (ctypes);
 - ``onnxruntime``: ``InferenceSession.run`` from Python, intra- and inter-op threads 1;
 - ``torch``: PyTorch eager under ``no_grad``, ``torch.set_num_threads(1)``.
@@ -33,7 +33,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-import sofie_anchor  # noqa: E402
+from ml4ep.bench import sofie as sofie_anchor  # noqa: E402
 from _docs import cpu_model, write_section  # noqa: E402
 
 import ml4ep.infer as mi  # noqa: E402
