@@ -3,21 +3,7 @@ marked section of docs/benchmarks.md."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-
-def write_section(path: Path, name: str, lines: list[str], heading: str = "") -> None:
-    """Replaces the text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` with ``lines``, or appends
-    the section (after ``heading``) when the markers are absent; the rest of the file is kept."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = "\n".join([begin, *lines, end])
-    if begin in text and end in text:
-        pre, rest = text.split(begin, 1)
-        text = pre + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + (heading + "\n\n" if heading else "") + block + "\n"
-    path.write_text(text)
+from ml4ep.bench.report import write_section  # noqa: F401 - shared with `ml4ep bench`
 
 
 def cpu_model() -> str:

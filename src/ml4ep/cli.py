@@ -78,6 +78,30 @@ def _cmd_bdt_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import report as R
+    from .bench.run import Config, run
+
+    try:
+        batches = [int(b) for b in _csv(args.batch)]
+    except ValueError:
+        raise Ml4epError(f"--batch takes comma-separated integers, not {args.batch!r}") from None
+    cfg = Config(models=_csv(args.models), backends=_csv(args.backends), batches=batches, size=args.size,
+                 repeats=args.repeats, block_s=args.block, rounds=args.rounds, check_batch=args.check_batch,
+                 work=args.work)
+    rep = run(cfg, progress=None if args.quiet else lambda text: print(text, file=sys.stderr, flush=True))
+    print(R.table(rep))
+    if args.json:
+        R.write_json(rep, args.json)
+    if args.write:
+        R.write_markdown(rep, args.write)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ml4ep", description="Machine learning for experimental particle physics.")
     p.add_argument("--version", action="version", version=f"ml4ep {__version__}")
@@ -114,6 +138,26 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--tree", help="TTree/RNTuple name (ROOT) or group/compound dataset (HDF5)")
     di.add_argument("--format", choices=["root", "hdf5", "parquet"], help="instead of guessing from the extension")
     di.set_defaults(func=_cmd_data_inspect)
+
+    from .bench.backends import BACKENDS
+    from .bench.zoo import MODEL_NAMES
+
+    be = sub.add_parser("bench", help="CPU time and memory of HEP models (VAE, GNN, transformer, diffusion, ...) "
+                        "across ml4ep, SOFIE, ONNX Runtime, PyTorch and JAX/XLA")
+    be.add_argument("--models", default=",".join(MODEL_NAMES), help=f"comma-separated, of: {', '.join(MODEL_NAMES)}")
+    be.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated, of: {', '.join(BACKENDS)}")
+    be.add_argument("--batch", default="1,64,1024", help="batch sizes; the first is reported as latency, the "
+                    "others as throughput (default 1,64,1024)")
+    be.add_argument("--size", choices=["full", "small"], default="full", help="realistic models or small ones")
+    be.add_argument("--repeats", type=int, default=5, help="timed blocks per batch size and round")
+    be.add_argument("--block", type=float, default=0.2, help="seconds per timed block (at least one call)")
+    be.add_argument("--rounds", type=int, default=1, help="rounds, alternately in order and reversed")
+    be.add_argument("--check-batch", type=int, default=3, help="batch of the cross-check against onnxruntime")
+    be.add_argument("--json", help="write the full results here")
+    be.add_argument("--write", help="write the tables and charts into this markdown file (section 'bench')")
+    be.add_argument("--work", help="keep the exported models, programs and raw results here")
+    be.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    be.set_defaults(func=_cmd_bench)
 
     from .fastsim.cli import add_parsers as add_fastsim
 
