@@ -57,19 +57,6 @@ def _check(model, feeds: dict[str, np.ndarray], rtol: float = 1e-4, label: str =
 # ------------------------------------------------------------------------------------------------------
 # Whole models
 # ------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def hep_exported(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("jax_hep")
-    cache: dict = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = H.export(name, directory)
-        return cache[name]
-
-    return get
-
-
 @pytest.mark.parametrize("name", HEP)
 def test_hep_model(name, hep_exported):
     spec = H.MODELS[name]

@@ -19,30 +19,16 @@ NAMES = sorted(H.MODELS)
 BATCHES = (1, 7, 32)
 
 
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    """Each model exported once per session: name -> ONNX path."""
-    directory = tmp_path_factory.mktemp("hep_models")
-    cache: dict = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = H.export(name, directory)
-        return cache[name]
-
-    return get
-
-
 def _grid(spec):
     lengths = spec.lengths if not spec.quantized else (1,)
     return [(b, n) for b in BATCHES for n in lengths]
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_export_is_sane(name, exported):
+def test_export_is_sane(name, hep_exported):
     """onnxruntime on the export agrees with PyTorch at every batch size and length (the export is dynamic)."""
     spec = H.MODELS[name]
-    path = exported(name)
+    path = hep_exported(name)
     sess = H.ort_session(path, optimize=False)
     rng = np.random.default_rng(11)
     if spec.quantized:
@@ -66,9 +52,9 @@ def test_export_is_sane(name, exported):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_ml4ep_matches_onnxruntime(name, exported):
+def test_ml4ep_matches_onnxruntime(name, hep_exported):
     spec = H.MODELS[name]
-    path = exported(name)
+    path = hep_exported(name)
     try:
         problems = [str(p) for p in mi.check(path)]
     except Ml4epError as exc:  # shape errors and the like: raised, not listed

@@ -145,56 +145,24 @@ def Neg(c: Ctx, x: Array) -> Array:
     return -x
 
 
-def Abs(c: Ctx, x: Array) -> Array:
-    return c.xp.abs(x)
+def _elementwise(op: str, numpy_name: str) -> Callable[..., Array]:
+    """The ONNX unary operator ``op`` that is the function ``numpy_name`` of NumPy / jax.numpy."""
+
+    def f(c: Ctx, x: Array) -> Array:
+        return getattr(c.xp, numpy_name)(x)
+
+    f.__name__ = f.__qualname__ = op
+    return f
 
 
-def Sqrt(c: Ctx, x: Array) -> Array:
-    return c.xp.sqrt(x)
-
-
-def Exp(c: Ctx, x: Array) -> Array:
-    return c.xp.exp(x)
-
-
-def Log(c: Ctx, x: Array) -> Array:
-    return c.xp.log(x)
+# Round: NumPy's and JAX's round half to even, as ONNX does
+Abs, Sqrt, Exp, Log, Floor, Ceil, Round, Sign, Cos, Sin, Tan, Atan = (_elementwise(op, fn) for op, fn in (
+    ("Abs", "abs"), ("Sqrt", "sqrt"), ("Exp", "exp"), ("Log", "log"), ("Floor", "floor"), ("Ceil", "ceil"),
+    ("Round", "round"), ("Sign", "sign"), ("Cos", "cos"), ("Sin", "sin"), ("Tan", "tan"), ("Atan", "arctan")))
 
 
 def Reciprocal(c: Ctx, x: Array) -> Array:
     return (1 / x).astype(x.dtype)
-
-
-def Floor(c: Ctx, x: Array) -> Array:
-    return c.xp.floor(x)
-
-
-def Ceil(c: Ctx, x: Array) -> Array:
-    return c.xp.ceil(x)
-
-
-def Round(c: Ctx, x: Array) -> Array:
-    return c.xp.round(x)  # half to even, as ONNX
-
-
-def Sign(c: Ctx, x: Array) -> Array:
-    return c.xp.sign(x)
-
-
-def Cos(c: Ctx, x: Array) -> Array:
-    return c.xp.cos(x)
-
-
-def Sin(c: Ctx, x: Array) -> Array:
-    return c.xp.sin(x)
-
-
-def Tan(c: Ctx, x: Array) -> Array:
-    return c.xp.tan(x)
-
-
-def Atan(c: Ctx, x: Array) -> Array:
-    return c.xp.arctan(x)
 
 
 def Erf(c: Ctx, x: Array) -> Array:
