@@ -14,6 +14,12 @@
 #include <string>
 #include <vector>
 
+// workspace bytes of one chunk of the batch: a batch-separable model's infer runs its batch in chunks this big,
+// so that intermediates stay in the core's cache (define it to tune; 1 runs one sample at a time)
+#ifndef ML4EP_CHUNK_BYTES
+#define ML4EP_CHUNK_BYTES (1 << 20)
+#endif
+
 // BLAS through the standard CBLAS names; define ML4EP_CBLAS_SGEMM to use a prefixed build
 // (e.g. -DML4EP_CBLAS_SGEMM=scipy_cblas_sgemm for the scipy-openblas32 wheel), or ML4EP_NO_BLAS to use
 // the portable loops below instead.
