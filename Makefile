@@ -30,6 +30,7 @@ test: install
 bench: install
 	$(PY) -m pip install -q -e '.[bench]'
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) benchmarks/infer_latency.py --hep --write docs/benchmarks.md
+	$(VENV)/bin/ml4ep bench --rounds 2 --repeats 3 --json docs/bench_results.json --write docs/benchmarks.md
 	$(PY) benchmarks/data_loader.py --write docs/benchmarks.md
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bdt.py --write docs/benchmarks.md
 	$(PY) benchmarks/fastsim_gflash.py --write docs/benchmarks.md
