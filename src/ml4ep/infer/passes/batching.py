@@ -80,7 +80,7 @@ def batch_layout(g: Graph) -> BatchLayout | None:
         for name, t in g.tensors.items():
             if t.is_const and any(_involves(d, sym, tainted) for d in t.shape):
                 raise _NotSeparable(name)
-        if any(axes[o] != 0 for o in g.outputs):
+        if any(axes.get(o) != 0 for o in g.outputs):
             return None
         batched = []
         for i in g.inputs:
@@ -122,6 +122,9 @@ def _check_node(node: Node, g: Graph, axes: dict, sym: str, tainted: set[str]) -
     batched_in = [a for a in ins if a is not None]
     if not batched_in and all(a is None for a in outs) and op != "ConstantOfShape":
         return  # nothing batched: the same for every sample
+    if batched_in and any(a is None for o, a in zip(node.outputs, outs) if o):
+        # an output without the batch computed from batched inputs depends on particular samples
+        raise _NotSeparable(f"{node.name}: {op} drops the batch")
     rule = _RULES.get(op)
     if rule is None:
         if op in _ELEMENTWISE or op == "Expand":
@@ -169,6 +172,8 @@ def _reshape(node, g, ins, outs, in_rank, out_rank) -> bool:
 
 
 def _nchw(node, g, ins, outs, in_rank, out_rank) -> bool:
+    if int(node.attr("training_mode", 0)):  # BatchNormalization's batch statistics
+        return False
     return ins[0] == 0 and all(a is None for a in ins[1:]) and all(a in (None, 0) for a in outs)
 
 
