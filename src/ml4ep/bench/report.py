@@ -167,9 +167,10 @@ def write_markdown(report: dict, path, section: str = "bench") -> None:
     write_section(path, section, lines, "## HEP inference benchmark (`ml4ep bench`)")
 
 
-def write_section(path: Path, name: str, lines: list[str], heading: str = "") -> None:
+def write_section(path: str | Path, name: str, lines: list[str], heading: str = "") -> None:
     """Replaces the text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` with ``lines``, or appends
     the section (after ``heading``) when the markers are absent; the rest of the file is kept."""
+    path = Path(path)
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     block = "\n".join([begin, *lines, end])
