@@ -4,15 +4,4 @@ marked section of docs/benchmarks.md."""
 from __future__ import annotations
 
 from ml4ep.bench.report import write_section  # noqa: F401 - shared with `ml4ep bench`
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo ("unknown" elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
+from ml4ep.bench.run import cpu_model  # noqa: F401

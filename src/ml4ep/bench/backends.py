@@ -207,7 +207,7 @@ def build_sofie(path: Path, model: BenchModel, feeds: dict, ref: list[np.ndarray
         casts.append(f"f.in{k}.data()")
     ns = gen["namespace"]
     weights = gen["session_ctor_arg"]
-    ctor = [cpp_string(weights)] + ["static_cast<std::size_t>(b)"] * len(gen["session_dims"])
+    ctor = [sofie._cpp_string(weights)] + ["static_cast<std::size_t>(b)"] * len(gen["session_dims"])
     args = ["static_cast<std::size_t>(b)"] * len(gen["infer_dims"]) + casts
     src = work / "bench_main.cpp"
     cpp.write_program(src, "SOFIE", Path(gen["header"]).name, ins, outs, load="",
@@ -217,10 +217,6 @@ def build_sofie(path: Path, model: BenchModel, feeds: dict, ref: list[np.ndarray
     exe = work / "bench_sofie"
     cpp.compile_program(src, exe, gen["include_dirs"], blas_defines)
     return {"exe": exe, "inputs": ins, "outputs": outs, "build_s": time.perf_counter() - t0}
-
-
-def cpp_string(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 CPP_BACKENDS = {"ml4ep-cpp": build_ml4ep_cpp, "sofie": build_sofie}

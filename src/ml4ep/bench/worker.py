@@ -100,7 +100,7 @@ def _python(job: dict, model, feeds: dict) -> dict:
     out = run(arrays[job["check_batch"]])
     first_s = time.perf_counter() - t0
     res = {"load_s": load_s, "first_s": first_s}
-    if not _check(job, out, res):
+    if not _check(job, out, _load_ref(job), res):
         return res
     res["batches"] = {str(b): _time_blocks(run, arrays[b], job["repeats"], job["block_s"]) for b in job["batches"]}
     res.update(base_kb=base, peak_kb=status_kb("VmHWM:"))
@@ -119,7 +119,7 @@ def _cpp(job: dict, model, feeds: dict) -> dict:
     timeout = job.get("timeout", 3600)
     first = cpp.run_program(built["exe"], work, check, [], 1, 0.0, timeout)  # the check batch only
     res = {"build_s": built["build_s"], "load_s": first["load_s"], "first_s": first["first_s"]}
-    if not _check(job, cpp.read_outputs(work, built["outputs"], check), res):
+    if not _check(job, cpp.read_outputs(work, built["outputs"], check), ref, res):
         return res
     timed = cpp.run_program(built["exe"], work, check, job["batches"], job["repeats"], job["block_s"], timeout)
     res.update(batches=timed["batches"], base_kb=timed["base_kb"], peak_kb=timed["peak_kb"])
@@ -133,8 +133,8 @@ def _load_ref(job: dict) -> list:
         return [z[f"out{k}"] for k in range(len(z.files))]
 
 
-def _check(job: dict, out: list, res: dict) -> bool:
-    ok, diff, msg = compare(out, _load_ref(job), job["rtol"])
+def _check(job: dict, out: list, ref: list, res: dict) -> bool:
+    ok, diff, msg = compare(out, ref, job["rtol"])
     res["max_diff"] = diff
     if not ok:
         res.update(status="mismatch", reason=f"outputs differ from onnxruntime at batch {job['check_batch']}: {msg}")

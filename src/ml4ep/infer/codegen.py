@@ -173,9 +173,7 @@ def generate(g: Graph, name: str, plan: Plan, module: str | None = None) -> Gene
     for s in syms:
         decl.append(f"  if ({D.cpp_name(s)} < 0) throw std::invalid_argument(\"{name}: dimension '{s}' is negative\");\n")
     for dname, poly in g.derived.defs.items():  # symbols standing for sums of monomials (L + 1, ...)
-        terms = " + ".join(
-            D.cpp(D.Dim.make(c, k)) if k else f"int64_t({c})" for k, c in poly.items())
-        decl.append(f"  const int64_t {D.cpp_name(dname)} = {terms};\n")
+        decl.append(_derived_decl(dname, poly))
     runtime = list(g.derived.runtime)
     for rname in runtime:  # data-dependent dimensions: set by the node that finds them (NonZero, ...)
         decl.append(f"  int64_t {D.cpp_name(rname)} = 0;\n")
@@ -276,6 +274,12 @@ class Model {{
     return Generated(name, header, bridge, weights, meta, _example(g, name), _cmake(name), model_id)
 
 
+def _derived_decl(name: str, poly: dict) -> str:
+    """The C++ declaration of a derived symbol from its polynomial in the input symbols."""
+    terms = " + ".join(D.cpp(D.Dim.make(c, k)) if k else f"int64_t({c})" for k, c in poly.items())
+    return f"  const int64_t {D.cpp_name(name)} = {terms};\n"
+
+
 def _chunked_infer(g: Graph, plan: Plan, layout: "batching.BatchLayout", params: str) -> str:
     """``infer`` of a batch-separable model: the batch in chunks of at most ML4EP_CHUNK_BYTES of workspace."""
     sym = layout.symbol
@@ -283,9 +287,7 @@ def _chunked_infer(g: Graph, plan: Plan, layout: "batching.BatchLayout", params:
     per = [D.cpp(D.Dim.make(c, tuple((s, p) for s, p in key if s != sym))) for key, c in plan.groups.items()
            if (sym, 1) in key and c]
     used = {s for key in plan.groups for s, _ in key if s != sym}
-    derived = [f"  const int64_t {D.cpp_name(dn)} = "
-               + " + ".join(D.cpp(D.Dim.make(c, k)) if k else f"int64_t({c})" for k, c in poly.items())
-               + f";\n  (void){D.cpp_name(dn)};\n"
+    derived = [_derived_decl(dn, poly) + f"  (void){D.cpp_name(dn)};\n"
                for dn, poly in g.derived.defs.items() if dn in used]
     args = []
     for i, batched in zip(g.inputs, layout.batched_inputs):
