@@ -26,9 +26,9 @@ import numpy as np
 
 from . import register
 from .common import broadcast_index_plan, norm_axis
-from .elementwise import _f
 from .reduce import row_reduce
 from .. import dims as D
+from ..literals import literal
 from ...errors import ShapeError
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ QB = 256
 # multiply-adds of one Q K^T block from which float32 blocks go to BLAS
 BLAS_MIN_WORK = 1 << 15
 LANES = 32
-NEG_INF = "-std::numeric_limits<{}>::infinity()"
 
 
 def _err(node: "Node", msg: str) -> ShapeError:
@@ -57,10 +56,6 @@ def _is_float(dt) -> bool:
 
 def _acc_type(*dtypes) -> str:
     return "double" if any(np.dtype(d) == np.float64 for d in dtypes) else "float"
-
-
-def _lit(x: float, ct: str) -> str:
-    return _f(x) if ct == "float" else repr(float(x))
 
 
 def _mul(a: str, b: D.DimLike) -> str:
@@ -283,7 +278,7 @@ def _scale(node: "Node", a: _Att, dtype) -> str:
         r = float(np.asarray(np.sqrt(float(s))).astype(dtype).astype(np.float64))
     except (TypeError, ValueError):
         r = float(np.sqrt(float(s)))
-    return repr(r * r)
+    return literal(r * r, "double")
 
 
 def _emit_attention(node: "Node", cg: "Emitter") -> str:
@@ -292,7 +287,7 @@ def _emit_attention(node: "Node", cg: "Emitter") -> str:
     y, pres_k, pres_v, qk_out = (_out(node, i) for i in range(4))
     qt, kt, vt = cg.ctype(qn), cg.ctype(kn), cg.ctype(vn)
     ft = _acc_type(cg.dtype(qn), cg.dtype(kn), cg.dtype(vn))
-    ninf = NEG_INF.format(ft)
+    ninf = literal(-np.inf, ft)
     mode = int(node.attr("qk_matmul_output_mode", 0))
     softcap = float(node.attr("softcap", 0.0) or 0.0)
     causal = bool(int(node.attr("is_causal", 0)))
@@ -434,7 +429,7 @@ def _emit_attention(node: "Node", cg: "Emitter") -> str:
     if qk_out and mode == 0:  # the raw product (as the specification and onnxruntime; the reference soft-caps it)
         code += qk_copy
     if softcap > 0:
-        c = _lit(softcap, ft)
+        c = literal(softcap, ft)
         th = "ml4ep_rt::tanhf" if ft == "float" else "std::tanh"
         code += f"{ind}for (int64_t j = 0; j < {T}; ++j) srow[j] = {c} * {th}(srow[j] / {c});\n"
     if qk_out and mode == 1:
@@ -756,7 +751,7 @@ def _emit_rms(node: "Node", cg: "Emitter") -> str:
     xt = cg.ctype(x)
     ft = "double" if int(node.attr("stash_type", 1)) == 11 or cg.dtype(x) == np.float64 else "float"
     eps = float(node.attr("epsilon", 1e-5))
-    n = _lit(float(ext), ft) if D.is_static(ext) else f"static_cast<{ft}>({D.cpp(ext)})"
+    n = literal(int(ext), ft) if D.is_static(ext) else f"static_cast<{ft}>({D.cpp(ext)})"
     wv = cg.const(w)
     wshape = tuple(cg.shape(w))
     code = ""
@@ -794,7 +789,7 @@ def _emit_rms(node: "Node", cg: "Emitter") -> str:
         f"  {xt}* __restrict yr = {cg.ptr(y)} + {_mul('o', ext)};\n"
         + row_reduce("ss", ft, ext, lambda r: f"static_cast<{ft}>(xr[{r}]) * static_cast<{ft}>(xr[{r}])",
                      _add, "0", "  ")
-        + f"  const {ft} inv = {ft}(1) / std::sqrt(ss / {n} + {_lit(eps, ft)});\n"
+        + f"  const {ft} inv = {ft}(1) / std::sqrt(ss / {n} + {literal(eps, ft)});\n"
         + body
         + "}\n"
     )

@@ -15,6 +15,7 @@ import numpy as np
 from . import register
 from .common import CTYPES, ONNX_DTYPES, broadcast_shapes, emit_broadcast, emit_view_copy
 from .. import dims as D
+from ..literals import is_floating, literal
 from ...errors import ShapeError
 
 if TYPE_CHECKING:
@@ -22,21 +23,17 @@ if TYPE_CHECKING:
     from ..graph import Graph, Node
 
 
-def _f(x: float) -> str:
-    """A float literal for C++."""
-    r = repr(float(np.float32(x)))
-    if r in ("inf", "-inf"):
-        return "std::numeric_limits<float>::infinity()" if r == "inf" else "-std::numeric_limits<float>::infinity()"
-    if "e" not in r and "." not in r:
-        r += ".0"
-    return r + "f"
-
-
 # ------------------------------------------------------------------------------------------------------
 # unary ops: C++ scalar expression of the input value x (float unless stated)
 
-def unary_expr(op: str, attrs: dict[str, Any], x: str) -> str:
+def unary_expr(op: str, attrs: dict[str, Any], x: str, ct: str = "float") -> str:
+    """``op`` applied to the C++ value ``x``; its constants are literals of ``ct`` (the fixed ``0.0f``-style
+    ones become double through :func:`double_expr`)."""
     a = attrs
+
+    def _f(v) -> str:  # an attribute (float32 in ONNX) or a value computed from them, rounded to float32
+        return literal(np.float32(v), ct)
+
     if op == "Relu":
         return f"std::max({x}, 0.0f)"
     if op == "LeakyRelu":
@@ -101,8 +98,8 @@ def unary_expr(op: str, attrs: dict[str, Any], x: str) -> str:
         return (f"(std::max({x}, 0.0f) + std::min(0.0f, {_f(al)} * std::expm1({x} * {_f(1.0 / al)})))"
                 if al != 1.0 else f"(std::max({x}, 0.0f) + std::min(0.0f, std::expm1({x})))")
     if op == "Shrink":
-        lam, bias = _f(a.get("lambd", 0.5)), _f(a.get("bias", 0.0))
-        return f"({x} < -{lam} ? {x} + {bias} : ({x} > {lam} ? {x} - {bias} : 0.0f))"
+        lam, bias = np.float32(a.get("lambd", 0.5)), np.float32(a.get("bias", 0.0))
+        return f"({x} < {_f(-lam)} ? {x} + {_f(bias)} : ({x} > {_f(lam)} ? {x} - {_f(bias)} : 0.0f))"
     if op == "Not":
         return f"(!{x})"
     if op == "Identity":
@@ -111,17 +108,11 @@ def unary_expr(op: str, attrs: dict[str, Any], x: str) -> str:
         lo, hi = a.get("min"), a.get("max")
         e = x
         if lo is not None:
-            e = f"({e} < {_lit(lo)} ? {_lit(lo)} : {e})"
+            e = f"({e} < {literal(lo, ct)} ? {literal(lo, ct)} : {e})"
         if hi is not None:
-            e = f"({e} > {_lit(hi)} ? {_lit(hi)} : {e})"
+            e = f"({e} > {literal(hi, ct)} ? {literal(hi, ct)} : {e})"
         return e
     raise KeyError(op)
-
-
-def _lit(v) -> str:
-    if isinstance(v, (float, np.floating)):
-        return _f(v)
-    return f"({v})"
 
 
 _STD_FN = {
@@ -154,9 +145,8 @@ def _emit_unary(node: "Node", cg: "Emitter") -> str:
             v = cg.const(node.input(idx))
             if v is not None:
                 attrs[key] = np.asarray(v).reshape(-1)[0].item()
-        cast = float if ct == "float" else int
-        attrs = {k: cast(v) for k, v in attrs.items() if k in ("min", "max")}
-    expr = unary_expr(node.op_type, attrs, "v")
+        attrs = {k: v for k, v in attrs.items() if k in ("min", "max")}
+    expr = unary_expr(node.op_type, attrs, "v", ct)
     if ct == "double":
         expr = double_expr(expr)
     n = cg.numel(y)
@@ -196,7 +186,7 @@ def _check_float_any(node: "Node", g: "Graph"):
 def _emit_float_any(node: "Node", cg: "Emitter") -> str:
     x, y = node.inputs[0], node.outputs[0]
     f = "double" if cg.dtype(x) == np.float64 else "float"
-    expr = unary_expr(node.op_type, node.attrs, "v")
+    expr = unary_expr(node.op_type, node.attrs, "v", f)
     return (
         f"for (int64_t i = 0; i < {cg.numel(y)}; ++i) {{ const {f} v = static_cast<{f}>({cg.ptr(x)}[i]); "
         f"{cg.ptr(y)}[i] = static_cast<{cg.ctype(y)}>({expr}); }}\n"
@@ -249,8 +239,7 @@ def _emit_isx(node: "Node", cg: "Emitter") -> str:
         expr = "(v != v)"
     else:
         neg, pos = int(node.attrs.get("detect_negative", 1)), int(node.attrs.get("detect_positive", 1))
-        inf = f"std::numeric_limits<{f}>::infinity()"
-        expr = " || ".join([f"v == {inf}"] * pos + [f"v == -{inf}"] * neg) or "false"
+        expr = " || ".join([f"v == {literal(np.inf, f)}"] * pos + [f"v == {literal(-np.inf, f)}"] * neg) or "false"
     return (
         f"for (int64_t i = 0; i < {cg.numel(y)}; ++i) {{ const {f} v = static_cast<{f}>({cg.ptr(x)}[i]); "
         f"{cg.ptr(y)}[i] = {expr}; }}\n"
@@ -429,10 +418,13 @@ def _emit_binary(node: "Node", cg: "Emitter") -> str:
     elif op in VARIADIC:
         if op in ("Sum", "Mean"):
             n = len(node.inputs)
-            scale = f" * {_f(1.0 / n)}" if op == "Mean" else ""
+            acc = "double" if cg.ctype(node.outputs[0]) == "double" else "float"
+            scale = f" * {literal(1.0 / n, acc)}" if op == "Mean" else ""
             fn = lambda v: "(" + " + ".join(v) + ")" + scale  # noqa: E731
         else:
             f2 = BINARY_EXPR[op]
+            if is_floating(cg.ctype(node.outputs[0])):  # a NaN operand wins, as np.maximum / np.minimum
+                f2 = lambda e, x, f2=f2: f"({x} != {x} ? {x} : {f2(e, x)})"  # noqa: E731
 
             def fn(v):
                 e = v[0]

@@ -16,6 +16,7 @@ from . import register
 from .common import broadcast_shapes, emit_broadcast
 from .elementwise import unary_expr
 from .. import dims as D
+from ..literals import literal
 from ...errors import ShapeError
 
 if TYPE_CHECKING:
@@ -93,33 +94,31 @@ def _emit_gemm(node: "Node", cg: "Emitter") -> str:
     bv = cg.const(b)
     cv = cg.const(c) if c else None
     if bv is not None and (not c or cv is not None):
-        w = (bv.T if tb else bv).astype(np.float32) * np.float32(alpha)
+        with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN products, as at run time
+            w = (bv.T if tb else bv).astype(np.float32) * np.float32(alpha)
         k = w.shape[0]
         bias = None
         if c:
-            full = np.broadcast_to(cv.astype(np.float32) * np.float32(beta), (1, n) if cv.ndim < 2 or cv.shape[0] == 1
-                                   else cv.shape)
+            with np.errstate(over="ignore", invalid="ignore"):
+                cb = cv.astype(np.float32) * np.float32(beta)
+            full = np.broadcast_to(cb, (1, n) if cv.ndim < 2 or cv.shape[0] == 1 else cv.shape)
             if full.shape[0] == 1:
                 bias = full.reshape(-1)
             else:  # a full (M, N) bias: add it after the product
                 code = _dense(cg, node, cg.ptr(a), m, k, n, w, None, cg.ptr(y), bool(ta), with_act=False)
-                code += emit_broadcast(cg, y, [y, c], lambda v: f"{v[0]} + {_fl(beta)} * {v[1]}")
+                code += emit_broadcast(cg, y, [y, c], lambda v: f"{v[0]} + {literal(beta, 'float')} * {v[1]}")
                 code += _act_pass(cg, node, y)
                 return code
         return _dense(cg, node, cg.ptr(a), m, k, n, w, bias, cg.ptr(y), bool(ta))
     # general case: both operands at run time
     k = cg.shape(a)[0 if ta else 1]
     code = (
-        f"ml4ep_rt::gemm({D.cpp(m)}, {D.cpp(n)}, {D.cpp(k)}, {_fl(alpha)}, {cg.ptr(a)}, {'true' if ta else 'false'}, "
+        f"ml4ep_rt::gemm({D.cpp(m)}, {D.cpp(n)}, {D.cpp(k)}, {literal(alpha, 'float')}, {cg.ptr(a)}, {'true' if ta else 'false'}, "
         f"{cg.ptr(b)}, {'true' if tb else 'false'}, 0.0f, {cg.ptr(y)});\n"
     )
     if c:
-        code += emit_broadcast(cg, y, [y, c], lambda v: f"{v[0]} + {_fl(beta)} * {v[1]}")
+        code += emit_broadcast(cg, y, [y, c], lambda v: f"{v[0]} + {literal(beta, 'float')} * {v[1]}")
     return code + _act_pass(cg, node, y)
-
-
-def _fl(x: float) -> str:
-    return repr(float(np.float32(x))) + "f"
 
 
 def _act_pass(cg: "Emitter", node: "Node", y: str) -> str:

@@ -21,6 +21,7 @@ from .common import const_ints, norm_axis
 from .conv import check_auto_pad, err, static_spatial
 from .pool import PoolGeom
 from .. import dims as D
+from ..literals import literal
 
 if TYPE_CHECKING:
     from ..codegen import Emitter
@@ -44,10 +45,6 @@ def _float_check(node: "Node", g: "Graph", idx=(0,)) -> str | None:
 def _acc(cg: "Emitter", name: str) -> str:
     """The C++ type arithmetic on elements of ``name`` runs in."""
     return "double" if cg.dtype(name) == np.float64 else "float"
-
-
-def _lit(v: float, a: str) -> str:
-    return repr(float(np.float32(v))) + "f" if a == "float" else repr(float(v))
 
 
 def _str_attr(node: "Node", key: str, default: str) -> str:
@@ -108,7 +105,7 @@ def _emit_gridsample(node: "Node", cg: "Emitter") -> str:
     sizes = [int(d) for d in xs[2:]]
     mode, pad, align = _gs_attrs(node)
     a = _acc(cg, x)
-    L = lambda v: _lit(v, a)  # noqa: E731
+    L = lambda v: literal(v, a)  # noqa: E731
     ct, gct = cg.ctype(x), cg.ctype(gname)
     taps = {"nearest": 1, "linear": 2, "cubic": 4}[mode]
     p_out = D.prod(gs[1:-1])
@@ -174,7 +171,8 @@ def _emit_gridsample(node: "Node", cg: "Emitter") -> str:
                 body.append(f"cubic(x{k} - f{k}, w{k});")
         # the padding rule for each tap
         fix = {
-            "zeros": f"if (i{k}[t] < 0 || i{k}[t] >= {size}) {{ i{k}[t] = 0; w{k}[t] = {L(0)}; }}",
+            # outside: index -1, read as the padding 0 (never the pixel at 0: an inf or NaN there times 0 is NaN)
+            "zeros": f"if (i{k}[t] < 0 || i{k}[t] >= {size}) i{k}[t] = -1;",
             "border": f"i{k}[t] = std::min<int64_t>(std::max<int64_t>(i{k}[t], 0), {size - 1});",
             "reflection": (f"i{k}[t] = std::min<int64_t>(std::max<int64_t>(static_cast<int64_t>("
                            f"reflect(static_cast<{a}>(i{k}[t]), {L(lo)}, {L(hi)})), 0), {size - 1});"),
@@ -191,7 +189,10 @@ def _emit_gridsample(node: "Node", cg: "Emitter") -> str:
         depth += 1
     w = " * ".join(f"w{k}[t{k}]" for k in range(nsp))
     off = " + ".join(f"i{k}[t{k}] * {st[k]}" if st[k] != 1 else f"i{k}[t{k}]" for k in range(nsp))
-    inner.append("  " * depth + f"acc += {w} * static_cast<{a}>(xc[{off}]);")
+    val = f"static_cast<{a}>(xc[{off}])"
+    if pad == "zeros":
+        val = f"({' && '.join(f'i{k}[t{k}] >= 0' for k in range(nsp))} ? {val} : {L(0)})"
+    inner.append("  " * depth + f"acc += {w} * {val};")
     for d in range(depth - 1, 0, -1):
         inner.append("  " * d + "}")
     inner.append(f"  {cg.ptr(y)}[(n * {c} + c) * {D.cpp(p_out)} + p] = static_cast<{ct}>(acc);")
@@ -295,7 +296,7 @@ def _emit_lppool(node: "Node", cg: "Emitter") -> str:
     x, y = node.inputs[0], node.outputs[0]
     a, ct = _acc(cg, x), cg.ctype(x)
     p = float(node.attr("p", 2))
-    L = lambda v: _lit(v, a)  # noqa: E731
+    L = lambda v: literal(v, a)  # noqa: E731
     if p == 1.0:
         term, fin = "std::abs(v)", "acc"
     elif p == 2.0:
@@ -570,7 +571,7 @@ def _emit_roialign(node: "Node", cg: "Emitter") -> str:
     half = _str_attr(node, "coordinate_transformation_mode", "half_pixel") == "half_pixel"
     is_max = _str_attr(node, "mode", "avg") == "max"
     a, ct = _acc(cg, x), cg.ctype(x)
-    L = lambda v: _lit(v, a)  # noqa: E731
+    L = lambda v: literal(v, a)  # noqa: E731
     nr = cg.shape(rois)[0]
     off = L(0.5 if half else 0.0)
     grid_h = str(sr) if sr > 0 else f"static_cast<int64_t>(std::ceil(rh / {L(oh)}))"
@@ -689,7 +690,7 @@ def _emit_deform(node: "Node", cg: "Emitter") -> str:
     c, h, w, m, cpg, kh, kw = gm["c"], gm["h"], gm["w"], gm["m"], gm["cg"], gm["kh"], gm["kw"]
     oh, ow, og, group = gm["oh"], gm["ow"], gm["og"], gm["group"]
     a, ct = _acc(cg, x), cg.ctype(x)
-    L = lambda v: _lit(v, a)  # noqa: E731
+    L = lambda v: literal(v, a)  # noqa: E731
     mpg, cpog = m // group, c // og
     bias = f"static_cast<{a}>({cg.ptr(node.inputs[3])}[mo])" if node.input(3) else L(0)
     mask = (f"static_cast<{a}>({cg.ptr(node.inputs[4])}[((n * {og * kh * kw} + gi * {kh * kw} + ki * {kw} + kj) "

@@ -27,6 +27,7 @@ from onnx import helper
 from . import register
 from .common import const_ints, ctype, norm_axis, strides
 from .. import dims as D
+from ..literals import literal
 from ...errors import ShapeError
 
 if TYPE_CHECKING:
@@ -68,20 +69,6 @@ def _is_float(dtype) -> bool:
     dt = np.dtype(dtype)
     return dt.kind == "f" or dt.name == "bfloat16"
 
-
-def _lit(dtype, v: int) -> str:
-    """C++ literal of the small integer ``v`` in the C++ type of ``dtype``."""
-    dt = np.dtype(dtype)
-    if dt == np.bool_:
-        return "true" if v else "false"
-    if dt == np.float64:
-        return f"{v}.0"
-    if dt == np.float32:
-        return f"{v}.0f"
-    ct = ctype(dt)
-    if _is_float(dt):
-        return f"static_cast<{ct}>({v}.0f)"
-    return f"static_cast<{ct}>({v})"
 
 
 def _mul(a: str, d) -> str:
@@ -507,7 +494,7 @@ def _emit_trilu(node: "Node", cg: "Emitter") -> str:
     upper = int(node.attr("upper", 1)) != 0
     keep = f"j - r >= {k}" if upper else f"j - r <= {k}"
     xp, yp = cg.ptr(x), cg.ptr(y)
-    zero = _lit(cg.dtype(y), 0)
+    zero = literal(0, cg.dtype(y))
     mat = D.norm(rows * cols)
     return (
         f"for (int64_t b = 0; b < {D.cpp(batch)}; ++b)\n"
@@ -545,7 +532,7 @@ def _emit_eyelike(node: "Node", cg: "Emitter") -> str:
     return (
         f"for (int64_t r = 0; r < {D.cpp(rows)}; ++r)\n"
         f"  for (int64_t j = 0; j < {D.cpp(cols)}; ++j) {cg.ptr(y)}[{_sum([_mul('r', cols), 'j'])}] = "
-        f"(j - r == {k}) ? {_lit(dt, 1)} : {_lit(dt, 0)};\n"
+        f"(j - r == {k}) ? {literal(1, dt)} : {literal(0, dt)};\n"
     )
 
 
@@ -589,7 +576,7 @@ def _emit_cum(node: "Node", cg: "Emitter") -> str:
     ct, a = cg.ctype(y), _acc(dt)
     prod = node.op_type == "CumProd"
     op = "*" if prod else "+"
-    init = _lit(dt, 1 if prod else 0)
+    init = literal(1 if prod else 0, dt)
     exclusive = int(node.attr("exclusive", 0)) != 0
     reverse = int(node.attr("reverse", 0)) != 0
     n_c = D.cpp(n)

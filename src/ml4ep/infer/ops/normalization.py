@@ -15,10 +15,10 @@ import numpy as np
 
 from . import register
 from .common import check_floating, norm_axis
-from .elementwise import _f
 from .gemm import activation_code
 from .reduce import row_reduce
 from .. import dims as D
+from ..literals import literal
 from ...errors import ShapeError
 
 if TYPE_CHECKING:
@@ -43,12 +43,12 @@ def _mul(a: str, b: D.DimLike) -> str:
 
 def _row_stats(ext: D.DimLike, eps: float, ind: str) -> str:
     """Statements computing ``mean`` and ``inv`` (1 / standard deviation) of the row ``xr[0:ext]``."""
-    n = _f(float(ext)) if D.is_static(ext) else f"static_cast<float>({D.cpp(ext)})"
+    n = literal(int(ext), "float") if D.is_static(ext) else f"static_cast<float>({D.cpp(ext)})"
     return (
         row_reduce("s", "float", ext, lambda r: f"xr[{r}]", _add, "0.0f", ind)
         + f"{ind}const float mean = s / {n};\n"
         + row_reduce("q", "float", ext, lambda r: f"(xr[{r}] - mean) * (xr[{r}] - mean)", _add, "0.0f", ind)
-        + f"{ind}const float inv = 1.0f / std::sqrt(q / {n} + {_f(eps)});\n"
+        + f"{ind}const float inv = 1.0f / std::sqrt(q / {n} + {literal(eps, 'float')});\n"
     )
 
 
@@ -116,7 +116,7 @@ def _emit_bn(node: "Node", cg: "Emitter") -> str:
         sp, bp_, mp, vp = (cg.ptr(i) for i in node.inputs[1:5])
         decl = ""
         coef = (
-            f"    const float a = {sp}[c] / std::sqrt({vp}[c] + {_f(eps)});\n"
+            f"    const float a = {sp}[c] / std::sqrt({vp}[c] + {literal(eps, 'float')});\n"
             f"    const float b = {bp_}[c] - {mp}[c] * a;\n"
         )
     if inner == 1:
@@ -339,8 +339,8 @@ def _emit_lrn(node: "Node", cg: "Emitter") -> str:
     xp, yp, yt = cg.ptr(x), cg.ptr(y), cg.ctype(y)
     return f"""{ft}* __restrict s = {cg.workspace(0, ft)};
 const int64_t C = {c}, E = {ext};
-const {ft} a_over_n = static_cast<{ft}>({alpha!r} / {size}), beta = static_cast<{ft}>({beta!r});
-const {ft} bias = static_cast<{ft}>({bias!r});
+const {ft} a_over_n = {literal(alpha / size, ft)}, beta = {literal(beta, ft)};
+const {ft} bias = {literal(bias, ft)};
 for (int64_t b = 0; b < {n}; ++b) {{
   const auto* __restrict xb = {xp} + b * C * E;
   {yt}* __restrict yb = {yp} + b * C * E;

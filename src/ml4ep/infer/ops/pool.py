@@ -17,6 +17,7 @@ import numpy as np
 from . import register
 from .conv import Nest, check_auto_pad, err, spatial_attr, static_spatial, to3, window_geometry
 from .. import dims as D
+from ..literals import literal
 
 if TYPE_CHECKING:
     from ..codegen import Emitter
@@ -106,13 +107,6 @@ def _infer_pool(node: "Node", g: "Graph"):
     return [(g.t(node.inputs[0]).dtype, geo.out_shape)]
 
 
-def _lit(v: float, ct: str) -> str:
-    """A floating-point literal of C++ type ``ct``."""
-    if ct == "float":
-        return repr(float(np.float32(v))) + "f"
-    return repr(float(v))
-
-
 def _lowest(ct: str) -> str:
     return f"std::numeric_limits<{ct}>::lowest()"
 
@@ -144,7 +138,7 @@ def _emit_pool(node: "Node", cg: "Emitter") -> str:
     isp = int(np.prod(geo.ins))
     lines = [f"// {'max' if is_max else 'average'} pooling: kernel {geo.ks}, strides {geo.st}, "
              f"dilations {geo.dl}, pads {geo.pb} / {geo.pe}"]
-    pad_value = _lowest(ct) if is_max else f"{ct}(0)"
+    pad_value = _lowest(ct) if is_max else literal(0, ct)
     per_plane = [f"const {ct}* __restrict xp = {cg.ptr(x)} + p * {isp};",
                  f"{ct}* __restrict yp = {cg.ptr(y)} + p * {osp};"]
     if _needs_pad(geo):
@@ -177,7 +171,7 @@ def _emit_pool(node: "Node", cg: "Emitter") -> str:
             counts = [[h - lo_ for lo_, h in zip(*geo.taps(a))] for a in range(3)]
         div = np.einsum("i,j,k->ijk", *[np.asarray(c_, dtype=np.float64) for c_ in counts]).reshape(-1)
         if np.all(div == div[0]):
-            fin = f"acc * {_lit(1.0 / float(div[0]), ct)}"
+            fin = f"acc * {literal(1.0 / float(div[0]), ct)}"
         else:
             inv = np.where(div > 0, 1.0 / np.maximum(div, 1), 0.0).astype(cg.dtype(x))
             lines.append(f"const {ct}* __restrict inv = {cg.weight(inv, f'{node.name}.inv_count')};")
@@ -221,8 +215,8 @@ def _emit_global(node: "Node", cg: "Emitter") -> str:
         init, comb = _lowest(ct), "std::max({a}, {b})"
         fin = "r"
     else:
-        init, comb = f"{ct}(0)", "{a} + {b}"
-        fin = f"r * {_lit(1.0 / n, ct)}"
+        init, comb = literal(0, ct), "{a} + {b}"
+        fin = f"r * {literal(1.0 / n, ct)}"
     if lanes == 1:
         red = [f"{ct} r = {init};",
                f"for (int64_t e = 0; e < {n}; ++e) r = {comb.format(a='r', b='xp[e]')};"]

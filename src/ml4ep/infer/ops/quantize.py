@@ -26,6 +26,7 @@ from onnx import helper
 from . import register
 from .common import CTYPES, broadcast_index_plan, norm_axis
 from .. import dims as D
+from ..literals import literal
 from ...errors import ShapeError
 
 if TYPE_CHECKING:
@@ -215,8 +216,8 @@ def _emit_q(node: "Node", cg: "Emitter") -> str:
     def body(xv, yv, vals):
         zp = f" + {vals[1]}" if len(vals) > 1 else ""
         # max(lo, v) first: a NaN v gives lo (the reference's int cast then clip)
-        return (f"{yv} = static_cast<{ty}>(std::min(std::max({f}({lo}), std::nearbyint(static_cast<{f}>({xv}) / "
-                f"{vals[0]}){zp}), {f}({hi})));")
+        return (f"{yv} = static_cast<{ty}>(std::min(std::max({literal(lo, f)}, std::nearbyint(static_cast<{f}>({xv}) / "
+                f"{vals[0]}){zp}), {literal(hi, f)}));")
 
     return _emit_affine(node, cg, params, body, f)
 

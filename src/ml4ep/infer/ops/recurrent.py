@@ -24,6 +24,7 @@ import numpy as np
 
 from . import register
 from .. import dims as D
+from ..literals import literal
 from ...errors import ShapeError
 
 if TYPE_CHECKING:
@@ -197,19 +198,10 @@ def _workspace(node: "Node", g: "Graph"):
 # code printing helpers
 
 
-def _lit(v: float, ct: str) -> str:
-    r = repr(float(np.float32(v))) if ct == "float" else repr(float(v))
-    if r in ("inf", "-inf", "nan"):
-        return f"std::numeric_limits<{ct}>::infinity()" if r == "inf" else f"-std::numeric_limits<{ct}>::infinity()"
-    if "e" not in r and "." not in r:
-        r += ".0"
-    return r + ("f" if ct == "float" else "")
-
-
 def _act(act: tuple[str, float, float], v: str, ct: str) -> str:
     name, a, b = act
     f = ct == "float"
-    L = lambda x: _lit(x, ct)  # noqa: E731
+    L = lambda x: literal(x, ct)  # noqa: E731
     exp = "ml4ep_rt::expf" if f else "std::exp"
     tanh = "ml4ep_rt::tanhf" if f else "std::tanh"
     if name == "relu":
@@ -250,7 +242,7 @@ def _matmul(fast: bool, ct: str, M: D.DimLike, N: int, K: int, a: str, a_ct: str
         if D.is_static(M):
             return small if int(M) <= SMALL_M else big
         return f"if ({D.cpp(M)} <= {SMALL_M}) {{\n{_ind(small)}}} else {{\n{_ind(big)}}}\n"
-    zero = _lit(0, ct)
+    zero = literal(0, ct)
     return (
         f"for (int64_t m = 0; m < {D.cpp(M)}; ++m) {{\n"
         f"  {ct}* __restrict yr = {y} + m * {N};\n"
@@ -354,7 +346,7 @@ def _emit_prep(node: "Node", cg: "Emitter", p: _Params, ct: str, ctd: np.dtype) 
                 f"  for (int64_t j = 0; j < {H}; ++j) bd[{GH} + j] = static_cast<{ct}>(bs[{GH + 2 * H} + j]);\n"
             )
         else:
-            code += f"  for (int64_t j = 0; j < {H}; ++j) bd[{GH} + j] = {_lit(0, ct)};\n"
+            code += f"  for (int64_t j = 0; j < {H}; ++j) bd[{GH} + j] = {literal(0, ct)};\n"
         code += "}\n"
     return code, wt, rt, bias
 
@@ -376,7 +368,7 @@ def _emit(node: "Node", cg: "Emitter") -> str:
     out = [node.outputs[k] if k < len(node.outputs) else "" for k in range(3)]
     y, yh, yc = out
     yt = cg.ctype(y) if y else xt
-    L = lambda v: _lit(v, ct)  # noqa: E731
+    L = lambda v: literal(v, ct)  # noqa: E731
     clip = (lambda v: f"std::min(std::max({v}, {L(-p.clip)}), {L(p.clip)})") if p.clip is not None else (lambda v: v)
 
     code, wt, rt, bias = _emit_prep(node, cg, p, ct, ctd)

@@ -11,15 +11,15 @@ tensor, accumulate into the output in one pass over the input.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from . import register
 from .common import get_ints, norm_axis
-from .elementwise import _f
 from .. import dims as D
+from ..literals import CPP_DTYPES, literal
 from ...errors import ShapeError
 
 if TYPE_CHECKING:
@@ -62,6 +62,12 @@ REDUCTIONS: dict[str, Reduction] = {
     # ReduceLogSumExp is printed by its own code (max subtraction); this entry serves dtype checks
     "ReduceLogSumExp": Reduction(_ident, _add, "zero", float_only=True),
 }
+# floating point: a NaN wins, as in np.maximum / np.minimum and the reference (std::max and std::min would keep the
+# accumulator when the pair is unordered, so a NaN would be dropped or not by its position)
+NAN_COMBINE = {
+    "ReduceMax": lambda a, b: f"(({b} > {a} || {b} != {b}) ? {b} : {a})",
+    "ReduceMin": lambda a, b: f"(({b} < {a} || {b} != {b}) ? {b} : {a})",
+}
 # opset from which the axes are an input instead of an attribute
 AXES_INPUT_SINCE = {op: (13 if op == "ReduceSum" else 18) for op in REDUCTIONS}
 
@@ -71,27 +77,28 @@ ARG_TYPES = FLOAT_TYPES | INT_TYPES | {np.dtype(np.int8), np.dtype(np.uint8)}
 SMALL_INT_TYPES = {np.dtype(t) for t in (np.int8, np.int16, np.uint8, np.uint16, np.uint32, np.uint64)}
 
 
-def literal(kind: str, ct: str) -> str:
-    """A C++ constant of type ``ct``: "zero", "one", "lowest" (-inf for floats) or "highest"."""
-    floating = ct in ("float", "double")
-    if kind == "zero":
-        return "0.0f" if ct == "float" else ("0.0" if ct == "double" else f"{ct}(0)")
-    if kind == "one":
-        return "1.0f" if ct == "float" else ("1.0" if ct == "double" else f"{ct}(1)")
-    if kind == "lowest":
-        return (
-            f"-std::numeric_limits<{ct}>::infinity()" if floating else f"std::numeric_limits<{ct}>::lowest()"
-        )
-    if kind == "highest":
-        return f"std::numeric_limits<{ct}>::infinity()" if floating else f"std::numeric_limits<{ct}>::max()"
-    raise KeyError(kind)
+def init_value(kind: str, ct: str) -> str:
+    """A C++ constant of type ``ct``: "zero" (-0.0 for floats: the additive identity, so that a sum of -0.0
+    stays -0.0), "one", "lowest" (-inf for floats) or "highest"."""
+    dt = CPP_DTYPES[ct]
+    if kind == "zero" and dt.kind == "f":
+        return literal(-0.0, ct)
+    if kind in ("zero", "one"):
+        return literal(int(kind == "one"), ct)
+    if kind not in ("lowest", "highest"):
+        raise KeyError(kind)
+    lo = kind == "lowest"
+    if dt.kind == "f":
+        return literal(-np.inf if lo else np.inf, ct)
+    if dt.kind == "b":
+        return literal(not lo, ct)
+    return literal(np.iinfo(dt).min if lo else np.iinfo(dt).max, ct)
 
 
 def count_expr(count: D.DimLike, ct: str) -> str:
     """The number of reduced elements as a C++ value of type ``ct``."""
     if D.is_static(count):
-        n = int(count)
-        return _f(float(n)) if ct == "float" else (f"{float(n)!r}" if ct == "double" else f"{ct}({n})")
+        return literal(int(count), ct)
     return f"static_cast<{ct}>({D.cpp(count)})"
 
 
@@ -239,6 +246,8 @@ def _emit_reduce(node: "Node", cg: "Emitter") -> str:
     if node.op_type == "ReduceLogSumExp":
         return _emit_logsumexp(node, cg, segs, ct, xp, yp)
     red = REDUCTIONS[node.op_type]
+    if ct in ("float", "double") and node.op_type in NAN_COMBINE:
+        red = replace(red, combine=NAN_COMBINE[node.op_type])
     n_red = sum(1 for _, r in segs if r)
     if n_red <= 1:
         k = next((i for i, (_, r) in enumerate(segs) if r), len(segs))
@@ -255,7 +264,7 @@ def _post(red: Reduction, acc: str, cnt: str) -> str:
 
 def _emit_ori(red: Reduction, ct: str, xp: str, yp: str, outer, extent, inner, cnt: str) -> str:
     """Reduce the middle axis of an (outer, extent, inner) view."""
-    init = literal(red.init, ct)
+    init = init_value(red.init, ct)
     if inner == 1:
         body = row_reduce("acc", ct, extent, lambda r: red.pre(f"xr[{r}]"), red.combine, init, "  ")
         return (
@@ -306,7 +315,7 @@ def _nest(segs, body: Callable[[str, str], str], ind0: str = "") -> str:
 
 def _emit_general(red: Reduction, ct: str, xp: str, yp: str, segs, ny: str, cnt: str) -> str:
     """Several separate reduced runs: accumulate into the output in one pass over the input."""
-    code = f"for (int64_t i = 0; i < {ny}; ++i) {yp}[i] = {literal(red.init, ct)};\n"
+    code = f"for (int64_t i = 0; i < {ny}; ++i) {yp}[i] = {init_value(red.init, ct)};\n"
     if segs[-1][1]:
         # the last run is reduced: a contiguous row per innermost iteration, accumulated in a register
         ext = segs[-1][0]
@@ -337,7 +346,7 @@ def _emit_logsumexp(node: "Node", cg: "Emitter", segs, ct: str, xp: str, yp: str
     exp = "ml4ep_rt::expf" if ct == "float" else "std::exp"
     mx = lambda a, b: f"std::max({a}, {b})"  # noqa: E731
     add = _add
-    lowest, zero = literal("lowest", ct), literal("zero", ct)
+    lowest, zero = init_value("lowest", ct), init_value("zero", ct)
     if _lse_rowwise(segs):
         # reduced run last: one row per output value
         outer = D.prod(e for e, r in segs if not r)

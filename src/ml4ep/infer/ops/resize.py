@@ -33,8 +33,8 @@ import numpy as np
 
 from . import register
 from .common import norm_axis
-from .elementwise import _f
 from .. import dims as D
+from ..literals import is_floating, literal
 from ...errors import ShapeError
 
 if TYPE_CHECKING:
@@ -410,7 +410,9 @@ def _emit(node: "Node", cg: "Emitter") -> str:
     for k in range(len(levels) - 1, -1, -1):
         rest[k] = rest[k + 1] * levels[k].n_out
 
-    exv = _f(plan.extrapolation) if ct == "float" else f"static_cast<{ct}>({plan.extrapolation!r})"
+    # the float attribute in the tensor's type (integer types: converted in C++, truncating as onnxruntime does)
+    exv = literal(plan.extrapolation, ct) if is_floating(ct) \
+        else f"static_cast<{ct}>({literal(plan.extrapolation, 'float')})"
     lines = decls + [
         f"const {ct}* __restrict xin = {xp};",
         f"{ct}* __restrict yo = {yp};",

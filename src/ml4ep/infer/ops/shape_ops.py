@@ -23,6 +23,7 @@ import numpy as np
 from . import register
 from .common import CTYPES, broadcast_shapes, const_ints, emit_view_copy, get_ints, norm_axis, strides
 from .. import dims as D
+from ..literals import literal
 from ...errors import ShapeError
 
 if TYPE_CHECKING:
@@ -185,27 +186,6 @@ def _at(ptr: str, off: str) -> str:
 
 def _cstr(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def literal(value: Any, ct: str) -> str:
-    """A C++ literal of a scalar for a tensor of C++ type ``ct``."""
-    v = np.asarray(value).reshape(-1)[0].item()
-    if ct == "bool":
-        return "true" if v else "false"
-    if ct in ("float", "double"):
-        f = float(v)
-        if np.isnan(f):
-            return f"std::numeric_limits<{ct}>::quiet_NaN()"
-        if np.isinf(f):
-            return f"{'-' if f < 0 else ''}std::numeric_limits<{ct}>::infinity()"
-        r = repr(float(np.float32(f))) if ct == "float" else repr(f)
-        if "e" not in r and "." not in r:
-            r += ".0"
-        return r + ("f" if ct == "float" else "")
-    i = int(v)
-    if i == -(2**63):
-        return "std::numeric_limits<int64_t>::min()"
-    return f"{ct}({i}LL)" if ct == "int64_t" and abs(i) >= 2**31 else f"{ct}({i})"
 
 
 def _check_dtypes(node: "Node", g: "Graph", idx: Sequence[int] = (0,)) -> str | None:

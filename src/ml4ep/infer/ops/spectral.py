@@ -20,6 +20,7 @@ from . import register
 from .common import const_ints, norm_axis
 from .conv import err
 from .. import dims as D
+from ..literals import literal
 from ...errors import ShapeError
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ def _emit_dft(node: "Node", cg: "Emitter") -> str:
                   f"        const {a} wgt = (t == 0 || 2 * t == {n}) ? {a}(1) : {a}(2);",
                   f"        re += wgt * ({xre} * c" + (f" - {xi} * s" if xi else "") + ");",
                   "      }",
-                  f"      yr[k * {inn}] = static_cast<{ct}>(re * {a}({1.0 / n!r}));",
+                  f"      yr[k * {inn}] = static_cast<{ct}>(re * {literal(1.0 / n, a)});",
                   "    }", "  }"]
         return "\n".join(lines) + "\n"
     sgn = "+" if inverse else "-"
@@ -136,7 +137,7 @@ def _emit_dft(node: "Node", cg: "Emitter") -> str:
     else:
         lines += ["        re += xre * c;", "        im += xre * s;"]
     lines.append("      }")
-    scale = f" * {a}({1.0 / n!r})" if inverse else ""
+    scale = f" * {literal(1.0 / n, a)}" if inverse else ""
     lines += [f"      yr[k * {inn} * 2] = static_cast<{ct}>(re{scale});",
               f"      yr[k * {inn} * 2 + 1] = static_cast<{ct}>(im{scale});",
               "    }", "  }"]
