@@ -67,9 +67,33 @@ def _compare(name: str, got, want, rtol: float, atol: float) -> str:
     return ""
 
 
+# Casts of floats to the 4- and 2-bit integers: a value out of the target's range (or NaN) has no defined result in
+# the ONNX spec ("fixed point: undefined if OOR"), and the cases' expected data, computed by ml_dtypes when they
+# are collected, differ by ml_dtypes version and CPU there (low bits, or 0). Those elements are compared with
+# ml4ep's rule instead (truncation toward zero, saturation, NaN to 0); the others with the case's data.
+_UNDEFINED_OOR = re.compile(r"test_cast(like)?_(FLOAT|FLOAT16|BFLOAT16|DOUBLE)_to_(U?INT[24])(_expanded)?$")
+
+
+def _defined_only(name: str, inputs: list, outputs: list) -> list:
+    if not _UNDEFINED_OOR.match(name):
+        return outputs
+    import ml_dtypes
+
+    x = np.asarray(inputs[0]).astype(np.float64)
+    out = np.asarray(outputs[0])
+    info = ml_dtypes.iinfo(out.dtype)
+    inside = (x >= int(info.min)) & (x < int(info.max) + 1)
+    rule = np.clip(np.trunc(np.where(np.isnan(x), 0.0, x)), int(info.min), int(info.max)).astype(out.dtype)
+    return [np.where(inside, out, rule)] + list(outputs[1:])
+
+
 @pytest.mark.parametrize("block", range(len(BLOCKS)), ids=lambda k: f"{BLOCKS[k][0]}..")
 def test_node_cases_keep_passing(block):
-    names = BLOCKS[block]
+    _run_cases(BLOCKS[block])
+
+
+def _run_cases(names: list[str]) -> None:
+    """Compile the cases with one compiler call and compare every data set with the expected outputs."""
     cases = node_cases()
     missing = [n for n in names if n not in cases]
     assert not missing, f"not node tests of onnx {onnx.__version__} (the list is for {EXPECTED['onnx']}): {missing}"
@@ -93,6 +117,7 @@ def test_node_cases_keep_passing(block):
         rep = backend.BackendRep(m, _graph_inputs(case.model), [o.name for o in case.model.graph.output])
         for inputs, outputs in case.data_sets:
             inputs, outputs = _arrays(inputs), _arrays(outputs)
+            outputs = _defined_only(n, inputs, outputs)
             try:
                 got = rep.run(list(inputs))
             except Exception as exc:  # noqa: BLE001 - reported with the case's name
@@ -103,6 +128,18 @@ def test_node_cases_keep_passing(block):
                 break
             errors += [e for e in (_compare(n, g, w, case.rtol, case.atol) for g, w in zip(got, outputs)) if e]
     assert not errors, "\n".join(errors)
+
+
+# A fixed sample (every 8th passing case, > 200, every operator family) for the runs of the kernel tests at other
+# ISA levels (make test: ML4EP_MARCH=x86-64-v3 and x86-64-v2), where the whole list would cost too much
+SAMPLE = EXPECTED["pass"][::8]
+
+
+@pytest.mark.parametrize("part", range(4))
+def test_isa_sample(part):
+    names = SAMPLE[part::4]
+    assert len(SAMPLE) >= 200
+    _run_cases(names)
 
 
 def test_every_case_is_listed_with_a_reason():

@@ -1,10 +1,15 @@
 // ---- ml4ep low-precision storage types (bfloat16, float8, float4, int4, int2) ----
 // One byte per element (bfloat16: two), as the ml_dtypes arrays of onnx's NumPy side (no packing). Each type
 // converts implicitly to float (the integer ones to int) and from any arithmetic type, so operator code written
-// for float reads and writes them. Conversions follow onnx's reference (ml_dtypes): from a double through float;
-// to the float8 types with saturation (ONNX Cast's default saturate=1; `cast(f, false)` gives inf/NaN instead);
-// to float8e8m0 rounding up with saturation (`cast(f, saturate, round_mode)`); to int4/int2 truncation toward
-// zero keeping the low bits (values outside int32 and NaN give 0), as ml_dtypes does.
+// for float reads and writes them. Every conversion is explicit integer code, the same on every CPU and compiler
+// (no float-to-integer cast out of range, no dependence on denormal flushing or vector units):
+// - to bfloat16 and the float8/float4 types: rounded once to nearest even from the exact source value (a double
+//   is not rounded to float first), with saturation for the float8 types (ONNX Cast's default saturate=1;
+//   `cast(x, false)` gives inf/NaN instead), NaN kept as NaN;
+// - to float8e8m0: from float, rounding up with saturation (`cast(f, saturate, round_mode)`), as onnx's reference;
+// - to int4/uint4/int2/uint2 from integers: the low bits (ONNX: discard the higher bits); from floating values:
+//   truncated toward zero, NaN gives 0 and values beyond the type's range its nearest limit (ONNX leaves these
+//   undefined; ml4ep_rt::to_int does the same for every integer type).
 #ifndef ML4EP_LOWP_V1
 #define ML4EP_LOWP_V1
 #include <cstdint>
@@ -25,6 +30,31 @@ inline float float_of(uint32_t x) {
   std::memcpy(&f, &x, sizeof(f));
   return f;
 }
+inline uint64_t bits_of(double d) {
+  uint64_t x;
+  std::memcpy(&x, &d, sizeof(x));
+  return x;
+}
+constexpr uint64_t kAbs64 = 0x7fffffffffffffffull, kInf64 = 0x7ff0000000000000ull;
+
+// |x| (finite, as the bits of a double) rounded to nearest even in a binary float format of M mantissa bits and
+// exponent bias Bias: its magnitude code, (biased exponent << M) | mantissa, subnormals below 2^(1 - Bias). A code
+// beyond the format's largest finite one means overflow; the caller maps it to inf, NaN or the largest value.
+template <int M, int Bias>
+inline uint64_t round_code(uint64_t ax) {
+  constexpr int emin = 1 - Bias;
+  if (ax < (uint64_t(1) << 52)) return 0;  // zero and double subnormals: below half of every target's smallest
+  const int e = static_cast<int>(ax >> 52) - 1023;
+  const int et = e > emin ? e : emin;
+  const int shift = 52 - M + (et - e);
+  if (shift > 53) return 0;  // below half the smallest subnormal
+  const uint64_t sig = (ax & ((uint64_t(1) << 52) - 1u)) | (uint64_t(1) << 52);
+  uint64_t m = sig >> shift;
+  const uint64_t rem = sig & ((uint64_t(1) << shift) - 1u), half = uint64_t(1) << (shift - 1);
+  m += (rem > half || (rem == half && (m & 1u))) ? 1u : 0u;
+  // a normal's hidden bit (and a carry out of the mantissa) lands in the exponent field
+  return (static_cast<uint64_t>(et - emin) << M) + m;
+}
 // a class type (half, another low-precision type) converting to float: read through float
 template <typename U>
 using if_class = std::enable_if_t<!std::is_arithmetic<U>::value && std::is_convertible<U, float>::value, int>;
@@ -32,12 +62,14 @@ template <typename U>
 using if_arith = std::enable_if_t<std::is_arithmetic<U>::value, int>;
 }  // namespace lowp
 
-// bfloat16: the upper half of a float; from float rounding to nearest even, NaN to the quiet NaN of its sign
+// bfloat16: the upper half of a float; rounding to nearest even (from a float by its bits, from a double or an
+// integer directly, not through float), NaN to the quiet NaN of its sign, no flushing of subnormals
 struct bfloat16 {
   uint16_t bits;
   bfloat16() = default;
   template <typename U, lowp::if_arith<U> = 0>
-  bfloat16(U v) : bits(from_float(static_cast<float>(v))) {}  // NOLINT: implicit on purpose
+  bfloat16(U v)  // NOLINT: implicit on purpose
+      : bits(std::is_same<U, float>::value ? from_float(static_cast<float>(v)) : from_double(static_cast<double>(v))) {}
   template <typename U, lowp::if_class<U> = 0>
   bfloat16(const U& v) : bits(from_float(static_cast<float>(v))) {}  // NOLINT
   operator float() const { return lowp::float_of(static_cast<uint32_t>(bits) << 16); }  // NOLINT
@@ -51,6 +83,13 @@ struct bfloat16 {
     if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>(((x >> 16) & 0x8000u) | 0x7fc0u);
     return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
   }
+  static uint16_t from_double(double d) {
+    const uint64_t x = lowp::bits_of(d), ax = x & lowp::kAbs64;
+    const uint16_t sign = static_cast<uint16_t>((x >> 48) & 0x8000u);
+    if (ax > lowp::kInf64) return static_cast<uint16_t>(sign | 0x7fc0u);
+    const uint64_t code = ax == lowp::kInf64 ? 0x7f80u : lowp::round_code<7, 127>(ax);
+    return static_cast<uint16_t>(sign | (code > 0x7f7fu ? 0x7f80u : code));  // beyond the largest: inf
+  }
 };
 static_assert(sizeof(bfloat16) == 2, "bfloat16 is two bytes");
 
@@ -63,7 +102,7 @@ struct minifloat {
   uint8_t bits;
   minifloat() = default;
   template <typename U, lowp::if_arith<U> = 0>
-  minifloat(U v) : bits(encode(static_cast<float>(v), true)) {}  // NOLINT: implicit on purpose
+  minifloat(U v) : bits(encode(static_cast<double>(v), true)) {}  // NOLINT: implicit on purpose
   template <typename U, lowp::if_class<U> = 0>
   minifloat(const U& v) : bits(encode(static_cast<float>(v), true)) {}  // NOLINT
   operator float() const { return decode(bits); }  // NOLINT
@@ -74,7 +113,7 @@ struct minifloat {
   }
   // ONNX Cast: saturate clamps out-of-range values (and inf) to the largest finite value of their sign;
   // without it they become inf (Kind 0) or NaN (Kinds 1, 2); float4e2m1 always saturates
-  static minifloat cast(float f, bool saturate) { return from_bits(encode(f, saturate)); }
+  static minifloat cast(double x, bool saturate) { return from_bits(encode(x, saturate)); }
 
   static float decode(uint8_t b) {
     // float4e2m1: bytes with bits above the 4 set read as negative (as ml_dtypes)
@@ -92,45 +131,25 @@ struct minifloat {
     return sign ? -v : v;
   }
 
-  static uint8_t encode(float f, bool saturate) {
-    const uint32_t x = lowp::bits_of(f);
-    const uint32_t sign = x >> 31, ax = x & 0x7fffffffu;
-    if (ax > 0x7f800000u) {  // NaN (ml_dtypes: float4e2m1 gives the zero of the opposite sign)
+  static uint8_t encode(double d, bool saturate) {
+    const uint64_t x = lowp::bits_of(d), ax = x & lowp::kAbs64;
+    const uint32_t sign = static_cast<uint32_t>(x >> 63);
+    if (ax > lowp::kInf64) {  // NaN (ml_dtypes: float4e2m1 gives the zero of the opposite sign)
       if (Kind == 0) return static_cast<uint8_t>((sign << 7) | 0x7eu);
       if (Kind == 1) return static_cast<uint8_t>((sign << 7) | 0x7fu);
       if (Kind == 2) return 0x80u;
       return static_cast<uint8_t>(sign ? 0u : 8u);
     }
-    uint32_t code = 0;
-    if (ax == 0x7f800000u) {
-      code = MaxCode + 1;  // inf: an overflow
-    } else if (ax >= 0x00800000u) {  // float subnormals are far below every target's smallest value
-      constexpr int emin = 1 - Bias;
-      const int e = static_cast<int>(ax >> 23) - 127;
-      const int et = e > emin ? e : emin;
-      const int shift = 23 - M + (et - e);
-      if (shift <= 24) {  // otherwise below half the smallest subnormal: zero
-        const uint32_t sig = (ax & 0x7fffffu) | 0x800000u;
-        uint32_t m = sig >> shift;
-        const uint32_t rem = sig & ((1u << shift) - 1u), half = 1u << (shift - 1);
-        m += (rem > half || (rem == half && (m & 1u))) ? 1u : 0u;
-        // a normal's hidden bit (and a carry out of the mantissa) lands in the exponent field
-        code = (static_cast<uint32_t>(et - emin) << M) + m;
-      }
-    }
-    if (code > static_cast<uint32_t>(MaxCode)) {
-      if (saturate || Kind == 3) {
-        code = MaxCode;
-      } else if (Kind == 0) {
-        code = 0x7cu;  // inf
-      } else if (Kind == 1) {
-        return static_cast<uint8_t>((sign << 7) | 0x7fu);
-      } else {
-        return 0x80u;
-      }
+    // inf: an overflow
+    const uint64_t code = ax == lowp::kInf64 ? uint64_t(MaxCode) + 1u : lowp::round_code<M, Bias>(ax);
+    if (code > static_cast<uint64_t>(MaxCode)) {
+      if (saturate || Kind == 3) return static_cast<uint8_t>((sign << kSignShift) | uint32_t(MaxCode));
+      if (Kind == 0) return static_cast<uint8_t>((sign << 7) | 0x7cu);  // inf
+      if (Kind == 1) return static_cast<uint8_t>((sign << 7) | 0x7fu);
+      return 0x80u;
     }
     if (Kind == 2 && code == 0) return 0;  // no negative zero
-    return static_cast<uint8_t>((sign << kSignShift) | code);
+    return static_cast<uint8_t>((sign << kSignShift) | static_cast<uint32_t>(code));
   }
 };
 
@@ -180,7 +199,7 @@ struct float8e8m0 {
 static_assert(sizeof(float8e8m0) == 1, "float8e8m0 is one byte");
 
 // Bits-wide integers in one byte (the low bits; signed ones two's complement): from integers keeping the low
-// bits (wrapping), from floating values truncating toward zero first (NaN and values outside int32 give 0)
+// bits (wrapping), from floating values truncating toward zero, NaN to 0, beyond the range to the nearest limit
 template <bool Signed, int Bits>
 struct smallint {
   static constexpr uint32_t kMask = (1u << Bits) - 1u, kSign = 1u << (Bits - 1);
@@ -202,8 +221,9 @@ struct smallint {
   template <typename U>
   static uint8_t encode(U v) {
     if constexpr (std::is_floating_point<U>::value) {
-      if (!(v > U(-2147483649.0) && v < U(2147483648.0))) return 0;
-      return static_cast<uint8_t>(static_cast<uint32_t>(static_cast<int32_t>(v)) & kMask);
+      constexpr U lo = Signed ? -U(kSign) : U(0), hi = Signed ? U(kSign - 1u) : U(kMask);
+      const U c = v < lo ? lo : (v > hi ? hi : (v == v ? v : U(0)));  // clamped first: the cast is in range
+      return static_cast<uint8_t>(static_cast<uint32_t>(static_cast<int32_t>(c)) & kMask);
     } else {
       return static_cast<uint8_t>(static_cast<uint64_t>(v) & kMask);
     }

@@ -12,6 +12,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 // workspace bytes of one chunk of the batch: a batch-separable model's infer runs its batch in chunks this big,
@@ -44,7 +45,8 @@ namespace ml4ep_rt {
 
 // exp with range reduction and a degree-6 polynomial (max. error ~1 ulp); branch-free so loops vectorise
 ML4EP_ALWAYS_INLINE float expf(float x) {
-  const float xc = std::min(std::max(x, -87.33654f), 88.72283f);
+  // NaN is replaced before the float-to-int conversion below (a NaN there is undefined) and returned at the end
+  const float xc = x < -87.33654f ? -87.33654f : (x > 88.72283f ? 88.72283f : (x == x ? x : 0.0f));
   // round to nearest by the 1.5 * 2^23 trick (std::floor keeps g++ from vectorising the loop)
   const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = xc - n * 0.693359375f;
@@ -63,7 +65,7 @@ ML4EP_ALWAYS_INLINE float expf(float x) {
   float y = (p * scale) * 2.0f;
   y = x > 88.72283f ? std::numeric_limits<float>::infinity() : y;
   y = x < -87.33654f ? 0.0f : y;
-  return y;
+  return x == x ? y : x;
 }
 
 ML4EP_ALWAYS_INLINE float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -86,12 +88,35 @@ ML4EP_ALWAYS_INLINE float softplusf(float x) { return x > 20.0f ? x : std::log1p
 inline double sigmoid_d(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 inline double softplus_d(double x) { return x > 40.0 ? x : std::log1p(std::exp(x)); }
 
+// Float to integer, for every integer type I: truncated toward zero; NaN gives 0 and values beyond I's range its
+// nearest limit (C++ leaves those casts undefined and x86 CPUs give INT_MIN or wrapped bits; ONNX leaves them
+// undefined too). Branch-free selects, so loops of it vectorise.
+template <typename I, typename F>
+ML4EP_ALWAYS_INLINE I to_int(F v) {
+  static_assert(std::is_integral<I>::value && std::is_floating_point<F>::value, "float to integer");
+  if constexpr (std::is_same<I, bool>::value) {
+    return v != F(0);
+  } else {
+    // the bounds are powers of two (or 0): exact in every float type
+    constexpr F lo = std::is_signed<I>::value ? F(std::numeric_limits<I>::min()) : F(0);
+    constexpr F hi = std::is_signed<I>::value ? -F(std::numeric_limits<I>::min())
+                                              : F(2) * F(std::numeric_limits<I>::max() / 2 + 1);
+    const F c = v == v ? v : F(0);
+    const I t = static_cast<I>(c > lo && c < hi ? c : F(0));
+    return c <= lo ? std::numeric_limits<I>::min() : (c >= hi ? std::numeric_limits<I>::max() : t);
+  }
+}
+
 // IEEE binary16 storage (ONNX float16): arithmetic happens in float through the implicit conversions, so the
-// operator code written for float serves float16 tensors; conversion from float rounds to nearest even
+// operator code written for float serves float16 tensors; conversions round to nearest even once (a double is
+// not rounded to float first)
 struct half {
   uint16_t bits;
   half() = default;
   half(float f) : bits(from_float(f)) {}  // NOLINT: implicit on purpose
+  half(double d) : bits(from_double(d)) {}  // NOLINT
+  template <typename U, std::enable_if_t<std::is_integral<U>::value, int> = 0>
+  half(U v) : bits(from_double(static_cast<double>(v))) {}  // NOLINT
   operator float() const { return to_float(bits); }  // NOLINT
   static half from_bits(uint16_t b) {
     half h;
@@ -127,6 +152,24 @@ struct half {
     }
     ax += 0xc8000fffu + ((ax >> 13) & 1u);  // rebias the exponent (-112) and round to nearest even
     return static_cast<uint16_t>(sign | (ax >> 13));
+  }
+  static uint16_t from_double(double d) {
+    uint64_t x;
+    std::memcpy(&x, &d, sizeof(x));
+    const uint16_t sign = static_cast<uint16_t>((x >> 48) & 0x8000u);
+    const uint64_t ax = x & 0x7fffffffffffffffull;
+    if (ax > 0x7ff0000000000000ull) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN stays NaN
+    if (ax >= 0x40effe0000000000ull) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520 and inf: inf
+    if (ax < 0x3e60000000000000ull) return sign;  // <= 2^-25, half the smallest subnormal: zero
+    // 2^-25 < |d| < 65520: the exponent relative to half's smallest normal, then round to nearest even
+    const int e = static_cast<int>(ax >> 52) - 1023;
+    const int shift = 42 + (e < -14 ? -14 - e : 0);  // 52 - 10 mantissa bits, more for subnormals
+    const uint64_t sig = (ax & 0xfffffffffffffull) | (uint64_t(1) << 52);
+    uint64_t m = sig >> shift;
+    const uint64_t rem = sig & ((uint64_t(1) << shift) - 1u), h = uint64_t(1) << (shift - 1);
+    m += (rem > h || (rem == h && (m & 1u))) ? 1u : 0u;
+    const uint64_t code = (static_cast<uint64_t>(e < -14 ? 0 : e + 14) << 10) + m;
+    return static_cast<uint16_t>(sign | code);
   }
 };
 static_assert(sizeof(half) == 2, "half is two bytes");

@@ -555,14 +555,54 @@ def _cast_problem(node: "Node", g: "Graph") -> str | None:
     return None
 
 
+_SMALL_INTS = {21, 22, 25, 26}  # uint4, int4, uint2, int2
+_SMALL_FLOATS = {16, 17, 18, 19, 20, 23}  # bfloat16, the float8 types and float4e2m1: rounded once from a double
+
+
+def float_to_int(x: np.ndarray, dtype) -> np.ndarray:
+    """Float to integer as the generated code (``ml4ep_rt::to_int``): truncated toward zero, NaN to 0, beyond
+    the range to the nearest limit (the ONNX spec leaves those undefined; NumPy's and ml_dtypes' casts differ
+    by CPU and version there)."""
+    import ml_dtypes
+
+    dt = np.dtype(dtype)
+    info = ml_dtypes.iinfo(dt)
+    bits = 8 * dt.itemsize if dt.kind in "iu" else int(np.log2(int(info.max) - int(info.min) + 1))
+    lo, hi = float(info.min), float(2 ** (bits - 1) if int(info.min) < 0 else 2 ** bits)  # exact powers of two
+    t = np.trunc(np.nan_to_num(np.asarray(x, np.float64), nan=0.0, posinf=hi, neginf=lo))
+    inside = (t > lo) & (t < hi)
+    out = np.where(inside, t, 0.0).astype(dt)
+    out[t <= lo] = info.min
+    out[t >= hi] = info.max
+    return out
+
+
+def _round_to_odd32(x: np.ndarray) -> np.ndarray:
+    """float64 to float32 truncated toward zero, the last bit set when inexact ("round to odd"): rounding that
+    float to nearest even in any format of at most 22 bits gives the once-rounded value of ``x``."""
+    f = x.astype(np.float32)
+    over = np.abs(f.astype(np.float64)) > np.abs(x)
+    f = np.where(over, np.nextafter(f, np.float32(0)), f)
+    inexact = (f.astype(np.float64) != x) & ~np.isnan(x)
+    return np.where(inexact, (f.view(np.uint32) | np.uint32(1)).view(np.float32), f)
+
+
 def _cast_values(node: "Node", v: np.ndarray, to: int) -> np.ndarray:
-    """Fold as onnx's reference does (saturation of float8, float8e8m0 rounding); object (symbolic) arrays stay."""
+    """Fold as the generated code converts: onnx's reference, except where it is undefined or differs by version
+    (floats to integers, doubles to the small float types, see :func:`float_to_int`); object (symbolic) arrays stay."""
     if v.dtype == object:  # symbolic shape values stay symbolic through integer casts
         return v
     from onnx.reference.ops.op_cast import cast_to
 
     saturate, mode = _cast_mode(node)
+    dst = np.dtype(_ONNX_DTYPES[to])
+    floating = v.dtype.kind == "f" or (v.dtype.kind == "V" and v.dtype.names is None and
+                                       v.dtype not in {np.dtype(_ONNX_DTYPES[k]) for k in _SMALL_INTS})
     with np.errstate(all="ignore"):
+        if floating and (dst.kind in "iu" or to in _SMALL_INTS):
+            return float_to_int(v, dst)
+        if to in _SMALL_FLOATS and v.dtype.kind != "b":
+            v = _round_to_odd32(np.asarray(v, np.float64))
         return np.asarray(cast_to(v, to, saturate, mode))
 
 
@@ -593,11 +633,14 @@ def _emit_cast(node: "Node", cg: "Emitter") -> str:
         src = "int" if src.endswith(("int4", "int2")) else "float"
     if dst == "bool":
         conv = "(v != 0)"
-    elif to in _SATURATING:
-        conv = f"{dst}::cast(static_cast<float>(v), {'true' if saturate else 'false'})"
-    elif to == _E8M0:
+    elif to in _SATURATING:  # from the exact value: a double is rounded once
+        conv = f"{dst}::cast(v, {'true' if saturate else 'false'})"
+    elif to == _E8M0:  # through float, as onnx's reference
         conv = f"{dst}::cast(static_cast<float>(v), {'true' if saturate else 'false'}, {_ROUND_MODES[mode]})"
-    else:  # float to integer truncates toward zero, as ONNX; int4/int2 keep the low bits as ml_dtypes
+    elif src in ("float", "double") and np.dtype(cg.dtype(y)).kind in "iu":
+        # float to integer: truncated toward zero, NaN to 0, out of range to the nearest limit (ONNX: undefined)
+        conv = f"ml4ep_rt::to_int<{dst}>(v)"
+    else:  # integers wrap (ONNX: the higher bits discarded); int4/int2 from floats saturate as to_int
         conv = f"static_cast<{dst}>(v)"
     return (
         f"for (int64_t i = 0; i < {cg.numel(y)}; ++i) {{ const {src} v = {cg.ptr(x)}[i]; "
