@@ -434,9 +434,10 @@ def _example(g: Graph, name: str) -> str:
         lines.append(f"  std::vector<{vt}> {ident(i, 'in_')}(static_cast<size_t>({D.cpp(t.numel)}));")
     for o in g.outputs:
         t = g.t(o)
-        # std::vector<bool> is packed (no data()): bool outputs are held as bytes
+        # std::vector<bool> is packed (no data()): bool outputs are held as bytes; an output whose size depends on
+        # the data (NonZero, Unique, ...) is allocated for its bound, as infer() expects
         vt = "unsigned char" if ctype(t.dtype) == "bool" else ctype(t.dtype)
-        lines.append(f"  std::vector<{vt}> {ident(o, 'out_')}(static_cast<size_t>({D.cpp(t.numel)}));")
+        lines.append(f"  std::vector<{vt}> {ident(o, 'out_')}(static_cast<size_t>({D.cpp(g.derived.bound(t.numel))}));")
     lines.append("  if (argc > 2 && std::string(argv[2]) != \"-\") {  // inputs: raw little-endian, in ONNX order")
     lines.append("    std::ifstream f(argv[2], std::ios::binary);")
     lines.append("    if (!f) { std::fprintf(stderr, \"cannot open %s\\n\", argv[2]); return 1; }")
