@@ -23,9 +23,20 @@ demo: install
 	$(PY) examples/data_demo.py
 	$(PY) examples/fastsim_demo.py
 
+# the kernel-level tests (every operator family, the low-precision types, C++ literals, the BDT kernels, a fixed
+# sample of 200+ ONNX node tests), run again for the lower ISA levels of users' machines (AVX2-only grid nodes,
+# any x86-64 of the last decade); the sanitized standalone programs (tests/infer/test_sanitized.py) run once
+KERNEL_TESTS := $(wildcard tests/infer/test_ops_*.py) tests/infer/test_lowp_types.py tests/infer/test_literals.py \
+	tests/bdt/test_kernels.py tests/infer/test_conformance.py::test_isa_sample tests/infer/test_march.py
+ISA_LEVELS := x86-64-v3 x86-64-v2
+
 test: install
 	$(PY) -m ruff check src tests benchmarks examples
 	$(PY) -m pytest -n $(JOBS) -q tests
+	for isa in $(ISA_LEVELS); do \
+	  echo "== kernel tests for ML4EP_MARCH=$$isa"; \
+	  ML4EP_MARCH=$$isa $(PY) -m pytest -n $(JOBS) -q -p no:cacheprovider $(KERNEL_TESTS) || exit 1; \
+	done
 
 bench: install
 	$(PY) -m pip install -q -e '.[bench]'

@@ -13,7 +13,7 @@ from .errors import Ml4epError
 def _cmd_compile(args: argparse.Namespace) -> int:
     import ml4ep.infer as mi
 
-    model = mi.compile(args.model, name=args.name, portable=args.portable)
+    model = mi.compile(args.model, name=args.name, portable=args.portable, march=args.march)
     out = model.save(args.output)
     if args.print_code:
         sys.stdout.write(model.source)
@@ -72,7 +72,7 @@ def _cmd_bdt_compile(args: argparse.Namespace) -> int:
     forest = mb.load(args.model)
     name = args.name or __import__("pathlib").Path(args.model).stem
     out = forest.save(args.output, name=name)
-    fast = forest.compile(name=name)  # proves the header compiles here, and caches it for Python
+    fast = forest.compile(name=name, march=args.march)  # proves the header compiles for the target here
     print(f"{args.model}: wrote {out}/{fast.name}.hpp and example.cpp ({len(forest.trees)} trees, "
           f"{forest.n_features} features, {forest.n_outputs} output(s), split '{forest.split}')")
     return 0
@@ -112,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model", help="the .onnx file")
     c.add_argument("-o", "--output", required=True, help="output directory")
     c.add_argument("--name", help="C++ namespace and file names (default: the file's stem)")
-    c.add_argument("--portable", action="store_true", help="build for any x86-64-v2 machine (no -march=native)")
+    c.add_argument("--march", default=None,
+                   help="target ISA of the build (-march: native, x86-64-v2, x86-64-v3, x86-64-v4, znver4, "
+                        "sapphirerapids, ...; default $ML4EP_MARCH, else native)")
+    c.add_argument("--portable", action="store_true", help="the same as --march=x86-64-v2 (any x86-64 of the "
+                                                           "last decade)")
     c.add_argument("--print", dest="print_code", action="store_true", help="print the generated C++")
     c.set_defaults(func=_cmd_compile)
 
@@ -129,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("model", help="the model file")
     bc.add_argument("-o", "--output", required=True, help="output directory")
     bc.add_argument("--name", help="C++ namespace and file name (default: the file's stem)")
+    bc.add_argument("--march", default=None, help="target ISA the header is checked to compile for (default "
+                                                  "$ML4EP_MARCH, else native); the header itself picks its kernel "
+                                                  "from the ISA it is compiled for")
     bc.set_defaults(func=_cmd_bdt_compile)
 
     d = sub.add_parser("data", help="ml4ep.data: look into ROOT, HDF5 and Parquet files")

@@ -33,6 +33,10 @@ class CompilerError(Ml4epError):
     """The C++ compiler is missing or failed on the generated code."""
 
 
+class UnsupportedCPUError(CompilerError):
+    """Compiled code needs ISA extensions (AVX2, AVX-512, ...) that this CPU lacks; the message names them."""
+
+
 class InputError(Ml4epError, ValueError):
     """Wrong inputs given at call time (name, dtype or shape)."""
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UnsupportedCPUError
 from ..infer import build
 from . import codegen
 from .forest import Forest, ModelError
@@ -31,12 +32,14 @@ def _cname(name: str) -> str:
 class CompiledForest:
     """``forest.compile()``: ``predict(X)`` gives the same values and shape as ``forest.predict(X)``."""
 
-    def __init__(self, forest: Forest, name: str = "forest", threads: int = 1, portable: bool = False):
+    def __init__(self, forest: Forest, name: str = "forest", threads: int = 1, portable: bool = False,
+                 march: str | None = None):
         self.forest, self.name, self.threads = forest, _cname(name), int(threads)
         self.source = codegen.header(forest, self.name)
-        cxxflags = build.flags(portable=portable)
+        self.target = build.target(march, portable)  # $ML4EP_MARCH unless march= (or portable=True) says otherwise
+        cxxflags = build.BASE_FLAGS + self.target.flags + build.WARNING_FLAGS
         cxx = build.compiler()
-        key = hashlib.sha256("\n".join([self.source, codegen.BRIDGE, " ".join(cxxflags),
+        key = hashlib.sha256("\n".join([self.source, codegen.BRIDGE, " ".join(cxxflags), self.target.key,
                                         build.compiler_version(cxx)]).encode()).hexdigest()[:24]
         module = f"ml4ep_bdt_{self.name}_{key}"
         folder = build.cache_dir().parent / "bdt" / key if build.cache_dir().name == "infer" \
@@ -51,6 +54,17 @@ class CompiledForest:
             build.compile_shared(src, tmp, cxxflags + ["-pthread"], use_blas=False)
             tmp.replace(lib)
         self.path = lib
+        self._n_features = forest.n_features
+        f = forest
+        self._vector = bool(f.meta.get("argmax") or f.output_shape == "vector"
+                            or (f.output_shape == "auto" and f.n_outputs == 1))
+        # built for a CPU with extensions this one lacks: not loaded (SIGILL), predict names them
+        self._refused: UnsupportedCPUError | None = None
+        try:
+            build.check_cpu(self.target.features, f"the compiled forest {self.name} ({lib})")
+        except UnsupportedCPUError as exc:
+            self._refused = exc
+            return
         spec = importlib.util.spec_from_file_location(module, lib)
         if spec is None or spec.loader is None:
             raise ModelError(f"{forest.source}: cannot load the compiled forest {lib}")
@@ -58,12 +72,10 @@ class CompiledForest:
         spec.loader.exec_module(self._ext)
         self._predict = self._ext.predict
         self._outputs = int(self._ext.OUTPUTS_PER_ROW)
-        self._n_features = forest.n_features
-        f = forest
-        self._vector = bool(f.meta.get("argmax") or f.output_shape == "vector"
-                            or (f.output_shape == "auto" and f.n_outputs == 1))
 
     def predict(self, X) -> np.ndarray:
+        if self._refused is not None:
+            raise UnsupportedCPUError(str(self._refused))
         X = np.asarray(X)
         if X.ndim == 1:
             X = X[None, :]

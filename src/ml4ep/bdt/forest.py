@@ -135,11 +135,12 @@ class Forest:
             return out.astype(np.float64)
         return out + self.base_score
 
-    def compile(self, name: str = "forest", threads: int = 1, portable: bool = False):
-        """The forest as generated, compiled C++ behind the same ``predict`` (cached by content)."""
+    def compile(self, name: str = "forest", threads: int = 1, portable: bool = False, march: str | None = None):
+        """The forest as generated, compiled C++ behind the same ``predict`` (cached by content). ``march``: the
+        target ISA (default ``$ML4EP_MARCH``, else native; ``portable=True`` is ``march="x86-64-v2"``)."""
         from .compiled import CompiledForest
 
-        return CompiledForest(self, name=name, threads=threads, portable=portable)
+        return CompiledForest(self, name=name, threads=threads, portable=portable, march=march)
 
     def save(self, outdir, name: str = "forest"):
         """``outdir/<name>.hpp`` (C++17 only: ``name::predict(x, n, y)``) and ``outdir/example.cpp``."""

@@ -125,7 +125,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.cpp:
         from .hook import export_cpp
 
-        res = export_cpp(path, args.cpp, steps=args.steps, sampler=args.sampler)
+        res = export_cpp(path, args.cpp, steps=args.steps, sampler=args.sampler, march=args.march)
         msg += (f"; C++ ({', '.join(res['models'])}: headers, weights, example programs, CMakeLists.txt) in "
                 f"{res['dir']} with the hook example (shower_hook.hpp, hook_main.cpp, target shower_hook)")
     print(msg)
@@ -228,4 +228,6 @@ def add_parsers(sub) -> None:
                    help="flow model, with --cpp: the hook's default network evaluations (default: the model's)")
     x.add_argument("--sampler", choices=["euler", "midpoint", "heun"], default=None,
                    help="flow model, with --cpp: the hook's default ODE sampler (default: the model's)")
+    x.add_argument("--march", default=None, help="with --cpp: target ISA of the compiled models (native, x86-64-v3, "
+                                                 "...; default $ML4EP_MARCH, else native)")
     x.set_defaults(func=_cmd_export)

@@ -616,12 +616,14 @@ def _int_meta(meta: dict, key: str, path: Path) -> int:
                         "ml4ep.fastsim.generate.export)") from None
 
 
-def export_cpp(onnx_path, cpp_dir, *, steps: int | None = None, sampler: str | None = None) -> dict:
+def export_cpp(onnx_path, cpp_dir, *, steps: int | None = None, sampler: str | None = None,
+               march: str | None = None) -> dict:
     """Compile an exported fastsim graph with ``ml4ep.infer`` into ``cpp_dir`` and write the hook beside it.
 
     ``onnx_path``: a VAE's ``decoder.onnx`` or a flow model's ``denoiser.onnx`` (its ``postprocess.onnx``, named in
     its metadata, is compiled too). ``steps``/``sampler``: the flow generator's defaults (otherwise those stored
-    with the model). Returns ``{"kind", "dir", "models" (C++ names), "header", "main", "cmake"}``.
+    with the model). ``march``: the target ISA of the compiled models (default ``$ML4EP_MARCH``, else native).
+    Returns ``{"kind", "dir", "models" (C++ names), "header", "main", "cmake"}``.
     """
     import ml4ep.infer as mi
 
@@ -641,7 +643,7 @@ def export_cpp(onnx_path, cpp_dir, *, steps: int | None = None, sampler: str | N
         if steps is not None or sampler is not None:
             raise HookError(f"{path}: steps and sampler apply to the flow model, not a VAE decoder")
         latent, n_voxels = _int_meta(meta, "latent", path), _int_meta(meta, "n_voxels", path)
-        compiled = mi.compile(str(path))
+        compiled = mi.compile(str(path), march=march)
         _check_io(compiled, path, ["z", "incident_energy"] + (["cond"] if n_cond else []), ["showers"])
         out = save_models(cpp_dir, [compiled])
         paths = write_hook_example(out, compiled.name, latent, n_voxels, n_conditions=n_cond, condition_names=conds)
@@ -655,10 +657,10 @@ def export_cpp(onnx_path, cpp_dir, *, steps: int | None = None, sampler: str | N
         post_path = path.with_name(meta.get("postprocess", "postprocess.onnx"))
         if not post_path.is_file():
             raise HookError(f"{path}: its postprocessing graph {post_path} is missing (export again)")
-        den = mi.compile(str(path))
-        post = mi.compile(str(post_path))
+        den = mi.compile(str(path), march=march)
+        post = mi.compile(str(post_path), march=march)
         if post.name == den.name:  # e.g. denoiser 'a-b.onnx' and postprocessing 'a_b.onnx'
-            post = mi.compile(str(post_path), name=f"{den.name}_post")
+            post = mi.compile(str(post_path), name=f"{den.name}_post", march=march)
         _check_io(den, path, ["x", "t", "incident_energy"] + (["cond"] if n_cond else []), ["v"])
         _check_io(post, post_path, ["x", "incident_energy"], ["showers"])
         out = save_models(cpp_dir, [den, post])

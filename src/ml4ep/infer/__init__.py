@@ -120,6 +120,7 @@ def compile(  # noqa: A001 - the natural name, as in torch.compile
     model: ModelLike,
     *,
     name: str | None = None,
+    march: str | None = None,
     portable: bool = False,
     extra_flags: list[str] | None = None,
     cache: bool = True,
@@ -128,12 +129,14 @@ def compile(  # noqa: A001 - the natural name, as in torch.compile
     """Compile an ONNX model (path, bytes or ``ModelProto``) into a callable C++ model.
 
     Results are cached by the hash of the model, the code generator, the flags and the compiler version.
-    ``portable=True`` builds for any x86-64-v2 machine instead of ``-march=native``. ``constants`` fixes graph
+    ``march`` is the target ISA (``-march``: "native", "x86-64-v3", "znver4", ...; default ``$ML4EP_MARCH``, else
+    native); ``portable=True`` is an alias of ``march="x86-64-v2"``. A build for another CPU can be saved anywhere;
+    it is loaded only on a CPU with every extension it needs (an error names the missing ones). ``constants`` fixes graph
     inputs to values (they become initializers). A model whose shape arguments (Reshape's shape, reduction
     axes, pads, sizes, ...) are graph inputs gives a :class:`SpecializingModel`, compiled per distinct value of
     those inputs when it is called; fix them with ``constants`` to get one ``CompiledModel`` (and its C++).
     """
-    job = _plan(model, name, portable, extra_flags, cache, constants)
+    job = _plan(model, name, build.target(march, portable), extra_flags, cache, constants)
     if not isinstance(job, _Job):
         return job
     res = _build([job])[0]
@@ -146,6 +149,7 @@ def compile_many(
     models: list,
     *,
     names: list[str] | None = None,
+    march: str | None = None,
     portable: bool = False,
     extra_flags: list[str] | None = None,
     cache: bool = True,
@@ -158,11 +162,12 @@ def compile_many(
     fails, each model is built alone to find the culprit).
     """
     names = names or [None] * len(models)
+    tgt = build.target(march, portable)
     out: list = [None] * len(models)
     jobs: list[tuple[int, _Job]] = []
     for k, (m, n) in enumerate(zip(models, names)):
         try:
-            r = _plan(m, n, portable, extra_flags, cache, None)
+            r = _plan(m, n, tgt, extra_flags, cache, None)
         except Exception as exc:  # noqa: BLE001 - reported per model
             out[k] = exc
             continue
@@ -185,9 +190,10 @@ class _Job(NamedTuple):
     flags: list
     cxx: str
     source: str
+    isa: build.Target
 
 
-def _plan(model, name, portable, extra_flags, cache, constants):
+def _plan(model, name, tgt: build.Target, extra_flags, cache, constants):
     """A cached ``CompiledModel``, a ``SpecializingModel``, or a :class:`_Job` to build."""
     proto, source = load_proto(model)
     name = _cpp_name(name) if name else _model_name(model, proto)
@@ -199,15 +205,14 @@ def _plan(model, name, portable, extra_flags, cache, constants):
     params = specialize.shape_inputs(proto)
     if params:
         def build_variants(protos, variant_names):
-            return compile_many(protos, names=variant_names, portable=portable, extra_flags=extra_flags,
-                                cache=cache)
+            return compile_many(protos, names=variant_names, march=tgt.march, extra_flags=extra_flags, cache=cache)
 
         return SpecializingModel(proto, name, params, build_variants)
-    flags = build.flags(portable, extra_flags)
+    flags = build.BASE_FLAGS + tgt.flags + build.WARNING_FLAGS + list(extra_flags or [])
     cxx = build.compiler()
     key = hashlib.sha256()
     key.update(proto.SerializeToString(deterministic=True))
-    for part in (build.generator_hash(), " ".join(flags), build.compiler_version(cxx), name, source):
+    for part in (build.generator_hash(), " ".join(flags), tgt.key, build.compiler_version(cxx), name, source):
         key.update(b"\0" + part.encode())
     target = build.cache_dir() / f"{name}-{key.hexdigest()[:20]}"
     if cache and (target / "lib.so").exists() and (target / "meta.json").exists():
@@ -223,7 +228,7 @@ def _plan(model, name, portable, extra_flags, cache, constants):
     with D.scope(g.derived):
         gen = generate(g, name, plan, module)
     log.info("%s: generated in %.2f s", source, time.perf_counter() - t0)
-    return _Job(target, name, module, gen, flags, cxx, source)
+    return _Job(target, name, module, gen, flags, cxx, source, tgt)
 
 
 def _write(job: _Job) -> Path:
@@ -235,7 +240,8 @@ def _write(job: _Job) -> Path:
     (tmp / "bridge.cpp").write_text(gen.bridge)
     (tmp / "example.cpp").write_text(gen.example)
     (tmp / "CMakeLists.txt").write_text(gen.cmake)
-    meta = dict(gen.meta, module=job.module, flags=job.flags, compiler=build.compiler_version(job.cxx))
+    meta = dict(gen.meta, module=job.module, flags=job.flags, compiler=build.compiler_version(job.cxx),
+                march=job.isa.march, features=list(job.isa.features))
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     return tmp
 

@@ -5,8 +5,15 @@ package it is linked against the OpenBLAS of the ``scipy-openblas32`` wheel (a d
 same build SciPy ships; its symbols carry a ``scipy_`` prefix, hence ``-DML4EP_CBLAS_SGEMM=scipy_cblas_sgemm``).
 Code saved for experiments links against any CBLAS (OpenBLAS, MKL, BLIS) or none (``-DML4EP_NO_BLAS``).
 
+Target ISA: ``$ML4EP_MARCH`` (default ``native``; ``x86-64-v2``, ``x86-64-v3``, ``x86-64-v4``, ``znver4``,
+``sapphirerapids``, any ``-march`` the compiler knows) is the target of every generated build (ml4ep.infer,
+ml4ep.bdt, the fast-sim hook); a ``march=`` argument overrides it. Any target can be built and saved (code for grid
+nodes is built on a laptop); a library is loaded only on a CPU that has every ISA extension its target implies
+(:func:`check_cpu`: a clear error naming the missing ones instead of SIGILL). ``native`` is resolved to this CPU's
+extensions, so a cache shared by machines of different CPUs never serves one the other's native build.
+
 Cache: ``$ML4EP_CACHE_DIR`` or the user cache directory, one folder per key = hash of the model bytes, the
-ml4ep code generator's own sources, the flags and the compiler's version.
+ml4ep code generator's own sources, the flags, the target's extensions and the compiler's version.
 """
 
 from __future__ import annotations
@@ -15,18 +22,22 @@ import functools
 import hashlib
 import logging
 import os
+import platform
+import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CompilerError
+from ..errors import CompilerError, UnsupportedCPUError
 
 log = logging.getLogger(__name__)
 
-NATIVE_FLAGS = ["-std=c++17", "-O3", "-march=native", "-fno-math-errno"]
-# for code to ship to other machines: x86-64-v2 runs on every x86-64 machine of the last decade
-PORTABLE_FLAGS = ["-std=c++17", "-O3", "-fno-math-errno"]
+BASE_FLAGS = ["-std=c++17", "-O3", "-fno-math-errno"]
 WARNING_FLAGS = ["-Wall", "-Wextra"]
+# `portable=True` (before ML4EP_MARCH existed): x86-64-v2 runs on every x86-64 machine of the last decade
+PORTABLE_MARCH = "x86-64-v2"
+_MARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
 def compiler() -> str:
@@ -47,14 +58,78 @@ def compiler_version(cxx: str) -> str:
     return out.stdout.splitlines()[0] if out.stdout else cxx
 
 
-def flags(portable: bool = False, extra: list[str] | None = None) -> list[str]:
-    base = list(PORTABLE_FLAGS if portable else NATIVE_FLAGS)
-    if portable:
-        import platform
+def _x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64")
 
-        if platform.machine() in ("x86_64", "AMD64"):
-            base.append("-march=x86-64-v2")
-    return base + WARNING_FLAGS + list(extra or [])
+
+@functools.lru_cache(maxsize=None)
+def _isa_macros(cxx: str, march: str) -> frozenset[str]:
+    """The ISA macros (``AVX2``, ``AVX512VBMI``, ...) the compiler defines for ``-march=march``: those beyond
+    baseline x86-64 (empty elsewhere than on x86-64, where no check is made)."""
+    def macros(m: str) -> set[str]:
+        try:
+            res = subprocess.run([cxx, f"-march={m}", "-dM", "-E", "-x", "c++", os.devnull],
+                                 capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise CompilerError(f"the C++ compiler '{cxx}' cannot be run: {exc}") from exc
+        if res.returncode != 0:
+            why = (res.stderr.strip().splitlines() or ["?"])[0]
+            raise CompilerError(f"the compiler '{cxx}' does not accept -march={m} (from ML4EP_MARCH or march=): {why}")
+        return set(re.findall(r"^#define __([A-Z0-9_]+)__ 1$", res.stdout, flags=re.M))
+
+    if not _x86():
+        return frozenset()
+    return frozenset(macros(march) - macros("x86-64"))
+
+
+@dataclass(frozen=True)
+class Target:
+    """The ISA generated code is built for: ``march`` ("native", "x86-64-v3", ...; "" is the compiler's default)
+    and the extensions beyond baseline x86-64 it implies (``native``: this CPU's)."""
+
+    march: str
+    features: tuple[str, ...]
+
+    @property
+    def flags(self) -> list[str]:
+        return [f"-march={self.march}"] if self.march else []
+
+    @property
+    def key(self) -> str:
+        """Cache-key part: the name and the extensions (``native`` differs from CPU to CPU)."""
+        return f"{self.march}[{','.join(self.features)}]"
+
+
+def target(march: str | None = None, portable: bool = False) -> Target:
+    """The build target: ``march`` if given, else x86-64-v2 for ``portable``, else ``$ML4EP_MARCH``, else native."""
+    if march is None and portable:
+        march = PORTABLE_MARCH if _x86() else ""
+    m = march if march is not None else (os.environ.get("ML4EP_MARCH") or "native")
+    m = m.strip()
+    if m and not _MARCH_NAME.fullmatch(m):
+        raise CompilerError(f"'{m}' is not a CPU name for -march (ML4EP_MARCH or march=); e.g. native, x86-64-v3")
+    return Target(m, tuple(sorted(_isa_macros(compiler(), m))) if m else ())
+
+
+def native_features() -> frozenset[str]:
+    return _isa_macros(compiler(), "native")
+
+
+def check_cpu(features, what: str) -> None:
+    """Refuse to load code that needs ISA extensions this CPU lacks (it would die of SIGILL)."""
+    if not features or not _x86():
+        return
+    missing = sorted(set(features) - native_features())
+    if missing:
+        names = ", ".join(f.lower() for f in missing)
+        raise UnsupportedCPUError(
+            f"{what} was built for a CPU with {names}, which this CPU lacks; rebuild it for this machine "
+            f"(ML4EP_MARCH=native, or a common level such as x86-64-v3 or x86-64-v2)")
+
+
+def flags(portable: bool = False, extra: list[str] | None = None, march: str | None = None) -> list[str]:
+    """Compiler flags of a generated build for the target of :func:`target`."""
+    return BASE_FLAGS + target(march, portable).flags + WARNING_FLAGS + list(extra or [])
 
 
 @functools.lru_cache(maxsize=1)

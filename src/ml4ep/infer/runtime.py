@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import dims as D
-from ..errors import InputError, Ml4epError
+from ..errors import InputError, Ml4epError, UnsupportedCPUError
 
 @functools.cache
 def _set_blas_threads() -> None:
@@ -43,6 +43,18 @@ def _dtype(name: str) -> np.dtype:
         import ml_dtypes
 
         return np.dtype(getattr(ml_dtypes, name))
+
+
+class _Refused:
+    """Stands for the extension module of a library built for a CPU with extensions this one lacks."""
+
+    def __init__(self, error: UnsupportedCPUError):
+        self.error = error
+
+    def clone(self, *_):
+        raise UnsupportedCPUError(str(self.error))
+
+    run = clone
 
 
 class CompiledModel:
@@ -69,6 +81,16 @@ class CompiledModel:
         self._out0_dtype = self._out[0][0] if self._out else None
         self._plans: dict[tuple, tuple[list[int], list[tuple[int, ...]]]] = {}
         _set_blas_threads()
+        from . import build
+
+        # a library for another CPU is not loaded (it could die of SIGILL): it can be saved, and calling it raises an
+        # error naming the missing extensions
+        try:
+            build.check_cpu(self.meta.get("features", ()), f"model '{self.name}' ({self.directory})")
+        except UnsupportedCPUError as exc:
+            self._ext = _Refused(exc)
+            self._first, self._pool, self._run = None, [], self._ext.run
+            return
         module = self.meta.get("module", f"ml4ep_{self.name}")
         spec = importlib.util.spec_from_file_location(module, self.directory / "lib.so")
         if spec is None or spec.loader is None:
