@@ -42,6 +42,45 @@ def _cid(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
 
+def _build_program(folders: list, exe) -> str:
+    """One sanitized program running the saved models of ``folders`` (each example.cpp's main renamed; a
+    dispatcher main runs ``prog <folder name> <weights> <inputs.raw> <batch> ...`` in turn); the compiler's errors
+    or ""."""
+    parts = ["#include <cstdio>\n#include <cstring>\n"]
+    for i, folder in enumerate(folders):
+        parts.append(f'#define main case_main_{i}\n#include "{folder / "example.cpp"}"\n#undef main\n')
+    table = ", ".join(f'{{"{folder.name}", case_main_{i}}}' for i, folder in enumerate(folders))
+    parts.append(f"""
+struct Case {{ const char* name; int (*run)(int, char**); }};
+static const Case cases[] = {{{table}}};
+int main(int argc, char** argv) {{
+  for (int a = 1; a + 3 < argc; a += 4) {{
+    const Case* c = nullptr;
+    for (const Case& k : cases) if (!std::strcmp(k.name, argv[a])) c = &k;
+    if (!c) {{ std::fprintf(stderr, "unknown case %s\\n", argv[a]); return 2; }}
+    std::fprintf(stderr, "case %s\\n", argv[a]);
+    char* args[] = {{argv[0], argv[a + 1], argv[a + 2], argv[a + 3], nullptr}};
+    if (c->run(4, args) != 0) {{ std::fprintf(stderr, "case %s failed\\n", argv[a]); return 3; }}
+  }}
+  return 0;
+}}
+""")
+    src = exe.with_suffix(".cpp")
+    src.write_text("".join(parts))
+    cmd = [build.compiler(), "-std=c++17", "-O1", "-g1", *build.target().flags, "-DML4EP_NO_BLAS", "-Wall", "-Wextra",
+           *SANITIZE, str(src), "-o", str(exe)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    return "" if res.returncode == 0 else f"{src}: {res.stderr[-3000:]}"
+
+
+def _run_program(exe, args: list[str]) -> None:
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
+    res = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=600)
+    if "runtime error" in res.stderr or "AddressSanitizer" in res.stderr or res.returncode != 0:
+        last = [ln for ln in res.stderr.splitlines() if ln.startswith("case ")][-1:]
+        pytest.fail(f"sanitized program {exe.name} stopped in {last}:\n{res.stderr[-4000:]}")
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """The sample compiled, saved, its inputs written, and its example programs built into sanitized programs."""
@@ -64,59 +103,24 @@ def built(tmp_path_factory):
                     f.write(np.ascontiguousarray(np.asarray(feeds[name]).astype(dt)).tobytes())
             runs.append((n, folder, k, _defined_only(n, ins, outs), [(dt, tuple(s)) for dt, s in m._out], case))
     assert len({r[0] for r in runs}) >= 200, f"only {len({r[0] for r in runs})} cases in the sample"
-    # one program per group of models: each example.cpp's main renamed, a dispatcher main calls them in turn
+    # one program per group of models, built in parallel
     folders = sorted({r[1] for r in runs})
     groups = [folders[i::PROGRAMS] for i in range(PROGRAMS)]
-    srcs = []
-    for g, group in enumerate(groups):
-        parts = ["#include <cstdio>\n#include <cstring>\n"]
-        for i, folder in enumerate(group):
-            parts.append(f'#define main case_main_{i}\n#include "{folder / "example.cpp"}"\n#undef main\n')
-        table = ", ".join(f'{{"{folder.name}", case_main_{i}}}' for i, folder in enumerate(group))
-        parts.append(f"""
-struct Case {{ const char* name; int (*run)(int, char**); }};
-static const Case cases[] = {{{table}}};
-int main(int argc, char** argv) {{  // prog <folder> <weights> <inputs.raw>, ...: each run in turn
-  for (int a = 1; a + 2 < argc; a += 3) {{
-    const Case* c = nullptr;
-    for (const Case& k : cases) if (!std::strcmp(k.name, argv[a])) c = &k;
-    if (!c) {{ std::fprintf(stderr, "unknown case %s\\n", argv[a]); return 2; }}
-    std::fprintf(stderr, "case %s\\n", argv[a]);
-    char* args[] = {{argv[0], argv[a + 1], argv[a + 2], nullptr}};
-    if (c->run(3, args) != 0) {{ std::fprintf(stderr, "case %s failed\\n", argv[a]); return 3; }}
-  }}
-  return 0;
-}}
-""")
-        src = tmp / f"prog{g}.cpp"
-        src.write_text("".join(parts))
-        srcs.append(src)
-
-    def compile_one(src):
-        cmd = [build.compiler(), "-std=c++17", "-O1", "-g1", *build.target().flags, "-DML4EP_NO_BLAS",
-               "-Wall", "-Wextra", *SANITIZE, str(src), "-o", str(src.with_suffix(""))]
-        return subprocess.run(cmd, capture_output=True, text=True)
-
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(compile_one, srcs))
-    for src, res in zip(srcs, results):
-        assert res.returncode == 0, f"{src}: {res.stderr[-3000:]}"
+        errors = list(pool.map(lambda g: _build_program(groups[g], tmp / f"prog{g}"), range(PROGRAMS)))
+    assert not any(errors), "\n".join(e for e in errors if e)
     return tmp, groups, runs
 
 
 def test_sanitized_programs_run_clean_and_agree(built):
     tmp, groups, runs = built
-    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
     for g, group in enumerate(groups):
-        args = []
         members = set(group)
+        args = []
         for _n, folder, k, *_ in runs:
             if folder in members:
-                args += [folder.name, str(folder / f"{folder.name}.bin"), str(folder / f"in{k}.raw")]
-        res = subprocess.run([str(tmp / f"prog{g}"), *args], capture_output=True, text=True, env=env, timeout=600)
-        if "runtime error" in res.stderr or "AddressSanitizer" in res.stderr or res.returncode != 0:
-            last = [ln for ln in res.stderr.splitlines() if ln.startswith("case ")][-1:]
-            pytest.fail(f"sanitized program {g} stopped in {last}:\n{res.stderr[-4000:]}")
+                args += [folder.name, str(folder / f"{folder.name}.bin"), str(folder / f"in{k}.raw"), "1"]
+        _run_program(tmp / f"prog{g}", args)
     errors = []
     for n, folder, k, outs, specs, case in runs:
         data = (folder / f"in{k}.raw.out").read_bytes()
@@ -129,3 +133,44 @@ def test_sanitized_programs_run_clean_and_agree(built):
             if e:
                 errors.append(e)
     assert not errors, "\n".join(errors)
+
+
+def test_sanitized_edge_values(tmp_path):
+    """The models of test_march (float casts out of range and NaN to int8/uint32/int4, doubles to bfloat16, int32
+    products that overflow, shifts by the bit width and more) and test_int_arith (integer overflow, division and
+    remainder by zero, lowest / -1, Neg and Abs of the lowest value, integer reductions) saved and built sanitized:
+    no undefined behaviour, and the same bytes as the models run from Python (whose values those tests check
+    against formulas)."""
+    from test_int_arith import TYPES, _model, _pairs
+    from test_march import _feeds, _mixed_model
+
+    feeds = _feeds()
+    cases = [("sanitized_mixed", _mixed_model(), feeds, str(len(feeds["x"])))]
+    for dt in TYPES:
+        a, b = _pairs(dt)
+        cases.append((f"sanitized_{np.dtype(dt).name}", _model(dt, len(a), False), {"a": a, "b": b}, "1"))
+    models = mi.compile_many([c[1] for c in cases], names=[c[0] for c in cases])
+    folders, args, wants = [], [], []
+    for (name, _, feed, batch), m in zip(cases, models):
+        assert isinstance(m, CompiledModel), m
+        out = m.save(tmp_path / name)
+        with open(out / "in.raw", "wb") as f:
+            for i in m.input_names:
+                f.write(np.ascontiguousarray(feed[i]).tobytes())
+        folders.append(out)
+        wants.append((out, list(m.run(feed).values())))
+        args += [name, str(out / f"{name}.bin"), str(out / "in.raw"), batch]
+    exe = tmp_path / "edges"
+    err = _build_program(folders, exe)
+    assert not err, err
+    _run_program(exe, args)
+    for out, want in wants:  # integers and conversions bit for bit; float32 results of another build within 1e-6
+        data, off = (out / "in.raw.out").read_bytes(), 0
+        for w in want:
+            got = np.frombuffer(data[off:off + w.nbytes], dtype=w.dtype).reshape(w.shape)
+            off += w.nbytes
+            if w.dtype == np.float32:
+                np.testing.assert_allclose(got, w, rtol=1e-6, atol=1e-7, err_msg=out.name)
+            else:
+                assert got.tobytes() == w.tobytes(), out.name
+        assert off == len(data)

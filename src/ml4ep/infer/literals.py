@@ -20,8 +20,8 @@ float8*, ``float4e2m1``, ``int4``, ...    them), so nothing is rounded in C++
 ========================================  ==============================================================
 
 The value is converted to the type first, as NumPy converts: a Python float to ``float`` rounds to nearest
-(exactly as ``static_cast<float>`` of the double would); to the low-precision float types through float32, as
-the C++ types of ``cpp/lowp.hpp`` convert from a double; pass a NumPy scalar of the type itself (e.g. an element
+(exactly as ``static_cast<float>`` of the double would); to the low-precision float types rounded once from the
+exact value, as the C++ types of ``cpp/lowp.hpp`` convert from a double; pass a NumPy scalar of the type itself (e.g. an element
 of a constant tensor) to choose the bits. Integer types take integral values in their range only (a
 ``ValueError`` otherwise: a rounded or wrapped bound would be a silent bug). The NaN payload is not kept,
 its sign is.
@@ -43,7 +43,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-__all__ = ["literal", "literal_for", "is_floating", "CPP_DTYPES"]
+__all__ = ["literal", "literal_for", "is_floating", "round_to_odd32", "CPP_DTYPES"]
 
 # C++ type name -> NumPy dtype of the values it holds (the C++ names of ml4ep.infer.ops.common.CTYPES)
 CPP_DTYPES: dict[str, np.dtype] = {
@@ -149,12 +149,26 @@ def literal(value: Any, ctype: str) -> str:
     if dt.kind in "iu":
         info = np.iinfo(dt)
         return _integer(_integral(v, ctype, int(info.min), int(info.max)), ctype)
-    # low-precision floats: from float32 (or as given, when already of the type), then the stored bits
+    # low-precision floats: rounded once (or as given, when already of the type), then the stored bits
     with np.errstate(all="ignore"):
         x = np.asarray(v)
-        x = x.astype(dt) if x.dtype == dt else x.astype(np.float32).astype(dt)
+        if x.dtype != dt:
+            x = x.astype(np.float64)
+            x = x.astype(dt) if dt == np.float16 else round_to_odd32(x).astype(dt)
         b = int(x.view(np.uint16 if dt.itemsize == 2 else np.uint8))
     return f"{ctype}::from_bits(0x{b:0{2 * dt.itemsize}x}u)"
+
+
+def round_to_odd32(x: np.ndarray) -> np.ndarray:
+    """float64 to float32 truncated toward zero, the last bit set when inexact ("round to odd"): rounding that float
+    to nearest even in any format of at most 22 bits (bfloat16, float8, float4) gives the once-rounded value of
+    ``x``, as the generated code converts a double; NumPy's and ml_dtypes' float32 casts then finish the job."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(all="ignore"):
+        f = x.astype(np.float32)
+        f = np.where(np.abs(f.astype(np.float64)) > np.abs(x), np.nextafter(f, np.float32(0)), f)
+        inexact = (f.astype(np.float64) != x) & ~np.isnan(x)
+        return np.where(inexact, (f.view(np.uint32) | np.uint32(1)).view(np.float32), f)
 
 
 def is_floating(ctype: str) -> bool:

@@ -107,6 +107,36 @@ ML4EP_ALWAYS_INLINE I to_int(F v) {
   }
 }
 
+// Integer arithmetic of generated code: two's complement wrap-around (what ONNX runtimes compute) where C++ leaves
+// signed overflow undefined; x / 0 and x % 0 give 0, lowest / -1 gives lowest (undefined in C++, SIGFPE on x86).
+// The operands go through an unsigned type at least as wide as int, so no promotion to int can overflow either.
+template <typename T>
+using uwide = std::conditional_t<(sizeof(T) > 4), uint64_t, uint32_t>;
+template <typename T>
+ML4EP_ALWAYS_INLINE T iadd(T a, T b) { return static_cast<T>(static_cast<uwide<T>>(a) + static_cast<uwide<T>>(b)); }
+template <typename T>
+ML4EP_ALWAYS_INLINE T isub(T a, T b) { return static_cast<T>(static_cast<uwide<T>>(a) - static_cast<uwide<T>>(b)); }
+template <typename T>
+ML4EP_ALWAYS_INLINE T imul(T a, T b) { return static_cast<T>(static_cast<uwide<T>>(a) * static_cast<uwide<T>>(b)); }
+template <typename T>
+ML4EP_ALWAYS_INLINE T ineg(T a) { return static_cast<T>(uwide<T>(0) - static_cast<uwide<T>>(a)); }
+template <typename T>
+ML4EP_ALWAYS_INLINE T iabs(T a) { return a < T(0) ? ineg(a) : a; }
+template <typename T>
+inline T idiv(T a, T b) {  // truncating, as C++ and ONNX
+  if constexpr (std::is_signed<T>::value) {
+    if (b == T(-1)) return ineg(a);
+  }
+  return b == T(0) ? T(0) : static_cast<T>(a / b);
+}
+template <typename T>
+inline T irem(T a, T b) {  // the remainder of idiv (the dividend's sign)
+  if constexpr (std::is_signed<T>::value) {
+    if (b == T(-1)) return T(0);
+  }
+  return b == T(0) ? T(0) : static_cast<T>(a % b);
+}
+
 // IEEE binary16 storage (ONNX float16): arithmetic happens in float through the implicit conversions, so the
 // operator code written for float serves float16 tensors; conversions round to nearest even once (a double is
 // not rounded to float first)

@@ -15,7 +15,7 @@ import numpy as np
 from . import register
 from .common import CTYPES, ONNX_DTYPES, broadcast_shapes, emit_broadcast, emit_view_copy
 from .. import dims as D
-from ..literals import is_floating, literal
+from ..literals import is_floating, literal, round_to_odd32
 from ...errors import ShapeError
 
 if TYPE_CHECKING:
@@ -66,8 +66,10 @@ def unary_expr(op: str, attrs: dict[str, Any], x: str, ct: str = "float") -> str
     if op == "Log":
         return f"std::log({x})"
     if op == "Neg":
-        return f"(-{x})"
+        return f"ml4ep_rt::ineg({x})" if ct in INT_CTYPES else f"(-{x})"
     if op == "Abs":
+        if ct in INT_CTYPES:  # the lowest value stays itself (wraps), unsigned values are their own
+            return f"ml4ep_rt::iabs({x})" if ct.startswith("int") else x
         return f"std::abs({x})"
     if op == "Reciprocal":
         return f"(1.0f / {x})"
@@ -379,6 +381,10 @@ BINARY_EXPR = {
     "Or": lambda a, b: f"{a} || {b}",
     "Xor": lambda a, b: f"{a} != {b}",
 }
+# integer types: wrapping arithmetic, division by zero gives 0 (cpp/prelude.hpp's iadd, ..., idiv)
+INT_CTYPES = {"int8_t", "int16_t", "int32_t", "int64_t", "uint8_t", "uint16_t", "uint32_t", "uint64_t"}
+INT_EXPR = {op: (lambda a, b, f=f: f"ml4ep_rt::{f}({a}, {b})")
+            for op, f in (("Add", "iadd"), ("Sub", "isub"), ("Mul", "imul"), ("Div", "idiv"))}
 COMPARE = {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor"}
 VARIADIC = {"Min", "Max", "Sum", "Mean"}
 
@@ -397,6 +403,9 @@ def _pow_expr(cg: "Emitter", node: "Node"):
     e = cg.const(node.inputs[1])
     if e is not None and np.asarray(e).size == 1:
         p = float(np.asarray(e).reshape(-1)[0])
+        if cg.ctype(node.inputs[0]) in INT_CTYPES and p in (2.0, 3.0):
+            return (lambda v: f"ml4ep_rt::imul({v[0]}, {v[0]})") if p == 2.0 else \
+                (lambda v: f"ml4ep_rt::imul(ml4ep_rt::imul({v[0]}, {v[0]}), {v[0]})")
         if p == 2.0:
             return lambda v: f"{v[0]} * {v[0]}"
         if p == 3.0:
@@ -408,6 +417,8 @@ def _pow_expr(cg: "Emitter", node: "Node"):
         if p == -1.0:
             return lambda v: f"1.0f / {v[0]}"
     base = cg.ctype(node.inputs[0])
+    if base in INT_CTYPES:  # an integer power out of range saturates (a float cast there is undefined)
+        return lambda v: f"ml4ep_rt::to_int<{base}>(std::pow(static_cast<double>({v[0]}), static_cast<double>({v[1]})))"
     return lambda v: f"static_cast<{base}>(std::pow({v[0]}, {v[1]}))"
 
 
@@ -420,7 +431,14 @@ def _emit_binary(node: "Node", cg: "Emitter") -> str:
             n = len(node.inputs)
             acc = "double" if cg.ctype(node.outputs[0]) == "double" else "float"
             scale = f" * {literal(1.0 / n, acc)}" if op == "Mean" else ""
-            fn = lambda v: "(" + " + ".join(v) + ")" + scale  # noqa: E731
+            if op == "Sum" and cg.ctype(node.outputs[0]) in INT_CTYPES:
+                def fn(v):
+                    e = v[0]
+                    for x in v[1:]:
+                        e = f"ml4ep_rt::iadd({e}, {x})"
+                    return e
+            else:
+                fn = lambda v: "(" + " + ".join(v) + ")" + scale  # noqa: E731
         else:
             f2 = BINARY_EXPR[op]
             if is_floating(cg.ctype(node.outputs[0])):  # a NaN operand wins, as np.maximum / np.minimum
@@ -432,7 +450,7 @@ def _emit_binary(node: "Node", cg: "Emitter") -> str:
                     e = f2(e, x)
                 return e
     else:
-        f2 = BINARY_EXPR[op]
+        f2 = INT_EXPR[op] if op in INT_EXPR and cg.ctype(node.outputs[0]) in INT_CTYPES else BINARY_EXPR[op]
         fn = lambda v: f2(v[0], v[1])  # noqa: E731
     return emit_broadcast(cg, node.outputs[0], node.inputs, fn)
 
@@ -478,11 +496,12 @@ def _fold_shape_binary(node: "Node", vals: list) -> list:
     a, b = np.asarray(vals[0]), np.asarray(vals[1])
     op = node.op_type
     if a.dtype != object and b.dtype != object:
-        if op == "Div" and a.dtype.kind in "iu":
-            q = np.abs(a) // np.abs(b)
-            return [np.where((a < 0) ^ (b < 0), -q, q).astype(a.dtype)]
-        fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Equal": np.equal}[op]
-        out = fn(a, b)
+        with np.errstate(all="ignore"):  # integers wrap around and x / 0 gives 0, as the generated code
+            if op == "Div" and a.dtype.kind in "iu":
+                q = (a - np.fmod(a, b)) // np.where(b == 0, 1, b)  # an exact quotient: floor is truncation
+                return [np.where(b == 0, 0, q).astype(a.dtype)]
+            fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Equal": np.equal}[op]
+            out = fn(a, b)
         return [out if op == "Equal" else out.astype(a.dtype)]
     from .shape_ops import CannotFold, tidy
 
@@ -577,16 +596,6 @@ def float_to_int(x: np.ndarray, dtype) -> np.ndarray:
     return out
 
 
-def _round_to_odd32(x: np.ndarray) -> np.ndarray:
-    """float64 to float32 truncated toward zero, the last bit set when inexact ("round to odd"): rounding that
-    float to nearest even in any format of at most 22 bits gives the once-rounded value of ``x``."""
-    f = x.astype(np.float32)
-    over = np.abs(f.astype(np.float64)) > np.abs(x)
-    f = np.where(over, np.nextafter(f, np.float32(0)), f)
-    inexact = (f.astype(np.float64) != x) & ~np.isnan(x)
-    return np.where(inexact, (f.view(np.uint32) | np.uint32(1)).view(np.float32), f)
-
-
 def _cast_values(node: "Node", v: np.ndarray, to: int) -> np.ndarray:
     """Fold as the generated code converts: onnx's reference, except where it is undefined or differs by version
     (floats to integers, doubles to the small float types, see :func:`float_to_int`); object (symbolic) arrays stay."""
@@ -602,7 +611,7 @@ def _cast_values(node: "Node", v: np.ndarray, to: int) -> np.ndarray:
         if floating and (dst.kind in "iu" or to in _SMALL_INTS):
             return float_to_int(v, dst)
         if to in _SMALL_FLOATS and v.dtype.kind != "b":
-            v = _round_to_odd32(np.asarray(v, np.float64))
+            v = round_to_odd32(v)
         return np.asarray(cast_to(v, to, saturate, mode))
 
 
@@ -702,11 +711,12 @@ def _emit_mod(node: "Node", cg: "Emitter") -> str:
                                         f"return (r != 0 && ((r < 0) != (y < 0))) ? r + y : r; }}"
                                         f"(static_cast<{f}>({v[0]}), static_cast<{f}>({v[1]}))")
     t = cg.ctype(a)
-    if int(node.attrs.get("fmod", 0)):
-        return emit_broadcast(cg, node.outputs[0], node.inputs, lambda v: f"static_cast<{t}>({v[0]} % {v[1]})")
+    # integers: a zero divisor gives 0 (undefined in C++, SIGFPE on x86), as lowest % -1 (ml4ep_rt::irem)
+    if int(node.attrs.get("fmod", 0)) or t.startswith("u"):  # unsigned: both remainders agree
+        return emit_broadcast(cg, node.outputs[0], node.inputs, lambda v: f"ml4ep_rt::irem({v[0]}, {v[1]})")
     # the remainder takes the divisor's sign: shift C++'s truncated remainder when the signs differ
     return emit_broadcast(cg, node.outputs[0], node.inputs,
-                          lambda v: f"[](const {t} x, const {t} y) {{ const {t} r = static_cast<{t}>(x % y); "
+                          lambda v: f"[](const {t} x, const {t} y) {{ const {t} r = ml4ep_rt::irem(x, y); "
                                     f"return static_cast<{t}>((r != 0 && ((r < 0) != (y < 0))) ? r + y : r); }}"
                                     f"({v[0]}, {v[1]})")
 
@@ -717,7 +727,8 @@ def _fold_mod(node: "Node", vals: list):
         from .shape_ops import CannotFold
 
         raise CannotFold(f"node '{node.name}' (Mod): symbolic operands")
-    return [(np.fmod(a, b) if int(node.attrs.get("fmod", 0)) else np.mod(a, b)).astype(a.dtype)]
+    with np.errstate(all="ignore"):  # a zero divisor gives 0, as the generated code
+        return [(np.fmod(a, b) if int(node.attrs.get("fmod", 0)) else np.mod(a, b)).astype(a.dtype)]
 
 
 register("Mod", infer=_infer_binary, emit=_emit_mod, fold=_fold_mod, check=_check_mod)

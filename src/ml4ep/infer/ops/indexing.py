@@ -65,6 +65,15 @@ def _acc(dtype) -> str:
     return ctype(dt)
 
 
+def _sum_acc(dtype) -> str:
+    """C++ type in which sums and products of ``dtype`` accumulate: integers unsigned, so that they wrap around
+    (signed overflow is undefined in C++); the result is converted back to the type."""
+    dt = np.dtype(dtype)
+    if dt.kind in "iu":
+        return "uint64_t" if dt.itemsize > 4 else "uint32_t"
+    return _acc(dt)
+
+
 def _is_float(dtype) -> bool:
     dt = np.dtype(dtype)
     return dt.kind == "f" or dt.name == "bfloat16"
@@ -152,9 +161,10 @@ def _check_indices_dtype(node: "Node", g: "Graph", k: int, allowed=_INDEX_DTYPES
 
 # reductions of the scatter ops: C++ statement updating ``dst`` with ``src`` (both lvalues of type T)
 def _reduce_stmt(reduction: str, dtype, dst: str, src: str) -> str:
-    ct, a = ctype(dtype), _acc(dtype)
+    ct = ctype(dtype)
     if reduction == "none":
         return f"{dst} = {src};"
+    a = _sum_acc(dtype) if reduction in ("add", "mul") else _acc(dtype)
     x, u = f"static_cast<{a}>({dst})", f"static_cast<{a}>({src})"
     expr = {
         "add": f"{x} + {u}",
@@ -573,7 +583,7 @@ def _emit_cum(node: "Node", cg: "Emitter") -> str:
     if D.norm(outer * n * inner) == 0:
         return ""
     dt = cg.dtype(y)
-    ct, a = cg.ctype(y), _acc(dt)
+    ct, a = cg.ctype(y), _sum_acc(dt)
     prod = node.op_type == "CumProd"
     op = "*" if prod else "+"
     init = literal(1 if prod else 0, dt)

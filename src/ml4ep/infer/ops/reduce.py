@@ -68,6 +68,14 @@ NAN_COMBINE = {
     "ReduceMax": lambda a, b: f"(({b} > {a} || {b} != {b}) ? {b} : {a})",
     "ReduceMin": lambda a, b: f"(({b} < {a} || {b} != {b}) ? {b} : {a})",
 }
+# integers: sums and products wrap around (ml4ep_rt::iadd, imul) instead of C++'s undefined signed overflow
+_iadd = lambda a, b: f"ml4ep_rt::iadd({a}, {b})"  # noqa: E731
+INT_COMBINE = {
+    "ReduceSum": {"combine": _iadd},
+    "ReduceProd": {"combine": lambda a, b: f"ml4ep_rt::imul({a}, {b})"},
+    "ReduceL1": {"pre": lambda v: f"ml4ep_rt::iabs({v})", "combine": _iadd},
+    "ReduceSumSquare": {"pre": lambda v: f"ml4ep_rt::imul({v}, {v})", "combine": _iadd},
+}
 # opset from which the axes are an input instead of an attribute
 AXES_INPUT_SINCE = {op: (13 if op == "ReduceSum" else 18) for op in REDUCTIONS}
 
@@ -248,6 +256,8 @@ def _emit_reduce(node: "Node", cg: "Emitter") -> str:
     red = REDUCTIONS[node.op_type]
     if ct in ("float", "double") and node.op_type in NAN_COMBINE:
         red = replace(red, combine=NAN_COMBINE[node.op_type])
+    elif node.op_type in INT_COMBINE and np.dtype(cg.dtype(x)).kind in "iu":
+        red = replace(red, **INT_COMBINE[node.op_type])
     n_red = sum(1 for _, r in segs if r)
     if n_red <= 1:
         k = next((i for i, (_, r) in enumerate(segs) if r), len(segs))
