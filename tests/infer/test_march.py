@@ -4,6 +4,7 @@ not SIGILL), and the same answers across ISA levels (integers and conversions bi
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -92,7 +93,7 @@ def test_target_from_environment_argument_and_alias(monkeypatch):
         build.target("no-such-cpu")
 
 
-def test_march_is_part_of_the_cache_key_and_recorded(monkeypatch):
+def test_march_is_part_of_the_cache_key_and_recorded(monkeypatch, tmp_path):
     model = _mixed_model()
     monkeypatch.setenv("ML4EP_MARCH", "x86-64-v2")
     a = mi.compile(model, name="mixed_key")
@@ -101,6 +102,20 @@ def test_march_is_part_of_the_cache_key_and_recorded(monkeypatch):
     assert a.directory != b.directory and b.directory == c.directory
     assert a.meta["march"] == "x86-64-v2" and "-march=x86-64-v2" in a.meta["flags"]
     assert b.meta["march"] == "x86-64-v3" and "AVX2" in b.meta["features"]
+    # the saved CMakeLists.txt builds for the same target by default
+    out = a.save(tmp_path / "saved")
+    assert 'set(ML4EP_MARCH "x86-64-v2"' in (out / "CMakeLists.txt").read_text()
+    cmake = shutil.which("cmake")
+    if cmake:
+        bdir = tmp_path / "build"
+        for cmd in ([cmake, "-S", str(out), "-B", str(bdir), "-DML4EP_USE_BLAS=OFF"], [cmake, "--build", str(bdir)]):
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        flags = (bdir / "CMakeFiles" / "mixed_key_example.dir" / "flags.make").read_text()
+        assert "-march=x86-64-v2" in flags
+        res = subprocess.run([str(bdir / "mixed_key_example"), str(out / "mixed_key.bin")], capture_output=True,
+                             text=True)
+        assert res.returncode == 0, res.stderr
 
 
 def test_foreign_build_is_saved_but_never_loaded(tmp_path):

@@ -226,7 +226,7 @@ def _plan(model, name, tgt: build.Target, extra_flags, cache, constants):
 
     module = f"ml4ep_{name}_{key.hexdigest()[:16]}"
     with D.scope(g.derived):
-        gen = generate(g, name, plan, module)
+        gen = generate(g, name, plan, module, tgt.march)
     log.info("%s: generated in %.2f s", source, time.perf_counter() - t0)
     return _Job(target, name, module, gen, flags, cxx, source, tgt)
 

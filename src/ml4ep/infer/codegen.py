@@ -147,7 +147,7 @@ def _arena_addr(s: memory.Storage) -> str:
     return f"(ws + {_group_var(s.group)} + {mono})"
 
 
-def generate(g: Graph, name: str, plan: Plan, module: str | None = None) -> Generated:
+def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: str = "native") -> Generated:
     em = Emitter(g, plan)
     body: list[str] = []
     for node in g.nodes:
@@ -272,7 +272,7 @@ class Model {{
             for o, on in zip(g.outputs, g.output_names or g.outputs)
         ],
     }
-    return Generated(name, header, bridge, weights, meta, _example(g, name), _cmake(name), model_id)
+    return Generated(name, header, bridge, weights, meta, _example(g, name), _cmake(name, march), model_id)
 
 
 def _derived_decl(name: str, poly: dict) -> str:
@@ -490,14 +490,19 @@ int main(int argc, char** argv) {{
 """
 
 
-def _cmake(name: str) -> str:
+def _cmake(name: str, march: str = "native") -> str:
     return f"""# Builds the example program of the ml4ep model '{name}'. The model itself is header-only.
 cmake_minimum_required(VERSION 3.16)
 project({name}_example CXX)
 set(CMAKE_CXX_STANDARD 17)
 set(CMAKE_CXX_STANDARD_REQUIRED ON)
 option(ML4EP_USE_BLAS "link the large matrix products against a CBLAS" ON)
+# the target ISA the model was compiled for by ml4ep (empty: the compiler's default)
+set(ML4EP_MARCH "{march}" CACHE STRING "target CPU (-march): native, x86-64-v2, x86-64-v3, ...")
 add_executable({name}_example example.cpp)
+if(ML4EP_MARCH AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+  target_compile_options({name}_example PRIVATE -march=${{ML4EP_MARCH}})
+endif()
 if(ML4EP_USE_BLAS)
   find_package(BLAS REQUIRED)
   target_link_libraries({name}_example PRIVATE ${{BLAS_LIBRARIES}})
