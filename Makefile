@@ -27,7 +27,8 @@ demo: install
 # sample of 200+ ONNX node tests), run again for the lower ISA levels of users' machines (AVX2-only grid nodes,
 # any x86-64 of the last decade); the sanitized standalone programs (tests/infer/test_sanitized.py) run once
 KERNEL_TESTS := $(wildcard tests/infer/test_ops_*.py) tests/infer/test_lowp_types.py tests/infer/test_literals.py \
-	tests/bdt/test_kernels.py tests/infer/test_conformance.py::test_isa_sample tests/infer/test_march.py
+	tests/infer/test_int_arith.py tests/bdt/test_kernels.py tests/infer/test_conformance.py::test_isa_sample \
+	tests/infer/test_march.py
 ISA_LEVELS := x86-64-v3 x86-64-v2
 
 test: install
