@@ -13,7 +13,13 @@ generated C++ compiled behind ``predict``), ``ml4ep-numpy`` (the NumPy evaluator
 microseconds per single-row Python call, nanoseconds per single-row C++ call, compile seconds. Contenders run in
 alternating blocks (A B C C B A ...), medians of the blocks; every output is checked against the anchor first.
 
-    python benchmarks/bdt.py [--rows 100000] [--rounds 5] [--models xgboost-binary,...] [--write docs/benchmarks.md]
+ISA levels: the same forest is also compiled for each ``--isa`` level this CPU can run (``native``, and by
+default ``x86-64-v4``, ``x86-64-v3``, ``x86-64-v2``, ``x86-64``: AVX-512 without VBMI, AVX2, SSE4.2, baseline),
+each a bulk and single-row contender in the same alternating blocks, with its own single-row C++ loop; every
+level's outputs must equal the native build's bit for bit.
+
+    python benchmarks/bdt.py [--rows 100000] [--rounds 5] [--models xgboost-binary,...] [--isa native,x86-64-v3]
+                             [--write docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -36,9 +42,13 @@ import numpy as np  # noqa: E402
 from _docs import cpu_model, write_section  # noqa: E402
 
 import ml4ep.bdt as mb  # noqa: E402
+from ml4ep.bdt import codegen  # noqa: E402
+from ml4ep.errors import UnsupportedCPUError  # noqa: E402
+from ml4ep.infer import build  # noqa: E402
 
 N_FEATURES = 30
 MODELS = ("xgboost-binary", "xgboost-multiclass", "lightgbm-binary", "sklearn-hgb-binary")
+ISAS = ("native", "x86-64-v4", "x86-64-v3", "x86-64-v2", "x86-64")
 
 HARNESS = r"""
 #include <algorithm>
@@ -169,13 +179,48 @@ def tl2cgen_contender(name: str, model, workdir: Path):
     return run, seconds, ""
 
 
-def cpp_ns(forest, workdir: Path) -> float:
+def cpp_ns(forest, workdir: Path, march: str = "native") -> float:
     forest.save(workdir, name="model")
     (workdir / "bench.cpp").write_text(HARNESS)
-    exe = workdir / "bench"
-    subprocess.run(["g++", "-std=c++17", "-O3", "-march=native", "-pthread", str(workdir / "bench.cpp"), "-o", str(exe)],
-                   check=True, capture_output=True)
+    exe = workdir / f"bench-{march}"
+    subprocess.run([build.compiler(), "-std=c++17", "-O3", f"-march={march}", "-pthread", str(workdir / "bench.cpp"),
+                    "-o", str(exe)], check=True, capture_output=True)
     return float(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()[0])
+
+
+def runnable_isas(requested: list[str]) -> tuple[list[str], list[str]]:
+    """The ISA levels of ``requested`` this CPU runs (only native off x86-64), and why the others are left out."""
+    import platform as _platform
+
+    keep, why = [], []
+    for march in requested:
+        if march != "native" and _platform.machine().lower() not in ("x86_64", "amd64"):
+            why.append(f"{march} (not an x86-64 machine)")
+            continue
+        try:
+            build.check_cpu(build.target(march).features, f"-march={march}")
+        except UnsupportedCPUError as exc:
+            why.append(f"{march} ({str(exc).split(' was built for a CPU with ')[-1].split(',')[0]} missing)")
+            continue
+        keep.append(march)
+    return keep, why
+
+
+def kernel_name(forest, march: str) -> str:
+    """The kernel a build of ``forest`` for ``march`` runs (as the header's preprocessor picks it)."""
+    tb = codegen.tables(forest)
+    if codegen.ranked_tables(forest, tb) is None:
+        return "padded walk" if tb["padded"] else "child-index walk"
+    f = set(build.target(march).features)
+    if {"AVX512BW", "AVX512VBMI"} <= f:
+        return "ranked: vpermb (AVX-512 VBMI)"
+    if "AVX512BW" in f:
+        return "ranked: vpshufb zmm (AVX-512BW)"
+    if "AVX2" in f:
+        return "ranked: vpshufb ymm (AVX2)"
+    if {"SSSE3", "POPCNT"} <= f:
+        return "ranked: pshufb xmm (SSSE3)"
+    return "padded walk"
 
 
 def _positive(f):
@@ -186,15 +231,24 @@ def _positive(f):
     return g
 
 
-def measure(name: str, rows: int, rounds: int) -> dict:
+def isa_label(march: str) -> str:
+    return f"ml4ep -march={march}"
+
+
+def measure(name: str, rows: int, rounds: int, isas: list[str]) -> dict:
     model, forest, (anchor, anchor_fn) = train(name)
     t0 = time.perf_counter()
-    fast = forest.compile(name=name.replace("-", "_"))
+    fast = forest.compile(name=name.replace("-", "_"), march="native")
     compile_s = {"ml4ep": time.perf_counter() - t0}
     X, _ = data(rows, 11)
     ref = np.asarray(anchor_fn(X))
     notes = []
     bulk = {anchor: anchor_fn, "ml4ep": fast.predict}
+    for march in isas:  # the same forest for each ISA level ("native" is "ml4ep" itself)
+        if march != "native":
+            t0 = time.perf_counter()
+            bulk[isa_label(march)] = forest.compile(name=name.replace("-", "_"), march=march).predict
+            compile_s[isa_label(march)] = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as d:
         ort_fn, why = onnxruntime_contender(name, model)
         tl_fn, tl_s, why2 = tl2cgen_contender(name, model, Path(d))
@@ -213,6 +267,10 @@ def measure(name: str, rows: int, rounds: int) -> dict:
         numpy_fn = _positive(forest.predict) if name.endswith("binary") else forest.predict
         diffs["ml4ep-numpy"] = float(np.abs(numpy_fn(X[:5000]) - ref[:5000]).max())
         assert diffs["ml4ep"] <= 1e-6 and diffs["ml4ep-numpy"] <= 1e-6, f"ml4ep disagrees with {anchor}: {diffs}"
+        native_out = bulk["ml4ep"](X[:5000])
+        for march in isas:  # every ISA level: the same sums, bit for bit
+            if march != "native":
+                assert np.array_equal(bulk[isa_label(march)](X[:5000]), native_out), f"{name}: {march} != native"
         bulk["ml4ep-numpy"] = numpy_fn
         sizes = {n: (5000 if n == "ml4ep-numpy" else rows) for n in bulk}
         x1 = X[3:4]
@@ -229,15 +287,31 @@ def measure(name: str, rows: int, rounds: int) -> dict:
             for n in (list(single) if r % 2 == 0 else list(single)[::-1]):
                 f = single[n]
                 f(x1)
-                reps = 300 if n in ("ml4ep", "onnxruntime", "tl2cgen") else 50
+                reps = 300 if n.startswith("ml4ep") or n in ("onnxruntime", "tl2cgen") else 50
                 t = time.perf_counter()
                 for _ in range(reps):
                     f(x1)
                 stimes[n].append((time.perf_counter() - t) / reps * 1e6)
-        ns = cpp_ns(forest, Path(d))
+        isa_ns = {march: cpp_ns(forest, Path(d), march) for march in isas}
+        ns = isa_ns["native"] if "native" in isa_ns else cpp_ns(forest, Path(d))
+    kernels = {march: kernel_name(forest, march) for march in isas}
     return {"model": name, "trees": len(forest.trees), "anchor": anchor, "compile_s": compile_s, "diff": diffs,
             "bulk": {n: float(np.median(v)) for n, v in times.items()},
-            "single_us": {n: float(np.median(v)) for n, v in stimes.items()}, "cpp_ns": ns, "notes": notes}
+            "single_us": {n: float(np.median(v)) for n, v in stimes.items()}, "cpp_ns": ns, "notes": notes,
+            "isas": list(isas), "isa_ns": isa_ns, "kernels": kernels}
+
+
+def isa_table(results: list[dict]) -> list[str]:
+    lines = ["| model | -march | kernel | bulk rows/s | vs anchor | one row in C++, us | one row from Python, us "
+             "| compile s |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        a = r["bulk"][r["anchor"]]
+        for march in r["isas"]:
+            n = "ml4ep" if march == "native" else isa_label(march)
+            lines.append(f"| {r['model']} ({r['trees']} trees) | {march} | {r['kernels'][march]} | {r['bulk'][n]:.0f} "
+                         f"| {r['bulk'][n] / a:.2f}x | {r['isa_ns'][march] / 1000:.2f} | {r['single_us'][n]:.1f} "
+                         f"| {r['compile_s'][n]:.2f} |")
+    return lines
 
 
 def table(results: list[dict]) -> list[str]:
@@ -262,12 +336,14 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--isa", default=",".join(ISAS), help="ISA levels (-march values) to compare; native first")
     ap.add_argument("--write", type=Path)
     args = ap.parse_args(argv)
+    isas, isa_why = runnable_isas([m for m in args.isa.split(",") if m])
     results = []
     for name in args.models.split(","):
-        results.append(measure(name, args.rows, args.rounds))
-        print("\n".join(table(results[-1:])), flush=True)
+        results.append(measure(name, args.rows, args.rounds, isas))
+        print("\n".join(table(results[-1:]) + [""] + isa_table(results[-1:])), flush=True)
     versions = []
     for mod in ("xgboost", "lightgbm", "sklearn", "onnxruntime", "treelite", "tl2cgen"):
         try:
@@ -276,10 +352,20 @@ def main(argv=None) -> int:
             pass
     lines = ["### BDT inference (`benchmarks/bdt.py`)", "",
              f"Machine: {machine()}; {datetime.date.today()}; one thread; command: "
-             f"`python benchmarks/bdt.py --rows {args.rows} --rounds {args.rounds}`; {', '.join(versions)}. "
+             f"`OMP_NUM_THREADS=1 python benchmarks/bdt.py --rows {args.rows} --rounds {args.rounds}"
+             f"{'' if args.isa == ','.join(ISAS) else ' --isa ' + args.isa}"
+             f"{'' if args.models == ','.join(MODELS) else ' --models ' + args.models}`; {', '.join(versions)}. "
              f"{N_FEATURES} features, 10% missing values, depth 6; medians of alternating blocks. "
              "Ratios are to the model's own library in the same run; the single-row C++ line is one "
-             "`predict(x, 1, y)` call on double input in a loop.", "", *table(results)]
+             "`predict(x, 1, y)` call on double input in a loop.", "", *table(results), "",
+             "#### By ISA level", "",
+             "The same forests compiled for each `-march` this CPU runs (`forest.compile(march=...)`; `native` is "
+             "the `ml4ep` line above), timed in the same alternating blocks against the same anchor; every level's "
+             "outputs equal the native build's bit for bit. The kernel is what the header's preprocessor picks for "
+             "that level; `x86-64` (baseline SSE2) shows the padded walk that every level without VBMI ran before.",
+             "", *isa_table(results)]
+    if isa_why:
+        lines += ["", "ISA levels not run on this CPU: " + "; ".join(isa_why)]
     notes = sorted({n for r in results for n in r["notes"]})
     if notes:
         lines += ["", "Not run: " + "; ".join(notes)]

@@ -7,14 +7,16 @@ always-left nodes, so that every row takes exactly ``D`` branch-free steps per t
 cache, the 64 independent walks overlap); a single row walks 8 trees side by side. Forests deeper than
 ``MAX_PADDED_DEPTH`` keep their own node order and walk with child indices instead.
 
-On CPUs with AVX-512 VBMI (Intel Ice Lake and later, AMD Zen 4 and later), forests of depth <= 6 (XGBoost's
-default) take the ranked kernel (``ranked_tables``): every node of every tree is decided 64 at a time by byte
-operations on the row's per-feature threshold ranks, and each tree's leaf is read from its 64-bit word with two
-table lookups; no node-by-node walk, no branch, the same results. It is chosen at compile time of the
-header; elsewhere the walks above run.
+Forests of depth <= 6 (XGBoost's default) take the ranked kernel (``ranked_tables``) on every x86-64 CPU with
+SSSE3 and POPCNT (x86-64-v2 and up): every node of every tree is decided many at a time by byte operations on the
+row's per-feature threshold ranks, and each tree's leaf is read from its 64-bit word with two table lookups; no
+node-by-node walk, no branch, the same results. The row's rank table is looked up by one vpermb per 64 nodes with
+AVX-512 VBMI (Intel Ice Lake and later, AMD Zen 4 and later), else by 16-entry byte shuffles (vpshufb) over 64
+(AVX-512BW), 32 (AVX2) or 16 (SSSE3) nodes, one per 16-entry chunk of the table. The kernel is chosen by the ISA
+macros when the header is compiled; elsewhere (baseline x86-64, other architectures) the walks above run.
 
 The generated header needs only the C++17 standard library (and the compiler's intrinsics header when it
-targets AVX-512):
+targets x86-64 with SSSE3 or more):
 
     #include "model.hpp"
     double y[N_OUTPUTS * n];
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..infer.literals import literal
 from .forest import ZERO_BAND, Forest, ModelError
 
 MAX_PADDED_DEPTH = 12
@@ -32,12 +35,8 @@ BLOCK = 64
 
 
 def _c_float(v: float, suffix: str) -> str:
-    ctype = "float" if suffix == "f" else "double"
-    if np.isnan(v):
-        return f"std::numeric_limits<{ctype}>::quiet_NaN()"
-    if np.isinf(v):
-        return ("" if v > 0 else "-") + f"std::numeric_limits<{ctype}>::infinity()"
-    return repr(float(v)) + suffix
+    """A float (``suffix`` "f") or double literal: ml4ep.infer's one renderer (shortest round trip, inf, NaN, -0.0)."""
+    return literal(v, "float" if suffix == "f" else "double")
 
 
 def _array(ctype: str, name: str, values, fmt) -> str:
@@ -105,7 +104,7 @@ def tables(forest: Forest) -> dict:
 
 RANK_MAX_DEPTH = 6  # a tree's nodes fit one 64-bit word
 RANK_CUTS = 254  # sorted cuts per table slot: ranks 0..254, and 255 for a missing value, fit a byte
-RANK_SLOTS = 127  # table slots (one more, the last, is the padding nodes'); twice that fits 256 bytes
+RANK_SLOTS = 127  # table slots; twice that (the ranks, then the ranks + 1) fits 256 bytes
 
 
 def _blocked_order(depth: int) -> np.ndarray:
@@ -146,10 +145,14 @@ def ranked_tables(forest: Forest, tb: dict) -> dict | None:
     ``q`` = how many of the slot's cuts send it right (255 when the value is missing), and a node one byte, its
     threshold's rank ``r`` in its slot (plus one when a missing value goes left). A node sends the row right
     exactly when ``q > r`` (``q + 1 > r + 1`` for default-left nodes, where a missing value's 255 wraps to 0),
-    so 64 nodes are decided by one byte permutation and one byte comparison, for rows with and without NaN.
+    so 64 nodes are decided by one byte permutation and one byte comparison, for rows with and without NaN
+    (``feature``/``rank``: the table index, q or q + 1, and ``r``, for vpermb). Without VBMI the row's q are
+    looked up by 16-entry byte shuffles, one per ``chunks`` of 16 slots, and default-left nodes add their 1 after
+    the lookup (``shuffle``: per 64 nodes, the slots, ``r`` as signed bytes, the default-left bits).
     A tree's nodes sit in one 64-bit word in the order of ``_blocked_order``: the leaf is then read from two
-    small tables (top levels, then the bottom subtree they lead to), with no walk node by node.
-    Needs a padded forest of depth <= 6, at most 255 slots, no zero-as-missing nodes.
+    small tables (top levels, then the bottom subtree they lead to: ``top`` holds where its bits start and its
+    first leaf), with no walk node by node.
+    Needs a padded forest of depth <= 6, at most 127 slots, no zero-as-missing nodes, no NaN thresholds.
     """
     depth, nf = tb["depth"], forest.n_features
     if not tb["padded"] or not 1 <= depth <= RANK_MAX_DEPTH or not forest.trees:
@@ -181,17 +184,28 @@ def ranked_tables(forest: Forest, tb: dict) -> dict | None:
             cuts.append(np.pad(u[c:c + RANK_CUTS], (0, 256 - len(u[c:c + RANK_CUTS])), constant_values=np.nan))
             if len(source) > RANK_SLOTS:
                 return None
-    pad = len(source)  # the padding nodes' slot: q is 0 there, always left
-    half = 32 if pad < 32 else 64 if pad < 64 else 128
+    n_slots = len(source)
+    half = 32 if n_slots <= 32 else 64 if n_slots <= 64 else 128
     total = -(-n_trees * slots // 64) * 64
-    rf = np.full(total, pad + half, np.uint8)
-    rt = np.ones(total, np.uint8)
+    # padding nodes (and the unused last bit of every tree's word) read slot 0 against 255: never right
+    rf = np.zeros(total, np.uint8)
+    rt = np.full(total, 255, np.uint8)
     pos = (np.arange(n_trees)[:, None] * slots + _blocked_order(depth)[None, :]).reshape(-1)
-    # default-left nodes read the second half of the row's table, which holds q + 1
-    rf[pos] = (np.where(real, slot, pad) + half * dl).reshape(-1)
-    rt[pos] = (np.where(real, rank, 0) + dl).reshape(-1)
+    # default-left nodes read the second half of the row's table, which holds q + 1 (ranks are <= 253: a real
+    # node's byte is at most 254)
+    rf[pos] = np.where(real, slot + half * dl, 0).reshape(-1)
+    rt[pos] = np.where(real, rank + dl, 255).reshape(-1)
     d1, d2 = depth - depth // 2, depth // 2
-    return {"feature": rf, "rank": rt, "half": half, "nodes": total, "top": _leaf_table(d1),
+    # the byte-shuffle variant (AVX2, SSSE3, AVX-512BW without VBMI): per 64 nodes, 64 bytes of slot indices,
+    # 64 of thresholds (r + 1 for default-left nodes) as signed bytes (+128), 64 of default-left bits
+    slot_b = (rf.astype(np.int64) % half).astype(np.uint8).reshape(-1, 64)
+    dl_b = (rf >= half).astype(np.uint8).reshape(-1, 64)
+    thr_b = (rt ^ 0x80).astype(np.uint8).reshape(-1, 64)
+    # the top table gives where the bottom subtree's bits start (low byte) and its first leaf (high byte)
+    top = _leaf_table(d1).astype(np.int64)
+    top_entry = ((1 << d1) - 1 + top * ((1 << d2) - 1)) | (top << d2) << 8
+    return {"feature": rf, "rank": rt, "half": half, "nodes": total, "top": top_entry,
+            "shuffle": np.stack([slot_b, thr_b, dl_b], axis=1).reshape(-1), "chunks": (n_slots + 15) // 16,
             "bottom": _leaf_table(d2) if d2 else np.zeros(1, np.uint8),
             "source": np.asarray(source, np.int32), "cuts": np.concatenate(cuts).astype(dtype)}
 
@@ -208,7 +222,7 @@ def header(forest: Forest, name: str) -> str:
     out = [f"// ml4ep.bdt: {len(forest.trees)} trees, depth {tb['depth']}, {forest.n_features} features, "
            f"{forest.n_outputs} output(s); from {forest.source or 'a forest'}; split: go left when x {less} threshold",
            f"#pragma once\n#include <cmath>\n#include <cstdint>\n#include <cstddef>\n#include <limits>\n#include <thread>\n"
-           f"#if defined(__AVX512BW__) && defined(__AVX512VBMI__)  // the ranked kernel\n"
+           f"#if defined(__AVX512BW__) || defined(__AVX2__) || (defined(__SSSE3__) && defined(__POPCNT__))  // ranked\n"
            f"#if defined(__GNUC__) && !defined(__clang__)  // GCC 12's intrinsics warn about their own undefined()\n"
            f"#pragma GCC diagnostic push\n#pragma GCC diagnostic ignored \"-Wmaybe-uninitialized\"\n#endif\n"
            f"#include <immintrin.h>\n"
@@ -236,24 +250,29 @@ def header(forest: Forest, name: str) -> str:
     # child indices: used by the unpadded walk only (one dummy entry otherwise)
     out += [_array("int32_t", "left", tb["left"], str), _array("int32_t", "right", tb["right"], str)]
     rk = ranked_tables(forest, tb)
-    out.append(f"// the ranked kernel (AVX-512 VBMI): {'used' if rk else 'not applicable to this forest'}")
+    out.append(f"// the ranked kernel (x86-64 with SSSE3 and POPCNT, AVX2, AVX-512BW or VBMI): "
+               f"{'used' if rk else 'not applicable to this forest'}")
     out.append(f"constexpr bool RANKED = {'true' if rk else 'false'};")
     out.append(f"constexpr int64_t RANK_NODES = {rk['nodes'] if rk else 0};")
-    out.append(f"constexpr int RANK_SLOTS = {len(rk['source']) if rk else 0};  // + 1: the padding nodes' slot")
+    out.append(f"constexpr int RANK_SLOTS = {len(rk['source']) if rk else 0};  // table slots in use")
     out.append(f"constexpr int RANK_HALF = {rk['half'] if rk else 32};  // table entries per half")
+    out.append(f"constexpr int RANK_CHUNKS = {rk['chunks'] if rk else 1};  // 16-byte table chunks (shuffles)")
     if rk is None:  # one placeholder entry each: the kernel compiles, and is never called
-        rk = {"feature": [0] * 64, "rank": [0] * 64, "cuts": [0.0], "source": [0], "top": [0], "bottom": [0]}
+        rk = {"feature": [0] * 64, "rank": [0] * 64, "cuts": [0.0], "source": [0], "top": [0], "bottom": [0],
+              "shuffle": [0] * 192}
     out += [_array("int32_t", "rank_source", rk["source"], str),
             _array("uint8_t", "rank_feature", rk["feature"], str),
             _array("uint8_t", "rank_threshold", rk["rank"], str),
-            _array("uint8_t", "leaf_top", rk["top"], str), _array("uint8_t", "leaf_bottom", rk["bottom"], str),
+            _array("uint8_t", "rank_shuffle", rk["shuffle"], str),
+            _array("uint16_t", "leaf_top", rk["top"], str), _array("uint8_t", "leaf_bottom", rk["bottom"], str),
             _array("Threshold", "cuts", rk["cuts"], lambda v: _c_float(v, suffix)),
             _array("Threshold", "fences", np.asarray(rk["cuts"]).reshape(-1, 16)[:, 15] if len(rk["cuts"]) > 1
                    else [0.0], lambda v: _c_float(v, suffix))]
     zero_missing = any(t.zero_missing is not None for t in forest.trees)
     out.append(_KERNEL.replace("@LESS@", less).replace("@ZERO_BAND@", repr(ZERO_BAND))
                .replace("@ZERO_MISSING@", "true" if zero_missing else "false").replace("@BLOCK@", str(BLOCK))
-.replace("@CUT_PRED@", "_CMP_LE_OQ" if forest.split == "<" else "_CMP_LT_OQ"))
+               .replace("@CUT_PRED@", "_CMP_LE_OQ" if forest.split == "<" else "_CMP_LT_OQ")
+               .replace("@CUT_SSE@", "le" if forest.split == "<" else "lt"))
     out.append(f"}}  // namespace {name}\n")
     return "\n".join(out)
 
@@ -338,9 +357,9 @@ inline void finish(const Acc* acc, double* y) {
 // one row: 8 trees walked side by side (independent chains of loads instead of one long one)
 inline void row_margins(const Threshold* xr, Acc* acc) {
   constexpr int G = 8;
-  int t0 = 0;
+  constexpr int T0 = PADDED ? N_TREES / G * G : 0;  // trees walked G at a time
   if constexpr (PADDED) {
-    for (; t0 + G <= N_TREES; t0 += G) {
+    for (int t0 = 0; t0 < T0; t0 += G) {
       int64_t idx[G] = {};
       for (int d = 0; d < DEPTH; ++d)
         for (int g = 0; g < G; ++g) {
@@ -359,7 +378,7 @@ inline void row_margins(const Threshold* xr, Acc* acc) {
       }
     }
   }
-  for (int t = t0; t < N_TREES; ++t) {  // the rest (and every tree of unpadded forests)
+  for (int t = T0; t < N_TREES; ++t) {  // the rest (and every tree of unpadded forests)
     const int64_t o = node_off[t];
     int64_t i = 0;
     if constexpr (PADDED) {
@@ -379,19 +398,112 @@ inline void row_margins(const Threshold* xr, Acc* acc) {
   }
 }
 
+#if defined(__AVX512BW__) || defined(__AVX2__) || (defined(__SSSE3__) && defined(__POPCNT__))
+// The ranked kernel: a row becomes one byte per table slot, q = how many of the slot's sorted cuts send it
+// right (255: missing); a node sends it right when q (+1 for default-left nodes, wrapping) > its byte. Many
+// nodes are decided by one byte table lookup and one comparison; a tree's leaf is then read from its word with
+// two table lookups, and the leaves are added in tree order (the same sums as the other kernels).
+
+inline unsigned popcount16(unsigned m) {  // m < 2^16
+#if defined(__POPCNT__)
+  return static_cast<unsigned>(_mm_popcnt_u32(m));
+#else
+  m = m - ((m >> 1) & 0x5555u);
+  m = (m & 0x3333u) + ((m >> 2) & 0x3333u);
+  m = (m + (m >> 4)) & 0x0F0Fu;
+  return (m + (m >> 8)) & 0x1Fu;
+#endif
+}
+
+// how many of the 16 values at p (sorted, NaN-padded, 64-byte aligned) send v right
+template <class T>
+inline unsigned count16(const T* p, T v) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same<T, float>::value) {
+    return popcount16(_mm512_cmp_ps_mask(_mm512_load_ps(p), _mm512_set1_ps(v), @CUT_PRED@));
+  } else {
+    const __m512d x = _mm512_set1_pd(v);
+    return popcount16(_mm512_cmp_pd_mask(_mm512_load_pd(p), x, @CUT_PRED@)) +
+           popcount16(_mm512_cmp_pd_mask(_mm512_load_pd(p + 8), x, @CUT_PRED@));
+  }
+#elif defined(__AVX2__)
+  if constexpr (std::is_same<T, float>::value) {
+    const __m256 x = _mm256_set1_ps(v);
+    const unsigned lo = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_load_ps(p), x, @CUT_PRED@)));
+    const unsigned hi = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_load_ps(p + 8), x, @CUT_PRED@)));
+    return popcount16(lo | hi << 8);
+  } else {
+    const __m256d x = _mm256_set1_pd(v);
+    unsigned m = 0;
+    for (int i = 0; i < 4; ++i)
+      m |= static_cast<unsigned>(_mm256_movemask_pd(_mm256_cmp_pd(_mm256_load_pd(p + 4 * i), x, @CUT_PRED@))) << 4 * i;
+    return popcount16(m);
+  }
+#else
+  if constexpr (std::is_same<T, float>::value) {
+    const __m128 x = _mm_set1_ps(v);
+    unsigned m = 0;
+    for (int i = 0; i < 4; ++i)
+      m |= static_cast<unsigned>(_mm_movemask_ps(_mm_cmp@CUT_SSE@_ps(_mm_load_ps(p + 4 * i), x))) << 4 * i;
+    return popcount16(m);
+  } else {
+    const __m128d x = _mm_set1_pd(v);
+    unsigned m = 0;
+    for (int i = 0; i < 8; ++i)
+      m |= static_cast<unsigned>(_mm_movemask_pd(_mm_cmp@CUT_SSE@_pd(_mm_load_pd(p + 2 * i), x))) << 2 * i;
+    return popcount16(m);
+  }
+#endif
+}
+
+// q of every slot: the block of 16 cuts from the 16 blocks' last cuts, then the cuts in that block
+inline void slot_ranks(const Threshold* xr, uint8_t* q) {
+  for (int k = 0; k < RANK_SLOTS; ++k) {
+    const Threshold v = xr[rank_source[k]];
+    const unsigned b = count16(fences + 16 * k, v);  // <= 15: the last cut is NaN padding
+    const unsigned c = count16(cuts + 256 * k + 16 * b, v);
+    q[k] = v != v ? uint8_t(255) : static_cast<uint8_t>(16 * b + c);
+  }
+}
+
+// the leaves of the trees whose node bits are in `right` (64 nodes from node n), added in tree order
+template <int R>
+inline void add_leaves(int64_t n, const uint64_t* right, Acc* a1, Acc* acc) {
+  constexpr int S = RANKED && DEPTH <= 6 ? 1 << DEPTH : 64;  // nodes per tree (the last one unused)
+  constexpr int D2 = DEPTH / 2, D1 = DEPTH - D2;  // levels read from leaf_top, then from leaf_bottom
+  constexpr int TOP = (1 << D1) - 1, SUB = (1 << D2) - 1;  // nodes of the top tree, of a bottom subtree
+  for (int k = 0; k < 64 / S; ++k) {
+    const int64_t t = n / S + k;
+    if (t >= N_TREES) break;
+    const Acc* lv = leaf + leaf_off[t];
+    const int o = N_OUTPUTS == 1 ? 0 : tree_output[t];
+    for (int r = 0; r < R; ++r) {
+      const uint64_t m = right[r] >> (k * S);
+      const unsigned top = leaf_top[m & ((uint64_t(1) << TOP) - 1)];  // bottom subtree: its bits, its leaves
+      const unsigned li = (top >> 8) | leaf_bottom[(m >> (top & 63)) & ((uint64_t(1) << SUB) - 1)];
+      if constexpr (N_OUTPUTS == 1) {
+        a1[r] += lv[li];
+      } else if (o >= 0) {
+        acc[r * N_OUTPUTS + o] += lv[li];
+      } else {
+        for (int c = 0; c < N_OUTPUTS; ++c) acc[r * N_OUTPUTS + c] += lv[li * N_OUTPUTS + c];
+      }
+    }
+  }
+}
+#endif
+
 #if defined(__AVX512BW__) && defined(__AVX512VBMI__)
-// The ranked kernel: a row becomes one byte per feature, q = how many of the feature's sorted cuts send it
-// right (255: missing); a node sends it right when q (+1 for default-left nodes) > its byte. 64 nodes are
-// decided by one byte permutation and one comparison; a tree's leaf is then read from its word with two table
-// lookups, and the leaves are added in tree order (the same sums as the other kernels).
-constexpr int TABW = 2 * RANK_HALF;  // q of every slot, then q + 1 (wrapping) for default-left nodes
+// AVX-512 VBMI: the row's table (q of every slot, then q + 1) is looked up 64 nodes at a time by one vpermb
+constexpr int TABW = 2 * RANK_HALF;
 
 template <int N> struct ByteTable { __m512i t[N / 64]; };
 
 template <int N>
 inline __m512i lookup(const ByteTable<N>& T, __m512i idx) {
   if constexpr (N == 64) {
-    return _mm512_permutexvar_epi8(idx, T.t[0]);
+    // maskz, all lanes: GCC 12 at -O2 warns about the undefined() inside the plain _mm512_permutexvar_epi8
+    return _mm512_maskz_permutexvar_epi8(~__mmask64(0), idx, T.t[0]);
   } else if constexpr (N == 128) {
     return _mm512_permutex2var_epi8(T.t[0], idx, T.t[1]);
   } else {
@@ -401,38 +513,14 @@ inline __m512i lookup(const ByteTable<N>& T, __m512i idx) {
   }
 }
 
-// how many of the 16 values at p (sorted, NaN-padded) send v right
-inline unsigned count16(const Threshold* p, Threshold v) {
-  if constexpr (std::is_same<Threshold, float>::value) {
-    return _mm_popcnt_u32(_mm512_cmp_ps_mask(_mm512_load_ps(p), _mm512_set1_ps(v), @CUT_PRED@));
-  } else {
-    const __m512d x = _mm512_set1_pd(v);
-    return _mm_popcnt_u32(_mm512_cmp_pd_mask(_mm512_load_pd(p), x, @CUT_PRED@)) +
-           _mm_popcnt_u32(_mm512_cmp_pd_mask(_mm512_load_pd(p + 8), x, @CUT_PRED@));
-  }
-}
-
-// q of every slot: the block of 16 cuts from the 16 blocks' last cuts, then the cuts in that block
-inline void row_ranks(const Threshold* xr, uint8_t* q) {
-  for (int k = 0; k < RANK_SLOTS; ++k) {
-    const Threshold v = xr[rank_source[k]];
-    const unsigned b = count16(fences + 16 * k, v);  // <= 15: the last cut is NaN padding
-    const unsigned c = count16(cuts + 256 * k + 16 * b, v);
-    q[k] = v != v ? uint8_t(255) : static_cast<uint8_t>(16 * b + c);
-  }
-  for (int k = RANK_SLOTS; k < RANK_HALF; ++k) q[k] = 0;  // the padding nodes' slot: always left
-  for (int k = 0; k < RANK_HALF; ++k) q[RANK_HALF + k] = static_cast<uint8_t>(q[k] + 1);
-}
-
 template <int R>
 inline void ranked_rows(const Threshold* xb, int stride, Acc* acc) {
-  constexpr int S = RANKED && DEPTH <= 6 ? 1 << DEPTH : 64;  // nodes per tree (the last one unused)
-  constexpr int D2 = DEPTH / 2, D1 = DEPTH - D2;  // levels read from leaf_top, then from leaf_bottom
-  constexpr int TOP = (1 << D1) - 1, SUB = (1 << D2) - 1;  // nodes of the top tree, of a bottom subtree
   ByteTable<TABW> tab[R];
   for (int r = 0; r < R; ++r) {
     alignas(64) uint8_t q[TABW];
-    row_ranks(xb + r * stride, q);
+    slot_ranks(xb + r * stride, q);
+    for (int k = RANK_SLOTS; k < RANK_HALF; ++k) q[k] = 0;  // unused entries
+    for (int k = 0; k < RANK_HALF; ++k) q[RANK_HALF + k] = static_cast<uint8_t>(q[k] + 1);
     for (int i = 0; i < TABW / 64; ++i) tab[r].t[i] = _mm512_load_si512(q + 64 * i);
   }
   Acc a1[R];  // one output: the sums stay in registers (through memory, each add would wait for a store)
@@ -442,28 +530,102 @@ inline void ranked_rows(const Threshold* xb, int stride, Acc* acc) {
     const __m512i th = _mm512_load_si512(rank_threshold + n);
     uint64_t right[R];
     for (int r = 0; r < R; ++r) right[r] = _cvtmask64_u64(_mm512_cmpgt_epu8_mask(lookup(tab[r], fi), th));
-    for (int k = 0; k < 64 / S; ++k) {
-      const int64_t t = n / S + k;
-      if (t >= N_TREES) break;
-      const Acc* lv = leaf + leaf_off[t];
-      const int o = N_OUTPUTS == 1 ? 0 : tree_output[t];
-      for (int r = 0; r < R; ++r) {
-        const uint64_t m = right[r] >> (k * S);
-        const unsigned top = leaf_top[m & ((uint64_t(1) << TOP) - 1)];
-        const unsigned li = (top << D2) | leaf_bottom[(m >> (TOP + top * SUB)) & ((uint64_t(1) << SUB) - 1)];
-        if constexpr (N_OUTPUTS == 1) {
-          a1[r] += lv[li];
-        } else if (o >= 0) {
-          acc[r * N_OUTPUTS + o] += lv[li];
-        } else {
-          for (int c = 0; c < N_OUTPUTS; ++c) acc[r * N_OUTPUTS + c] += lv[li * N_OUTPUTS + c];
-        }
-      }
-    }
+    add_leaves<R>(n, right, a1, acc);
   }
   if constexpr (N_OUTPUTS == 1)
     for (int r = 0; r < R; ++r) acc[r] = a1[r];
 }
+constexpr int RANK_ROWS = 4;  // rows sharing each load of the node tables
+constexpr bool RANK_SINGLE = true;  // single rows too
+#elif defined(__AVX512BW__) || defined(__AVX2__) || (defined(__SSSE3__) && defined(__POPCNT__))
+// Byte shuffles (vpshufb: 16-entry tables, in each 16-byte lane): the row's table (q of every slot, as signed
+// bytes q - 128) is cut into RANK_CHUNKS chunks of 16; chunk c is looked up with index slot - 16c, which is
+// negative (a zero byte) below the chunk and 16 or more above it, so the chunks are stored XORed with the chunk
+// before and the XOR of all lookups telescopes to the entry's own chunk. Default-left nodes then add 1 (missing:
+// 127 + 1 wraps to -128, below every threshold) and a signed compare decides W nodes at once.
+#if defined(__AVX512BW__)
+struct Bytes {
+  using V = __m512i;
+  static constexpr int W = 64;
+  static V chunk(const uint8_t* p) {  // maskz: GCC 12 warns about the plain broadcast's undefined()
+    return _mm512_maskz_broadcast_i32x4(0xFFFF, _mm_load_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static V load(const uint8_t* p) { return _mm512_load_si512(p); }
+  static V set1(int v) { return _mm512_set1_epi8(static_cast<char>(v)); }
+  static V shuffle(V t, V i) { return _mm512_shuffle_epi8(t, i); }
+  static V xor_(V a, V b) { return _mm512_xor_si512(a, b); }
+  static V add(V a, V b) { return _mm512_add_epi8(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_epi8(a, b); }
+  static uint64_t gt(V a, V b) { return _cvtmask64_u64(_mm512_cmpgt_epi8_mask(a, b)); }
+};
+#elif defined(__AVX2__)
+struct Bytes {
+  using V = __m256i;
+  static constexpr int W = 32;
+  static V chunk(const uint8_t* p) {
+    return _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static V load(const uint8_t* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
+  static V set1(int v) { return _mm256_set1_epi8(static_cast<char>(v)); }
+  static V shuffle(V t, V i) { return _mm256_shuffle_epi8(t, i); }
+  static V xor_(V a, V b) { return _mm256_xor_si256(a, b); }
+  static V add(V a, V b) { return _mm256_add_epi8(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_epi8(a, b); }
+  static uint64_t gt(V a, V b) { return static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpgt_epi8(a, b))); }
+};
+#else
+struct Bytes {
+  using V = __m128i;
+  static constexpr int W = 16;
+  static V chunk(const uint8_t* p) { return _mm_load_si128(reinterpret_cast<const __m128i*>(p)); }
+  static V load(const uint8_t* p) { return _mm_load_si128(reinterpret_cast<const __m128i*>(p)); }
+  static V set1(int v) { return _mm_set1_epi8(static_cast<char>(v)); }
+  static V shuffle(V t, V i) { return _mm_shuffle_epi8(t, i); }
+  static V xor_(V a, V b) { return _mm_xor_si128(a, b); }
+  static V add(V a, V b) { return _mm_add_epi8(a, b); }
+  static V sub(V a, V b) { return _mm_sub_epi8(a, b); }
+  static uint64_t gt(V a, V b) { return static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpgt_epi8(a, b))); }
+};
+#endif
+
+template <int R>
+inline void ranked_rows(const Threshold* xb, int stride, Acc* acc) {
+  using V = Bytes::V;
+  constexpr int K = RANK_CHUNKS, W = Bytes::W;
+  V tab[R][K];
+  for (int r = 0; r < R; ++r) {
+    alignas(64) uint8_t q[16 * K + 16];
+    slot_ranks(xb + r * stride, q + 16);
+    for (int k = 0; k < 16; ++k) q[k] = 0;  // chunk -1 (XOR with it changes nothing)
+    for (int k = 16 + RANK_SLOTS; k < 16 * K + 16; ++k) q[k] = 0;  // unused entries
+    for (int k = 16; k < 16 * K + 16; ++k) q[k] = static_cast<uint8_t>(q[k] ^ 0x80);
+    for (int c = 0; c < K; ++c) tab[r][c] = Bytes::xor_(Bytes::chunk(q + 16 * c + 16), Bytes::chunk(q + 16 * c));
+  }
+  Acc a1[R];  // one output: the sums stay in registers (through memory, each add would wait for a store)
+  for (int r = 0; r < R; ++r) a1[r] = acc[r * N_OUTPUTS];
+  for (int64_t n = 0; n < RANK_NODES; n += 64) {
+    const uint8_t* nodes = rank_shuffle + 3 * n;  // 64 slots, 64 thresholds, 64 default-left bits
+    uint64_t right[R] = {};
+    for (int h = 0; h < 64; h += W) {
+      V ix[K];
+      ix[0] = Bytes::load(nodes + h);
+      for (int c = 1; c < K; ++c) ix[c] = Bytes::sub(ix[0], Bytes::set1(16 * c));
+      const V th = Bytes::load(nodes + 64 + h);
+      const V dl = Bytes::load(nodes + 128 + h);
+      for (int r = 0; r < R; ++r) {
+        V v = Bytes::shuffle(tab[r][0], ix[0]);
+        for (int c = 1; c < K; ++c) v = Bytes::xor_(v, Bytes::shuffle(tab[r][c], ix[c]));
+        right[r] |= Bytes::gt(Bytes::add(v, dl), th) << h;
+      }
+    }
+    add_leaves<R>(n, right, a1, acc);
+  }
+  if constexpr (N_OUTPUTS == 1)
+    for (int r = 0; r < R; ++r) acc[r] = a1[r];
+}
+constexpr int RANK_ROWS = 4;  // rows sharing each load of the node tables
+// single rows too, except with 16-byte shuffles and many chunks (5+, 65+ slots), where the walk is faster
+constexpr bool RANK_SINGLE = Bytes::W > 16 || RANK_CHUNKS <= 4;
 #endif
 
 template <class X>
@@ -480,11 +642,15 @@ void predict_range(const X* x, int64_t begin, int64_t end, double* y) {
     }
     for (int i = 0; i < rows * N_OUTPUTS; ++i)
       acc[i] = std::is_same<Acc, float>::value ? static_cast<Acc>(base_score[i % N_OUTPUTS]) : Acc(0);
-#if defined(__AVX512BW__) && defined(__AVX512VBMI__)
+#if defined(__AVX512BW__) || defined(__AVX2__) || (defined(__SSSE3__) && defined(__POPCNT__))
     if constexpr (RANKED) {
       int r = 0;
-      for (; r + 4 <= rows; r += 4) ranked_rows<4>(xb + r * W, W, acc + r * N_OUTPUTS);
-      for (; r < rows; ++r) ranked_rows<1>(xb + r * W, W, acc + r * N_OUTPUTS);
+      for (; r + RANK_ROWS <= rows; r += RANK_ROWS) ranked_rows<RANK_ROWS>(xb + r * W, W, acc + r * N_OUTPUTS);
+      if constexpr (RANK_SINGLE) {
+        for (; r < rows; ++r) ranked_rows<1>(xb + r * W, W, acc + r * N_OUTPUTS);
+      } else {
+        for (; r < rows; ++r) row_margins(xb + r * W, acc + r * N_OUTPUTS);
+      }
     } else
 #endif
     if (rows < 4) {
