@@ -23,9 +23,10 @@ demo: install
 	$(PY) examples/data_demo.py
 	$(PY) examples/fastsim_demo.py
 
-# the kernel-level tests (every operator family, the low-precision types, C++ literals, the BDT kernels, a fixed
-# sample of 200+ ONNX node tests), run again for the lower ISA levels of users' machines (AVX2-only grid nodes,
-# any x86-64 of the last decade); the sanitized standalone programs (tests/infer/test_sanitized.py) run once
+# the kernel-level tests (every operator family, the low-precision types, integer arithmetic, C++ literals, the BDT
+# kernels, a fixed sample of 200+ ONNX node tests), run again for the lower ISA levels of users' machines (AVX2-only
+# grid nodes, any x86-64 of the last decade), the operator-family tests sampled (every 2nd, ML4EP_TEST_SAMPLE);
+# the sanitized standalone programs (tests/infer/test_sanitized.py) run once
 KERNEL_TESTS := $(wildcard tests/infer/test_ops_*.py) tests/infer/test_lowp_types.py tests/infer/test_literals.py \
 	tests/infer/test_int_arith.py tests/bdt/test_kernels.py tests/infer/test_conformance.py::test_isa_sample \
 	tests/infer/test_march.py
@@ -36,7 +37,7 @@ test: install
 	$(PY) -m pytest -n $(JOBS) -q tests
 	for isa in $(ISA_LEVELS); do \
 	  echo "== kernel tests for ML4EP_MARCH=$$isa"; \
-	  ML4EP_MARCH=$$isa $(PY) -m pytest -n $(JOBS) -q -p no:cacheprovider $(KERNEL_TESTS) || exit 1; \
+	  ML4EP_MARCH=$$isa ML4EP_TEST_SAMPLE=2 $(PY) -m pytest -n $(JOBS) -q -p no:cacheprovider $(KERNEL_TESTS) || exit 1; \
 	done
 
 bench: install

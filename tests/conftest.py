@@ -28,3 +28,25 @@ def hep_exported(tmp_path_factory):
         return cache[name]
 
     return get
+
+
+def pytest_collection_modifyitems(config, items):
+    """``ML4EP_TEST_SAMPLE=k`` (make test's reruns of the kernel tests for other ISA levels): of the operator-family
+    tests (tests/infer/test_ops_*.py) keep every k-th in collection order, the first of each file included, so every
+    family is still built and checked for that ISA at a k-th of the cost; every other test runs whole."""
+    k = int(os.environ.get("ML4EP_TEST_SAMPLE", "1") or 1)
+    if k <= 1:
+        return
+    kept, deselected, seen = [], [], {}
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.name.startswith("test_ops_"):
+            n = seen.get(path.name, 0)
+            seen[path.name] = n + 1
+            if n % k:
+                deselected.append(item)
+                continue
+        kept.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept

@@ -174,3 +174,49 @@ def test_sanitized_edge_values(tmp_path):
             else:
                 assert got.tobytes() == w.tobytes(), out.name
         assert off == len(data)
+
+
+@pytest.mark.parametrize("march", ["native", "x86-64-v3", "x86-64-v2", "x86-64"])
+def test_sanitized_bdt_kernels(tmp_path, march):
+    """A saved ml4ep.bdt header (the ranked kernel of each ISA level: vpermb, AVX2 and SSSE3 byte shuffles, and the
+    walk) in a sanitized program: bulk and single-row predictions with missing values, equal to XGBoost's."""
+    xgb = pytest.importorskip("xgboost")
+    import ml4ep.bdt as mb
+
+    if not set(build.target(march).features) <= build.native_features():
+        pytest.skip(f"this CPU does not run -march={march}")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((700, 12)).astype(np.float32)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    y = (np.nansum(X[:, :4], axis=1) > 0).astype(int)
+    booster = xgb.train({"max_depth": 6, "objective": "binary:logistic", "nthread": 1}, xgb.DMatrix(X, y), 40)
+    mb.from_xgboost(booster).save(tmp_path, name="forest")
+    X.tofile(tmp_path / "x.bin")
+    (tmp_path / "main.cpp").write_text("""
+#include <cstdio>
+#include <vector>
+#include "forest.hpp"
+int main(int, char** argv) {
+  std::vector<float> x(700 * 12);
+  FILE* f = std::fopen(argv[1], "rb");
+  if (std::fread(x.data(), 4, x.size(), f) != x.size()) return 1;
+  std::fclose(f);
+  std::vector<double> y(700), one(700);
+  forest::predict(x.data(), 700, y.data());
+  for (int i = 0; i < 700; ++i) forest::predict(x.data() + i * 12, 1, one.data() + i);
+  FILE* o = std::fopen(argv[2], "wb");
+  std::fwrite(y.data(), 8, y.size(), o);
+  std::fwrite(one.data(), 8, one.size(), o);
+  std::fclose(o);
+  return 0;
+}
+""")
+    exe = tmp_path / "prog"
+    res = subprocess.run([build.compiler(), "-std=c++17", "-O1", "-g1", f"-march={march}", "-Wall", "-Wextra",
+                          *SANITIZE, str(tmp_path / "main.cpp"), "-o", str(exe)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    _run_program(exe, [str(tmp_path / "x.bin"), str(tmp_path / "y.bin")])
+    got = np.fromfile(tmp_path / "y.bin").reshape(2, 700)
+    want = booster.predict(xgb.DMatrix(X))
+    np.testing.assert_allclose(got[0], want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(got[1], got[0])
