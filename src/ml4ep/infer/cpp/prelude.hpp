@@ -107,6 +107,16 @@ ML4EP_ALWAYS_INLINE I to_int(F v) {
   }
 }
 
+// A coordinate computed in floating point (GridSample, RoiAlign, DeformConv, float OneHot indices) as an index:
+// truncated; NaN and values beyond +-2^62 become +-2^62, far outside every tensor, so the bounds checks that follow
+// see them as outside and adding a few taps cannot overflow (a cast of those would be undefined)
+template <typename F>
+ML4EP_ALWAYS_INLINE int64_t to_index(F v) {
+  constexpr F lim = F(4611686018427387904.0);  // 2^62
+  const F c = v == v ? (v < -lim ? -lim : (v > lim ? lim : v)) : -lim;
+  return static_cast<int64_t>(c);
+}
+
 // Integer arithmetic of generated code: two's complement wrap-around (what ONNX runtimes compute) where C++ leaves
 // signed overflow undefined; x / 0 and x % 0 give 0, lowest / -1 gives lowest (undefined in C++, SIGFPE on x86).
 // The operands go through an unsigned type at least as wide as int, so no promotion to int can overflow either.

@@ -115,13 +115,13 @@ def _emit_gridsample(node: "Node", cg: "Emitter") -> str:
         f"  const {a} rng = hi - lo;",
         "  if (v < lo) {",
         f"    const {a} dx = lo - v;",
-        "    const int64_t k = static_cast<int64_t>(dx / rng);",
+        "    const int64_t k = ml4ep_rt::to_index(dx / rng);",
         f"    const {a} r = dx - static_cast<{a}>(k) * rng;",
         "    return k % 2 == 0 ? lo + r : hi - r;",
         "  }",
         "  if (v > hi) {",
         f"    const {a} dx = v - hi;",
-        "    const int64_t k = static_cast<int64_t>(dx / rng);",
+        "    const int64_t k = ml4ep_rt::to_index(dx / rng);",
         f"    const {a} r = dx - static_cast<{a}>(k) * rng;",
         "    return k % 2 == 0 ? hi - r : lo + r;",
         "  }",
@@ -158,12 +158,12 @@ def _emit_gridsample(node: "Node", cg: "Emitter") -> str:
         body.append(f"int64_t i{k}[{taps}];")
         body.append(f"{a} w{k}[{taps}];")
         if mode == "nearest":
-            body.append(f"i{k}[0] = static_cast<int64_t>(x{k});")
+            body.append(f"i{k}[0] = ml4ep_rt::to_index(x{k});")
             body.append(f"w{k}[0] = {L(1)};")
         else:
             body.append(f"const {a} f{k} = std::floor(x{k});")
             first = "" if mode == "linear" else " - 1"
-            body.append(f"for (int64_t t = 0; t < {taps}; ++t) i{k}[t] = static_cast<int64_t>(f{k}){first} + t;")
+            body.append(f"for (int64_t t = 0; t < {taps}; ++t) i{k}[t] = ml4ep_rt::to_index(f{k}){first} + t;")
             if mode == "linear":
                 body.append(f"w{k}[1] = x{k} - f{k};")
                 body.append(f"w{k}[0] = {L(1)} - w{k}[1];")
@@ -174,7 +174,7 @@ def _emit_gridsample(node: "Node", cg: "Emitter") -> str:
             # outside: index -1, read as the padding 0 (never the pixel at 0: an inf or NaN there times 0 is NaN)
             "zeros": f"if (i{k}[t] < 0 || i{k}[t] >= {size}) i{k}[t] = -1;",
             "border": f"i{k}[t] = std::min<int64_t>(std::max<int64_t>(i{k}[t], 0), {size - 1});",
-            "reflection": (f"i{k}[t] = std::min<int64_t>(std::max<int64_t>(static_cast<int64_t>("
+            "reflection": (f"i{k}[t] = std::min<int64_t>(std::max<int64_t>(ml4ep_rt::to_index("
                            f"reflect(static_cast<{a}>(i{k}[t]), {L(lo)}, {L(hi)})), 0), {size - 1});"),
         }[pad]
         body.append(f"for (int64_t t = 0; t < {taps}; ++t) {{ {fix} }}")
@@ -611,7 +611,8 @@ def _emit_roialign(node: "Node", cg: "Emitter") -> str:
         f"static_cast<{a}>(gw);\n"
         f"            {a} w1 = 0, w2 = 0, w3 = 0, w4 = 0;\n"
         "            int64_t p1 = 0, p2 = 0, p3 = 0, p4 = 0;\n"
-        f"            if (!(yy < {L(-1)} || yy > {L(h)} || xx < {L(-1)} || xx > {L(w)})) {{\n"
+        # NaN coordinates fail the test (they are outside): no index is made of them
+        f"            if (yy >= {L(-1)} && yy <= {L(h)} && xx >= {L(-1)} && xx <= {L(w)}) {{\n"
         f"              yy = std::max(yy, {a}(0));\n"
         f"              xx = std::max(xx, {a}(0));\n"
         "              int64_t yl = static_cast<int64_t>(yy), xl = static_cast<int64_t>(xx), yhh, xhh;\n"
@@ -715,7 +716,7 @@ def _emit_deform(node: "Node", cg: "Emitter") -> str:
         f"            const {a} px = static_cast<{a}>(j * {gm['st'][1]} - {gm['pads'][1]} + kj * {gm['dl'][1]}) + "
         f"static_cast<{a}>({cg.ptr(off)}[oc + {oh * ow}]);\n"
         f"            const {a} fy = std::floor(py), fx = std::floor(px);\n"
-        "            const int64_t y0 = static_cast<int64_t>(fy), x0 = static_cast<int64_t>(fx);\n"
+        "            const int64_t y0 = ml4ep_rt::to_index(fy), x0 = ml4ep_rt::to_index(fx);\n"
         f"            const {a} ty = py - fy, tx = px - fx;\n"
         f"            {a} v = 0;\n"
         "            for (int64_t dy = 0; dy < 2; ++dy)\n"

@@ -449,7 +449,7 @@ def _emit_onehot(node: "Node", cg: "Emitter") -> str:
     ip, vp, yp = cg.ptr(ind), cg.ptr(vals), cg.ptr(y)
     read = f"{ip}[{_sum([_mul('o', inner), 'i'])}]"
     if _is_float(cg.dtype(ind)):  # ONNX casts float indices to integers (truncation)
-        read = f"static_cast<int64_t>(static_cast<double>({read}))"
+        read = f"ml4ep_rt::to_index(static_cast<double>({read}))"  # NaN: far outside, no position set
     return (
         f"const {cg.ctype(y)} off_v = {vp}[0], on_v = {vp}[1];\n"
         f"for (int64_t q = 0; q < {cg.numel(y)}; ++q) {cg.ptr(y)}[q] = off_v;\n"
