@@ -216,6 +216,12 @@ def test_cli_export_writes_the_flow_hook(flow, capsys):
     assert "steps must be even" in capsys.readouterr().err
     assert main(["fastsim", "export", str(run), "--steps", "4"]) == 2  # --steps without --cpp
     assert "need --cpp" in capsys.readouterr().err
+    # the models of the hook built for another ISA level: its CMake build targets that level too
+    v2 = cpp.parent / "cpp_v2"
+    assert main(["fastsim", "export", str(run), "--cpp", str(v2), "--march", "x86-64-v2"]) == 0
+    assert 'set(ML4EP_MARCH "x86-64-v2"' in (v2 / "CMakeLists.txt").read_text()
+    assert main(["fastsim", "export", str(run), "--cpp", str(v2), "--march", "no-such-cpu"]) != 0
+    assert "no-such-cpu" in capsys.readouterr().err
 
 
 def test_flow_hook_matches_torch_for_the_same_noise(flow, tmp_path):
