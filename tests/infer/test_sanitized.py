@@ -18,6 +18,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import onnx
 import pytest
 
 import ml4ep.infer as mi
@@ -150,8 +151,9 @@ def _nan_coordinates():
     outs = [helper.make_tensor_value_info(n.output[0], T.FLOAT, None) for n in nodes]
     ins = [helper.make_tensor_value_info("img", T.FLOAT, [1, 2, 4, 5]), helper.make_tensor_value_info("grid", T.FLOAT, [1, 3, 3, 2]),
            helper.make_tensor_value_info("rois", T.FLOAT, [4, 4]), helper.make_tensor_value_info("idx", T.FLOAT, [6])]
-    inits = [onnx_helper_array(np.zeros(4, np.int64), "bi"), onnx_helper_array(np.array(5, np.int64), "depth"),
-             onnx_helper_array(np.array([0.0, 1.0], np.float32), "vals")]
+    arr = onnx.numpy_helper.from_array
+    inits = [arr(np.zeros(4, np.int64), "bi"), arr(np.array(5, np.int64), "depth"),
+             arr(np.array([0.0, 1.0], np.float32), "vals")]
     model = helper.make_model(helper.make_graph(nodes, "nan_coords", ins, outs, initializer=inits),
                               opset_imports=[helper.make_opsetid("", 20)])
     bad = [np.nan, np.inf, -np.inf, 1e30, -1e30, 0.25, -0.5, 0.9, 3e9]
@@ -161,12 +163,6 @@ def _nan_coordinates():
                               np.float32),
              "idx": np.array([np.nan, np.inf, -np.inf, 2.7, -1.5, 1e30], np.float32)}
     return model, feeds, "1"
-
-
-def onnx_helper_array(a, name):
-    import onnx
-
-    return onnx.numpy_helper.from_array(a, name)
 
 
 def test_sanitized_edge_values(tmp_path):

@@ -37,7 +37,7 @@ class CompiledForest:
         self.forest, self.name, self.threads = forest, _cname(name), int(threads)
         self.source = codegen.header(forest, self.name)
         self.target = build.target(march, portable)  # $ML4EP_MARCH unless march= (or portable=True) says otherwise
-        cxxflags = build.BASE_FLAGS + self.target.flags + build.WARNING_FLAGS
+        cxxflags = self.target.cxxflags()
         cxx = build.compiler()
         key = hashlib.sha256("\n".join([self.source, codegen.BRIDGE, " ".join(cxxflags), self.target.key,
                                         build.compiler_version(cxx)]).encode()).hexdigest()[:24]

@@ -208,7 +208,7 @@ def _plan(model, name, tgt: build.Target, extra_flags, cache, constants):
             return compile_many(protos, names=variant_names, march=tgt.march, extra_flags=extra_flags, cache=cache)
 
         return SpecializingModel(proto, name, params, build_variants)
-    flags = build.BASE_FLAGS + tgt.flags + build.WARNING_FLAGS + list(extra_flags or [])
+    flags = tgt.cxxflags(extra_flags)
     cxx = build.compiler()
     key = hashlib.sha256()
     key.update(proto.SerializeToString(deterministic=True))

@@ -94,6 +94,10 @@ class Target:
     def flags(self) -> list[str]:
         return [f"-march={self.march}"] if self.march else []
 
+    def cxxflags(self, extra: list[str] | None = None) -> list[str]:
+        """The compiler flags of a generated build for this target."""
+        return BASE_FLAGS + self.flags + WARNING_FLAGS + list(extra or [])
+
     @property
     def key(self) -> str:
         """Cache-key part: the name and the extensions (``native`` differs from CPU to CPU)."""
@@ -129,7 +133,7 @@ def check_cpu(features, what: str) -> None:
 
 def flags(portable: bool = False, extra: list[str] | None = None, march: str | None = None) -> list[str]:
     """Compiler flags of a generated build for the target of :func:`target`."""
-    return BASE_FLAGS + target(march, portable).flags + WARNING_FLAGS + list(extra or [])
+    return target(march, portable).cxxflags(extra)
 
 
 @functools.lru_cache(maxsize=1)
