@@ -382,7 +382,7 @@ BINARY_EXPR = {
     "Xor": lambda a, b: f"{a} != {b}",
 }
 # integer types: wrapping arithmetic, division by zero gives 0 (cpp/prelude.hpp's iadd, ..., idiv)
-INT_CTYPES = {"int8_t", "int16_t", "int32_t", "int64_t", "uint8_t", "uint16_t", "uint32_t", "uint64_t"}
+INT_CTYPES = {ct for dt, ct in CTYPES.items() if dt.kind in "iu"}
 INT_EXPR = {op: (lambda a, b, f=f: f"ml4ep_rt::{f}({a}, {b})")
             for op, f in (("Add", "iadd"), ("Sub", "isub"), ("Mul", "imul"), ("Div", "idiv"))}
 COMPARE = {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor"}
@@ -605,8 +605,7 @@ def _cast_values(node: "Node", v: np.ndarray, to: int) -> np.ndarray:
 
     saturate, mode = _cast_mode(node)
     dst = np.dtype(_ONNX_DTYPES[to])
-    floating = v.dtype.kind == "f" or (v.dtype.kind == "V" and v.dtype.names is None and
-                                       v.dtype not in {np.dtype(_ONNX_DTYPES[k]) for k in _SMALL_INTS})
+    floating = v.dtype in CTYPES and is_floating(CTYPES[v.dtype])
     with np.errstate(all="ignore"):
         if floating and (dst.kind in "iu" or to in _SMALL_INTS):
             return float_to_int(v, dst)
@@ -646,7 +645,7 @@ def _emit_cast(node: "Node", cg: "Emitter") -> str:
         conv = f"{dst}::cast(v, {'true' if saturate else 'false'})"
     elif to == _E8M0:  # through float, as onnx's reference
         conv = f"{dst}::cast(static_cast<float>(v), {'true' if saturate else 'false'}, {_ROUND_MODES[mode]})"
-    elif src in ("float", "double") and np.dtype(cg.dtype(y)).kind in "iu":
+    elif src in ("float", "double") and dst in INT_CTYPES:
         # float to integer: truncated toward zero, NaN to 0, out of range to the nearest limit (ONNX: undefined)
         conv = f"ml4ep_rt::to_int<{dst}>(v)"
     else:  # integers wrap (ONNX: the higher bits discarded); int4/int2 from floats saturate as to_int
