@@ -155,8 +155,34 @@ def _save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _safe_types() -> list:
+    """The only non-torch types the unpickler may build: what our checkpoints hold (NumPy arrays and scalars of
+    numeric dtypes, e.g. NumPy's RNG state); nothing of them can run code."""
+    dtypes = {type(np.dtype(c)) for c in "?bBhHiIlLqQefd"}
+    return [np.ndarray((0,)).__reduce__()[0], np.ndarray, np.dtype, np.float64(0).__reduce__()[0], *dtypes]
+
+
+def _require(ck: dict, keys, path) -> None:
+    for k in keys:
+        if not isinstance(ck.get(k), dict):
+            raise TrainError(f"{path}: incomplete ml4ep.fastsim checkpoint: its {k!r} entry is missing or not a dict")
+
+
+def _refusal(exc: Exception) -> str:
+    """The reason in an error of torch's safe unpickler, without its advice to load unsafely."""
+    msg = str(exc).partition("WeightsUnpickler error:")[2] or str(exc)
+    lines = [ln.strip() for ln in msg.splitlines()
+             if ln.strip() and not ln.strip().startswith(("Weights only load failed", "Check the documentation"))]
+    return lines[0].split(". Please use")[0] if lines else "refused by the safe unpickler"
+
+
 def load_checkpoint(path) -> dict:
-    """A checkpoint dict (``best.pt``/``last.pt`` or a run directory, whose ``best.pt`` is preferred)."""
+    """A checkpoint dict (``best.pt``/``last.pt`` or a run directory, whose ``best.pt`` is preferred).
+
+    Checkpoints are untrusted: they are read with ``torch.load(weights_only=True)``, which builds only tensors,
+    plain containers and the NumPy types of :func:`_safe_types`; anything else is a :class:`TrainError`."""
+    import pickle
+
     import torch
 
     p = Path(path)
@@ -165,27 +191,54 @@ def load_checkpoint(path) -> dict:
     if not p.exists():
         raise TrainError(f"{p}: no checkpoint (train first, or give a .pt file or a run directory)")
     try:
-        ck = torch.load(p, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_safe_types()):
+            ck = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # the safe unpickler refused a global: never retried unsafely
+        raise TrainError(f"{p}: not a ml4ep checkpoint or it holds objects that could run code: "
+                         f"{_refusal(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file
         raise TrainError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
     kinds = {v: k for k, v in FORMATS.items()}
-    if not isinstance(ck, dict) or ck.get("format") not in kinds:
+    if not isinstance(ck, dict) or not isinstance(ck.get("format"), str) or ck["format"] not in kinds:
         raise TrainError(f"{p}: not an ml4ep.fastsim model checkpoint (VAE or diffusion)")
     ck["path"], ck["kind"] = str(p), kinds[ck["format"]]
+    _require(ck, ("config", "model", "state"), p)
+    _config(ck["kind"], ck["config"], p)
     return ck
+
+
+def _config(kind: str, config: dict, path=None):
+    """The configuration object of a ``kind`` model; an invalid ``config`` is a :class:`TrainError` naming
+    ``path``."""
+    if kind == "vae":
+        from .models.vae import VAEConfig as cls
+    elif kind == "diffusion":
+        from .models.diffusion import DiffusionConfig as cls
+    else:
+        raise TrainError(f"model must be one of {MODELS}, got {kind!r}")
+    try:
+        return cls.from_dict(config)
+    except (TypeError, ValueError) as exc:
+        raise TrainError(f"{path or 'config'}: invalid {kind} configuration: {exc}") from None
+
+
+def _load_state(net, state: dict, path) -> None:
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise TrainError(f"{path}: the weights do not fit the configured model: {exc}") from None
 
 
 def new_model(kind: str, config: dict):
     """An untrained model of ``kind`` (``vae`` or ``diffusion``) from its configuration dict."""
+    cfg = _config(kind, config)
     if kind == "vae":
-        from .models.vae import ShowerVAE, VAEConfig
+        from .models.vae import ShowerVAE
 
-        return ShowerVAE(VAEConfig.from_dict(config))
-    if kind == "diffusion":
-        from .models.diffusion import DiffusionConfig, ShowerFlow
+        return ShowerVAE(cfg)
+    from .models.diffusion import ShowerFlow
 
-        return ShowerFlow(DiffusionConfig.from_dict(config))
-    raise TrainError(f"model must be one of {MODELS}, got {kind!r}")
+    return ShowerFlow(cfg)
 
 
 def model_from_checkpoint(ck: dict):
@@ -193,7 +246,7 @@ def model_from_checkpoint(ck: dict):
     :class:`~ml4ep.fastsim.models.diffusion.ShowerFlow`; for the latter the averaged (EMA) weights), in eval
     mode on the CPU."""
     model = new_model(ck.get("kind", "vae"), ck["config"])
-    model.load_state_dict(ck["model"])
+    _load_state(model, ck["model"], ck.get("path", "checkpoint"))
     return model.eval()
 
 
@@ -358,6 +411,7 @@ a resumed run included: training stops after the epoch that exceeds it.
     ck = None
     if resume and (out / LAST).exists():
         ck = load_checkpoint(out / LAST)
+        _require(ck, ("run", "optimizer", "rng"), ck["path"])
         old = {k: v for k, v in ck["run"].items() if k != "path"}
         new = {k: v for k, v in run_args.items() if k != "path"}
         if old != new or ck["kind"] != model:
@@ -365,12 +419,12 @@ a resumed run included: training stops after the epoch that exceeds it.
             raise TrainError(f"{out / LAST}: cannot resume, the run was started with other settings "
                              f"(saved, given): {diff}")
         net = new_model(model, ck["config"])
-        net.load_state_dict(ck.get("model_raw", ck["model"]))
+        _load_state(net, ck.get("model_raw", ck["model"]), ck["path"])
     elif pre_ck is not None:
         if resume:
             log.info("%s: no checkpoint to resume from; starting a new run", out / LAST)
         net = new_model(model, pre_ck["config"])
-        net.load_state_dict(pre_ck["model"])
+        _load_state(net, pre_ck["model"], pre_ck["path"])
         if refit_preprocessing:  # the pretrained network, the preprocessing of the new data
             pre_loader = _loader(str(path), meta["n_voxels"], conditions, 4096, int(seed), float(validation_split), shuffle=False)
             _fit_preprocessing(net, model, pre_loader, preprocessing(pre_loader, conditions), init_output=False)
@@ -411,9 +465,12 @@ a resumed run included: training stops after the epoch that exceeds it.
     state = {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
              "stopped_early": False}
     if ck is not None:
-        opt.load_state_dict(ck["optimizer"])
-        gen.set_state(ck["rng"]["generator"])
-        torch.set_rng_state(ck["rng"]["torch"])
+        try:
+            opt.load_state_dict(ck["optimizer"])
+            gen.set_state(ck["rng"]["generator"])
+            torch.set_rng_state(ck["rng"]["torch"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise TrainError(f"{ck['path']}: cannot resume from its optimizer or RNG state ({exc!r})") from None
         state.update(ck["state"])
 
     names = _loss_names(net)
