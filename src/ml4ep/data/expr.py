@@ -6,16 +6,29 @@ column names, arithmetic (``+ - * / // % **``), comparisons (chains such as ``0 
 ``sqrt``, ``exp``, ``log``, ``sin``, ``cos``, ``tan``, ``arctan2``, ``hypot``, ``minimum``, ``maximum``,
 ``isnan``, ``isfinite``, ...). Nothing is ever passed to :func:`eval`; attribute access, subscripts,
 lambdas, comprehensions and unknown names are errors that name the offending piece of text.
+
+Numbers follow Python's exact integer arithmetic, never NumPy's wrap-around: integer constants and constant
+expressions are computed exactly and become float64 when they leave the int64 range (``10**400`` is ``inf``, so
+``pt > 10**400`` keeps no row and ``pt < 10**400`` every finite one); integer columns are computed in int64
+(uint64 if unsigned), or in float64 (with its 53-bit precision) when a result would leave that range, divide by
+zero or have a negative exponent. Limits, each a :class:`FilterError` naming it: at most :data:`MAX_LENGTH` characters,
+:data:`MAX_NODES` syntax-tree nodes and :data:`MAX_DEPTH` levels of nesting, and no integer of more than
+:data:`MAX_INT_BITS` bits (``10**10**10`` is refused instead of being computed).
 """
 
 from __future__ import annotations
 
 import ast
+import operator
 from collections.abc import Mapping
 
 import numpy as np
 
 from ..errors import Ml4epError
+
+
+#: the longest filter text (characters), the most syntax-tree nodes, the deepest nesting, the largest integer (bits)
+MAX_LENGTH, MAX_NODES, MAX_DEPTH, MAX_INT_BITS = 100_000, 50_000, 200, 4096
 
 
 class FilterError(Ml4epError, ValueError):
@@ -36,6 +49,11 @@ _BINOPS = {
     ast.FloorDiv: np.floor_divide, ast.Mod: np.mod, ast.Pow: np.power,
     ast.BitAnd: np.logical_and, ast.BitOr: np.logical_or, ast.BitXor: np.logical_xor,
 }
+_ARITY = {name: (f.nin,) for name, f in _FUNCTIONS.items() if isinstance(f, np.ufunc)}
+_ARITY.update(round=(1, 2), where=(3,))
+#: integer operations computed exactly (Python ints) or checked against the int64 / uint64 range (columns)
+_INT_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
+            ast.Mod: operator.mod, ast.Pow: operator.pow}
 _CMPOPS = {
     ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal,
     ast.Eq: np.equal, ast.NotEq: np.not_equal,
@@ -49,23 +67,44 @@ class Expression:
         if not isinstance(text, str) or not text.strip():
             raise FilterError(f"filter must be a non-empty string, got {text!r}")
         self.text = text
+        if len(text) > MAX_LENGTH:
+            raise FilterError(f"filter {_short(text)} is too long: {len(text)} characters (the limit is "
+                              f"MAX_LENGTH = {MAX_LENGTH})")
         try:
             tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError as exc:
-            raise FilterError(f"invalid filter {text!r}: {exc.msg} at column {exc.offset}") from None
+            raise FilterError(f"invalid filter {_short(text)}: {exc.msg} at column {exc.offset}") from None
+        except (RecursionError, MemoryError, ValueError):
+            raise FilterError(f"filter {_short(text)} is too deeply nested to parse (the limit is "
+                              f"MAX_DEPTH = {MAX_DEPTH} levels)") from None
         self._body = tree.body
+        self._measure()
         names: list[str] = []
         self._check(self._body, names)
         self.columns = list(dict.fromkeys(names))
 
+    def _measure(self) -> None:
+        """Refuse trees of more than MAX_NODES nodes or MAX_DEPTH levels (before any recursion over them)."""
+        stack, n = [(self._body, 1)], 0
+        while stack:
+            node, depth = stack.pop()
+            n += 1
+            if n > MAX_NODES or depth > MAX_DEPTH:
+                what = f"{n}+ nodes" if n > MAX_NODES else f"{depth}+ levels of nesting"
+                limit = f"MAX_NODES = {MAX_NODES}" if n > MAX_NODES else f"MAX_DEPTH = {MAX_DEPTH}"
+                raise FilterError(f"filter {_short(self.text)} is too complex: {what} (the limit is {limit})")
+            stack.extend((c, depth + 1) for c in ast.iter_child_nodes(node))
+
     def _fail(self, node: ast.AST, why: str) -> FilterError:
         piece = ast.get_source_segment(self.text.strip(), node) or type(node).__name__
-        return FilterError(f"invalid filter {self.text!r}: {why}: {piece!r}")
+        return FilterError(f"invalid filter {_short(self.text)}: {why}: {_short(piece)}")
 
     def _check(self, node: ast.AST, names: list[str]) -> None:
         if isinstance(node, ast.Constant):
             if not isinstance(node.value, (bool, int, float)):
                 raise self._fail(node, "only numbers are allowed as constants")
+            if isinstance(node.value, int) and node.value.bit_length() > MAX_INT_BITS:
+                raise self._fail(node, f"integer of more than MAX_INT_BITS = {MAX_INT_BITS} bits")
         elif isinstance(node, ast.Name):
             if node.id not in _CONSTANTS:
                 names.append(node.id)
@@ -93,6 +132,9 @@ class Expression:
                 raise self._fail(node, f"unknown function (allowed: {', '.join(sorted(_FUNCTIONS))})")
             if node.keywords:
                 raise self._fail(node, "keyword arguments are not allowed")
+            if len(node.args) not in _ARITY[node.func.id]:
+                raise self._fail(node, f"{node.func.id} takes {' or '.join(map(str, _ARITY[node.func.id]))} "
+                                       f"argument(s), got {len(node.args)}")
             for a in node.args:
                 self._check(a, names)
         else:
@@ -100,9 +142,13 @@ class Expression:
 
     def evaluate(self, arrays: Mapping[str, np.ndarray], n: int) -> np.ndarray:
         """A boolean mask of length ``n`` (scalar results are broadcast)."""
-        with np.errstate(all="ignore"):
-            out = self._eval(self._body, arrays)
-        out = np.asarray(out)
+        try:
+            with np.errstate(all="ignore"):
+                out = np.asarray(_np(self._eval(self._body, arrays)))
+        except (TypeError, ValueError, OverflowError) as exc:  # e.g. a column of strings
+            if isinstance(exc, FilterError):
+                raise
+            raise FilterError(f"filter {_short(self.text)} cannot be evaluated: {exc}") from None
         if out.dtype != np.bool_:
             out = out != 0
         if out.ndim == 0:
@@ -120,28 +166,93 @@ class Expression:
         if isinstance(node, ast.Name):
             return arrays[node.id] if node.id not in _CONSTANTS else _CONSTANTS[node.id]
         if isinstance(node, ast.BinOp):
-            return _BINOPS[type(node.op)](self._eval(node.left, arrays), self._eval(node.right, arrays))
+            a, b = self._eval(node.left, arrays), self._eval(node.right, arrays)
+            if type(node.op) in _INT_OPS and _is_int(a) and _is_int(b):
+                if isinstance(a, int) and isinstance(b, int):
+                    return self._exact(node, a, b)
+                return _int_safe(_BINOPS[type(node.op)], a, b)
+            return _BINOPS[type(node.op)](_np(a), _np(b))
         if isinstance(node, ast.UnaryOp):
             v = self._eval(node.operand, arrays)
             if isinstance(node.op, ast.USub):
-                return np.negative(v)
+                return -v if isinstance(v, int) else _int_safe(np.subtract, 0, v) if _is_int(v) else np.negative(v)
             if isinstance(node.op, ast.UAdd):
                 return v
-            return np.logical_not(v)
+            return np.logical_not(_np(v))
         if isinstance(node, ast.BoolOp):
             f = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
-            out = self._eval(node.values[0], arrays)
+            out = _np(self._eval(node.values[0], arrays))
             for v in node.values[1:]:
-                out = f(out, self._eval(v, arrays))
+                out = f(out, _np(self._eval(v, arrays)))
             return out
         if isinstance(node, ast.Compare):
-            left = self._eval(node.left, arrays)
+            left = _np(self._eval(node.left, arrays))
             out = None
             for op, comp in zip(node.ops, node.comparators):
-                right = self._eval(comp, arrays)
+                right = _np(self._eval(comp, arrays))
                 r = _CMPOPS[type(op)](left, right)
                 out = r if out is None else np.logical_and(out, r)
                 left = right
             return out
         assert isinstance(node, ast.Call)
-        return _FUNCTIONS[node.func.id](*[self._eval(a, arrays) for a in node.args])
+        args = [self._eval(a, arrays) for a in node.args]
+        if node.func.id == "abs" and _is_int(args[0]) and not isinstance(args[0], int):
+            return _int_safe(np.abs, args[0])
+        return _FUNCTIONS[node.func.id](*map(_np, args))
+
+    def _exact(self, node: ast.BinOp, a: int, b: int):
+        """``a op b`` of two Python ints, exactly (Python's semantics), refusing results of more than MAX_INT_BITS
+        bits before computing them; division by zero and negative powers go to float64 as for columns."""
+        op = type(node.op)
+        if (op in (ast.FloorDiv, ast.Mod) and b == 0) or (op is ast.Pow and b < 0):
+            return _BINOPS[op](float(_np(a)), float(b))
+        bits = {ast.Mult: a.bit_length() + b.bit_length(),
+                ast.Pow: b * max(abs(a).bit_length() - 1, 0)}.get(op, 0)
+        out = _INT_OPS[op](a, b) if bits <= MAX_INT_BITS else None
+        if out is None or out.bit_length() > MAX_INT_BITS:
+            raise self._fail(node, f"the number is too large (more than MAX_INT_BITS = {MAX_INT_BITS} bits)")
+        return out
+
+
+def _short(text: str, n: int = 80) -> str:
+    return repr(text if len(text) <= n else text[:n] + "...")
+
+
+def _is_int(v) -> bool:
+    """An integer (or bool) Python number, NumPy scalar or array."""
+    return isinstance(v, (int, np.integer, np.bool_)) or (isinstance(v, np.ndarray) and v.dtype.kind in "biu")
+
+
+def _np(v):
+    """``v`` for NumPy: Python ints outside the int64 range become float64 (``inf`` beyond float64's range)."""
+    if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63:
+        try:
+            return float(v)
+        except OverflowError:
+            return np.inf if v > 0 else -np.inf
+    return v
+
+
+def _widen(v):
+    if isinstance(v, (int, float)):
+        return _np(v)
+    v = np.asarray(v)
+    return v.astype(np.uint64 if v.dtype.kind == "u" else np.int64, copy=False)
+
+
+def _int_safe(func, *args):
+    """``func`` of integer operands without wrap-around: in int64 (uint64 for unsigned columns), or in float64
+    where a result leaves that range (or divides by zero, or a power has a negative exponent)."""
+    wide = [_widen(a) for a in args]
+    approx = func(*[np.asarray(a, np.float64) for a in wide])
+    if func is np.power and np.any(np.asarray(wide[1]) < 0):
+        return approx
+    try:
+        out = func(*wide)
+    except OverflowError:  # a Python int out of the range of an unsigned column
+        return approx
+    if out.dtype.kind not in "iu":  # int64 with uint64 gives float64 in NumPy
+        return out
+    lo, hi = float(np.iinfo(out.dtype).min), float(np.iinfo(out.dtype).max)  # hi rounds up to 2**63 or 2**64
+    inside = (approx < hi) & ((approx > lo) if lo else (approx >= 0))
+    return out if np.all(inside) else approx

@@ -47,7 +47,10 @@ class RootReader:
         self._tree = None
         self._columns: dict[str, Column] | None = None
         tree_obj = self._open()
-        self.num_entries = int(tree_obj.num_entries)
+        try:
+            self.num_entries = int(tree_obj.num_entries)
+        except Exception as exc:  # e.g. a truncated file: its metadata lies beyond the end
+            raise DataError(f"{self.path}: not a readable ROOT file, truncated or corrupt ({exc})") from None
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -77,8 +80,10 @@ class RootReader:
             name = next(iter(trees))
         try:
             obj = f[name]
-        except Exception:
+        except Exception as exc:
             f.close()
+            if name in trees:
+                raise DataError(f"{self.path}: cannot read {name!r}: the file is truncated or corrupt ({exc})") from None
             raise DataError(
                 f"{self.path}: no tree or RNTuple named {name!r} (the file has: {sorted(trees) or 'none'})"
             ) from None
@@ -100,8 +105,23 @@ class RootReader:
     def columns(self) -> dict[str, Column]:
         if self._columns is None:
             t = self._open()
-            self._columns = self._rntuple_columns(t) if self._rntuple else self._ttree_columns(t)
+            try:
+                self._columns = self._rntuple_columns(t) if self._rntuple else self._ttree_columns(t)
+            except (OSError, ValueError) as exc:  # what uproot raises for a truncated or corrupt file
+                raise DataError(f"{self.path}: cannot read the columns of {self.tree_name!r}: the file is "
+                                f"truncated or corrupt ({exc})") from None
         return self._columns
+
+    def check_lengths(self, names) -> None:
+        """Every selected branch of a TTree has the tree's number of entries (a corrupt or hand-made file may
+        differ; uproot would then give arrays of other lengths)."""
+        if self._rntuple:
+            return
+        t = self._open()
+        lens = {n: int(t[n].num_entries) for n in names}
+        if any(v != self.num_entries for v in lens.values()):
+            raise DataError(f"{self.path}: the branches of {self.tree_name!r} have different numbers of entries: "
+                            f"{lens} (the tree has {self.num_entries})")
 
     def _ttree_columns(self, t) -> dict[str, Column]:
         uproot = _lib()
@@ -207,7 +227,12 @@ class RootReader:
                     content = np.asarray(layout.content.data)
                     out[n], out[n + ".counts"] = pad_jagged(offsets, content, max_sizes[n], padding)
         except Exception as exc:
+            hint = " (the file is truncated or corrupt)" if isinstance(exc, OSError) else ""
             raise DataError(
-                f"{self.path}: reading {self.tree_name!r} entries [{start}, {stop}) of {names} failed: {exc}"
+                f"{self.path}: reading {self.tree_name!r} entries [{start}, {stop}) of {names} failed{hint}: {exc}"
             ) from exc
+        bad = {n: len(a) for n, a in out.items() if len(a) != stop - start}
+        if bad:
+            raise DataError(f"{self.path}: reading {self.tree_name!r} entries [{start}, {stop}) gave columns of "
+                            f"other lengths: {bad}")
         return out
