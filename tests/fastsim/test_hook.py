@@ -424,3 +424,25 @@ def test_flow_bad_arguments(flow, tmp_path):
         save_models(tmp_path, [])
     with pytest.raises(HookError, match="not a compiled"):
         save_models(tmp_path, [object()])
+
+
+def test_hostile_condition_names_stay_text(angled, tmp_path):
+    """Condition names come from the ONNX file's metadata (untrusted): they reach the hook's C++ only escaped, so
+    a name holding a newline, quotes or printf directives neither breaks the build nor the message that shows it."""
+    import onnx
+
+    run = tmp_path / "run"
+    train(angled, run, epochs=1, hidden=(16,), latent=LATENT, progress=False, device="cpu", batch_size=128,
+          seed=2, conditions=["angle"])
+    path = export(run, tmp_path / "decoder.onnx")
+    model = onnx.load(str(path))
+    hostile = 'angle\n#error INJECTED\n" %n%s \\'
+    for p in model.metadata_props:
+        if p.key == "conditions":
+            p.value = hostile
+    onnx.save(model, str(path))
+    res = export_cpp(path, tmp_path / "cpp")
+    exe = _gxx(res["dir"], res["main"], tmp_path / "shower_hook")
+    out = subprocess.run([str(exe), "--weights", str(res["dir"] / f"{res['models'][0]}.bin"), "10"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0 and hostile in out.stderr  # the message asking for --cond names it as it is

@@ -33,6 +33,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import Ml4epError
+from ..infer.names import printf_text
 from .sampler import MAX_STEPS, DiffusionConfigError
 from .sampler import check_sampler as _check_sampler
 
@@ -497,7 +498,7 @@ def _main_text(what: str, weights: str, noise: int, n_voxels: int, n_conditions:
     usage += "[--seed S] [--z noise.f32] " + ("--cond conds.f32 " if n_conditions else "") + \
         "[--out showers.f32] [E_GeV ...]"
     subs = dict(WHAT=what, USAGE=usage, NOISE=noise, NCOND=n_conditions, VOXELS=n_voxels, WEIGHTS=f"{weights}.bin",
-                CNAMES=condition_names or "see the model", CARG="c, " if n_conditions else "",
+                CNAMES=printf_text(condition_names or "see the model"), CARG="c, " if n_conditions else "",
                 COND_PTR="      const float* c = conds.data() + i * nc;\n" if n_conditions else "")
     if flow_post:
         subs.update(FLOW_DECL=_fill(_FLOW_DECL, POST=flow_post), FLOW_OPTS=_FLOW_OPTS, FLOW_PARSE=_FLOW_PARSE,
