@@ -28,10 +28,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..infer.literals import literal
+from ..infer.names import text
 from .forest import ZERO_BAND, Forest, ModelError
 
 MAX_PADDED_DEPTH = 12
 BLOCK = 64
+MAX_FEATURES = 1 << 20  # input width of generated code
 
 
 def _c_float(v: float, suffix: str) -> str:
@@ -171,10 +173,8 @@ def ranked_tables(forest: Forest, tb: dict) -> dict | None:
     slot = np.zeros(feat.shape, np.int64)
     rank = np.zeros(feat.shape, np.int64)
     source, cuts = [], []
-    for f in range(nf):
+    for f in np.unique(feat[real]).tolist():  # the features splits use (a file may declare billions)
         sel = real & (feat == f)
-        if not sel.any():
-            continue
         u = np.unique(thr[sel])
         idx = np.searchsorted(u, thr[sel])
         slot[sel] = len(source) + idx // RANK_CUTS
@@ -212,6 +212,9 @@ def ranked_tables(forest: Forest, tb: dict) -> dict | None:
 
 def header(forest: Forest, name: str) -> str:
     """The self-contained C++ header of ``forest`` in namespace ``name``."""
+    if forest.n_features > MAX_FEATURES:  # rows are copied into blocks of BLOCK rows: keep that within memory
+        raise ModelError(f"{forest.source}: the model declares {forest.n_features} input features; generated code "
+                         f"takes at most {MAX_FEATURES} (forest.predict in Python has no such limit)")
     tb = tables(forest)
     thr_type = "float" if all(t.threshold.dtype == np.float32 for t in forest.trees) else "double"
     acc_type = "float" if forest.meta.get("accumulate") == "float32" else "double"
@@ -220,7 +223,7 @@ def header(forest: Forest, name: str) -> str:
     less = "<" if forest.split == "<" else "<="
     transform = {"identity": 0, "sigmoid": 1, "softmax": 2, "exp": 3, "tanh": 4}[forest.transform]
     out = [f"// ml4ep.bdt: {len(forest.trees)} trees, depth {tb['depth']}, {forest.n_features} features, "
-           f"{forest.n_outputs} output(s); from {forest.source or 'a forest'}; split: go left when x {less} threshold",
+           f"{forest.n_outputs} output(s); from {text(forest.source or 'a forest')}; split: go left when x {less} threshold",
            f"#pragma once\n#include <cmath>\n#include <cstdint>\n#include <cstddef>\n#include <limits>\n#include <thread>\n"
            f"#if defined(__AVX512BW__) || defined(__AVX2__) || (defined(__SSSE3__) && defined(__POPCNT__))  // ranked\n"
            f"#if defined(__GNUC__) && !defined(__clang__)  // GCC 12's intrinsics warn about their own undefined()\n"
@@ -632,8 +635,13 @@ template <class X>
 void predict_range(const X* x, int64_t begin, int64_t end, double* y) {
   constexpr int OUT = ARGMAX ? 1 : N_OUTPUTS;
   constexpr int W = N_FEATURES + 1;
-  Acc acc[BLOCK * N_OUTPUTS];
-  Threshold xb[BLOCK * W];
+  // scratch of each thread, on the heap (a wide or many-output model would overflow the stack), grown once
+  static thread_local std::vector<Acc> acc_scratch;
+  static thread_local std::vector<Threshold> xb_scratch;
+  if (acc_scratch.size() < size_t(BLOCK) * N_OUTPUTS) acc_scratch.resize(size_t(BLOCK) * N_OUTPUTS);
+  if (xb_scratch.size() < size_t(BLOCK) * W) xb_scratch.resize(size_t(BLOCK) * W);
+  Acc* const acc = acc_scratch.data();
+  Threshold* const xb = xb_scratch.data();
   for (int64_t b = begin; b < end; b += BLOCK) {
     const int rows = static_cast<int>(end - b < BLOCK ? end - b : BLOCK);
     for (int r = 0; r < rows; ++r) {

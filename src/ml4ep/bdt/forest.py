@@ -11,6 +11,11 @@ Tree arrays (one entry per node, node 0 is the root): ``feature`` (-1 for a leaf
 shape ``(n_nodes,)`` or ``(n_nodes, n_outputs)`` for trees that feed every output, as scikit-learn's
 multiclass random forests), and optionally ``zero_missing`` (bool, default all False: a node where values
 with ``|x| <= ZERO_BAND``, as well as NaN, take the default direction, as LightGBM's ``missing_type=Zero``).
+
+Model files are untrusted: a :class:`Forest` checks its trees when it is made (:meth:`Tree.check`,
+:func:`check_structure`, linear in the nodes) and refuses, naming the source, tree and node, node arrays that are
+not one binary tree (shared children, cycles, unreachable nodes, children out of range), feature indices outside
+``0..n_features-1``, NaN thresholds, leaf values and base scores that are not finite.
 """
 
 from __future__ import annotations
@@ -52,26 +57,105 @@ class Tree:
         for name in ("threshold", "left", "right", "default_left", "value"):
             if len(getattr(self, name)) != n:
                 raise ModelError(f"tree arrays disagree: {name} has {len(getattr(self, name))} nodes, feature {n}")
-        inner = self.feature >= 0
-        for name in ("left", "right"):
-            child = getattr(self, name)[inner]
-            if np.any((child <= 0) | (child >= n)):
-                raise ModelError(f"tree has {name} children outside its {n} nodes")
+        if n == 0:
+            raise ModelError("tree has no nodes")
 
     @cached_property
     def depth(self) -> int:
-        """Edges on the longest path from the root to a leaf."""
-        best, stack = 0, [(0, 0)]
-        while stack:
-            node, d = stack.pop()
-            if self.feature[node] >= 0:
-                if d + 1 > len(self.feature):
-                    raise ModelError("tree has a cycle")
-                stack.append((int(self.left[node]), d + 1))
-                stack.append((int(self.right[node]), d + 1))
-            else:
-                best = max(best, d)
-        return best
+        """Edges on the longest path from the root to a leaf (checks that the nodes form one tree)."""
+        return check_structure(self.left, self.right, self.feature >= 0, "tree")[1]
+
+    def check(self, n_features: int, where: str) -> None:
+        """Refuse what no model can mean, naming ``where`` (file and tree) and the node: node arrays that are
+        not one binary tree rooted at node 0, feature indices outside ``0..n_features-1`` (or below the leaf
+        marker -1), NaN thresholds, leaf values that are not finite. Linear in the number of nodes."""
+        feature = np.asarray(self.feature)
+        if feature.dtype.kind not in "iu":
+            raise ModelError(f"{where}: feature indices are not integers ({feature.dtype})")
+        inner = feature >= 0
+        bad = np.flatnonzero((feature < -1) | (feature >= n_features))
+        if len(bad):
+            j = int(bad[0])
+            raise ModelError(f"{where}, node {j}: split feature index {int(feature[j])} is outside the model's "
+                             f"{n_features} features (0..{n_features - 1})")
+        thr = np.asarray(self.threshold)
+        if thr.dtype.kind != "f":
+            raise ModelError(f"{where}: thresholds are not floating-point numbers ({thr.dtype})")
+        bad = np.flatnonzero(inner & np.isnan(thr))
+        if len(bad):
+            raise ModelError(f"{where}, node {int(bad[0])}: the split threshold is NaN")
+        value = np.asarray(self.value)
+        if value.dtype.kind not in "fiu":
+            raise ModelError(f"{where}: leaf values are not numbers ({value.dtype})")
+        finite = np.isfinite(value) if value.ndim == 1 else np.isfinite(value).all(axis=tuple(range(1, value.ndim)))
+        bad = np.flatnonzero(~inner & ~finite)
+        if len(bad):
+            j = int(bad[0])
+            raise ModelError(f"{where}, node {j}: the leaf value {value[j].tolist()} is not a finite number")
+        self.__dict__["depth"] = check_structure(self.left, self.right, inner, where)[1]
+
+
+MAX_FEATURES = 2**31 - 1  # feature indices are int32 in the IR and the generated code
+
+
+def check_structure(left, right, inner, where: str, name=None, orphan_leaves: bool = False):
+    """Check that node arrays form one binary tree rooted at node 0, in time linear in the number of nodes:
+    every inner node's two children lie among the nodes, no node is the child of two parents (or twice of one),
+    the root is nobody's child, and every node is reachable from the root (which rules out cycles). A DAG of
+    shared children would make a walk over all paths exponential; a cycle would make it endless.
+
+    ``left``, ``right``: child indices (read at inner nodes only); ``inner``: bool mask of the inner nodes;
+    ``where``: the file and tree, for the error; ``name(j)``: how node ``j`` is called in the source (default
+    ``"node j"``); ``orphan_leaves``: unreachable *leaves* are allowed (XGBoost keeps pruned nodes in its arrays,
+    unreachable and marked deleted). Returns the reachable nodes, root first, level by level, and the depth
+    (edges on the longest root-to-leaf path)."""
+    name = name or (lambda j: f"node {j}")
+    inner = np.asarray(inner, dtype=bool)
+    n = len(inner)
+    if n == 0:
+        raise ModelError(f"{where}: the tree has no nodes")
+    parents = np.flatnonzero(inner)
+    kids = []
+    for side in ("left", "right"):
+        c = np.asarray(left if side == "left" else right)
+        if c.dtype.kind not in "iu":
+            raise ModelError(f"{where}: {side} child indices are not integers ({c.dtype})")
+        c = c[parents].astype(np.int64)
+        bad = np.flatnonzero((c < 0) | (c >= n))
+        if len(bad):
+            p = int(parents[bad[0]])
+            raise ModelError(f"{where}, {name(p)}: {side} child {int(c[bad[0]])} is not one of the tree's {n} nodes")
+        kids.append(c)
+    children = np.concatenate(kids)
+    owner = np.concatenate([parents, parents])
+    count = np.bincount(children, minlength=n)
+    if count[0]:
+        p = int(owner[np.flatnonzero(children == 0)[0]])
+        raise ModelError(f"{where}, {name(p)}: points back to the root ({name(0)}): a cycle, not a tree")
+    shared = np.flatnonzero(count > 1)
+    if len(shared):
+        c = int(shared[0])
+        who = ", ".join(name(int(p)) for p in owner[children == c][:4])
+        raise ModelError(f"{where}, {name(c)}: is the child of more than one node ({who}): the nodes share "
+                         "children, which is not a tree")
+    # each node has at most one parent and the root none: a walk from the root meets every node at most once
+    seen = np.zeros(n, dtype=bool)
+    seen[0] = True
+    levels, frontier, depth = [np.zeros(1, np.int64)], np.zeros(1, np.int64), 0
+    lc, rc = np.asarray(left), np.asarray(right)
+    while True:
+        split = frontier[inner[frontier]]
+        if not len(split):
+            break
+        frontier = np.concatenate([lc[split], rc[split]]).astype(np.int64)
+        seen[frontier] = True
+        levels.append(frontier)
+        depth += 1
+    lost = np.flatnonzero(~seen & (inner if orphan_leaves else True))
+    if len(lost):
+        raise ModelError(f"{where}, {name(int(lost[0]))}: is not reachable from the root ({len(lost)} such "
+                         "nodes: orphans or a cycle), not a tree")
+    return np.concatenate(levels), depth
 
 
 @dataclass
@@ -94,8 +178,32 @@ class Forest:
             raise ModelError(f"split convention must be '<' or '<=', got {self.split!r}")
         if self.transform not in TRANSFORMS:
             raise ModelError(f"unknown output transform {self.transform!r}")
-        self.tree_output = np.asarray(self.tree_output, dtype=np.int64)
-        self.base_score = np.asarray(self.base_score, dtype=np.float64).reshape(self.n_outputs)
+        src = self.source or "forest"
+        if not isinstance(self.n_features, (int, np.integer)) or not 0 <= self.n_features <= MAX_FEATURES:
+            raise ModelError(f"{src}: the number of features {self.n_features!r} is not an integer in "
+                             f"0..{MAX_FEATURES}")
+        if not isinstance(self.n_outputs, (int, np.integer)) or self.n_outputs < 1:
+            raise ModelError(f"{src}: the number of outputs {self.n_outputs!r} is not a positive integer")
+        self.n_features, self.n_outputs = int(self.n_features), int(self.n_outputs)
+        self.tree_output = np.asarray(self.tree_output, dtype=np.int64).reshape(-1)
+        if len(self.tree_output) != len(self.trees):
+            raise ModelError(f"{src}: {len(self.tree_output)} tree outputs for {len(self.trees)} trees")
+        base = np.asarray(self.base_score, dtype=np.float64)
+        if base.size != self.n_outputs:
+            raise ModelError(f"{src}: {base.size} base scores for {self.n_outputs} outputs")
+        if not np.isfinite(base).all():
+            raise ModelError(f"{src}: the base score {base.tolist()} is not finite")
+        self.base_score = base.reshape(self.n_outputs)
+        for i, (tree, k) in enumerate(zip(self.trees, self.tree_output)):
+            where = f"{src}: tree {i}"
+            vector = np.ndim(tree.value) == 2
+            if not -1 <= k < self.n_outputs or (k == -1) != vector or np.ndim(tree.value) > 2:
+                raise ModelError(f"{where}: adds to output {int(k)}, which does not match the model's "
+                                 f"{self.n_outputs} outputs and its leaf values of shape {np.shape(tree.value)}")
+            if vector and np.shape(tree.value)[1] != self.n_outputs:
+                raise ModelError(f"{where}: {np.shape(tree.value)[1]} leaf values per leaf for "
+                                 f"{self.n_outputs} outputs")
+            tree.check(self.n_features, where)
 
     # -- evaluation ------------------------------------------------------------------------------
     def _check(self, X) -> np.ndarray:

@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from . import read_model_file
-from ..forest import Forest, ModelError, Tree
+from ..forest import MAX_FEATURES, Forest, ModelError, Tree, check_structure
 
 _IDENTITY = {"regression", "regression_l2", "l2", "mean_squared_error", "mse", "l2_root", "root_mean_squared_error",
              "rmse", "regression_l1", "l1", "mean_absolute_error", "mae", "huber", "fair", "quantile", "mape",
@@ -63,6 +63,8 @@ def from_string(text: str, source: str) -> Forest:
         per_iter = int(header.get("num_tree_per_iteration", str(n_class)))
     except ValueError as exc:
         raise ModelError(f"{source}: malformed header ({exc})") from None
+    if not 0 <= n_features <= MAX_FEATURES:
+        raise ModelError(f"{source}: max_feature_idx={n_features - 1} is not a feature index (-1..{MAX_FEATURES - 1})")
     objective, *obj_params = (header.get("objective") or "regression").split()
     opts = dict(p.split(":", 1) for p in obj_params if ":" in p)
     flags = {p for p in obj_params if ":" not in p}
@@ -76,6 +78,9 @@ def from_string(text: str, source: str) -> Forest:
                 scale = float(opts.get("sigmoid", "1"))
             except ValueError:
                 raise ModelError(f"{source}: objective sigmoid parameter {opts['sigmoid']!r} is not a number") from None
+            if not (np.isfinite(scale) and scale > 0):  # LightGBM: "Sigmoid parameter ... should be greater than zero"
+                raise ModelError(f"{source}: objective sigmoid parameter {opts['sigmoid']!r} is not a positive "
+                                 "number (LightGBM refuses it too)")
     elif objective in _SOFTMAX:
         transform = "softmax"
     elif objective in _EXP:
@@ -84,10 +89,15 @@ def from_string(text: str, source: str) -> Forest:
         transform = "identity"
     else:
         raise ModelError(f"{source}: objective {objective!r} is not supported")
-    n_outputs = max(per_iter, 1)
-
     blocks = ("Tree=" + rest).split("end of trees")[0].split("\nTree=") if sep else []
-    trees = [_tree(_fields(b), i, source) for i, b in enumerate(blocks)]
+    # LightGBM writes num_tree_per_iteration = num_class (1 but for multiclass and custom multi-output objectives)
+    if n_class < 1 or per_iter != n_class or (blocks and per_iter > len(blocks)) \
+            or (not blocks and per_iter > 1 << 16):
+        raise ModelError(f"{source}: num_class={n_class} and num_tree_per_iteration={per_iter} do not fit "
+                         f"objective {objective!r} and {len(blocks)} trees")
+    n_outputs = per_iter
+
+    trees = [_tree(_fields(b), i, n_features, source) for i, b in enumerate(blocks)]
     sizes = header.get("tree_sizes")
     if sizes is not None and len(sizes.split()) != len(trees):
         raise ModelError(f"{source}: the model is truncated or corrupt ({len(trees)} trees, "
@@ -129,27 +139,34 @@ def _array(f: dict, key: str, n: int, dtype, i: int, source: str) -> np.ndarray:
         return np.zeros(0, dtype=dtype)
     if key not in f:
         raise ModelError(f"{source}: tree {i} is truncated or malformed (no {key})")
+    integer = np.issubdtype(dtype, np.integer)
     try:
-        a = np.array([float(v) for v in f[key].split()], dtype=np.float64)
-    except ValueError as exc:
+        a = np.array([int(v) if integer else float(v) for v in f[key].split()], dtype=np.int64 if integer
+                     else np.float64)
+    except (ValueError, OverflowError) as exc:
         raise ModelError(f"{source}: tree {i} has a malformed {key} ({exc})") from None
     if len(a) != n:
         raise ModelError(f"{source}: tree {i} is truncated or malformed ({key} has {len(a)} values, expected {n})")
     return a.astype(dtype)
 
 
-def _tree(f: dict, i: int, source: str) -> Tree:
+def _tree(f: dict, i: int, n_features: int, source: str) -> Tree:
+    where = f"{source}: tree {i}"
     try:
         n_leaves = int(f["num_leaves"])
     except (KeyError, ValueError):
-        raise ModelError(f"{source}: tree {i} is truncated or malformed (no num_leaves)") from None
+        raise ModelError(f"{where} is truncated or malformed (no num_leaves)") from None
     if n_leaves < 1:
-        raise ModelError(f"{source}: tree {i} has {n_leaves} leaves")
-    if int(f.get("num_cat", "0") or 0) > 0:
-        raise ModelError(f"{source}: tree {i} has categorical splits, which ml4ep.bdt does not support; "
+        raise ModelError(f"{where} has {n_leaves} leaves")
+    try:
+        n_cat = int(f.get("num_cat", "0") or 0)
+    except ValueError:
+        raise ModelError(f"{where} has a malformed num_cat {f['num_cat']!r}") from None
+    if n_cat > 0:
+        raise ModelError(f"{where} has categorical splits, which ml4ep.bdt does not support; "
                          "retrain with numerical (one-hot) features")
     if f.get("is_linear", "0").strip() not in ("0", ""):
-        raise ModelError(f"{source}: tree {i} is a linear tree (linear_tree=true), which ml4ep.bdt does not support")
+        raise ModelError(f"{where} is a linear tree (linear_tree=true), which ml4ep.bdt does not support")
     n_inner = n_leaves - 1
     leaf_value = _array(f, "leaf_value", n_leaves, np.float64, i, source)
     feature = _array(f, "split_feature", n_inner, np.int64, i, source)
@@ -158,16 +175,35 @@ def _tree(f: dict, i: int, source: str) -> Tree:
     left = _array(f, "left_child", n_inner, np.int64, i, source)
     right = _array(f, "right_child", n_inner, np.int64, i, source)
     if np.any(decision & _CATEGORICAL):
-        raise ModelError(f"{source}: tree {i} has categorical splits, which ml4ep.bdt does not support; "
+        raise ModelError(f"{where} has categorical splits, which ml4ep.bdt does not support; "
                          "retrain with numerical (one-hot) features")
-    if np.any((feature < 0) | ((left >= n_inner) | (left < -n_leaves)) | ((right >= n_inner) | (right < -n_leaves))):
-        raise ModelError(f"{source}: tree {i} has split features or children out of range")
+    n = n_inner + n_leaves
+    name = lambda j: f"node {j}" if j < n_inner else f"leaf {j - n_inner}"
+    bad = np.flatnonzero((left >= n_inner) | (left < -n_leaves) | (right >= n_inner) | (right < -n_leaves))
+    if len(bad):
+        j = int(bad[0])
+        raise ModelError(f"{where}, node {j}: children {int(left[j])}, {int(right[j])} are not among its "
+                         f"{n_inner} nodes (0..{n_inner - 1}) and {n_leaves} leaves (-1..{-n_leaves})")
+    node = lambda c: np.where(c >= 0, c, n_inner + ~c)
+    check_structure(np.concatenate([node(left), np.zeros(n_leaves, np.int64)]),
+                    np.concatenate([node(right), np.zeros(n_leaves, np.int64)]),
+                    np.arange(n) < n_inner, where, name)
+    bad = np.flatnonzero((feature < 0) | (feature >= n_features))
+    if len(bad):
+        j = int(bad[0])
+        raise ModelError(f"{where}, node {j}: split feature {int(feature[j])} is outside the model's {n_features} "
+                         f"features (max_feature_idx={n_features - 1})")
+    bad = np.flatnonzero(np.isnan(threshold))
+    if len(bad):
+        raise ModelError(f"{where}, node {int(bad[0])}: the threshold is NaN")
+    bad = np.flatnonzero(~np.isfinite(leaf_value))
+    if len(bad):
+        j = int(bad[0])
+        raise ModelError(f"{where}, leaf {j}: the leaf value {leaf_value[j]!r} is not a finite number")
     missing = (decision >> 2) & 3
     default_left = (decision & _DEFAULT_LEFT) != 0
     # missing type None: NaN is read as 0.0 and compared with the threshold
     default_left = np.where(missing == _MISSING_NONE, threshold >= 0.0, default_left)
-    n = n_inner + n_leaves
-    node = lambda c: np.where(c >= 0, c, n_inner + ~c)
     pad = np.zeros(n_leaves)
     return Tree(feature=np.concatenate([feature, -np.ones(n_leaves, np.int64)]).astype(np.int32),
                 threshold=np.concatenate([threshold, pad]),

@@ -26,12 +26,13 @@ import os
 import numpy as np
 
 from . import read_model_file
-from ..forest import Forest, ModelError, Tree
+from ..forest import MAX_FEATURES, Forest, ModelError, Tree, check_structure
 
 _OPS = ("TreeEnsembleRegressor", "TreeEnsembleClassifier")
 _DIRECT = {"BRANCH_LEQ": "<=", "BRANCH_LT": "<"}
 _SWAPPED = {"BRANCH_GT": "<=", "BRANCH_GTE": "<"}
 _TRANSFORMS = {"NONE": "identity", "LOGISTIC": "sigmoid", "SOFTMAX": "softmax"}
+_MAX_CELLS = 1 << 27  # nodes x outputs held as dense leaf values (1 GiB of float64): beyond, refused
 
 
 def load(path: str | os.PathLike) -> Forest:
@@ -165,7 +166,14 @@ def _convert(op: str, attrs: dict, n_declared: int | None, source: str, onnx) ->
     if wrong:
         raise ModelError(f"{source}: {op} attribute lengths disagree with nodes_treeids ({n}): {', '.join(wrong)}")
     base = _array(attrs, "base_values", onnx, np.float64)
-    base = np.zeros(0) if base is None else base
+    base = np.zeros(0) if base is None else base.reshape(-1)
+    if not np.isfinite(base).all():
+        raise ModelError(f"{source}: {op} has base_values {base.tolist()[:8]} that are not all finite numbers")
+    bad = np.flatnonzero(~np.isfinite(w_val))
+    if len(bad):
+        j = int(bad[0])
+        raise ModelError(f"{source}: {op}'s {prefix}_weights[{j}] (tree {w_tree[j]}, node {w_node[j]}) is "
+                         f"{float(w_val[j])}, not a finite number")
 
     if classifier:
         labels = attrs.get("classlabels_int64s") or [_text(s) for s in attrs.get("classlabels_strings", [])]
@@ -174,12 +182,23 @@ def _convert(op: str, attrs: dict, n_declared: int | None, source: str, onnx) ->
             raise ModelError(f"{source}: {op} has {n_outputs} class labels; at least 2 are needed")
     else:
         labels = None
-        n_outputs = int(attrs.get("n_targets", int(w_out.max()) + 1 if len(w_out) else 1))
+        named = max(int(w_out.max()) + 1 if len(w_out) else 1, len(base), 1)
+        n_outputs = int(attrs.get("n_targets", named))
+        if not 1 <= n_outputs <= named:
+            raise ModelError(f"{source}: {op} has n_targets={n_outputs}, but its target_ids and base_values name "
+                             f"{named} targets")
     if len(w_out) and (w_out.min() < 0 or w_out.max() >= n_outputs):
         raise ModelError(f"{source}: {op} has {prefix}_ids outside 0..{n_outputs - 1}")
+    if n * n_outputs > _MAX_CELLS:
+        raise ModelError(f"{source}: {op} has {n} nodes and {n_outputs} outputs: {n * n_outputs} leaf values "
+                         f"would be held, more than the {_MAX_CELLS} supported")
 
-    # one IR tree per ONNX tree: leaf values per output
-    order = list(dict.fromkeys(tree_ids.tolist()))
+    # one IR tree per ONNX tree: leaf values per output; the trees in the order they first appear
+    uniq, first, inv = np.unique(tree_ids, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    by_tree = np.argsort(inv, kind="stable")  # every tree's nodes together, in their order in the attributes
+    ends = np.cumsum(np.bincount(inv, minlength=len(uniq)))
+    order = np.argsort(first, kind="stable")
     position = {(int(t), int(i)): k for k, (t, i) in enumerate(zip(tree_ids, node_ids))}
     if len(position) != n:
         raise ModelError(f"{source}: {op} repeats a (tree id, node id) pair")
@@ -194,8 +213,10 @@ def _convert(op: str, attrs: dict, n_declared: int | None, source: str, onnx) ->
         touched[position[(int(t), int(i))], k] = True
 
     trees, outputs, max_feature = [], [], -1
-    for t in order:
-        idx = np.flatnonzero(tree_ids == t)
+    for u in order:
+        t = int(uniq[u])
+        where = f"{source}: tree {t}"
+        idx = by_tree[(ends[u - 1] if u else 0):ends[u]]
         local = {int(node_ids[j]): m for m, j in enumerate(idx)}
         leaf = np.array([modes[j] == "LEAF" for j in idx])
         swap = np.array([modes[j] in _SWAPPED for j in idx])
@@ -203,27 +224,39 @@ def _convert(op: str, attrs: dict, n_declared: int | None, source: str, onnx) ->
             tn = np.array([local[int(true_ids[j])] if not leaf[m] else 0 for m, j in enumerate(idx)], np.int64)
             fn = np.array([local[int(false_ids[j])] if not leaf[m] else 0 for m, j in enumerate(idx)], np.int64)
         except KeyError as exc:
-            raise ModelError(f"{source}: tree {t} points to node {exc.args[0]}, which it does not have") from None
+            raise ModelError(f"{where} points to node {exc.args[0]}, which it does not have") from None
         children = set(tn[~leaf].tolist()) | set(fn[~leaf].tolist())
         roots = [m for m in range(len(idx)) if m not in children]
-        if len(roots) != 1:
-            raise ModelError(f"{source}: tree {t} has {len(roots)} root nodes (nodes no other node points to)")
+        if not roots:
+            raise ModelError(f"{where} has no root: every node is the child of another (a cycle)")
+        # the first node no other points to is the root; check_structure names whatever else is wrong
         # renumber so the root is node 0
         perm = [roots[0]] + [m for m in range(len(idx)) if m != roots[0]]
         new = np.empty(len(idx), np.int64)
         new[perm] = np.arange(len(idx))
         idx, leaf, swap, tn, fn = idx[perm], leaf[perm], swap[perm], new[tn[perm]], new[fn[perm]]
+        ids = node_ids[idx]
+        name = lambda m, ids=ids: f"node {int(ids[m])}"  # the ONNX node id
+        check_structure(tn, fn, ~leaf, where, name)
         feat = feature_ids[idx]
-        if np.any(feat[~leaf] < 0):
-            raise ModelError(f"{source}: tree {t} has a negative feature id")
+        width = n_declared if n_declared is not None else MAX_FEATURES
+        bad = np.flatnonzero(~leaf & ((feat < 0) | (feat >= width)))
+        if len(bad):
+            m = int(bad[0])
+            raise ModelError(f"{where}, {name(m)}: splits on feature {int(feat[m])} but the input has "
+                             f"{width} features" if feat[m] >= 0 else
+                             f"{where}, {name(m)}: has the negative feature id {int(feat[m])}")
         max_feature = max(max_feature, int(feat[~leaf].max()) if (~leaf).any() else -1)
+        thr = values[idx]
+        bad = np.flatnonzero(~leaf & np.isnan(thr))
+        if len(bad):
+            raise ModelError(f"{where}, {name(int(bad[0]))}: the split threshold (nodes_values) is NaN")
         mtt = tracks[idx]
         vals = leaf_value[idx] * leaf[:, None]
         hit = touched[idx] & leaf[:, None]
         used = np.flatnonzero(hit.any(axis=0))
         scalar = len(used) <= 1
         value = vals[:, used[0]] if len(used) == 1 else np.zeros(len(idx)) if scalar else vals
-        thr = values[idx]
         trees.append(Tree(feature=np.where(leaf, -1, feat).astype(np.int32),
                           threshold=np.where(leaf, thr.dtype.type(0), thr).astype(thr.dtype),
                           left=np.where(leaf, 0, np.where(swap, fn, tn)).astype(np.int32),
@@ -240,19 +273,26 @@ def _convert(op: str, attrs: dict, n_declared: int | None, source: str, onnx) ->
     is_leaf = np.array([m == "LEAF" for m in modes], dtype=bool)
     if not classifier:
         if n_outputs > 1:
-            _always_scored(base, touched, tree_ids, is_leaf, "target", op, source)
+            _always_scored(base, touched, inv, is_leaf, "target", op, source)
         return _regressor(trees, outputs, n_outputs, base, post, meta, common, source)
     meta["classlabels"] = list(labels)
-    return _classifier(trees, outputs, n_outputs, base, post, w_out, w_val, touched & is_leaf[:, None], tree_ids,
+    return _classifier(trees, outputs, n_outputs, base, post, w_out, w_val, touched & is_leaf[:, None], inv,
                        is_leaf, meta, common, source)
 
 
-def _always_scored(base, touched, tree_ids, is_leaf, what: str, op: str, source: str) -> None:
+def _scored_everywhere(touched_k, inv, is_leaf) -> bool:
+    """Whether some tree gives output k a weight in every one of its leaves (``inv``: each node's tree)."""
+    n_trees = int(inv.max()) + 1 if len(inv) else 0
+    leaves = np.bincount(inv[is_leaf], minlength=n_trees)
+    unscored = np.bincount(inv[is_leaf & ~touched_k], minlength=n_trees)
+    return bool(np.any((leaves > 0) & (unscored == 0)))
+
+
+def _always_scored(base, touched, inv, is_leaf, what: str, op: str, source: str) -> None:
     """onnxruntime adds an output's base value only in rows where some leaf gave that output a weight: refuse
     models where that depends on the row (a nonzero base value for an output that some path never weights)."""
-    trees = np.unique(tree_ids)
     for k, b in enumerate(base):
-        if b != 0 and not any(touched[(tree_ids == t) & is_leaf, k].all() for t in trees):
+        if b != 0 and not _scored_everywhere(touched[:, k], inv, is_leaf):
             raise ModelError(f"{source}: {op} has base value {b:g} for {what} {k}, which only some leaves weight; "
                              "onnxruntime then adds it to some rows only, which is not supported")
 
@@ -271,7 +311,7 @@ def _regressor(trees, outputs, n_outputs, base, post, meta, common, source) -> F
                   output_shape="matrix", meta=meta, **common)
 
 
-def _classifier(trees, outputs, n_classes, base, post, w_out, w_val, touched, tree_ids, is_leaf, meta, common,
+def _classifier(trees, outputs, n_classes, base, post, w_out, w_val, touched, inv, is_leaf, meta, common,
                 source) -> Forest:
     op = "TreeEnsembleClassifier"
     classes = set(w_out.tolist())
@@ -295,7 +335,7 @@ def _classifier(trees, outputs, n_classes, base, post, w_out, w_val, touched, tr
     if n_classes == 2:
         # onnxruntime's second column needs a class-1 weight in a leaf every row reaches
         if 1 in classes:
-            always = any(touched[(tree_ids == t) & is_leaf, 1].all() for t in np.unique(tree_ids))
+            always = _scored_everywhere(touched[:, 1], inv, is_leaf)
             if not always:
                 raise ModelError(f"{source}: {op} gives class 1 weights to some leaves only; onnxruntime's output "
                                  "then changes shape row by row, which is not supported")
@@ -308,7 +348,7 @@ def _classifier(trees, outputs, n_classes, base, post, w_out, w_val, touched, tr
             raise ModelError(f"{source}: {op} with two classes and {len(base)} base_values is not supported")
     elif len(base) > n_classes:
         raise ModelError(f"{source}: {op} has {len(base)} base_values for {n_classes} classes")
-    _always_scored(base, touched, tree_ids, is_leaf, "class", op, source)
+    _always_scored(base, touched, inv, is_leaf, "class", op, source)
     base = np.concatenate([base, np.zeros(n_classes - len(base))])
     return Forest(trees=trees, tree_output=np.asarray(outputs), n_outputs=n_classes, base_score=base,
                   transform=_TRANSFORMS[post], output_shape="matrix", meta=meta, **common)

@@ -92,6 +92,10 @@ def _forest(root, method: str, source: str) -> Forest:
     if not trees_xml or len(trees_xml) != n_trees:
         raise ModelError(f"{source}: <Weights NTrees=\"{n_trees}\"> holds {len(trees_xml)} trees")
     boost_w = np.array([_f32(_attr(t, "boostWeight", source)) for t in trees_xml])
+    bad = np.flatnonzero(~np.isfinite(boost_w))
+    if len(bad):
+        raise ModelError(f"{source}: tree {int(bad[0])}: boostWeight "
+                         f"{trees_xml[bad[0]].get('boostWeight')!r} is not a finite number")
 
     yes_no = _bool(options.get("UseYesNoLeaf", "True")) and boost not in ("RealAdaBoost", "AdaCost")
     if tree_type == _REGRESSION_TREE:
@@ -108,6 +112,9 @@ def _forest(root, method: str, source: str) -> Forest:
     if boost == "Grad":
         if analysis == "Multiclass":
             n_outputs = _n_classes(root, source)
+            if n_outputs > len(trees) or len(trees) % n_outputs:
+                raise ModelError(f"{source}: {len(trees)} trees do not make whole rounds of one tree per class "
+                                 f"for NClass={n_outputs}")
             tree_output = np.arange(len(trees)) % n_outputs
             transform, output_shape = "softmax", "matrix"
         elif analysis == "Regression":
@@ -136,8 +143,9 @@ def _forest(root, method: str, source: str) -> Forest:
 
 # -- pieces --------------------------------------------------------------------------------------------
 def _f32(text) -> float:
-    """A number as TMVA reads it into a ``Float_t``."""
-    return float(np.float32(float(text)))
+    """A number as TMVA reads it into a ``Float_t`` (beyond its range: +-inf)."""
+    with np.errstate(over="ignore"):
+        return float(np.float32(float(text)))
 
 
 def _bool(text: str) -> bool:
@@ -210,47 +218,60 @@ def _n_classes(root, source: str) -> int:
 
 
 def _tree(node_el, index: int, leaf_attr: str, n_features: int, source: str) -> Tree:
-    """One ``<BinaryTree>``'s nodes, depth first, children found by their ``pos`` (``l``/``r``)."""
+    """One ``<BinaryTree>``'s nodes, depth first (a node, its left daughter's subtree, its right daughter's),
+    children found by their ``pos`` (``l``/``r``). Iterative: a tree as deep as TMVA can write is read."""
+    where = f"{source}: tree {index}"
     if node_el is None:
-        raise ModelError(f"{source}: tree {index} has no <Node>")
-    feature, thr, left, right, value = [], [], [], [], []
-
-    def add(el) -> int:
+        raise ModelError(f"{where} has no <Node>")
+    feature, thr, below, above, ctypes, value = [], [], [], [], [], []
+    stack = [(node_el, -1, 0, 0)]  # element, parent, which daughter slot (0: below, 1: above), depth
+    while stack:
+        el, parent, slot, depth = stack.pop()
         i = len(feature)
+        if parent >= 0:
+            (below if slot == 0 else above)[parent] = i
         feature.append(-1)
         thr.append(0.0)
-        left.append(-1)
-        right.append(-1)
+        below.append(0)
+        above.append(0)
+        ctypes.append(1)
         value.append(0.0)
+        node = f"{where}, node {i} (depth {depth})"
         try:
-            n_type = int(_attr(el, "nType", source))
+            n_type = int(_attr(el, "nType", node))
             if n_type != 0:  # a leaf: TMVA stops at the first node whose nType is not 0
                 if leaf_attr == "purity" and el.get("purity") is None:
-                    ns, nb = _f32(_attr(el, "nS", source)), _f32(_attr(el, "nB", source))
-                    value[i] = _f32(ns / (ns + nb))
+                    ns, nb = _f32(_attr(el, "nS", node)), _f32(_attr(el, "nB", node))
+                    # DecisionTreeNode::SetPurity: 0.5 when the node holds no events
+                    value[i] = _f32(ns / (ns + nb)) if ns + nb > 0 else 0.5
                 else:
-                    value[i] = _f32(_attr(el, leaf_attr, source))
-                return i
+                    value[i] = _f32(_attr(el, leaf_attr, node))
+                if not np.isfinite(value[i]):
+                    raise ModelError(f"{node}: the leaf's {leaf_attr} {value[i]!r} is not a finite number")
+                continue
             if int(el.get("NCoef", "0") or 0) > 0:
-                raise ModelError(f"{source}: tree {index} uses Fisher cuts (NCoef > 0); not supported")
-            ivar = int(_attr(el, "IVar", source))
-            cut = _f32(_attr(el, "Cut", source))
-            ctype = int(_attr(el, "cType", source))
+                raise ModelError(f"{where} uses Fisher cuts (NCoef > 0); not supported")
+            ivar = int(_attr(el, "IVar", node))
+            cut = _f32(_attr(el, "Cut", node))
+            ctype = int(_attr(el, "cType", node))
         except ValueError as exc:
-            raise ModelError(f"{source}: tree {index}: malformed node attribute ({exc})") from None
+            if isinstance(exc, ModelError):
+                raise
+            raise ModelError(f"{node}: malformed node attribute ({exc})") from None
         if not 0 <= ivar < n_features:
-            raise ModelError(f"{source}: tree {index} cuts on variable {ivar}, the model has {n_features}")
+            raise ModelError(f"{node}: cuts on variable {ivar}, the model has {n_features}")
+        if not np.isfinite(cut):
+            raise ModelError(f"{node}: the cut {el.get('Cut')!r} is not a finite number (as a float)")
         kids = {c.get("pos"): c for c in el.iterfind("Node")}
         if "l" not in kids or "r" not in kids:
-            raise ModelError(f"{source}: tree {index} has an inner node without both daughters (truncated?)")
-        feature[i], thr[i] = ivar, cut
-        below, above = add(kids["l"]), add(kids["r"])  # TMVA's left / right daughter
-        # cType 1: right when x >= cut, so x < cut -> left; cType 0: the reverse, so swap
-        left[i], right[i] = (below, above) if ctype else (above, below)
-        return i
-
-    add(node_el)
+            raise ModelError(f"{node}: an inner node without both daughters (truncated?)")
+        feature[i], thr[i], ctypes[i] = ivar, cut, ctype
+        stack.append((kids["r"], i, 1, depth + 1))
+        stack.append((kids["l"], i, 0, depth + 1))  # popped first: the left daughter's subtree comes next
     n = len(feature)
+    below, above, ctypes = np.array(below), np.array(above), np.array(ctypes)
+    # cType 1: right when x >= cut, so x < cut -> left; cType 0: the reverse, so swap
     return Tree(feature=np.array(feature, dtype=np.int32), threshold=np.array(thr, dtype=np.float32),
-                left=np.array(left, dtype=np.int32), right=np.array(right, dtype=np.int32),
+                left=np.where(ctypes != 0, below, above).astype(np.int32),
+                right=np.where(ctypes != 0, above, below).astype(np.int32),
                 default_left=np.ones(n, dtype=bool), value=np.array(value, dtype=np.float64))

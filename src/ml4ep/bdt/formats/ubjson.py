@@ -18,9 +18,12 @@ _SCALARS = {
 }
 
 
+MAX_DEPTH = 256  # containers nested deeper than this are refused (XGBoost's models nest about 6 deep)
+
+
 class _Reader:
     def __init__(self, data: bytes, source: str):
-        self.data, self.pos, self.source = data, 0, source
+        self.data, self.pos, self.source, self.depth = data, 0, source, 0
 
     def fail(self, why: str) -> ModelError:
         return ModelError(f"{self.source}: not valid UBJSON at byte {self.pos}: {why}")
@@ -66,6 +69,8 @@ class _Reader:
         if m == b"S" or m == b"H":
             return self.string()
         if m == b"C":
+            if self.pos >= len(self.data):
+                raise self.fail("the file ends in the middle of a char (truncated?)")
             self.pos += 1
             return self.data[self.pos - 1:self.pos].decode("latin-1")
         if m == b"Z":
@@ -74,10 +79,13 @@ class _Reader:
             return True
         if m == b"F":
             return False
-        if m == b"[":
-            return self.array()
-        if m == b"{":
-            return self.obj()
+        if m == b"[" or m == b"{":
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise self.fail(f"containers nested more than {MAX_DEPTH} deep")
+            v = self.array() if m == b"[" else self.obj()
+            self.depth -= 1
+            return v
         raise self.fail(f"unknown type marker {m!r}")
 
     def _container_header(self) -> tuple[bytes | None, int | None]:
@@ -89,6 +97,11 @@ class _Reader:
         if self.data[self.pos:self.pos + 1] == b"#":
             self.pos += 1
             count = self.length()
+            # every element takes at least one byte but those of a typed null / true / false / no-op container:
+            # a count beyond the bytes left is a corrupt file, refused before anything is allocated or looped
+            if count > len(self.data) - self.pos:
+                raise self.fail(f"a container of {count} elements in the {len(self.data) - self.pos} bytes left "
+                                "(corrupt or truncated)")
         elif typ is not None:
             raise self.fail("a typed container without a count")
         return typ, count
