@@ -19,7 +19,7 @@ def test_compile_writes_the_standalone_files(tmp_path, capsys):
     assert "relu_model::Model" in out or "namespace relu_model" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "CMakeLists.txt", "example.cpp", "relu_model.bin", "relu_model.hpp"]
-    assert "int64_t batch" in (tmp_path / "out" / "relu_model.hpp").read_text()
+    assert "int64_t dim_batch" in (tmp_path / "out" / "relu_model.hpp").read_text()
 
 
 def test_check_lists_problems_and_exit_code(tmp_path, capsys):

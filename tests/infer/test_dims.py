@@ -21,8 +21,8 @@ def test_products_and_divisions_evaluate_like_numbers(n, m):
 
 def test_static_results_are_ints_and_cpp_expressions():
     assert D.norm((N * 6) // N) == 6 and isinstance((N * 6) // N, int)
-    assert D.cpp(N * M * 3) == "(int64_t(3)*M*N)"
-    assert D.cpp(N) == "N"
+    assert D.cpp(N * M * 3) == "(int64_t(3)*dim_M*dim_N)"
+    assert D.cpp(N) == "dim_N"
 
 
 def test_unrepresentable_operations_raise():

@@ -78,11 +78,24 @@ def test_sums_of_symbolic_dimensions_class_token():
     model = finish_model(h.make_graph(nodes, "cls", [x], [h.make_tensor_value_info("y", T.FLOAT, None),
                                                           h.make_tensor_value_info("z", T.FLOAT, None)], inits), 17)
     m = mi.compile(model)
-    assert "const int64_t L_plus_1 = L + int64_t(1);" in m.source
+    assert "const int64_t dim_L_plus_1 = dim_L + int64_t(1);" in m.source
     for n, length in ((1, 1), (3, 5), (2, 9)):
         a = rand(n, length, 4)
         for got, want in zip(m(a), run_ort(model, {"x": a})):
             _same(got, want)
+    # the standalone example declares the derived dimension too, and runs
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from ml4ep.infer import build
+
+    with tempfile.TemporaryDirectory() as d:
+        out = m.save(Path(d) / "out")
+        subprocess.run([build.compiler(), "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-DML4EP_NO_BLAS",
+                        f"-I{out}", str(out / "example.cpp"), "-o", str(Path(d) / "ex")], check=True)
+        res = subprocess.run([str(Path(d) / "ex"), str(out / "cls.bin"), "-", "2", "3"], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
 
 
 def test_derived_symbols_expand_back():

@@ -541,7 +541,7 @@ def test_symconst_emit_and_literals():
             return "v_" + name
 
     code = S._emit_symconst(Node("SymConst", "sc", [], ["y"], {"value": obj(2 * N, 4)}), FakeCg())
-    assert code == "v_y[0] = (int64_t(2)*N);\nv_y[1] = 4;\n"
+    assert code == "v_y[0] = (int64_t(2)*dim_N);\nv_y[1] = 4;\n"
     assert S.literal(np.float32(1.5), "float") == "1.5f"
     assert S.literal(I64_MIN, "int64_t") == "int64_t(-9223372036854775807LL - 1)"  # ml4ep.infer.literals
     assert S.literal(True, "bool") == "true"

@@ -8,15 +8,15 @@ imported from its file and cached by content (the header, the flags and the comp
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UnsupportedCPUError
 from ..infer import build
+from ..infer.names import identifier
 from . import codegen
 from .forest import Forest, ModelError
 
@@ -25,8 +25,8 @@ _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _cname(name: str) -> str:
-    name = re.sub(r"\W", "_", name)
-    return name if name and not name[0].isdigit() else f"m_{name}"
+    """The C++ namespace of a forest: :func:`ml4ep.infer.names.identifier`."""
+    return identifier(name or "forest", unique=False)
 
 
 class CompiledForest:
@@ -38,21 +38,22 @@ class CompiledForest:
         self.source = codegen.header(forest, self.name)
         self.target = build.target(march, portable)  # $ML4EP_MARCH unless march= (or portable=True) says otherwise
         cxxflags = self.target.cxxflags()
-        cxx = build.compiler()
-        key = hashlib.sha256("\n".join([self.source, codegen.BRIDGE, " ".join(cxxflags), self.target.key,
-                                        build.compiler_version(cxx)]).encode()).hexdigest()[:24]
+        key = build.cache_key(self.source, codegen.BRIDGE, " ".join(cxxflags), self.target.key)[:24]
         module = f"ml4ep_bdt_{self.name}_{key}"
-        folder = build.cache_dir().parent / "bdt" / key if build.cache_dir().name == "infer" \
-            else build.cache_dir() / "bdt" / key
-        lib = folder / f"lib{self.name}.so"
-        if not lib.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{self.name}.hpp").write_text(self.source)
-            src = folder / "bridge.cpp"
+        folder = build.cache_dir("bdt") / key
+        if not build.cached(folder):  # built in a private folder of its own, then moved in place at once
+            tmp = build.new_build("bdt", self.name)
+            (tmp / f"{self.name}.hpp").write_text(self.source)
+            src = tmp / "bridge.cpp"
             src.write_text(codegen.BRIDGE.replace("@NAME@", self.name).replace("@MODULE@", module))
-            tmp = folder / f"lib{self.name}.so.tmp"
-            build.compile_shared(src, tmp, cxxflags + ["-pthread"], use_blas=False)
-            tmp.replace(lib)
+            try:
+                build.compile_shared(src, tmp / f"lib{self.name}.so", cxxflags + ["-pthread"], use_blas=False)
+                build.seal(tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            build.install(tmp, folder)
+        lib = folder / f"lib{self.name}.so"
         self.path = lib
         self._n_features = forest.n_features
         f = forest

@@ -16,9 +16,7 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -73,12 +71,9 @@ def _model_name(model: ModelLike, proto) -> str:
 
 def _cpp_name(base: str) -> str:
     """A model name usable as a C++ namespace."""
-    s = re.sub(r"[^0-9A-Za-z_]", "_", base) or "model"
-    from .codegen import CPP_KEYWORDS
+    from .names import identifier
 
-    if s[0].isdigit() or s in CPP_KEYWORDS:  # the name becomes a C++ namespace
-        s = "m_" + s
-    return s
+    return identifier(base or "model", unique=False)  # the name becomes a C++ namespace
 
 
 def lower(model: ModelLike, name: str | None = None):
@@ -210,12 +205,9 @@ def _plan(model, name, tgt: build.Target, extra_flags, cache, constants):
         return SpecializingModel(proto, name, params, build_variants)
     flags = tgt.cxxflags(extra_flags)
     cxx = build.compiler()
-    key = hashlib.sha256()
-    key.update(proto.SerializeToString(deterministic=True))
-    for part in (build.generator_hash(), " ".join(flags), tgt.key, build.compiler_version(cxx), name, source):
-        key.update(b"\0" + part.encode())
-    target = build.cache_dir() / f"{name}-{key.hexdigest()[:20]}"
-    if cache and (target / "lib.so").exists() and (target / "meta.json").exists():
+    key = build.cache_key(proto.SerializeToString(deterministic=True), " ".join(flags), tgt.key, name, source)
+    target = build.cache_dir("infer") / f"{name}-{key[:20]}"
+    if cache and build.cached(target):
         log.info("%s: cached build %s", source, target)
         return CompiledModel(target)
 
@@ -224,7 +216,7 @@ def _plan(model, name, tgt: build.Target, extra_flags, cache, constants):
     g.source = source
     from .codegen import generate
 
-    module = f"ml4ep_{name}_{key.hexdigest()[:16]}"
+    module = f"ml4ep_{name}_{key[:16]}"
     with D.scope(g.derived):
         gen = generate(g, name, plan, module, tgt.march)
     log.info("%s: generated in %.2f s", source, time.perf_counter() - t0)
@@ -233,8 +225,7 @@ def _plan(model, name, tgt: build.Target, extra_flags, cache, constants):
 
 def _write(job: _Job) -> Path:
     gen = job.gen
-    job.target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{job.name}-", dir=job.target.parent))
+    tmp = build.new_build("infer", job.name)
     (tmp / f"{job.name}.hpp").write_text(gen.header)
     (tmp / f"{job.name}.bin").write_bytes(gen.weights)
     (tmp / "bridge.cpp").write_text(gen.bridge)
@@ -247,13 +238,8 @@ def _write(job: _Job) -> Path:
 
 
 def _install(tmp: Path, target: Path) -> CompiledModel:
-    if target.exists():
-        shutil.rmtree(target, ignore_errors=True)
-    try:
-        tmp.rename(target)
-    except OSError:  # another process won the race: use its build
-        shutil.rmtree(tmp, ignore_errors=True)
-    return CompiledModel(target)
+    build.seal(tmp)
+    return CompiledModel(build.install(tmp, target))
 
 
 def _build(jobs: list[_Job]) -> list:
@@ -262,8 +248,18 @@ def _build(jobs: list[_Job]) -> list:
         return []
     if len(jobs) == 1 or len({tuple(j.flags) for j in jobs}) > 1:
         return [_build_one(j) for j in jobs]
+    if len({j.name for j in jobs}) < len(jobs):  # one namespace each per translation unit: rounds of distinct names
+        rounds: list[list[int]] = []
+        for k, j in enumerate(jobs):
+            r = next((r for r in rounds if all(jobs[i].name != j.name for i in r)), None)
+            rounds.append([k]) if r is None else r.append(k)
+        out: list = [None] * len(jobs)
+        for r in rounds:
+            for k, res in zip(r, _build([jobs[k] for k in r])):
+                out[k] = res
+        return out
     tmps = [_write(j) for j in jobs]
-    batch = Path(tempfile.mkdtemp(prefix=".batch-", dir=jobs[0].target.parent))
+    batch = build.new_build("infer", "batch")
     src = batch / "models.cpp"
     src.write_text("".join(f'#include "{t / "bridge.cpp"}"\n' for t in tmps))
     t0 = time.perf_counter()
@@ -278,12 +274,8 @@ def _build(jobs: list[_Job]) -> list:
     log.info("%d models compiled in one call in %.2f s", len(jobs), time.perf_counter() - t0)
     # the batch's library stays where it is; every model's folder links to it
     final = jobs[0].target.parent / f"batch-{hashlib.sha256(''.join(j.module for j in jobs).encode()).hexdigest()[:20]}"
-    if final.exists():
-        shutil.rmtree(final, ignore_errors=True)
-    try:
-        batch.rename(final)
-    except OSError:
-        final = batch
+    build.seal(batch)
+    final = build.install(batch, final)
     out = []
     for j, t in zip(jobs, tmps):
         (t / "lib.so").symlink_to(os.path.relpath(final / "lib.so", t.parent / j.target.name))
@@ -302,4 +294,5 @@ def _build_one(job: _Job):
         log.info("%s: compiled in %.2f s", job.source, time.perf_counter() - t0)
         return _install(tmp, job.target)
     except Exception as exc:  # noqa: BLE001 - returned to the caller, who raises it
+        shutil.rmtree(tmp, ignore_errors=True)
         return exc

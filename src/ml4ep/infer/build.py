@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import os
 import platform
 import re
 import shutil
+import stat
 import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,13 +168,169 @@ def generator_hash() -> str:
     return h.hexdigest()
 
 
-def cache_dir() -> Path:
+# ---------------------------------------------------------------------------------------------------------------
+# the cache: what is in it was built by this user, is writable by nobody else, and is what was built
+# ---------------------------------------------------------------------------------------------------------------
+MANIFEST = "manifest.json"
+_private_root: Path | None = None
+
+
+def _configured_root() -> Path:
     env = os.environ.get("ML4EP_CACHE_DIR")
     if env:
         return Path(env)
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("ml4ep")) / "infer"
+    return Path(platformdirs.user_cache_dir("ml4ep"))
+
+
+def untrusted(path: Path) -> str | None:
+    """Why ``path`` (a cache folder or file, not followed if a link) cannot be trusted, or None: it must belong to
+    this user and be writable by nobody else; a link must point inside ``path``'s folder."""
+    try:
+        st = path.lstat()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"belongs to another user (uid {st.st_uid})"
+    if stat.S_ISLNK(st.st_mode):
+        return None  # the link itself cannot be written by others (its folder is checked); its target is checked
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"is writable by {'others' if st.st_mode & stat.S_IWOTH else 'its group'} (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def _make_private(folder: Path) -> None:
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_uid == getattr(os, "getuid", lambda: -1)():
+        os.chmod(folder, 0o700)
+
+
+def cache_root() -> Path:
+    """The cache folder: ``$ML4EP_CACHE_DIR`` or the user cache directory, created 0700. One that belongs to another
+    user or is writable by others (a shared group area, a shared /tmp) is not used: a warning, then a private
+    folder of this process."""
+    global _private_root
+    root = _configured_root()
+    try:
+        if not root.exists():
+            _make_private(root)
+        why = untrusted(root)
+    except OSError as exc:
+        why = f"cannot be created ({exc.strerror})"
+    if why is None:
+        return root
+    if _private_root is None or not _private_root.is_dir():
+        _private_root = Path(tempfile.mkdtemp(prefix="ml4ep-private-cache-"))
+        log.warning("the ml4ep cache %s %s: not trusted; building in the private folder %s instead (point "
+                    "ML4EP_CACHE_DIR at a folder of your own)", root, why, _private_root)
+    return _private_root
+
+
+def cache_dir(kind: str = "infer") -> Path:
+    """The cache folder of one kind of build (``infer``, ``bdt``), created 0700."""
+    root = cache_root()
+    folder = root / kind
+    if not folder.is_dir():
+        _make_private(folder)
+    why = None if root == _private_root else untrusted(folder)  # the private folder: made by mkdtemp just now
+    if why is not None:
+        raise CompilerError(f"the cache folder {folder} {why}: remove it (ml4ep recreates it)")
+    return folder
+
+
+def cache_key(*parts: str | bytes) -> str:
+    """Hash of ``parts`` and of everything else a build depends on: the code generator, the compiler's version, the
+    Python version (the bridge is a CPython extension module) and the BLAS linked in."""
+    b = blas()
+    h = hashlib.sha256()
+    for part in (*parts, generator_hash(), compiler_version(compiler()), sys.version, str(sys.implementation.cache_tag),
+                 b["libdir"], b["library"]):
+        h.update(part if isinstance(part, bytes) else part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def new_build(kind: str, name: str) -> Path:
+    """A fresh private folder (0700) beside the cached builds of ``kind``, to build into."""
+    return Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache_dir(kind)))
+
+
+def seal(folder: Path) -> None:
+    """Make a finished build read-only to others and record every file's content hash (the manifest)."""
+    files = {}
+    for p in sorted(folder.iterdir()):
+        if p.name == MANIFEST or p.is_dir():
+            continue
+        if not p.is_symlink():
+            os.chmod(p, stat.S_IMODE(p.stat().st_mode) & ~0o022)
+        files[p.name] = _sha256(p)
+    (folder / MANIFEST).write_text(json.dumps(files, indent=1, sort_keys=True))
+    os.chmod(folder / MANIFEST, 0o600)
+
+
+def install(tmp: Path, target: Path) -> Path:
+    """Move the sealed build ``tmp`` to ``target`` atomically (the build of another process that got there first,
+    if it is sound, is used instead)."""
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if verify(target) is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # lost another race: that build is as good as ours
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def verify(folder: Path) -> str | None:
+    """Why the cached build ``folder`` must not be used (absent, not trusted, changed since it was built), or None."""
+    if not folder.is_dir():
+        return "absent"
+    why = untrusted(folder)
+    if why:
+        return f"the folder {why}"
+    try:
+        files = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return "no manifest of its files (an unfinished or foreign build)"
+    for name, digest in files.items():
+        p = folder / name
+        why = untrusted(p)
+        if p.is_symlink():  # a library shared by a joint build: its own folder must be ours too
+            real = p.resolve()
+            why = why or untrusted(real) or untrusted(real.parent)
+        if why:
+            return f"{name} {why}"
+        try:
+            if _sha256(p) != digest:
+                return f"{name} has changed since it was built"
+        except OSError as exc:
+            return f"{name} cannot be read ({exc.strerror})"
+    return None
+
+
+def cached(folder: Path) -> bool:
+    """Whether the build in ``folder`` can be used; a present but unsound one is reported and removed."""
+    why = verify(folder)
+    if why is None:
+        return True
+    if why != "absent":
+        log.warning("cached build %s not used: %s; rebuilding it", folder, why)
+        if untrusted(folder) is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    return False
 
 
 def compile_shared(src: Path, out: Path, cxxflags: list[str], use_blas: bool = True) -> None:

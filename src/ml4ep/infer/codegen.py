@@ -8,7 +8,6 @@ the symbolic dimensions, and allocates nothing once its workspace has grown to t
 from __future__ import annotations
 
 import hashlib
-import re
 import struct
 from dataclasses import dataclass
 from importlib import resources
@@ -16,29 +15,17 @@ from importlib import resources
 import numpy as np
 
 from . import dims as D
+from . import limits
 from . import ops as O
 from .graph import Graph, Node
+from .names import identifier, printf_text, text
 from .ops.common import ctype
 from .passes.memory import ALIGN, Plan
 from .passes import batching, memory
 
-_IDENT = re.compile(r"[^0-9A-Za-z_]")
-
-CPP_KEYWORDS = {
-    "alignas", "alignof", "and", "asm", "auto", "bool", "break", "case", "catch", "char", "class", "const",
-    "continue", "default", "delete", "do", "double", "else", "enum", "explicit", "export", "extern", "false",
-    "float", "for", "friend", "goto", "if", "inline", "int", "long", "mutable", "namespace", "new", "not",
-    "operator", "or", "private", "protected", "public", "register", "return", "short", "signed", "sizeof",
-    "static", "struct", "switch", "template", "this", "throw", "true", "try", "typedef", "union", "unsigned",
-    "using", "virtual", "void", "volatile", "while", "xor", "m", "w_", "ws", "arena_",
-}
-
-
 def ident(name: str, prefix: str = "") -> str:
-    s = _IDENT.sub("_", name)
-    if not s or s[0].isdigit() or s in CPP_KEYWORDS:
-        s = "t_" + s
-    return prefix + s
+    """The C++ variable of a tensor (``prefix`` ``v_``, ``in_``, ``out_``): :func:`names.identifier`."""
+    return identifier(name, prefix)
 
 
 def prelude() -> str:
@@ -108,6 +95,7 @@ class Emitter:
     def weight(self, array: np.ndarray, hint: str = "") -> str:
         """Store a constant array in the weights file; returns a typed C++ pointer expression."""
         arr = np.ascontiguousarray(array)
+        limits.check_weights(self.size + arr.nbytes, hint, self.node)
         data = arr.tobytes()
         off = self.size
         self.blobs.append((off, data))
@@ -124,7 +112,7 @@ class Emitter:
             assert opdef is not None and opdef.emit is not None, n.op_type
             self.node = n
             code = opdef.emit(n, self)
-            out.append(f"// {n.op_type} '{n.name}'\n")
+            out.append(f"// {n.op_type} '{text(n.name)}'\n")
             if code.strip():
                 out.append("{\n" + _indent(code, "  ") + "}\n")
         self.node = saved
@@ -150,17 +138,20 @@ def _arena_addr(s: memory.Storage) -> str:
 def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: str = "native") -> Generated:
     em = Emitter(g, plan)
     body: list[str] = []
+    rendering, rendered = D.start_rendering()  # every dimension expression of the code: checked at run time
     for node in g.nodes:
         opdef = O.get(node.op_type)
         assert opdef is not None and opdef.emit is not None, node.op_type
         em.node = node
-        origin = ", ".join(node.origin) if node.origin else node.name
+        origin = text(", ".join(node.origin) if node.origin else node.name)
         fused = "".join(f" + {op}" for op, _ in node.fused)
-        outs = ", ".join(f"{o} {D.fmt_shape(g.t(o).shape)}" for o in node.outputs if o)
+        outs = text(", ".join(f"{o} {D.fmt_shape(g.t(o).shape)}" for o in node.outputs if o))
         code = opdef.emit(node, em)
         body.append(f"  // {node.op_type}{fused} '{origin}' -> {outs}\n")
         if code.strip():
             body.append("  {\n" + _indent(code, "    ") + "  }\n")
+    D.stop_rendering(rendering)
+    checks = limits.cpp_checks(g, plan, name, rendered)
 
     syms = g.symbols
     in_params = [f"const {ctype(g.t(i).dtype)}* {ident(i, 'in_')}" for i in g.inputs]
@@ -171,7 +162,8 @@ def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: 
     # pointer declarations
     decl: list[str] = []
     for s in syms:
-        decl.append(f"  if ({D.cpp_name(s)} < 0) throw std::invalid_argument(\"{name}: dimension '{s}' is negative\");\n")
+        decl.append(f"  if ({D.cpp_name(s)} < 0) throw std::invalid_argument(\"{name}: dimension '{text(s)}' is negative\");\n")
+    decl.append(_indent(checks, "  "))
     for dname, poly in g.derived.defs.items():  # symbols standing for sums of monomials (L + 1, ...)
         decl.append(_derived_decl(dname, poly))
     runtime = list(g.derived.runtime)
@@ -199,7 +191,7 @@ def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: 
     for k, rname in enumerate(runtime):
         body.append(f"  runtime_dims_[{k}] = {D.cpp_name(rname)};\n")
     if runtime:
-        rt_members = (f"  // data-dependent dimensions of the last call ({', '.join(runtime)}): outputs are allocated for\n"
+        rt_members = (f"  // data-dependent dimensions of the last call ({text(', '.join(runtime))}): outputs are allocated for\n"
                       f"  // their upper bounds and filled for the actual values, in row-major order\n"
                       f"  static constexpr int kRuntimeDims = {len(runtime)};\n"
                       f"  const int64_t* runtime_dims() const {{ return runtime_dims_; }}\n")
@@ -220,13 +212,16 @@ def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: 
     if layout is not None:
         block = "infer_block_"
         private_block = f"  void infer_block_({params});\n"
-        chunked = _chunked_infer(g, plan, layout, params, arg_names)
+        chunked = _chunked_infer(g, plan, layout, params, arg_names, checks)
 
-    guard = f"ML4EP_MODEL_{ident(name).upper()}_HPP"
-    header = f"""// Generated by ml4ep from '{g.source}': inference code for model '{name}'. Do not edit.
+    # the build's own guard: two models of the same name in one translation unit (compile_many) never hide one
+    # another's header (they then fail to build together instead, and are built apart)
+    build_id = hashlib.sha256(f"{module}:{model_id}".encode()).hexdigest()[:16].upper()
+    guard = f"ML4EP_MODEL_{name.upper()}_{build_id}_HPP"
+    header = f"""// Generated by ml4ep from '{text(g.source)}': inference code for model '{name}'. Do not edit.
 // Usage: {name}::Model m("{name}.bin"); m.infer({", ".join(arg_names)});
-// Inputs:  {"; ".join(f"{i} {g.t(i).dtype} {D.fmt_shape(g.t(i).shape)}" for i in g.inputs)}
-// Outputs: {"; ".join(f"{o} {g.t(o).dtype} {D.fmt_shape(g.t(o).shape)}" for o in g.outputs)}
+// Inputs:  {text("; ".join(f"{i} {g.t(i).dtype} {D.fmt_shape(g.t(i).shape)}" for i in g.inputs))}
+// Outputs: {text("; ".join(f"{o} {g.t(o).dtype} {D.fmt_shape(g.t(o).shape)}" for o in g.outputs))}
 #ifndef {guard}
 #define {guard}
 {prelude()}
@@ -281,7 +276,8 @@ def _derived_decl(name: str, poly: dict) -> str:
     return f"  const int64_t {D.cpp_name(name)} = {terms};\n"
 
 
-def _chunked_infer(g: Graph, plan: Plan, layout: "batching.BatchLayout", params: str, whole: list[str]) -> str:
+def _chunked_infer(g: Graph, plan: Plan, layout: "batching.BatchLayout", params: str, whole: list[str],
+                   checks: str = "") -> str:
     """``infer`` of a batch-separable model: the batch in chunks of at most ML4EP_CHUNK_BYTES of workspace."""
     sym = layout.symbol
     n = D.cpp_name(sym)
@@ -297,9 +293,9 @@ def _chunked_infer(g: Graph, plan: Plan, layout: "batching.BatchLayout", params:
     args += [f"{ident(o, 'out_')} + n0_ * {D.cpp(D.prod(g.t(o).shape[1:]))}" for o in g.outputs]
     args += ["nc_" if s == sym else D.cpp_name(s) for s in g.symbols]
     return f"""// batch-separable (each sample of the outputs depends on the same sample of the inputs only): the batch
-// '{sym}' runs in chunks whose workspace stays within ML4EP_CHUNK_BYTES, so intermediates stay in cache
+// '{text(sym)}' runs in chunks whose workspace stays within ML4EP_CHUNK_BYTES, so intermediates stay in cache
 inline void Model::infer({params}) {{
-{"".join(derived)}  const int64_t per_sample_ = {" + ".join(per) or "0"};  // workspace bytes per sample
+{_indent(checks, "  ")}{"".join(derived)}  const int64_t per_sample_ = {" + ".join(per) or "0"};  // workspace bytes per sample
   const int64_t chunk_ = std::max<int64_t>(1, int64_t(ML4EP_CHUNK_BYTES) / std::max<int64_t>(1, per_sample_));
   if ({n} <= chunk_) {{
     infer_block_({", ".join(whole)});
@@ -428,6 +424,8 @@ def _example(g: Graph, name: str) -> str:
     lines.append("  // symbolic dimensions (batch size, ...): from the command line, default 1")
     for k, s in enumerate(g.symbols):
         lines.append(f"  const int64_t {D.cpp_name(s)} = argc > {k + 3} ? std::atoll(argv[{k + 3}]) : 1;")
+    for dname, poly in g.derived.defs.items():  # sums of them (L + 1, ...) that shapes use
+        lines.append(_derived_decl(dname, poly) + f"  (void){D.cpp_name(dname)};")
     for i in g.inputs:
         t = g.t(i)
         vt = "unsigned char" if ctype(t.dtype) == "bool" else ctype(t.dtype)
@@ -467,7 +465,7 @@ def _example(g: Graph, name: str) -> str:
     for o in g.outputs:
         v = ident(o, "out_")
         lines.append(f"  double sum_{v} = 0; for (auto x : {v}) sum_{v} += double(x);")
-        lines.append(f"  std::printf(\"{o}: %zu values, sum %.6g\\n\", {v}.size(), sum_{v});")
+        lines.append(f"  std::printf(\"{printf_text(o)}: %zu values, sum %.6g\\n\", {v}.size(), sum_{v});")
     body = "\n".join(lines)
     return f"""// Example use of the generated model '{name}': ./example [{name}.bin] [inputs.raw|-] [dims...]
 #include <cstdio>

@@ -360,16 +360,33 @@ _ident = re.compile(r"[^0-9A-Za-z_]")
 
 
 def cpp_name(sym: str) -> str:
-    """The C++ parameter name of a symbol."""
-    s = _ident.sub("_", sym)
-    if not s or s[0].isdigit():
-        s = "d_" + s
-    return s
+    """The C++ variable of a symbol: ``dim_<name>`` (:func:`names.identifier`), so that no name from a model
+    (``m``, ``ws``, ``i``) can shadow a variable of the generated code."""
+    from .names import identifier
+
+    return identifier(sym, "dim_")
+
+
+_RENDERED: contextvars.ContextVar["set | None"] = contextvars.ContextVar("ml4ep_rendered_dims", default=None)
+
+
+def start_rendering() -> tuple[contextvars.Token, set]:
+    """Record every symbolic dimension :func:`cpp` renders from now on (until :func:`stop_rendering`): the
+    generated code checks each for int64 overflow before it runs (see :mod:`ml4ep.infer.limits`)."""
+    seen: set = set()
+    return _RENDERED.set(seen), seen
+
+
+def stop_rendering(token: contextvars.Token) -> None:
+    _RENDERED.reset(token)
 
 
 def cpp(d: object) -> str:
     """C++ expression (int64_t) of a dimension."""
     if isinstance(d, Dim):
+        seen = _RENDERED.get()
+        if seen is not None:
+            seen.add(d)
         terms = [cpp_name(s) for s, p in d.syms for _ in range(p)]
         if d.coeff != 1:
             terms.insert(0, f"int64_t({d.coeff})")

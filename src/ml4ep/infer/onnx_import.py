@@ -29,14 +29,45 @@ ModelLike = Union[str, os.PathLike, onnx.ModelProto, bytes]
 
 
 def load_proto(model: ModelLike) -> tuple[onnx.ModelProto, str]:
-    """The ModelProto and a source label for messages."""
-    if isinstance(model, onnx.ModelProto):
-        return model, model.graph.name or "model"
-    if isinstance(model, (bytes, bytearray)):
-        try:
-            return onnx.load_from_string(bytes(model)), "model"
-        except Exception as exc:  # noqa: BLE001 - protobuf raises several types
-            raise ModelLoadError(f"the bytes given are not an ONNX model: {exc}") from exc
+    """The ModelProto and a source label for messages (its text fields checked: :func:`_check_text`)."""
+    proto, source = _load_proto(model)
+    _check_text(proto.graph, source)
+    return proto, source
+
+
+def _check_text(graph: onnx.GraphProto, source: str) -> None:
+    """Names and types must be text: protobuf hands text fields that are not valid UTF-8 over as bytes."""
+    fields = [("the graph name", graph.name)]
+    fields += [(f"a name of graph {kind}s", v.name) for kind, vs in
+               (("input", graph.input), ("output", graph.output), ("initializer", graph.initializer)) for v in vs]
+    for k, n in enumerate(graph.node):
+        fields += [(f"node {k}'s {what}", v) for what, vs in
+                   (("name", [n.name]), ("operator", [n.op_type]), ("domain", [n.domain]), ("inputs", n.input),
+                    ("outputs", n.output), ("attribute names", [a.name for a in n.attribute])) for v in vs]
+        for a in n.attribute:
+            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                _check_text(sub, source)
+    for what, v in fields:
+        if not isinstance(v, str):
+            raise ModelLoadError(f"{source}: {what} is not valid UTF-8 text ({bytes(v)[:40]!r}): a damaged model?")
+
+
+def _load_proto(model: ModelLike) -> tuple[onnx.ModelProto, str]:
+    if isinstance(model, (onnx.ModelProto, bytes, bytearray)):
+        if isinstance(model, onnx.ModelProto):
+            proto, source = model, model.graph.name or "model"
+        else:
+            try:
+                proto, source = onnx.load_from_string(bytes(model)), "model"
+            except Exception as exc:  # noqa: BLE001 - protobuf raises several types
+                raise ModelLoadError(f"the bytes given are not an ONNX model: {exc}") from exc
+        external = [t.name for t in _tensors(proto.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+        if external:  # read from the model's folder, which only its path tells; never from the working directory
+            raise ModelLoadError(
+                f"{source}: tensors {external[:5]}{' ...' if len(external) > 5 else ''} are stored in external data "
+                f"files: pass the model's path (its data is read from the model's folder), or a ModelProto loaded "
+                f"with onnx.load(path), which reads the data in")
+        return proto, source
     path = Path(model)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such file")
@@ -49,6 +80,19 @@ def load_proto(model: ModelLike) -> tuple[onnx.ModelProto, str]:
     if not proto.graph.node and not proto.graph.output:
         raise ModelLoadError(f"{path}: not a valid ONNX model (no graph found)")
     return proto, str(path)
+
+
+def _tensors(graph: onnx.GraphProto):
+    """Every tensor a graph holds: initializers, and attributes of its nodes and of their subgraphs."""
+    yield from graph.initializer
+    yield from (t.values for t in graph.sparse_initializer)
+    for node in graph.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _tensors(sub)
 
 
 def _opset(proto: onnx.ModelProto) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import dims as D
+from . import limits
 from ..errors import InputError, Ml4epError, UnsupportedCPUError
 
 @functools.cache
@@ -189,6 +190,11 @@ class CompiledModel:
             values = self._derived.values(values) if self._derived.defs else values
             plan = ([values[s] for s in self.symbols],
                     [tuple(D.evaluate(self._derived.bound(d), values) for d in shape) for _dt, shape in self._out])
+            # outputs beyond the size limit (or of negative size) are refused before NumPy allocates them
+            too_big = limits.runtime_output_check(self.name, self.output_names, plan[1], self._out_dtypes,
+                                                  {s: values[s] for s in self.symbols})
+            if too_big:
+                raise InputError(too_big)
             if len(self._plans) < 1024:
                 self._plans[key] = plan
         dims, shapes = plan

@@ -94,10 +94,19 @@ class SpecializingModel:
 
     Same calling interface as :class:`ml4ep.infer.CompiledModel`: ``model(*inputs)`` and ``model.run(feeds)``
     with every graph input, shape arguments included.
+
+    Every variant is a compiler run and a library loaded for good, and the values come from the caller: at most
+    ``max_variants`` variants are built (:data:`MAX_VARIANTS`, 32, unless given; settable on the instance).
+    A call that needs one more raises :class:`~ml4ep.errors.InputError` saying so; the variants built keep
+    working (nothing is evicted: a loaded library cannot be unloaded, and re-compiling on every call would
+    be a denial of service of its own).
     """
 
+    MAX_VARIANTS = 32
+
     def __init__(self, proto: onnx.ModelProto, name: str, params: list[str],
-                 build: Callable[[list[onnx.ModelProto], list[str]], list]):
+                 build: Callable[[list[onnx.ModelProto], list[str]], list], max_variants: int | None = None):
+        self.max_variants = self.MAX_VARIANTS if max_variants is None else int(max_variants)
         self.proto = proto
         self.name = name
         self.params = params
@@ -129,8 +138,18 @@ class SpecializingModel:
         for values in value_sets:
             k, name, arrays = self._key(values)
             if k not in self._variants and k not in todo:
+                self._check_room(len(todo) + 1, arrays)
                 todo[k] = (k, freeze(self.proto, arrays), name)
         return list(todo.values())
+
+    def _check_room(self, more: int, arrays: dict[str, np.ndarray]) -> None:
+        """Refuse to build ``more`` new variants beyond ``max_variants``."""
+        if len(self._variants) + more > self.max_variants:
+            shown = ", ".join(f"{p}={np.asarray(a).tolist()!r:.80}" for p, a in arrays.items())
+            raise InputError(
+                f"model '{self.name}': these values of its shape arguments ({shown}) need a new specialised build, "
+                f"but the limit of {self.max_variants} variants is reached (compiled per distinct value of "
+                f"{', '.join(self.params)}; raise the model's max_variants to allow more)")
 
     def adopt(self, key: bytes, model: Any) -> None:
         """Use ``model`` (compiled from ``pending``'s frozen model) for the variant ``key``."""
@@ -156,6 +175,7 @@ class SpecializingModel:
             with self._lock:
                 m = self._variants.get(k)
                 if m is None:
+                    self._check_room(1, arrays)
                     (m,) = self._build([freeze(self.proto, arrays)], [name])
                     if isinstance(m, BaseException):
                         raise m

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <limits>
 #include <memory>
 #include <new>
@@ -324,12 +325,64 @@ class Weights {
   std::unique_ptr<unsigned char, Free> data_;
 };
 
+// Size arithmetic of run-time dimensions (limits.py): the check block at the top of infer evaluates every tensor
+// size, the workspace and every dimension expression of the code with these, saturating at kSizeSat = 2^62 (no
+// int64 overflow), and refuses a tensor or a workspace over ML4EP_MAX_BYTES before anything is allocated
+#ifndef ML4EP_MAX_BYTES
+#define ML4EP_MAX_BYTES (int64_t(1) << 47)
+#endif
+constexpr int64_t kSizeSat = int64_t(1) << 62;
+struct SizeCalc {
+  bool overflow = false;  // some result was beyond +-kSizeSat (and saturated there)
+  int64_t sat(bool wrapped, int64_t r, bool negative) {
+    if (wrapped || r > kSizeSat || r < -kSizeSat) {
+      overflow = true;
+      return negative ? -kSizeSat : kSizeSat;
+    }
+    return r;
+  }
+  int64_t mul(int64_t a, int64_t b) {
+    int64_t r = 0;
+    const bool w = __builtin_mul_overflow(a, b, &r);
+    return sat(w, r, (a < 0) != (b < 0));
+  }
+  int64_t add(int64_t a, int64_t b) {
+    int64_t r = 0;
+    const bool w = __builtin_add_overflow(a, b, &r);
+    return sat(w, r, w ? a < 0 : r < 0);
+  }
+  // c * f1 * f2 * ...
+  int64_t mono(int64_t c, std::initializer_list<int64_t> factors) {
+    int64_t r = c;
+    for (int64_t f : factors) r = mul(r, f);
+    return r;
+  }
+};
+[[noreturn]] inline void size_error(const char* model, const char* what, const char* unit, int64_t value,
+                                    const std::string& dims) {
+  const std::string v = value >= kSizeSat ? "2^62 or more" : (value <= -kSizeSat ? "-2^62 or less" : std::to_string(value));
+  throw std::length_error(std::string(model) + ": " + what + ": " + v + (*unit ? " " : "") + unit +
+                          (*unit ? ", over the limit of " + std::to_string(int64_t(ML4EP_MAX_BYTES)) + " bytes"
+                                 : ", too large") +
+                          " (dimensions " + dims + ")");
+}
+[[noreturn]] inline void negative_dim(const char* model, const char* what, int64_t value, const std::string& dims) {
+  throw std::length_error(std::string(model) + ": " + what + " is negative: " + std::to_string(value) +
+                          " (dimensions " + dims + ")");
+}
+
 // the workspace of intermediate tensors: grows only when a larger set of symbolic dimensions is seen
 class Arena {
  public:
   unsigned char* reserve(size_t bytes) {
     if (bytes > capacity_) {
-      data_.reset(static_cast<unsigned char*>(::operator new(bytes, std::align_val_t(64))));
+      data_.reset();
+      capacity_ = 0;
+      try {
+        data_.reset(static_cast<unsigned char*>(::operator new(bytes, std::align_val_t(64))));
+      } catch (const std::bad_alloc&) {
+        throw std::length_error("cannot allocate the workspace of " + std::to_string(bytes) + " bytes (out of memory)");
+      }
       capacity_ = bytes;
     }
     return data_.get();

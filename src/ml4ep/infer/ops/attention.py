@@ -30,6 +30,7 @@ from .reduce import row_reduce
 from .. import dims as D
 from ..literals import literal
 from ...errors import ShapeError
+from ..names import string
 
 if TYPE_CHECKING:
     from ..codegen import Emitter
@@ -44,10 +45,6 @@ LANES = 32
 
 def _err(node: "Node", msg: str) -> ShapeError:
     return ShapeError(f"node '{node.name}' ({node.op_type}): {msg}")
-
-
-def _cstr(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _is_float(dt) -> bool:
@@ -662,7 +659,7 @@ def _emit_rot(node: "Node", cg: "Emitter") -> str:
     code = f"const {ct}* __restrict cosc = {cg.ptr(c)};\nconst {ct}* __restrict sinc = {cg.ptr(s_)};\n"
     if r.pos:
         n_pos = D.cpp(cg.shape(c)[0])
-        msg = _cstr(f"node '{node.name}' (RotaryEmbedding): position id out of range")
+        msg = string(f"node '{node.name}' (RotaryEmbedding): position id out of range")
         code += f"const {cg.ctype(r.pos)}* __restrict pos = {cg.ptr(r.pos)};\n"
         row = (
             "    const int64_t p = static_cast<int64_t>(pos[b * " + S + " + s]);\n"

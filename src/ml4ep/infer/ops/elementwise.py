@@ -80,7 +80,10 @@ def unary_expr(op: str, attrs: dict[str, Any], x: str, ct: str = "float") -> str
     if op == "Round":
         return f"std::nearbyint({x})"
     if op == "Sign":
-        return f"(({x} > 0) - ({x} < 0))"
+        if ct not in ("float", "double"):  # integers; float16 and the like: NaN gives 0, as in onnxruntime
+            return f"(({x} > 0) - ({x} < 0))"
+        # float and double: NaN stays NaN, as in onnxruntime
+        return f"({x} != {x} ? {x} : static_cast<{ct}>(({x} > 0) - ({x} < 0)))"
     if op == "Sin":
         return f"std::sin({x})"
     if op == "Cos":

@@ -29,6 +29,7 @@ from .common import const_ints, ctype, norm_axis, strides
 from .. import dims as D
 from ..literals import literal
 from ...errors import ShapeError
+from ..names import string
 
 if TYPE_CHECKING:
     from ..codegen import Emitter
@@ -46,13 +47,9 @@ def _err(node: "Node", msg: str) -> ShapeError:
     return ShapeError(f"node '{node.name}' ({node.op_type}): {msg}")
 
 
-def _cstr(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _oor(node: "Node", what: str = "index out of range") -> str:
     """C++ statement throwing std::out_of_range naming the node."""
-    return f"throw std::out_of_range({_cstr(f'node {chr(39)}{node.name}{chr(39)} ({node.op_type}): {what}')});"
+    return f"throw std::out_of_range({string(f'node {chr(39)}{node.name}{chr(39)} ({node.op_type}): {what}')});"
 
 
 def _acc(dtype) -> str:

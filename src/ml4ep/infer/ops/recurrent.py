@@ -26,6 +26,7 @@ from . import register
 from .. import dims as D
 from ..literals import literal
 from ...errors import ShapeError
+from ..names import text
 
 if TYPE_CHECKING:
     from ..codegen import Emitter
@@ -260,10 +261,6 @@ def _ind(code: str, pre: str = "  ") -> str:
     return "".join(pre + ln if ln.strip() else ln for ln in code.splitlines(True))
 
 
-def _cstr(s: str) -> str:
-    return s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
-
-
 # ------------------------------------------------------------------------------------------------------
 # weight preparation: W^T, R^T (GRU: [R_zr^T | R_h^T] per direction), bias [Wb + Rb | Rbh]
 
@@ -377,7 +374,7 @@ def _emit(node: "Node", cg: "Emitter") -> str:
         code += (
             f"for (int64_t b = 0; b < {Bc}; ++b)\n"
             f"  if (static_cast<int64_t>({cg.ptr(sl)}[b]) < 0 || static_cast<int64_t>({cg.ptr(sl)}[b]) > {Tc})\n"
-            f"    throw std::invalid_argument(\"node '{_cstr(node.name)}' ({node.op_type}): sequence_lens[\" + "
+            f"    throw std::invalid_argument(\"node '{text(node.name)}' ({node.op_type}): sequence_lens[\" + "
             f"std::to_string(b) + \"] = \" + std::to_string({cg.ptr(sl)}[b]) + \" is outside [0, \" + "
             f"std::to_string({Tc}) + \"]\");\n"
         )

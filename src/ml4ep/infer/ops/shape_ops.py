@@ -23,8 +23,10 @@ import numpy as np
 from . import register
 from .common import CTYPES, broadcast_shapes, const_ints, emit_view_copy, get_ints, norm_axis, strides
 from .. import dims as D
+from .. import limits
 from ..literals import literal
 from ...errors import ShapeError
+from ..names import string
 
 if TYPE_CHECKING:
     from ..codegen import Emitter
@@ -182,10 +184,6 @@ def _at(ptr: str, off: str) -> str:
     if off == "0":
         return ptr
     return f"{ptr} - {off[1:]}" if off.startswith("-") else f"{ptr} + {off}"
-
-
-def _cstr(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _check_dtypes(node: "Node", g: "Graph", idx: Sequence[int] = (0,)) -> str | None:
@@ -879,7 +877,7 @@ def _emit_gather(node: "Node", cg: "Emitter") -> str:
             return (f"const int64_t* idx = {wp};\n"
                     + _gather_loops(outer, nidx, f"const int64_t k = idx[j];\n{body}"))
     ict = cg.ctype(ind)
-    msg = _cstr(f"node '{node.name}' (Gather): index out of range")
+    msg = string(f"node '{node.name}' (Gather): index out of range")
     n_c = D.cpp(n_ax)
     body = (
         f"int64_t k = static_cast<int64_t>(idx[j]);\n"
@@ -1373,7 +1371,7 @@ def _emit_range(node: "Node", cg: "Emitter") -> str:
     y = node.outputs[0]
     start, limit, delta = _range_scalars(node, [cg.const(i) for i in node.inputs[:3]])
     n = _range_count(node, start, limit, delta)
-    if D.is_static(n):
+    if D.is_static(n) and int(n) <= limits.FOLD_MAX_ELEMENTS:  # larger: computed at run time (limits.py)
         return _store_values(cg, y, _fold_range(node, [cg.const(i) for i in node.inputs[:3]])[0])
     ct = cg.ctype(y)
     expr = "i" if ct == "int64_t" else f"static_cast<{ct}>(i)"

@@ -4,7 +4,8 @@ Opset 13 semantics normalise along one axis (default -1); older opsets (default 
 2-D at ``axis`` and normalise the whole trailing block. Both are a reduction over the middle axis of an
 ``(outer, R, inner)`` view; the maximum is subtracted before exponentiating, so no input overflows.
 Hardmax writes 1 at the first maximum of each row (ties go to the lowest index) and 0 elsewhere, for every
-floating-point type (compared in ``float``, ``double`` for float64).
+floating-point type (compared in ``float``, ``double`` for float64). NaNs after the first element are skipped; a
+row whose first element is NaN (an all-NaN row) is all 0, as onnxruntime gives.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def _emit_hardmax(node: "Node", cg: "Emitter") -> str:
         f"      const {a} v = static_cast<{a}>(xr[{at}]);\n"
         "      if (v > best) {\n        best = v;\n        arg = r;\n      }\n"
         "    }\n"
-        f"    {yp}[{_mul('o', blk)} + {_mul('arg', inner)} + i] = {one};\n"
+        f"    if (best == best) {yp}[{_mul('o', blk)} + {_mul('arg', inner)} + i] = {one};\n"
         "  }\n"
     )
 

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .. import limits
 from .. import ops as O
 from ..graph import Graph, Node, nested_nodes, reads
 from ...errors import Ml4epError, ShapeError, UnsupportedOperatorError
@@ -60,6 +61,13 @@ def _try_fold(node: Node, g: Graph, opdef: O.OpDef) -> bool:
         return False
     if node.op_type in ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"):
         return False
+    infos = _predicted(node, g, opdef)
+    if infos is not None and not limits.check_fold(node, g, infos):
+        # too large to materialise at compile time (and in the weights file): computed at run time instead
+        if opdef.emit is None:
+            raise limits.refuse_fold(node, infos)
+        log.info("%s (%s): output too large to fold, computed at run time", node.name, node.op_type)
+        return False
     values = [g.const(i) if i else None for i in node.inputs]
     try:
         if opdef.fold is not None:
@@ -76,7 +84,25 @@ def _try_fold(node: Node, g: Graph, opdef: O.OpDef) -> bool:
     for name, v in zip(node.outputs, out):
         if name:
             _set_const(g, name, v)
+            if np.asarray(v).dtype != object:
+                g.folded_bytes = getattr(g, "folded_bytes", 0) + np.asarray(v).nbytes  # type: ignore[attr-defined]
     return True
+
+
+def _predicted(node: Node, g: Graph, opdef: O.OpDef) -> list | None:
+    """The ``(dtype, shape)`` of the outputs of a node about to be folded (None when its ``infer`` fails): the
+    size limits are checked before anything is materialised. What ``infer`` records (data-dependent symbols)
+    is undone: the node is folded, or inferred again when it is not."""
+    d = g.derived
+    saved = dict(d.runtime), dict(d.defs), dict(d._by_poly)
+    try:
+        return opdef.infer(node, g)  # type: ignore[misc]
+    except Exception:  # noqa: BLE001 - folding decides
+        return None
+    finally:
+        for cur, old in zip((d.runtime, d.defs, d._by_poly), saved):
+            cur.clear()
+            cur.update(old)
 
 
 def resolve(g: Graph) -> None:
