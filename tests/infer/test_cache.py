@@ -85,17 +85,22 @@ def _where(model, tmp_path) -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def test_planted_library_in_a_shared_cache_never_runs(cache, tmp_path, caplog):
-    target = _where(_model(), tmp_path)
-    meta = (target / "meta.json").read_text()
-    # a shared cache (group-writable) where someone replaced the build by their own library
+def _planted(tmp_path) -> Path:
+    """The cached build of ``_model()`` replaced by a planted library (its meta.json kept); the marker it writes."""
     import shutil
 
+    target = _where(_model(), tmp_path)
+    meta = (target / "meta.json").read_text()
     shutil.rmtree(target)
     marker = tmp_path / "PWNED"
     _plant_library(target, marker)
     (target / "meta.json").write_text(meta)
-    os.chmod(cache, 0o775)
+    return marker
+
+
+def test_planted_library_in_a_shared_cache_never_runs(cache, tmp_path, caplog):
+    marker = _planted(tmp_path)
+    os.chmod(cache, 0o775)  # a shared cache (group-writable)
     with caplog.at_level(logging.WARNING, logger="ml4ep.infer.build"):
         m = mi.compile(_model())
     assert "not trusted" in caplog.text and "writable by its group" in caplog.text
@@ -107,14 +112,7 @@ def test_planted_library_in_a_shared_cache_never_runs(cache, tmp_path, caplog):
 
 def test_planted_library_without_manifest_never_runs(cache, tmp_path, caplog):
     """Even in the user's own cache, a build without the manifest written at the end of a build is not loaded."""
-    target = _where(_model(), tmp_path)
-    meta = (target / "meta.json").read_text()
-    import shutil
-
-    shutil.rmtree(target)
-    marker = tmp_path / "PWNED"
-    _plant_library(target, marker)
-    (target / "meta.json").write_text(meta)
+    marker = _planted(tmp_path)
     with caplog.at_level(logging.WARNING, logger="ml4ep.infer.build"):
         m = mi.compile(_model())
     assert "no manifest" in caplog.text
