@@ -163,7 +163,7 @@ def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: 
     decl: list[str] = []
     for s in syms:
         decl.append(f"  if ({D.cpp_name(s)} < 0) throw std::invalid_argument(\"{name}: dimension '{text(s)}' is negative\");\n")
-    decl.append(_indent(checks, "  "))
+    checks_at = len(decl)  # the size checks go here, or into the chunked infer that calls this block
     for dname, poly in g.derived.defs.items():  # symbols standing for sums of monomials (L + 1, ...)
         decl.append(_derived_decl(dname, poly))
     runtime = list(g.derived.runtime)
@@ -213,6 +213,8 @@ def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: 
         block = "infer_block_"
         private_block = f"  void infer_block_({params});\n"
         chunked = _chunked_infer(g, plan, layout, params, arg_names, checks)
+    else:
+        decl.insert(checks_at, _indent(checks, "  "))
 
     # the build's own guard: two models of the same name in one translation unit (compile_many) never hide one
     # another's header (they then fail to build together instead, and are built apart)
