@@ -212,3 +212,15 @@ def test_two_processes_build_the_same_bdt(tmp_path):
             assert p.returncode == 0 and "ok" in out, err[-2000:]
         leftovers = [p.name for p in (tmp_path / f"shared{rnd}" / "bdt").iterdir() if p.name.startswith(".")]
         assert not leftovers
+
+
+def test_files_beside_the_manifest_make_a_build_unsound(cache, tmp_path, caplog):
+    """A file the build did not write (or one missing) means someone changed the folder: rebuilt."""
+    model = _model(name="extra")
+    target = _where(model, tmp_path)
+    (target / "lib2.so").write_bytes(b"\x7fELF")
+    with caplog.at_level(logging.WARNING, logger="ml4ep.infer.build"):
+        m = mi.compile(model)
+    assert "not those its manifest lists" in caplog.text
+    np.testing.assert_allclose(m(X), _ort(model, X), rtol=1e-6)
+    assert not (m.directory / "lib2.so").exists() and build.verify(m.directory) is None

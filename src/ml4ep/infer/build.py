@@ -305,6 +305,9 @@ def verify(folder: Path) -> str | None:
         files = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return "no manifest of its files (an unfinished or foreign build)"
+    present = {p.name for p in folder.iterdir() if p.name != MANIFEST and not p.is_dir()}
+    if not isinstance(files, dict) or set(files) != present:
+        return "its files are not those its manifest lists"
     for name, digest in files.items():
         p = folder / name
         why = untrusted(p)
