@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from . import register
-from .common import broadcast_index_plan, norm_axis
+from .common import broadcast_index_plan, cpp_sum, is_float, mul, node_error, norm_axis
 from .reduce import row_reduce
 from .. import dims as D
 from ..literals import literal
-from ...errors import ShapeError
 from ..names import string
 
 if TYPE_CHECKING:
@@ -43,27 +42,11 @@ BLAS_MIN_WORK = 1 << 15
 LANES = 32
 
 
-def _err(node: "Node", msg: str) -> ShapeError:
-    return ShapeError(f"node '{node.name}' ({node.op_type}): {msg}")
-
-
-def _is_float(dt) -> bool:
-    return np.dtype(dt).kind == "f" or np.dtype(dt).name in ("bfloat16", "float16")
 
 
 def _acc_type(*dtypes) -> str:
     return "double" if any(np.dtype(d) == np.float64 for d in dtypes) else "float"
 
-
-def _mul(a: str, b: D.DimLike) -> str:
-    if b == 0:
-        return "0"
-    return a if b == 1 else f"{a} * {D.cpp(b)}"
-
-
-def _sum(*terms: str) -> str:
-    t = [x for x in terms if x and x != "0"]
-    return " + ".join(t) if t else "0"
 
 
 def _lane_reduce(acc: str, ct: str, n: str, value: Callable[[str], str], combine: Callable[[str, str], str],
@@ -130,21 +113,21 @@ def _opt(node: "Node", i: int) -> str:
 def _att_plan(node: "Node", g: "Graph") -> _Att:
     q, k, v = (g.t(node.inputs[i]) for i in range(3))
     if not (q.rank == k.rank == v.rank) or q.rank not in (3, 4):
-        raise _err(node, f"Q, K and V must all be 3-D or all 4-D, got ranks {q.rank}, {k.rank}, {v.rank}")
+        raise node_error(node, f"Q, K and V must all be 3-D or all 4-D, got ranks {q.rank}, {k.rank}, {v.rank}")
     rank3 = q.rank == 3
     if rank3:
         nq, nkv = node.attr("q_num_heads"), node.attr("kv_num_heads")
         if not nq or not nkv:
-            raise _err(node, "3-D Q, K, V need the attributes q_num_heads and kv_num_heads")
+            raise node_error(node, "3-D Q, K, V need the attributes q_num_heads and kv_num_heads")
         hq, hkv = int(nq), int(nkv)
         b, sq = q.shape[0], q.shape[1]
         skv = k.shape[1]
         try:
             dk, dkk, dv = D.norm(q.shape[2] // hq), D.norm(k.shape[2] // hkv), D.norm(v.shape[2] // hkv)
         except D.SymbolicError as exc:
-            raise _err(node, f"hidden sizes do not divide by the head counts: {exc}") from None
+            raise node_error(node, f"hidden sizes do not divide by the head counts: {exc}") from None
         if D.norm(dk * hq) != q.shape[2] or D.norm(dkk * hkv) != k.shape[2] or D.norm(dv * hkv) != v.shape[2]:
-            raise _err(node, f"hidden sizes {D.fmt(q.shape[2])}, {D.fmt(k.shape[2])}, {D.fmt(v.shape[2])} do not "
+            raise node_error(node, f"hidden sizes {D.fmt(q.shape[2])}, {D.fmt(k.shape[2])}, {D.fmt(v.shape[2])} do not "
                              f"divide by q_num_heads={hq}, kv_num_heads={hkv}")
         vb, vs = v.shape[0], v.shape[1]
         kb = k.shape[0]
@@ -153,51 +136,51 @@ def _att_plan(node: "Node", g: "Graph") -> _Att:
         kb, hkv, skv, dkk = k.shape
         vb, hv, vs, dv = v.shape
         if hv != hkv:
-            raise _err(node, f"K has {D.fmt(hkv)} heads, V has {D.fmt(hv)}")
+            raise node_error(node, f"K has {D.fmt(hkv)} heads, V has {D.fmt(hv)}")
     if kb != b or vb != b:
-        raise _err(node, f"batch sizes of Q, K, V differ ({D.fmt(b)}, {D.fmt(kb)}, {D.fmt(vb)})")
+        raise node_error(node, f"batch sizes of Q, K, V differ ({D.fmt(b)}, {D.fmt(kb)}, {D.fmt(vb)})")
     if vs != skv:
-        raise _err(node, f"K and V sequence lengths differ ({D.fmt(skv)} vs {D.fmt(vs)})")
+        raise node_error(node, f"K and V sequence lengths differ ({D.fmt(skv)} vs {D.fmt(vs)})")
     if dkk != dk:
-        raise _err(node, f"Q and K head sizes differ ({D.fmt(dk)} vs {D.fmt(dkk)})")
+        raise node_error(node, f"Q and K head sizes differ ({D.fmt(dk)} vs {D.fmt(dkk)})")
     if not D.is_static(hq) or not D.is_static(hkv):
-        raise _err(node, "the head counts must be static")
+        raise node_error(node, "the head counts must be static")
     if int(hkv) == 0 or int(hq) % int(hkv):
-        raise _err(node, f"q heads ({hq}) must be a multiple of kv heads ({hkv})")
+        raise node_error(node, f"q heads ({hq}) must be a multiple of kv heads ({hkv})")
     past_k, past_v, nonpad = _opt(node, 4), _opt(node, 5), _opt(node, 6)
     if bool(past_k) != bool(past_v):
-        raise _err(node, "past_key and past_value must be given together")
+        raise node_error(node, "past_key and past_value must be given together")
     if nonpad and past_k:
-        raise _err(node, "nonpad_kv_seqlen cannot be combined with past_key/past_value")
+        raise node_error(node, "nonpad_kv_seqlen cannot be combined with past_key/past_value")
     sp: D.DimLike = 0
     if past_k:
         pk, pv = g.t(past_k).shape, g.t(past_v).shape
         if len(pk) != 4 or len(pv) != 4 or tuple(pk[:2]) != (b, hkv) or pk[3] != dk \
                 or tuple(pv[:3]) != tuple(pk[:3]) or pv[3] != dv:
-            raise _err(node, f"past_key {D.fmt_shape(pk)} / past_value {D.fmt_shape(pv)} do not match "
+            raise node_error(node, f"past_key {D.fmt_shape(pk)} / past_value {D.fmt_shape(pv)} do not match "
                              f"(batch {D.fmt(b)}, kv heads {D.fmt(hkv)}, head sizes {D.fmt(dk)}, {D.fmt(dv)})")
         sp = pk[2]
     try:
         t = D.norm(sp + skv)
     except D.SymbolicError:
-        raise _err(node, f"past length {D.fmt(sp)} + new length {D.fmt(skv)} is not representable "
+        raise node_error(node, f"past length {D.fmt(sp)} + new length {D.fmt(skv)} is not representable "
                          "(symbolic dimensions must be monomials)") from None
     if nonpad:
         ns = g.t(nonpad).shape
         if len(ns) != 1 or ns[0] != b:
-            raise _err(node, f"nonpad_kv_seqlen must have shape ({D.fmt(b)}), got {D.fmt_shape(ns)}")
+            raise node_error(node, f"nonpad_kv_seqlen must have shape ({D.fmt(b)}), got {D.fmt_shape(ns)}")
     mask = _opt(node, 3)
     if mask:
         ms = g.t(mask).shape
         full = (b, hq, sq, t)
         if len(ms) > 4 or len(ms) == 0:
-            raise _err(node, f"attn_mask must have rank 1 to 4, got {D.fmt_shape(ms)}")
+            raise node_error(node, f"attn_mask must have rank 1 to 4, got {D.fmt_shape(ms)}")
         for m, f in zip(reversed(ms[:-1]), reversed(full[:-1])):
             if m != 1 and m != f:
-                raise _err(node, f"attn_mask {D.fmt_shape(ms)} does not broadcast to {D.fmt_shape(full)}")
+                raise node_error(node, f"attn_mask {D.fmt_shape(ms)} does not broadcast to {D.fmt_shape(full)}")
         last = ms[-1]
         if last != t and not (D.is_static(last) and D.is_static(t) and int(last) <= int(t)):
-            raise _err(node, f"attn_mask's last dimension {D.fmt(last)} exceeds the key length {D.fmt(t)}")
+            raise node_error(node, f"attn_mask's last dimension {D.fmt(last)} exceeds the key length {D.fmt(t)}")
     qb: D.DimLike = min(int(sq), QB) if D.is_static(sq) else QB
     return _Att(rank3, b, int(hq), int(hkv), sq, skv, sp, t, dk, dv, mask, past_k, past_v, nonpad, max(qb, 1))
 
@@ -206,10 +189,10 @@ def _check_attention(node: "Node", g: "Graph") -> str | None:
     for i, what in ((0, "Q"), (1, "K"), (2, "V"), (4, "past_key"), (5, "past_value")):
         name = node.input(i)
         t = g.tensors.get(name) if name else None
-        if t is not None and not _is_float(t.dtype):
+        if t is not None and not is_float(t.dtype):
             return f"{what} has dtype {t.dtype} (floating point expected)"
     m = node.input(3)
-    if m and m in g.tensors and not (_is_float(g.tensors[m].dtype) or g.tensors[m].dtype == np.bool_):
+    if m and m in g.tensors and not (is_float(g.tensors[m].dtype) or g.tensors[m].dtype == np.bool_):
         return f"attn_mask has dtype {g.tensors[m].dtype} (bool or floating point expected)"
     mode = int(node.attr("qk_matmul_output_mode", 0))
     if mode not in (0, 1, 2, 3):
@@ -361,20 +344,20 @@ def _emit_attention(node: "Node", cg: "Emitter") -> str:
         code += f"  const int64_t off = {D.cpp(a.sp)};\n"
     code += "  (void)off;\n"
     code += f"  for (int64_t hk = 0; hk < {HKV}; ++hk) {{\n"
-    code += f"    const {kt}* __restrict kb = {kp} + {_sum(_mul('b', k_st[0]), _mul('hk', k_st[1]))};\n"
-    code += f"    const {vt}* __restrict vb = {vp} + {_sum(_mul('b', v_st[0]), _mul('hk', v_st[1]))};\n"
+    code += f"    const {kt}* __restrict kb = {kp} + {cpp_sum([mul('b', k_st[0]), mul('hk', k_st[1])])};\n"
+    code += f"    const {vt}* __restrict vb = {vp} + {cpp_sum([mul('b', v_st[0]), mul('hk', v_st[1])])};\n"
     code += (
         "    if (!use_blas) {\n"
         f"      for (int64_t j = 0; j < {T}; ++j)\n"
-        f"        for (int64_t d = 0; d < {Dk}; ++d) kt[d * {T} + j] = static_cast<{ft}>(kb[{_mul('j', k_st[2])} + d]);\n"
+        f"        for (int64_t d = 0; d < {Dk}; ++d) kt[d * {T} + j] = static_cast<{ft}>(kb[{mul('j', k_st[2])} + d]);\n"
         "    }\n"
     )
     code += f"    for (int64_t r = 0; r < {reps}; ++r) {{\n"
     code += f"      const int64_t h = hk * {reps} + r;\n"
-    code += f"      const {qt}* __restrict qh = {cg.ptr(qn)} + {_sum(_mul('b', q_st[0]), _mul('h', q_st[1]))};\n"
+    code += f"      const {qt}* __restrict qh = {cg.ptr(qn)} + {cpp_sum([mul('b', q_st[0]), mul('h', q_st[1])])};\n"
     if y:
         yt = cg.ctype(y)
-        code += f"      {yt}* __restrict yh = {cg.ptr(y)} + {_sum(_mul('b', y_st[0]), _mul('h', y_st[1]))};\n"
+        code += f"      {yt}* __restrict yh = {cg.ptr(y)} + {cpp_sum([mul('b', y_st[0]), mul('h', y_st[1])])};\n"
     code += f"      for (int64_t i0 = 0; i0 < {Sq}; i0 += {QBc}) {{\n"
     code += f"        const int64_t rows = std::min<int64_t>({QBc}, {Sq} - i0);\n"
     # scores
@@ -449,7 +432,7 @@ def _emit_attention(node: "Node", cg: "Emitter") -> str:
         code += f"{ind}const int64_t jlo = 0, jhi = {T};\n"
     if a.mask:
         mlen_c = D.cpp(mlen)
-        moff = _sum(_mul("b", m_b), _mul("h", m_h), _mul("i", m_s))
+        moff = cpp_sum([mul("b", m_b), mul("h", m_h), mul("i", m_s)])
         code += f"{ind}const {cg.ctype(a.mask)}* __restrict mr = mk + {moff};\n"
         code += f"{ind}const int64_t mhi = std::min<int64_t>(jhi, {mlen_c});\n"
         code += f"{ind}for (int64_t j = std::max<int64_t>(mhi, jlo); j < jhi; ++j) srow[j] = {ninf};\n"
@@ -519,7 +502,7 @@ def _emit_attention(node: "Node", cg: "Emitter") -> str:
             "            int64_t j = 0;\n"
             f"            for (; j + 4 <= {T}; j += 4) {{\n"
             f"              const {ft} p0 = prow[j], p1 = prow[j + 1], p2 = prow[j + 2], p3 = prow[j + 3];\n"
-            f"              const {vt}* __restrict v0 = vb + {_mul('j', v_st[2])};\n"
+            f"              const {vt}* __restrict v0 = vb + {mul('j', v_st[2])};\n"
             f"              const {vt}* __restrict v1 = v0 + {vs};\n"
             f"              const {vt}* __restrict v2 = v1 + {vs};\n"
             f"              const {vt}* __restrict v3 = v2 + {vs};\n"
@@ -529,7 +512,7 @@ def _emit_attention(node: "Node", cg: "Emitter") -> str:
             "            }\n"
             f"            for (; j < {T}; ++j) {{\n"
             f"              const {ft} p = prow[j];\n"
-            f"              const {vt}* __restrict vr = vb + {_mul('j', v_st[2])};\n"
+            f"              const {vt}* __restrict vr = vb + {mul('j', v_st[2])};\n"
             f"              for (int64_t d = 0; d < {Dv}; ++d) acc[d] += p * static_cast<{ft}>(vr[d]);\n"
             "            }\n"
             f"            {yt}* __restrict yr = yh + (i0 + ii) * {ys};\n"
@@ -559,7 +542,7 @@ def _copy_kv_named(cg: "Emitter", a: _Att, src: str, past: str, dst_expr: str, d
             f"{row} * size_t({D.cpp(a.sp)}));\n"
             f"    dst += {D.cpp(D.norm(a.sp * d))};\n"
         )
-    src_off = _sum(_mul("b", sb), _mul("h", sh))
+    src_off = cpp_sum([mul("b", sb), mul("h", sh)])
     if ss == d:  # the new rows are contiguous
         code += f"    std::memcpy(dst, {cg.ptr(src)} + {src_off}, {row} * size_t({D.cpp(a.skv)}));\n"
     else:
@@ -595,47 +578,47 @@ def _rot_plan(node: "Node", g: "Graph") -> _Rot:
     if x.rank == 4:
         b, h, s, d = x.shape
         if not D.is_static(h):
-            raise _err(node, "the number of heads must be static")
+            raise node_error(node, "the number of heads must be static")
         h = int(h)
     elif x.rank == 3:
         nh = int(node.attr("num_heads", 0) or 0)
         if nh <= 0:
-            raise _err(node, "a 3-D input needs the attribute num_heads")
+            raise node_error(node, "a 3-D input needs the attribute num_heads")
         b, s, hidden = x.shape
         try:
             d = D.norm(hidden // nh)
         except D.SymbolicError:
             d = None
         if d is None or D.norm(d * nh) != hidden:
-            raise _err(node, f"hidden size {D.fmt(hidden)} does not divide by num_heads={nh}")
+            raise node_error(node, f"hidden size {D.fmt(hidden)} does not divide by num_heads={nh}")
         h = nh
     else:
-        raise _err(node, f"input must be 3-D or 4-D, got {D.fmt_shape(x.shape)}")
+        raise node_error(node, f"input must be 3-D or 4-D, got {D.fmt_shape(x.shape)}")
     rd_attr = int(node.attr("rotary_embedding_dim", 0) or 0)
     if rd_attr == 0 and not D.is_static(d):
-        raise _err(node, "the head size must be static")
+        raise node_error(node, "the head size must be static")
     rd = rd_attr or int(d)
     if rd % 2 or (D.is_static(d) and rd > int(d)):
-        raise _err(node, f"rotary_embedding_dim {rd} must be even and at most the head size {D.fmt(d)}")
+        raise node_error(node, f"rotary_embedding_dim {rd} must be even and at most the head size {D.fmt(d)}")
     half = rd // 2
     for what, c in (("cos_cache", cos), ("sin_cache", sin)):
         want = "(max_position, rotary_dim / 2)" if pos else "(batch, sequence, rotary_dim / 2)"
         ok = (c.rank == 2 and c.shape[1] == half) if pos else (c.rank == 3 and tuple(c.shape) == (b, s, half))
         if not ok:
-            raise _err(node, f"{what} has shape {D.fmt_shape(c.shape)}, expected {want} with rotary_dim {rd}")
+            raise node_error(node, f"{what} has shape {D.fmt_shape(c.shape)}, expected {want} with rotary_dim {rd}")
     if cos.shape != sin.shape:
-        raise _err(node, f"cos_cache {D.fmt_shape(cos.shape)} and sin_cache {D.fmt_shape(sin.shape)} differ")
+        raise node_error(node, f"cos_cache {D.fmt_shape(cos.shape)} and sin_cache {D.fmt_shape(sin.shape)} differ")
     if pos:
         ps = g.t(pos).shape
         if tuple(ps) != (b, s):
-            raise _err(node, f"position_ids has shape {D.fmt_shape(ps)}, expected ({D.fmt(b)}, {D.fmt(s)})")
+            raise node_error(node, f"position_ids has shape {D.fmt_shape(ps)}, expected ({D.fmt(b)}, {D.fmt(s)})")
     return _Rot(x.rank == 3, b, h, s, d, rd, pos)
 
 
 def _check_rot(node: "Node", g: "Graph") -> str | None:
     for i, what in ((0, "input"), (1, "cos_cache"), (2, "sin_cache")):
         t = g.tensors.get(node.inputs[i])
-        if t is not None and not _is_float(t.dtype):
+        if t is not None and not is_float(t.dtype):
             return f"{what} has dtype {t.dtype} (floating point expected)"
     p = node.input(3)
     if p and p in g.tensors and g.tensors[p].dtype.kind not in "iu":
@@ -718,7 +701,7 @@ def _rms_axis(node: "Node", rank: int) -> int:
 def _check_rms(node: "Node", g: "Graph") -> str | None:
     for i, what in ((0, "X"), (1, "scale")):
         t = g.tensors.get(node.inputs[i])
-        if t is not None and not _is_float(t.dtype):
+        if t is not None and not is_float(t.dtype):
             return f"{what} has dtype {t.dtype} (floating point expected)"
     st = int(node.attr("stash_type", 1))
     if st not in (1, 11):
@@ -734,7 +717,7 @@ def _infer_rms(node: "Node", g: "Graph"):
     ok = len(ws) <= len(norm_shape) and all(
         w == 1 or w == n for w, n in zip(reversed(ws), reversed(norm_shape)))
     if not ok:
-        raise _err(node, f"scale of shape {D.fmt_shape(g.t(node.inputs[1]).shape)} does not broadcast to the "
+        raise node_error(node, f"scale of shape {D.fmt_shape(g.t(node.inputs[1]).shape)} does not broadcast to the "
                          f"normalised shape {D.fmt_shape(norm_shape)}")
     return [(x.dtype, x.shape)]
 
@@ -774,16 +757,16 @@ def _emit_rms(node: "Node", cg: "Emitter") -> str:
         body = ""
         for i, e in enumerate(extents):
             body += "  " * (i + 1) + f"for (int64_t {idx[i]} = 0; {idx[i]} < {D.cpp(e)}; ++{idx[i]}) {{\n"
-        xo = _sum(*(_mul(idx[i], s) for i, s in enumerate(st_x)))
-        wo = _sum(*(_mul(idx[i], s) for i, s in enumerate(st_w)))
+        xo = cpp_sum([mul(idx[i], s) for i, s in enumerate(st_x)])
+        wo = cpp_sum([mul(idx[i], s) for i, s in enumerate(st_w)])
         body += ("  " * (len(extents) + 1) + f"yr[{xo}] = static_cast<{xt}>(static_cast<{ft}>(xr[{xo}]) * inv * "
                  f"static_cast<{ft}>(wr[{wo}]));\n")
         for i in range(len(extents) - 1, -1, -1):
             body += "  " * (i + 1) + "}\n"
     code += (
         f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n"
-        f"  const {xt}* __restrict xr = {cg.ptr(x)} + {_mul('o', ext)};\n"
-        f"  {xt}* __restrict yr = {cg.ptr(y)} + {_mul('o', ext)};\n"
+        f"  const {xt}* __restrict xr = {cg.ptr(x)} + {mul('o', ext)};\n"
+        f"  {xt}* __restrict yr = {cg.ptr(y)} + {mul('o', ext)};\n"
         + row_reduce("ss", ft, ext, lambda r: f"static_cast<{ft}>(xr[{r}]) * static_cast<{ft}>(xr[{r}])",
                      _add, "0", "  ")
         + f"  const {ft} inv = {ft}(1) / std::sqrt(ss / {n} + {literal(eps, ft)});\n"

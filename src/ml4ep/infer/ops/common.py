@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Sequence
 
 import ml_dtypes
@@ -47,6 +48,45 @@ ONNX_DTYPES = {1: np.float32, 11: np.float64, 10: np.float16, 7: np.int64, 6: np
                16: ml_dtypes.bfloat16, 17: ml_dtypes.float8_e4m3fn, 18: ml_dtypes.float8_e4m3fnuz,
                19: ml_dtypes.float8_e5m2, 20: ml_dtypes.float8_e5m2fnuz, 21: ml_dtypes.uint4, 22: ml_dtypes.int4,
                23: ml_dtypes.float4_e2m1fn, 24: ml_dtypes.float8_e8m0fnu, 25: ml_dtypes.uint2, 26: ml_dtypes.int2}
+
+
+def node_error(node: "Node", msg: str) -> ShapeError:
+    """The error of a node that cannot be compiled as it is: ``node 'name' (Op): msg``."""
+    return ShapeError(f"node '{node.name}' ({node.op_type}): {msg}")
+
+
+def is_float(dtype) -> bool:
+    """Whether a NumPy dtype is a float type the kernels compute in (float16/32/64, bfloat16)."""
+    dt = np.dtype(dtype)
+    return dt.kind == "f" or dt.name == "bfloat16"
+
+
+def mul(a: str, d: "D.DimLike") -> str:
+    """C++ ``a * d`` for a dimension ``d``, simplified for 0 and 1."""
+    if d == 0:
+        return "0"
+    return a if d == 1 else f"{a} * {D.cpp(d)}"
+
+
+def cpp_sum(terms: Sequence[str]) -> str:
+    """A C++ sum of terms; integer literals are added up into one constant, written last."""
+    const = 0
+    rest = []
+    for t in terms:
+        if not t or t == "0":
+            continue
+        if re.fullmatch(r"-?\d+", t):
+            const += int(t)
+        else:
+            rest.append(t)
+    if const:
+        rest.append(str(const))
+    if not rest:
+        return "0"
+    out = rest[0]
+    for t in rest[1:]:
+        out += f" - {t[1:]}" if t.startswith("-") else f" + {t}"
+    return out
 
 
 def ctype(dtype) -> str:

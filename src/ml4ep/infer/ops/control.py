@@ -18,17 +18,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import register
-from .common import norm_axis
+from .common import node_error, norm_axis
 from .. import dims as D
-from ...errors import ShapeError, UnsupportedOperatorError
+from ...errors import UnsupportedOperatorError
 
 if TYPE_CHECKING:
     from ..codegen import Emitter
     from ..graph import Graph, Node, SubGraph
 
-
-def _err(node: "Node", msg: str) -> ShapeError:
-    return ShapeError(f"node '{node.name}' ({node.op_type}): {msg}")
 
 
 def _resolve_body(node: "Node", g: "Graph", sg: "SubGraph", formal: list[tuple]) -> list[tuple]:
@@ -36,10 +33,10 @@ def _resolve_body(node: "Node", g: "Graph", sg: "SubGraph", formal: list[tuple])
     from ..passes.fold import resolve_nodes
 
     if len(formal) != len(sg.inputs):
-        raise _err(node, f"the body takes {len(sg.inputs)} inputs, {len(formal)} are given")
+        raise node_error(node, f"the body takes {len(sg.inputs)} inputs, {len(formal)} are given")
     for name, (dtype, shape), (ddt, _dshape) in zip(sg.inputs, formal, sg.input_types):
         if ddt is not None and np.dtype(ddt) != np.dtype(dtype):
-            raise _err(node, f"body input '{name}' is declared {ddt}, gets {np.dtype(dtype)}")
+            raise node_error(node, f"body input '{name}' is declared {ddt}, gets {np.dtype(dtype)}")
         g.add_tensor(name, dtype, shape)
     for cname, v in sg.consts.items():
         g.add_tensor(cname, v.dtype, v.shape, v)
@@ -51,7 +48,7 @@ def _resolve_body(node: "Node", g: "Graph", sg: "SubGraph", formal: list[tuple])
     out = []
     for o in sg.outputs:
         if o not in g.tensors:
-            raise _err(node, f"body output '{o}' is not produced")
+            raise node_error(node, f"body output '{o}' is not produced")
         t = g.t(o)
         out.append((t.dtype, t.shape))
     return out
@@ -78,10 +75,10 @@ def _infer_if(node: "Node", g: "Graph"):
     then_t = _resolve_body(node, g, node.subgraphs["then_branch"], [])
     else_t = _resolve_body(node, g, node.subgraphs["else_branch"], [])
     if len(then_t) != len(else_t):
-        raise _err(node, "the branches have different numbers of outputs")
+        raise node_error(node, "the branches have different numbers of outputs")
     for k, (a, b) in enumerate(zip(then_t, else_t)):
         if a[0] != b[0] or tuple(a[1]) != tuple(b[1]):
-            raise _err(node, f"output {k} is {a[0]} {D.fmt_shape(a[1])} in one branch and {b[0]} "
+            raise node_error(node, f"output {k} is {a[0]} {D.fmt_shape(a[1])} in one branch and {b[0]} "
                              f"{D.fmt_shape(b[1])} in the other (shapes that depend on the branch are not supported)")
     return then_t
 
@@ -116,12 +113,12 @@ def _scan_params(node: "Node", g: "Graph"):
 
 def _infer_scan(node: "Node", g: "Graph"):
     if g.opset < 9:
-        raise _err(node, "Scan before opset 9 (with a batch axis) is not supported")
+        raise node_error(node, "Scan before opset 9 (with a batch axis) is not supported")
     m, n_state, k_out, in_axes, _, out_axes, _ = _scan_params(node, g)
     ins = node.inputs[n_state:]
     lengths = {g.t(i).shape[a] for i, a in zip(ins, in_axes)}
     if len(lengths) != 1:
-        raise _err(node, f"scan inputs of different lengths {sorted(map(D.fmt, lengths))}")
+        raise node_error(node, f"scan inputs of different lengths {sorted(map(D.fmt, lengths))}")
     T = lengths.pop()
     formal = [(g.t(i).dtype, g.t(i).shape) for i in node.inputs[:n_state]]
     formal += [(g.t(i).dtype, tuple(d for k, d in enumerate(g.t(i).shape) if k != a)) for i, a in zip(ins, in_axes)]
@@ -129,7 +126,7 @@ def _infer_scan(node: "Node", g: "Graph"):
     out = []
     for k, (dt, shape) in enumerate(body[:n_state]):
         if dt != formal[k][0] or tuple(shape) != tuple(formal[k][1]):
-            raise _err(node, f"state {k} changes type or shape in the body")
+            raise node_error(node, f"state {k} changes type or shape in the body")
         out.append((dt, shape))
     for (dt, shape), a in zip(body[n_state:], out_axes):
         a = norm_axis(node, int(a), len(shape) + 1)
@@ -172,17 +169,17 @@ def _infer_loop(node: "Node", g: "Graph"):
     formal += [(g.t(i).dtype, g.t(i).shape) for i in carried]
     body = _resolve_body(node, g, sg, formal)
     if body[0][0] != np.bool_:
-        raise _err(node, "the body's condition output is not bool")
+        raise node_error(node, "the body's condition output is not bool")
     out = []
     for k, (dt, shape) in enumerate(body[1:1 + n_c]):
         if dt != formal[2 + k][0] or tuple(shape) != tuple(formal[2 + k][1]):
-            raise _err(node, f"loop-carried value {k} changes type or shape in the body "
+            raise node_error(node, f"loop-carried value {k} changes type or shape in the body "
                              f"({D.fmt_shape(formal[2 + k][1])} -> {D.fmt_shape(shape)})")
         out.append((dt, shape))
     if k_out:
         mv = g.const(node.input(0))
         if mv is None or mv.dtype == object:
-            raise _err(node, "scan outputs need a trip count M known at compile time")
+            raise node_error(node, "scan outputs need a trip count M known at compile time")
         count = g.derived.new_runtime(f"{node.name}_iterations", int(np.asarray(mv).reshape(-1)[0]))
         for dt, shape in body[1 + n_c:]:
             out.append((dt, (count,) + tuple(shape)))

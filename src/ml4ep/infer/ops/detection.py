@@ -17,7 +17,7 @@ import numpy as np
 
 from . import register
 from .. import dims as D
-from ...errors import ShapeError
+from .common import node_error
 
 if TYPE_CHECKING:
     from ..codegen import Emitter
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 # the number of boxes does (storage is sized for the bound)
 _CONST_BOUND_LIMIT = 1 << 16
 
-
-def _err(node: "Node", msg: str) -> ShapeError:
-    return ShapeError(f"node '{node.name}' (NonMaxSuppression): {msg}")
 
 
 def _check_nms(node: "Node", g: "Graph") -> str | None:
@@ -54,18 +51,18 @@ def _const_max_out(node: "Node", g: "Graph") -> int | None:
 def _infer_nms(node: "Node", g: "Graph"):
     b, s = g.t(node.inputs[0]), g.t(node.inputs[1])
     if b.rank != 3 or (D.is_static(b.shape[2]) and b.shape[2] != 4):
-        raise _err(node, f"boxes must be (batches, boxes, 4), got {D.fmt_shape(b.shape)}")
+        raise node_error(node, f"boxes must be (batches, boxes, 4), got {D.fmt_shape(b.shape)}")
     if s.rank != 3:
-        raise _err(node, f"scores must be (batches, classes, boxes), got {D.fmt_shape(s.shape)}")
+        raise node_error(node, f"scores must be (batches, classes, boxes), got {D.fmt_shape(s.shape)}")
     for what, d1, d2 in (("batches", b.shape[0], s.shape[0]), ("boxes", b.shape[1], s.shape[2])):
         if D.is_static(d1) and D.is_static(d2) and d1 != d2:
-            raise _err(node, f"boxes {D.fmt_shape(b.shape)} and scores {D.fmt_shape(s.shape)} differ in {what}")
+            raise node_error(node, f"boxes {D.fmt_shape(b.shape)} and scores {D.fmt_shape(s.shape)} differ in {what}")
     for k, what in ((2, "max_output_boxes_per_class"), (3, "iou_threshold"), (4, "score_threshold")):
         name = node.input(k)
         if name:
             t = g.t(name)
             if t.rank > 1 or (D.is_static(t.numel) and t.numel > 1):
-                raise _err(node, f"{what} must hold one value, got shape {D.fmt_shape(t.shape)}")
+                raise node_error(node, f"{what} must hold one value, got shape {D.fmt_shape(t.shape)}")
     nbox = b.shape[1]
     m = _const_max_out(node, g)
     if m is not None and (D.is_static(nbox) or m <= _CONST_BOUND_LIMIT):

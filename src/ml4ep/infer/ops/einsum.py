@@ -19,26 +19,23 @@ import numpy as np
 
 from . import register
 from .. import dims as D
-from ...errors import ShapeError
+from .common import node_error
 
 if TYPE_CHECKING:
     from ..codegen import Emitter
     from ..graph import Graph, Node
 
 
-def _err(node: "Node", msg: str) -> ShapeError:
-    return ShapeError(f"node '{node.name}' (Einsum): {msg}")
-
 
 def _parse_term(node: "Node", term: str, what: str) -> tuple[list[str], bool, int]:
     """(labels with '.' for the ellipsis position, has ellipsis, index of the ellipsis in the labels)."""
     if term.count("...") > 1:
-        raise _err(node, f"{what} '{term}' has more than one ellipsis")
+        raise node_error(node, f"{what} '{term}' has more than one ellipsis")
     pos = term.find("...")
     rest = term.replace("...", "")
     for ch in rest:
         if not ch.isascii() or not ch.isalpha():
-            raise _err(node, f"{what} '{term}' has the character '{ch}' (letters and '...' only)")
+            raise node_error(node, f"{what} '{term}' has the character '{ch}' (letters and '...' only)")
     return list(rest), pos >= 0, (len(term[:pos]) if pos >= 0 else -1)
 
 
@@ -66,17 +63,17 @@ class _Plan:
 def _plan(node: "Node", shapes: list) -> _Plan:
     eq = str(node.attr("equation", "")).replace(" ", "")
     if not eq:
-        raise _err(node, "the equation attribute is missing")
+        raise node_error(node, "the equation attribute is missing")
     lhs, arrow, rhs = eq.partition("->")
     terms = lhs.split(",")
     if len(terms) != len(shapes):
-        raise _err(node, f"equation '{eq}' names {len(terms)} operands, the node has {len(shapes)} inputs")
+        raise node_error(node, f"equation '{eq}' names {len(terms)} operands, the node has {len(shapes)} inputs")
     parsed = [_parse_term(node, t, f"operand {k}") for k, t in enumerate(terms)]
     n_ell = 0
     for (labels, has_ell, _), shape, term in zip(parsed, shapes, terms):
         extra = len(shape) - len(labels)
         if (extra != 0 and not has_ell) or extra < 0:
-            raise _err(node, f"operand '{term}' has {len(labels)} labels but its shape is {D.fmt_shape(shape)}")
+            raise node_error(node, f"operand '{term}' has {len(labels)} labels but its shape is {D.fmt_shape(shape)}")
         n_ell = max(n_ell, extra)
     ell = [f"#{k}" for k in range(n_ell)]  # ellipsis labels, right-aligned per operand
     in_labels = []
@@ -93,16 +90,16 @@ def _plan(node: "Node", shapes: list) -> _Plan:
                 sizes[lab] = D.norm(dim)
             elif dim != 1 and dim != old:
                 name = "the ellipsis" if lab.startswith("#") else f"label '{lab}'"
-                raise _err(node, f"{name} has extents {D.fmt(old)} and {D.fmt(dim)} (operand '{term}')")
+                raise node_error(node, f"{name} has extents {D.fmt(old)} and {D.fmt(dim)} (operand '{term}')")
     if arrow:
         out, has_ell, pos = _parse_term(node, rhs, "output")
         if has_ell:
             out = out[:pos] + ell + out[pos:]
         for lab in out:
             if out.count(lab) > 1:
-                raise _err(node, f"output label '{lab}' is repeated")
+                raise node_error(node, f"output label '{lab}' is repeated")
             if lab not in sizes:
-                raise _err(node, f"output label '{lab}' appears in no operand")
+                raise node_error(node, f"output label '{lab}' appears in no operand")
     else:
         counts: dict[str, int] = {}
         for labels in in_labels:
@@ -125,7 +122,7 @@ def _check(node: "Node", g: "Graph") -> str | None:
 
 def _infer(node: "Node", g: "Graph"):
     if not node.inputs:
-        raise _err(node, "has no inputs")
+        raise node_error(node, "has no inputs")
     p = _plan(node, [g.t(i).shape for i in node.inputs])
     return [(g.t(node.inputs[0]).dtype, tuple(p.sizes[lab] for lab in p.out_labels))]
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import register
-from .common import const_ints, norm_axis
+from .common import const_ints, is_float, norm_axis
 from .conv import check_auto_pad, err, static_spatial
 from .pool import PoolGeom
 from .. import dims as D
@@ -28,16 +28,12 @@ if TYPE_CHECKING:
     from ..graph import Graph, Node
 
 
-def _is_float(dt) -> bool:
-    dt = np.dtype(dt)
-    return dt.kind == "f" or dt.name == "bfloat16"
-
 
 def _float_check(node: "Node", g: "Graph", idx=(0,)) -> str | None:
     for i in idx:
         name = node.input(i)
         t = g.tensors.get(name) if name else None
-        if t is not None and not _is_float(t.dtype):
+        if t is not None and not is_float(t.dtype):
             return f"input {i} of dtype {t.dtype} is not supported (floating point only)"
     return None
 

@@ -25,7 +25,7 @@ import numpy as np
 from onnx import helper
 
 from . import register
-from .common import const_ints, ctype, norm_axis, strides
+from .common import const_ints, cpp_sum, ctype, is_float, mul, node_error, norm_axis, strides
 from .. import dims as D
 from ..literals import literal
 from ...errors import ShapeError
@@ -42,9 +42,6 @@ _INDEX_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
 
 # ------------------------------------------------------------------------------------------------------
 # helpers
-
-def _err(node: "Node", msg: str) -> ShapeError:
-    return ShapeError(f"node '{node.name}' ({node.op_type}): {msg}")
 
 
 def _oor(node: "Node", what: str = "index out of range") -> str:
@@ -71,21 +68,7 @@ def _sum_acc(dtype) -> str:
     return _acc(dt)
 
 
-def _is_float(dtype) -> bool:
-    dt = np.dtype(dtype)
-    return dt.kind == "f" or dt.name == "bfloat16"
 
-
-
-def _mul(a: str, d) -> str:
-    if d == 0:
-        return "0"
-    return a if d == 1 else f"{a} * {D.cpp(d)}"
-
-
-def _sum(terms: Sequence[str]) -> str:
-    t = [x for x in terms if x and x != "0"]
-    return " + ".join(t) if t else "0"
 
 
 def _indent(code: str, ind: str = "  ") -> str:
@@ -117,7 +100,7 @@ def _nest(extents: Sequence, arrays: Sequence[Sequence], body_fn, prefix: str = 
         ind += "  "
         new = []
         for k in range(n_arr):
-            expr = _sum([offs[k], _mul(v, st[k])])
+            expr = cpp_sum([offs[k], mul(v, st[k])])
             name = f"{prefix}o{k}_{lvl}"
             if expr == offs[k]:
                 new.append(offs[k])
@@ -132,7 +115,7 @@ def _nest(extents: Sequence, arrays: Sequence[Sequence], body_fn, prefix: str = 
 
 
 def _at(off: str, extra: str) -> str:
-    return _sum([off, extra])
+    return cpp_sum([off, extra])
 
 
 def _norm_index(node: "Node", var: str, src: str, n) -> str:
@@ -196,7 +179,7 @@ def _elem_axis(node: "Node", rank: int) -> int:
 
 def _check_elements_shapes(node: "Node", data: tuple, ind: tuple, axis: int) -> None:
     if len(ind) != len(data):
-        raise _err(node, f"indices rank {len(ind)} differs from data rank {len(data)}")
+        raise node_error(node, f"indices rank {len(ind)} differs from data rank {len(data)}")
     for a, (di, dd) in enumerate(zip(ind, data)):
         if a == axis or di == dd:
             continue
@@ -205,7 +188,7 @@ def _check_elements_shapes(node: "Node", data: tuple, ind: tuple, axis: int) -> 
         except D.SymbolicError:  # decided at run time (_shape_guard)
             bad = False
         if bad:
-            raise _err(node, f"indices shape {D.fmt_shape(ind)} exceeds data shape {D.fmt_shape(data)} on axis {a}")
+            raise node_error(node, f"indices shape {D.fmt_shape(ind)} exceeds data shape {D.fmt_shape(data)} on axis {a}")
 
 
 def _shape_guard(node: "Node", data: list, ind: list, axis: int) -> str:
@@ -220,7 +203,7 @@ def _shape_guard(node: "Node", data: list, ind: list, axis: int) -> str:
 def _infer_gather_elements(node: "Node", g: "Graph"):
     t, ind = g.t(node.inputs[0]), g.t(node.inputs[1])
     if t.rank == 0:
-        raise _err(node, "data must have rank >= 1")
+        raise node_error(node, "data must have rank >= 1")
     axis = _elem_axis(node, t.rank)
     _check_elements_shapes(node, t.shape, ind.shape, axis)
     return [(t.dtype, ind.shape)]
@@ -239,7 +222,7 @@ def _emit_gather_elements(node: "Node", cg: "Emitter") -> str:
 
     def body(offs):
         return (_norm_index(node, "k", f"{ip}[{offs[1]}]", xs[axis])
-                + f"{yp}[{offs[1]}] = {xp}[{_at(offs[0], _mul('k', xst[axis]))}];\n")
+                + f"{yp}[{offs[1]}] = {xp}[{_at(offs[0], mul('k', xst[axis]))}];\n")
 
     return _shape_guard(node, xs, isx, axis) + _nest(isx, [dstride, ist], body)
 
@@ -247,13 +230,13 @@ def _emit_gather_elements(node: "Node", cg: "Emitter") -> str:
 def _infer_scatter_elements(node: "Node", g: "Graph"):
     t, ind, upd = g.t(node.inputs[0]), g.t(node.inputs[1]), g.t(node.inputs[2])
     if t.rank == 0:
-        raise _err(node, "data must have rank >= 1")
+        raise node_error(node, "data must have rank >= 1")
     axis = _elem_axis(node, t.rank)
     if tuple(upd.shape) != tuple(ind.shape):
-        raise _err(node, f"updates shape {D.fmt_shape(upd.shape)} differs from indices shape "
+        raise node_error(node, f"updates shape {D.fmt_shape(upd.shape)} differs from indices shape "
                          f"{D.fmt_shape(ind.shape)}")
     if upd.dtype != t.dtype:
-        raise _err(node, f"updates dtype {upd.dtype} differs from data dtype {t.dtype}")
+        raise node_error(node, f"updates dtype {upd.dtype} differs from data dtype {t.dtype}")
     _check_elements_shapes(node, t.shape, ind.shape, axis)
     return [(t.dtype, t.shape)]
 
@@ -272,7 +255,7 @@ def _emit_scatter_elements(node: "Node", cg: "Emitter") -> str:
     red = _reduction(node)
 
     def body(offs):
-        dst = f"{yp}[{_at(offs[0], _mul('k', xst[axis]))}]"
+        dst = f"{yp}[{_at(offs[0], mul('k', xst[axis]))}]"
         return (_norm_index(node, "k", f"{ip}[{offs[1]}]", xs[axis])
                 + _reduce_stmt(red, cg.dtype(y), dst, f"{up}[{offs[1]}]") + "\n")
 
@@ -299,17 +282,17 @@ register("ScatterElements", "Scatter", infer=_infer_scatter_elements, emit=_emit
 def _nd_parts(node: "Node", data: tuple, ind: tuple, b: int) -> int:
     """Validates the shapes; returns m, the length of an index tuple."""
     if len(ind) < 1 or len(data) < 1:
-        raise _err(node, "data and indices must have rank >= 1")
+        raise node_error(node, "data and indices must have rank >= 1")
     m = ind[-1]
     if not D.is_static(m):
-        raise _err(node, "the last dimension of indices must be static")
+        raise node_error(node, "the last dimension of indices must be static")
     m = int(m)
     if not 0 <= b < min(len(ind), len(data)):
-        raise _err(node, f"batch_dims {b} out of range")
+        raise node_error(node, f"batch_dims {b} out of range")
     if tuple(ind[:b]) != tuple(data[:b]):
-        raise _err(node, f"batch dimensions of indices {D.fmt_shape(ind)} and data {D.fmt_shape(data)} differ")
+        raise node_error(node, f"batch dimensions of indices {D.fmt_shape(ind)} and data {D.fmt_shape(data)} differ")
     if b + m > len(data):
-        raise _err(node, f"index tuples of length {m} exceed data rank {len(data)} (batch_dims {b})")
+        raise node_error(node, f"index tuples of length {m} exceed data rank {len(data)} (batch_dims {b})")
     return m
 
 
@@ -326,7 +309,7 @@ def _nd_offset(node: "Node", xs: list, first: int, m: int, ip: str, ioff: str) -
     code = "int64_t off = 0;\n"
     for j in range(m):
         code += "{\n" + _indent(_norm_index(node, "k", f"{ip}[{_at(ioff, str(j))}]", xs[first + j])
-                                + f"off += {_mul('k', xst[first + j])};\n") + "}\n"
+                                + f"off += {mul('k', xst[first + j])};\n") + "}\n"
     return code
 
 
@@ -342,13 +325,13 @@ def _emit_gathernd(node: "Node", cg: "Emitter") -> str:
         return ""
     bstride = D.prod(xs[b:])
     xp, ip, yp, ct = cg.ptr(x), cg.ptr(ind), cg.ptr(y), cg.ctype(y)
-    body = (f"const int64_t q = {_sum([_mul('bb', nq), 'j'])};\n"
-            + _nd_offset(node, xs, b, m, ip, _mul("q", m)))
-    src = _sum([_mul("bb", bstride), "off"])
+    body = (f"const int64_t q = {cpp_sum([mul('bb', nq), 'j'])};\n"
+            + _nd_offset(node, xs, b, m, ip, mul("q", m)))
+    src = cpp_sum([mul("bb", bstride), "off"])
     if inner == 1:
         body += f"{yp}[q] = {xp}[{src}];\n"
     else:
-        body += (f"std::memcpy({yp} + {_mul('q', inner)}, {xp} + {src}, "
+        body += (f"std::memcpy({yp} + {mul('q', inner)}, {xp} + {src}, "
                  f"sizeof({ct}) * size_t({D.cpp(inner)}));\n")
     loop = f"for (int64_t j = 0; j < {D.cpp(nq)}; ++j) {{\n" + _indent(body) + "}\n"
     return f"for (int64_t bb = 0; bb < {D.cpp(nb)}; ++bb) {{\n" + _indent(loop) + "}\n"
@@ -359,10 +342,10 @@ def _infer_scatternd(node: "Node", g: "Graph"):
     m = _nd_parts(node, t.shape, ind.shape, 0)
     want = tuple(ind.shape[:-1]) + tuple(t.shape[m:])
     if tuple(upd.shape) != want:
-        raise _err(node, f"updates shape {D.fmt_shape(upd.shape)} != {D.fmt_shape(want)} "
+        raise node_error(node, f"updates shape {D.fmt_shape(upd.shape)} != {D.fmt_shape(want)} "
                          "(indices.shape[:-1] + data.shape[m:])")
     if upd.dtype != t.dtype:
-        raise _err(node, f"updates dtype {upd.dtype} differs from data dtype {t.dtype}")
+        raise node_error(node, f"updates dtype {upd.dtype} differs from data dtype {t.dtype}")
     return [(t.dtype, t.shape)]
 
 
@@ -377,15 +360,15 @@ def _emit_scatternd(node: "Node", cg: "Emitter") -> str:
         return code
     ip, up, yp = cg.ptr(ind), cg.ptr(upd), cg.ptr(y)
     red = _reduction(node)
-    body = _nd_offset(node, xs, 0, m, ip, _mul("j", m))
+    body = _nd_offset(node, xs, 0, m, ip, mul("j", m))
     if inner == 1:
         body += _reduce_stmt(red, cg.dtype(y), f"{yp}[off]", f"{up}[j]") + "\n"
     elif red == "none":
-        body += (f"std::memcpy({yp} + off, {up} + {_mul('j', inner)}, "
+        body += (f"std::memcpy({yp} + off, {up} + {mul('j', inner)}, "
                  f"sizeof({cg.ctype(y)}) * size_t({D.cpp(inner)}));\n")
     else:
         body += (f"{cg.ctype(y)}* __restrict yr = {yp} + off;\n"
-                 f"const {cg.ctype(y)}* __restrict ur = {up} + {_mul('j', inner)};\n"
+                 f"const {cg.ctype(y)}* __restrict ur = {up} + {mul('j', inner)};\n"
                  f"for (int64_t i = 0; i < {D.cpp(inner)}; ++i) "
                  + _reduce_stmt(red, cg.dtype(y), "yr[i]", "ur[i]") + "\n")
     return code + f"for (int64_t j = 0; j < {D.cpp(nq)}; ++j) {{\n" + _indent(body) + "}\n"
@@ -409,20 +392,20 @@ register("ScatterND", infer=_infer_scatternd, emit=_emit_scatternd, check=_check
 def _onehot_axis(node: "Node", rank: int) -> int:
     axis = int(node.attr("axis", -1))
     if not -rank - 1 <= axis <= rank:
-        raise _err(node, f"axis {axis} out of range for indices of rank {rank}")
+        raise node_error(node, f"axis {axis} out of range for indices of rank {rank}")
     return axis + rank + 1 if axis < 0 else axis
 
 
 def _onehot_depth(node: "Node", g: "Graph") -> int:
     v = g.const(node.input(1))
     if v is None:
-        raise _err(node, "depth must be known at compile time")
+        raise node_error(node, "depth must be known at compile time")
     d = np.asarray(v).reshape(-1)
     if d.size != 1 or d.dtype == object:
-        raise _err(node, "depth must be a static scalar")
+        raise node_error(node, "depth must be a static scalar")
     depth = int(d[0])
     if depth < 0:
-        raise _err(node, f"depth {depth} is negative")
+        raise node_error(node, f"depth {depth} is negative")
     return depth
 
 
@@ -430,7 +413,7 @@ def _infer_onehot(node: "Node", g: "Graph"):
     ind, vals = g.t(node.inputs[0]), g.t(node.inputs[2])
     depth = _onehot_depth(node, g)
     if vals.numel != 2:
-        raise _err(node, f"values must hold 2 elements (off, on), got shape {D.fmt_shape(vals.shape)}")
+        raise node_error(node, f"values must hold 2 elements (off, on), got shape {D.fmt_shape(vals.shape)}")
     axis = _onehot_axis(node, ind.rank)
     return [(vals.dtype, tuple(ind.shape[:axis]) + (depth,) + tuple(ind.shape[axis:]))]
 
@@ -444,8 +427,8 @@ def _emit_onehot(node: "Node", cg: "Emitter") -> str:
     if D.norm(outer * inner) == 0 or depth == 0:
         return ""
     ip, vp, yp = cg.ptr(ind), cg.ptr(vals), cg.ptr(y)
-    read = f"{ip}[{_sum([_mul('o', inner), 'i'])}]"
-    if _is_float(cg.dtype(ind)):  # ONNX casts float indices to integers (truncation)
+    read = f"{ip}[{cpp_sum([mul('o', inner), 'i'])}]"
+    if is_float(cg.dtype(ind)):  # ONNX casts float indices to integers (truncation)
         read = f"ml4ep_rt::to_index(static_cast<double>({read}))"  # NaN: far outside, no position set
     return (
         f"const {cg.ctype(y)} off_v = {vp}[0], on_v = {vp}[1];\n"
@@ -454,7 +437,7 @@ def _emit_onehot(node: "Node", cg: "Emitter") -> str:
         f"  for (int64_t i = 0; i < {D.cpp(inner)}; ++i) {{\n"
         f"    int64_t k = static_cast<int64_t>({read});\n"
         f"    if (k < 0) k += {depth};\n"
-        f"    if (k >= 0 && k < {depth}) {yp}[{_sum([_mul('o', D.norm(depth * inner)), _mul('k', inner), 'i'])}]"
+        f"    if (k >= 0 && k < {depth}) {yp}[{cpp_sum([mul('o', D.norm(depth * inner)), mul('k', inner), 'i'])}]"
         " = on_v;\n"
         "  }\n"
     )
@@ -478,14 +461,14 @@ def _trilu_k(node: "Node", g: "Graph") -> int:
         return 0
     v = const_ints(node, g, 1, "k")
     if not v or len(v) != 1 or not D.is_static(v[0]):
-        raise _err(node, "k must be a static scalar")
+        raise node_error(node, "k must be a static scalar")
     return int(v[0])
 
 
 def _infer_trilu(node: "Node", g: "Graph"):
     t = g.t(node.inputs[0])
     if t.rank < 2:
-        raise _err(node, "input must have rank >= 2")
+        raise node_error(node, "input must have rank >= 2")
     _trilu_k(node, g)
     return [(t.dtype, t.shape)]
 
@@ -506,7 +489,7 @@ def _emit_trilu(node: "Node", cg: "Emitter") -> str:
     return (
         f"for (int64_t b = 0; b < {D.cpp(batch)}; ++b)\n"
         f"  for (int64_t r = 0; r < {D.cpp(rows)}; ++r) {{\n"
-        f"    const int64_t o = {_sum([_mul('b', mat), _mul('r', cols)])};\n"
+        f"    const int64_t o = {cpp_sum([mul('b', mat), mul('r', cols)])};\n"
         f"    for (int64_t j = 0; j < {D.cpp(cols)}; ++j) {yp}[o + j] = ({keep}) ? {xp}[o + j] : {zero};\n"
         "  }\n"
     )
@@ -525,7 +508,7 @@ def _eyelike_dtype(node: "Node", g: "Graph"):
 def _infer_eyelike(node: "Node", g: "Graph"):
     t = g.t(node.inputs[0])
     if t.rank != 2:
-        raise _err(node, f"input must have rank 2, got {t.rank}")
+        raise node_error(node, f"input must have rank 2, got {t.rank}")
     return [(_eyelike_dtype(node, g), t.shape)]
 
 
@@ -538,7 +521,7 @@ def _emit_eyelike(node: "Node", cg: "Emitter") -> str:
     dt = cg.dtype(y)
     return (
         f"for (int64_t r = 0; r < {D.cpp(rows)}; ++r)\n"
-        f"  for (int64_t j = 0; j < {D.cpp(cols)}; ++j) {cg.ptr(y)}[{_sum([_mul('r', cols), 'j'])}] = "
+        f"  for (int64_t j = 0; j < {D.cpp(cols)}; ++j) {cg.ptr(y)}[{cpp_sum([mul('r', cols), 'j'])}] = "
         f"(j - r == {k}) ? {literal(1, dt)} : {literal(0, dt)};\n"
     )
 
@@ -560,14 +543,14 @@ register("EyeLike", infer=_infer_eyelike, emit=_emit_eyelike, check=_check_eyeli
 def _cum_axis(node: "Node", g: "Graph", rank: int) -> int:
     v = const_ints(node, g, 1, "axis")
     if not v or len(v) != 1 or not D.is_static(v[0]):
-        raise _err(node, "axis must be a static scalar")
+        raise node_error(node, "axis must be a static scalar")
     return norm_axis(node, int(v[0]), max(rank, 1))
 
 
 def _infer_cum(node: "Node", g: "Graph"):
     t = g.t(node.inputs[0])
     if t.rank == 0:
-        raise _err(node, "input must have rank >= 1")
+        raise node_error(node, "input must have rank >= 1")
     _cum_axis(node, g, t.rank)
     return [(t.dtype, t.shape)]
 
@@ -592,8 +575,8 @@ def _emit_cum(node: "Node", cg: "Emitter") -> str:
     prev = f"({n_c} - s)" if reverse else "(s - 1)"
     xp, yp = cg.ptr(x), cg.ptr(y)
     if inner == 1:
-        body = (f"const {ct}* __restrict xr = {xp} + {_mul('o', n)};\n"
-                f"{ct}* __restrict yr = {yp} + {_mul('o', n)};\n"
+        body = (f"const {ct}* __restrict xr = {xp} + {mul('o', n)};\n"
+                f"{ct}* __restrict yr = {yp} + {mul('o', n)};\n"
                 f"{a} acc = static_cast<{a}>({init});\n"
                 f"for (int64_t s = 0; s < {n_c}; ++s) {{\n")
         if exclusive:
@@ -604,15 +587,15 @@ def _emit_cum(node: "Node", cg: "Emitter") -> str:
         body += "}\n"
         return f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n" + _indent(body) + "}\n"
     inn = D.cpp(inner)
-    first = f"{_mul('(' + n_c + ' - 1)', inner)}" if reverse else "0"
-    body = (f"const {ct}* __restrict xo = {xp} + {_mul('o', D.norm(n * inner))};\n"
-            f"{ct}* __restrict yo = {yp} + {_mul('o', D.norm(n * inner))};\n")
-    src = f"xo[{_mul(prev, inner)} + i]" if exclusive else f"xo[{_mul(pos, inner)} + i]"
+    first = f"{mul('(' + n_c + ' - 1)', inner)}" if reverse else "0"
+    body = (f"const {ct}* __restrict xo = {xp} + {mul('o', D.norm(n * inner))};\n"
+            f"{ct}* __restrict yo = {yp} + {mul('o', D.norm(n * inner))};\n")
+    src = f"xo[{mul(prev, inner)} + i]" if exclusive else f"xo[{mul(pos, inner)} + i]"
     first_val = init if exclusive else f"xo[{first} + i]"
     body += (f"for (int64_t i = 0; i < {inn}; ++i) yo[{first} + i] = {first_val};\n"
              f"for (int64_t s = 1; s < {n_c}; ++s) {{\n"
-             f"  {ct}* __restrict yc = yo + {_mul(pos, inner)};\n"
-             f"  const {ct}* __restrict yp_ = yo + {_mul(prev, inner)};\n"
+             f"  {ct}* __restrict yc = yo + {mul(pos, inner)};\n"
+             f"  const {ct}* __restrict yp_ = yo + {mul(prev, inner)};\n"
              f"  for (int64_t i = 0; i < {inn}; ++i) "
              f"yc[i] = static_cast<{ct}>(static_cast<{a}>(yp_[i]) {op} static_cast<{a}>({src}));\n"
              "}\n")
@@ -635,22 +618,22 @@ register("CumSum", "CumProd", infer=_infer_cum, emit=_emit_cum, check=_check_cum
 def _topk_k(node: "Node", g: "Graph") -> int:
     v = const_ints(node, g, 1, "k")
     if not v or len(v) != 1 or not D.is_static(v[0]):
-        raise _err(node, "k must be a static scalar")
+        raise node_error(node, "k must be a static scalar")
     k = int(v[0])
     if k < 0:
-        raise _err(node, f"k = {k} is negative")
+        raise node_error(node, f"k = {k} is negative")
     return k
 
 
 def _infer_topk(node: "Node", g: "Graph"):
     t = g.t(node.inputs[0])
     if t.rank == 0:
-        raise _err(node, "input must have rank >= 1")
+        raise node_error(node, "input must have rank >= 1")
     axis = norm_axis(node, int(node.attr("axis", -1)), t.rank)
     k = _topk_k(node, g)
     n = t.shape[axis]
     if D.is_static(n) and k > int(n):
-        raise _err(node, f"k = {k} exceeds the axis length {n}")
+        raise node_error(node, f"k = {k} exceeds the axis length {n}")
     shape = tuple(t.shape[:axis]) + (k,) + tuple(t.shape[axis + 1:])
     return [(t.dtype, shape), (np.dtype(np.int64), shape)]
 
@@ -667,7 +650,7 @@ def _workspace_topk(node: "Node", g: "Graph"):
         return []
     dt = g.t(node.inputs[0]).dtype
     if k <= TOPK_BUFFER:
-        vdt = np.float64 if np.dtype(dt) == np.float64 else (np.float32 if _is_float(dt) else dt)
+        vdt = np.float64 if np.dtype(dt) == np.float64 else (np.float32 if is_float(dt) else dt)
         return [(k, vdt), (k, np.int64)]
     return [(n, np.int64)]
 
@@ -685,7 +668,7 @@ def _emit_topk(node: "Node", cg: "Emitter") -> str:
     vp = cg.ptr(yv) if yv else ""
     ip = cg.ptr(yi) if yi else ""
     # better(u, v): u goes before v when u came later (ties keep the lower index first); NaN is the largest
-    if _is_float(dt):
+    if is_float(dt):
         # one unordered comparison decides for all but NaN operands: !(u <= v) is u > v or either is NaN
         if largest:
             better = lambda u, v: f"(!({u} <= {v}) && !std::isnan({v}))"  # noqa: E731
@@ -698,13 +681,13 @@ def _emit_topk(node: "Node", cg: "Emitter") -> str:
     if not D.is_static(n):
         code += f"if ({n_c} < {k}) {_oor(node, f'k = {k} exceeds the axis length')}\n"
     iv = "i" if inner != 1 else ""
-    xr = f"const {ct}* __restrict xr = {xp} + {_sum([_mul('o', D.norm(n * inner)), iv])};\n"
-    out_off = _sum([_mul("o", D.norm(k * inner)), iv])
+    xr = f"const {ct}* __restrict xr = {xp} + {cpp_sum([mul('o', D.norm(n * inner)), iv])};\n"
+    out_off = cpp_sum([mul("o", D.norm(k * inner)), iv])
     writes = ""
     if yv:
-        writes += f"{vp}[{_sum([out_off, _mul('j', inner)])}] = static_cast<{ct}>(VAL);\n"
+        writes += f"{vp}[{cpp_sum([out_off, mul('j', inner)])}] = static_cast<{ct}>(VAL);\n"
     if yi:
-        writes += f"{ip}[{_sum([out_off, _mul('j', inner)])}] = IDX;\n"
+        writes += f"{ip}[{cpp_sum([out_off, mul('j', inner)])}] = IDX;\n"
     at = (lambda r: f"xr[{r}]") if inner == 1 else (lambda r: f"xr[{r} * {st}]")
     if k <= TOPK_BUFFER:
         body = (
@@ -766,9 +749,9 @@ register("TopK", infer=_infer_topk, emit=_emit_topk, check=_check_topk, workspac
 def _rs_axes(node: "Node", rank: int) -> tuple[int, int]:
     ta, ba = int(node.attr("time_axis", 0)), int(node.attr("batch_axis", 1))
     if {ta, ba} != {0, 1}:
-        raise _err(node, f"time_axis {ta} and batch_axis {ba} must be 0 and 1")
+        raise node_error(node, f"time_axis {ta} and batch_axis {ba} must be 0 and 1")
     if rank < 2:
-        raise _err(node, "input must have rank >= 2")
+        raise node_error(node, "input must have rank >= 2")
     return ta, ba
 
 
@@ -776,7 +759,7 @@ def _infer_reverse_sequence(node: "Node", g: "Graph"):
     t, sl = g.t(node.inputs[0]), g.t(node.inputs[1])
     ta, ba = _rs_axes(node, t.rank)
     if sl.rank != 1 or sl.shape[0] != t.shape[ba]:
-        raise _err(node, f"sequence_lens shape {D.fmt_shape(sl.shape)} != (batch,) = ({D.fmt(t.shape[ba])},)")
+        raise node_error(node, f"sequence_lens shape {D.fmt_shape(sl.shape)} != (batch,) = ({D.fmt(t.shape[ba])},)")
     return [(t.dtype, t.shape)]
 
 
@@ -792,8 +775,8 @@ def _emit_reverse_sequence(node: "Node", cg: "Emitter") -> str:
     ts, bs = xst[ta], xst[ba]
     xp, yp, lp, ct = cg.ptr(x), cg.ptr(y), cg.ptr(sl), cg.ctype(y)
     n_c = D.cpp(nt)
-    dst = _sum([_mul("t", ts), _mul("b", bs)])
-    src = _sum([_mul("u", ts), _mul("b", bs)])
+    dst = cpp_sum([mul("t", ts), mul("b", bs)])
+    src = cpp_sum([mul("u", ts), mul("b", bs)])
     if inner == 1:
         move = f"{yp}[{dst}] = {xp}[{src}];\n"
     else:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import register
-from .common import check_floating, norm_axis
+from .common import check_floating, mul, norm_axis
 from .gemm import activation_code
 from .reduce import row_reduce
 from .. import dims as D
@@ -36,9 +36,6 @@ def _check_float(g: "Graph", name: str) -> str | None:
         return f"input '{name}' has dtype {t.dtype} (float32 only)"
     return None
 
-
-def _mul(a: str, b: D.DimLike) -> str:
-    return a if b == 1 else f"{a} * {D.cpp(b)}"
 
 
 def _row_stats(ext: D.DimLike, eps: float, ind: str) -> str:
@@ -129,8 +126,8 @@ def _emit_bn(node: "Node", cg: "Emitter") -> str:
     return (
         decl + f"for (int64_t n = 0; n < {D.cpp(n)}; ++n) {{\n"
         f"  for (int64_t c = 0; c < {D.cpp(c)}; ++c) {{\n"
-        f"    const float* __restrict xr = {xp} + {_mul(f'(n * {D.cpp(c)} + c)', inner)};\n"
-        f"    float* __restrict yr = {yp} + {_mul(f'(n * {D.cpp(c)} + c)', inner)};\n"
+        f"    const float* __restrict xr = {xp} + {mul(f'(n * {D.cpp(c)} + c)', inner)};\n"
+        f"    float* __restrict yr = {yp} + {mul(f'(n * {D.cpp(c)} + c)', inner)};\n"
         + coef
         + body
         + "  }\n}\n"
@@ -246,8 +243,8 @@ def _emit_ln(node: "Node", cg: "Emitter") -> str:
         stats += f"  {cg.ptr(inv_out)}[o] = inv;\n"
     return (
         decl + f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n"
-        f"  const float* __restrict xr = {cg.ptr(x)} + {_mul('o', ext)};\n"
-        f"  float* __restrict yr = {cg.ptr(y)} + {_mul('o', ext)};\n"
+        f"  const float* __restrict xr = {cg.ptr(x)} + {mul('o', ext)};\n"
+        f"  float* __restrict yr = {cg.ptr(y)} + {mul('o', ext)};\n"
         + _row_stats(ext, eps, "  ")
         + f"  for (int64_t r = 0; r < {D.cpp(ext)}; ++r) yr[r] = {val};\n"
         + stats
@@ -292,8 +289,8 @@ def _emit_in(node: "Node", cg: "Emitter") -> str:
     return (
         f"for (int64_t k = 0; k < {D.cpp(D.norm(n * c))}; ++k) {{\n"
         f"  const int64_t c = k % {D.cpp(c)};\n"
-        f"  const float* __restrict xr = {cg.ptr(x)} + {_mul('k', ext)};\n"
-        f"  float* __restrict yr = {cg.ptr(y)} + {_mul('k', ext)};\n"
+        f"  const float* __restrict xr = {cg.ptr(x)} + {mul('k', ext)};\n"
+        f"  float* __restrict yr = {cg.ptr(y)} + {mul('k', ext)};\n"
         + _row_stats(ext, eps, "  ")
         + f"  const float a = inv * {sp}[c], b = {bp}[c] - mean * a;\n"
         f"  for (int64_t r = 0; r < {D.cpp(ext)}; ++r) yr[r] = a * xr[r] + b;\n"

@@ -24,10 +24,9 @@ import numpy as np
 from onnx import helper
 
 from . import register
-from .common import CTYPES, broadcast_index_plan, norm_axis
+from .common import CTYPES, broadcast_index_plan, node_error, norm_axis
 from .. import dims as D
 from ..literals import literal
-from ...errors import ShapeError
 
 if TYPE_CHECKING:
     from ..codegen import Emitter
@@ -53,9 +52,6 @@ _FQ = _F8 | {_F4}
 _QTYPES = "int8/uint8/int16/uint16/int32/int4/uint4/int2/uint2/float8/float4e2m1"
 _FLOATS = {np.dtype(np.float32), np.dtype(np.float64)}
 
-
-def _err(node: "Node", msg: str) -> ShapeError:
-    return ShapeError(f"node '{node.name}' ({node.op_type}): {msg}")
 
 
 def _onnx_np(code: int) -> np.dtype | None:
@@ -88,27 +84,27 @@ def _layout(node: "Node", g: "Graph", name: str, what: str):
     if D.is_static(p.numel) and int(p.numel) == 1 and not (block and p.rank == x.rank and p.rank > 0):
         return "tensor", 0, 0
     if x.rank == 0:
-        raise _err(node, f"{what} '{name}' has shape {D.fmt_shape(p.shape)} but the input is a scalar")
+        raise node_error(node, f"{what} '{name}' has shape {D.fmt_shape(p.shape)} but the input is a scalar")
     axis = norm_axis(node, int(node.attrs.get("axis", 1)), x.rank)
     if block:
         if block < 0:
-            raise _err(node, f"block_size must be positive, got {block}")
+            raise node_error(node, f"block_size must be positive, got {block}")
         if p.rank != x.rank:
-            raise _err(node, f"blocked {what} '{name}' must have the input's rank {x.rank}, "
+            raise node_error(node, f"blocked {what} '{name}' must have the input's rank {x.rank}, "
                              f"got shape {D.fmt_shape(p.shape)}")
         for k, (dx, dp) in enumerate(zip(x.shape, p.shape)):
             if k == axis:
                 if not D.is_static(dx) or not D.is_static(dp):
-                    raise _err(node, "blocked quantization needs a static extent along the axis")
+                    raise node_error(node, "blocked quantization needs a static extent along the axis")
                 if int(dp) != -(-int(dx) // block):
-                    raise _err(node, f"blocked {what} '{name}' has {dp} blocks along axis {axis}, "
+                    raise node_error(node, f"blocked {what} '{name}' has {dp} blocks along axis {axis}, "
                                      f"expected ceil({dx}/{block})")
             elif D.norm(dx) != D.norm(dp):
-                raise _err(node, f"blocked {what} '{name}' shape {D.fmt_shape(p.shape)} does not match the "
+                raise node_error(node, f"blocked {what} '{name}' shape {D.fmt_shape(p.shape)} does not match the "
                                  f"input shape {D.fmt_shape(x.shape)} outside axis {axis}")
         return "block", axis, block
     if p.rank != 1 or D.norm(p.shape[0]) != D.norm(x.shape[axis]):
-        raise _err(node, f"{what} '{name}' of shape {D.fmt_shape(p.shape)} must be a scalar or 1-D of the "
+        raise node_error(node, f"{what} '{name}' of shape {D.fmt_shape(p.shape)} must be a scalar or 1-D of the "
                          f"input's extent {D.fmt(x.shape[axis])} along axis {axis}")
     return "axis", axis, 0
 
@@ -193,7 +189,7 @@ def _check_q(node: "Node", g: "Graph"):
 def _infer_q(node: "Node", g: "Graph"):
     dt, why = _q_dtype(node, g)
     if why or (dt not in _QRANGE and dt not in _FQ):
-        raise _err(node, why or f"quantized type {dt} is not supported")
+        raise node_error(node, why or f"quantized type {dt} is not supported")
     _layout(node, g, node.inputs[1], "y_scale")
     if node.input(2) and dt not in _F8:
         _layout(node, g, node.inputs[2], "y_zero_point")
@@ -268,9 +264,9 @@ def _infer_dq(node: "Node", g: "Graph"):
     x = g.t(node.inputs[0])
     fq = np.dtype(x.dtype) in _FQ
     if np.dtype(x.dtype) not in _QRANGE and not fq:
-        raise _err(node, f"quantized type {x.dtype} is not supported")
+        raise node_error(node, f"quantized type {x.dtype} is not supported")
     if node.input(2) and not fq and g.t(node.inputs[2]).dtype != x.dtype:
-        raise _err(node, f"zero point dtype {g.t(node.inputs[2]).dtype} differs from the input's {x.dtype}")
+        raise node_error(node, f"zero point dtype {g.t(node.inputs[2]).dtype} differs from the input's {x.dtype}")
     _layout(node, g, node.inputs[1], "x_scale")
     if node.input(2) and not fq:
         _layout(node, g, node.inputs[2], "x_zero_point")
@@ -370,7 +366,7 @@ def _vec_param(node: "Node", g: "Graph", idx: int, extent, what: str) -> str:
         return "s"
     if t.rank == 1 and D.norm(t.shape[0]) == D.norm(extent):
         return "v"
-    raise _err(node, f"{what} '{name}' of shape {D.fmt_shape(t.shape)} must be a scalar or 1-D of {D.fmt(extent)}")
+    raise node_error(node, f"{what} '{name}' of shape {D.fmt_shape(t.shape)} must be a scalar or 1-D of {D.fmt(extent)}")
 
 
 def _check_mm(node: "Node", g: "Graph"):
@@ -400,9 +396,9 @@ def _infer_mm(node: "Node", g: "Graph"):
     _vec_param(node, g, 1, a2[-2], "a_scale")
     _vec_param(node, g, 4, b2[-1], "b_scale")
     if _vec_param(node, g, 6, 1, "y_scale") != "s":
-        raise _err(node, "y_scale must be a scalar")
+        raise node_error(node, "y_scale must be a scalar")
     if node.input(7) and _vec_param(node, g, 7, 1, "y_zero_point") != "s":
-        raise _err(node, "y_zero_point must be a scalar")
+        raise node_error(node, "y_zero_point must be a scalar")
     dt = g.t(node.inputs[7]).dtype if node.input(7) else g.t(node.inputs[0]).dtype
     return [(np.dtype(dt), out)]
 
@@ -551,7 +547,7 @@ def _infer_conv_int(node: "Node", g: "Graph"):
     geo = _conv_geo(node, g)
     _, _, izx, izw = _conv_io(node)
     if _vec_param(node, g, izx, 1, "x_zero_point") not in ("", "s"):
-        raise _err(node, "x_zero_point must be a scalar")
+        raise node_error(node, "x_zero_point must be a scalar")
     _vec_param(node, g, izw, geo.cout, "w_zero_point")
     shape = (geo.batch, geo.cout, *geo.outs[3 - geo.nsp:])
     if node.op_type == "ConvInteger":
@@ -559,11 +555,11 @@ def _infer_conv_int(node: "Node", g: "Graph"):
     _vec_param(node, g, 4, geo.cout, "w_scale")
     for i, what in ((1, "x_scale"), (6, "y_scale"), (7, "y_zero_point")):
         if node.input(i) and _vec_param(node, g, i, 1, what) != "s":
-            raise _err(node, f"{what} must be a scalar")
+            raise node_error(node, f"{what} must be a scalar")
     if node.input(8):
         b = g.t(node.inputs[8])
         if tuple(b.shape) != (geo.cout,) or b.dtype != np.int32:
-            raise _err(node, f"bias must be int32 of shape ({geo.cout},), got {b.dtype} {D.fmt_shape(b.shape)}")
+            raise node_error(node, f"bias must be int32 of shape ({geo.cout},), got {b.dtype} {D.fmt_shape(b.shape)}")
     dt = g.t(node.inputs[7]).dtype if node.input(7) else g.t(node.inputs[0]).dtype
     return [(np.dtype(dt), shape)]
 

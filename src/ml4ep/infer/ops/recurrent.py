@@ -25,8 +25,8 @@ import numpy as np
 from . import register
 from .. import dims as D
 from ..literals import literal
-from ...errors import ShapeError
 from ..names import text
+from .common import node_error
 
 if TYPE_CHECKING:
     from ..codegen import Emitter
@@ -52,9 +52,6 @@ DIRECTIONS = ("forward", "reverse", "bidirectional")
 # rows of a product at or below which the streaming kernel runs (as in gemm.py)
 SMALL_M = 8
 
-
-def _err(node: "Node", msg: str) -> ShapeError:
-    return ShapeError(f"node '{node.name}' ({node.op_type}): {msg}")
 
 
 def _activations(node: "Node") -> list[list[tuple[str, float, float]]]:
@@ -127,7 +124,7 @@ def _params(node: "Node", g: "Graph") -> _Params:
     x, w, r = (g.t(node.inputs[k]) for k in range(3))
     for what, t in (("X", x), ("W", w), ("R", r)):
         if t.rank != 3:
-            raise _err(node, f"{what} '{t.name}' must be 3-D, got shape {D.fmt_shape(t.shape)}")
+            raise node_error(node, f"{what} '{t.name}' must be 3-D, got shape {D.fmt_shape(t.shape)}")
     layout = int(node.attr("layout", 0))
     direction = node.attr("direction", "forward")
     n_dir = 2 if direction == "bidirectional" else 1
@@ -135,17 +132,17 @@ def _params(node: "Node", g: "Graph") -> _Params:
     hs = node.attr("hidden_size", None)
     H = int(hs) if hs is not None else r.shape[2]
     if not D.is_static(H):
-        raise _err(node, "the hidden size must be static")
+        raise node_error(node, "the hidden size must be static")
     H = int(H)
     T, B = (x.shape[0], x.shape[1]) if layout == 0 else (x.shape[1], x.shape[0])
     if not D.is_static(x.shape[2]):
-        raise _err(node, f"the input size of X {D.fmt_shape(x.shape)} must be static")
+        raise node_error(node, f"the input size of X {D.fmt_shape(x.shape)} must be static")
     NI = int(x.shape[2])
 
     def expect(k: int, what: str, shape: tuple) -> None:
         name = node.input(k)
         if name and tuple(g.t(name).shape) != tuple(D.norm(s) for s in shape):
-            raise _err(node, f"{what} '{name}' has shape {D.fmt_shape(g.t(name).shape)}, expected "
+            raise node_error(node, f"{what} '{name}' has shape {D.fmt_shape(g.t(name).shape)}, expected "
                              f"{D.fmt_shape(shape)} (direction {direction}, hidden_size {H}, "
                              f"input size {NI}, layout {layout})")
 
@@ -171,7 +168,7 @@ def _infer(node: "Node", g: "Graph"):
     y = (p.T, p.n_dir, p.B, p.H) if p.layout == 0 else (p.B, p.T, p.n_dir, p.H)
     shapes = [y, state, state][: 3 if p.op == "LSTM" else 2]
     if len(node.outputs) > len(shapes):
-        raise _err(node, f"has {len(node.outputs)} outputs, at most {len(shapes)} allowed")
+        raise node_error(node, f"has {len(node.outputs)} outputs, at most {len(shapes)} allowed")
     return [(dt, s) for s in shapes[: len(node.outputs)]]
 
 
@@ -229,9 +226,6 @@ def _act(act: tuple[str, float, float], v: str, ct: str) -> str:
         return f"ml4ep_rt::softplusf({v})" if f else f"std::log1p(std::exp({v}))"
     raise AssertionError(name)
 
-
-def _mul(a: str, b: D.DimLike) -> str:
-    return a if b == 1 else f"{a} * {D.cpp(b)}"
 
 
 def _matmul(fast: bool, ct: str, M: D.DimLike, N: int, K: int, a: str, a_ct: str, w: str, y: str) -> str:

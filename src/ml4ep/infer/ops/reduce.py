@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from . import register
-from .common import get_ints, norm_axis
+from .common import get_ints, mul, norm_axis
 from .. import dims as D
 from ..literals import CPP_DTYPES, literal
 from ...errors import ShapeError
@@ -164,10 +164,6 @@ def split_axis(shape, axis: int) -> tuple[D.DimLike, D.DimLike, D.DimLike]:
     return D.prod(shape[:axis]), D.norm(shape[axis]), D.prod(shape[axis + 1 :])
 
 
-def _mul(a: str, b: D.DimLike) -> str:
-    """C++ ``a * b`` for a dimension b, simplified when b is 1."""
-    return a if b == 1 else f"{a} * {D.cpp(b)}"
-
 
 # ------------------------------------------------------------------------------------------------------
 # axes and shapes
@@ -279,7 +275,7 @@ def _emit_ori(red: Reduction, ct: str, xp: str, yp: str, outer, extent, inner, c
         body = row_reduce("acc", ct, extent, lambda r: red.pre(f"xr[{r}]"), red.combine, init, "  ")
         return (
             f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n"
-            f"  const {ct}* __restrict xr = {xp} + {_mul('o', extent)};\n"
+            f"  const {ct}* __restrict xr = {xp} + {mul('o', extent)};\n"
             + body
             + f"  {yp}[o] = {_post(red, 'acc', cnt)};\n"
             "}\n"
@@ -294,11 +290,11 @@ def _emit_ori(red: Reduction, ct: str, xp: str, yp: str, outer, extent, inner, c
     post = f"  for (int64_t i = 0; i < {inn}; ++i) yr[i] = {_post(red, 'yr[i]', cnt)};\n" if red.post else ""
     return (
         f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n"
-        f"  const {ct}* __restrict xo = {xp} + {_mul('o', D.norm(extent * inner))};\n"
-        f"  {ct}* __restrict yr = {yp} + {_mul('o', inner)};\n"
+        f"  const {ct}* __restrict xo = {xp} + {mul('o', D.norm(extent * inner))};\n"
+        f"  {ct}* __restrict yr = {yp} + {mul('o', inner)};\n"
         + first
         + f"  for (int64_t r = {start}; r < {D.cpp(extent)}; ++r) {{\n"
-        f"    const {ct}* __restrict xr = xo + {_mul('r', inner)};\n"
+        f"    const {ct}* __restrict xr = xo + {mul('r', inner)};\n"
         f"    for (int64_t i = 0; i < {inn}; ++i) {{ const {ct} v = {red.pre('xr[i]')}; "
         f"yr[i] = {red.combine('yr[i]', 'v')}; }}\n"
         "  }\n" + post + "}\n"
@@ -332,7 +328,7 @@ def _emit_general(red: Reduction, ct: str, xp: str, yp: str, segs, ny: str, cnt:
 
         def body(xi: str, yi: str) -> str:
             return (
-                f"{{ const {ct}* __restrict xr = {xp} + {_mul(f'({xi})', ext)}; {ct} acc = {yp}[{yi}]; "
+                f"{{ const {ct}* __restrict xr = {xp} + {mul(f'({xi})', ext)}; {ct} acc = {yp}[{yi}]; "
                 f"for (int64_t r = 0; r < {D.cpp(ext)}; ++r) {{ const {ct} v = {red.pre('xr[r]')}; "
                 f"acc = {red.combine('acc', 'v')}; }} {yp}[{yi}] = acc; }}"
             )
@@ -363,7 +359,7 @@ def _emit_logsumexp(node: "Node", cg: "Emitter", segs, ct: str, xp: str, yp: str
         extent = segs[-1][0]
         return (
             f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n"
-            f"  const {ct}* __restrict xr = {xp} + {_mul('o', extent)};\n"
+            f"  const {ct}* __restrict xr = {xp} + {mul('o', extent)};\n"
             + row_reduce("m", ct, extent, lambda r: f"xr[{r}]", mx, lowest, "  ")
             + f"  const {ct} mm = std::isinf(m) ? {zero} : m;\n"
             + row_reduce("s", ct, extent, lambda r: f"{exp}(xr[{r}] - mm)", add, zero, "  ")
@@ -502,7 +498,7 @@ def _emit_arg(node: "Node", cg: "Emitter") -> str:
     if inner == 1:
         return (
             f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n"
-            f"  const {ct}* __restrict xr = {xp} + {_mul('o', extent)};\n"
+            f"  const {ct}* __restrict xr = {xp} + {mul('o', extent)};\n"
             f"  {ct} best = xr[0];\n"
             "  int64_t at = 0;\n"
             f"  for (int64_t r = 1; r < {D.cpp(extent)}; ++r)\n"
@@ -514,11 +510,11 @@ def _emit_arg(node: "Node", cg: "Emitter") -> str:
     return (
         f"{ct}* __restrict best = {cg.workspace(0, ct)};\n"
         f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n"
-        f"  const {ct}* __restrict xo = {xp} + {_mul('o', D.norm(extent * inner))};\n"
-        f"  int64_t* __restrict yr = {yp} + {_mul('o', inner)};\n"
+        f"  const {ct}* __restrict xo = {xp} + {mul('o', D.norm(extent * inner))};\n"
+        f"  int64_t* __restrict yr = {yp} + {mul('o', inner)};\n"
         f"  for (int64_t i = 0; i < {inn}; ++i) {{ best[i] = xo[i]; yr[i] = 0; }}\n"
         f"  for (int64_t r = 1; r < {D.cpp(extent)}; ++r) {{\n"
-        f"    const {ct}* __restrict xr = xo + {_mul('r', inner)};\n"
+        f"    const {ct}* __restrict xr = xo + {mul('r', inner)};\n"
         f"    for (int64_t i = 0; i < {inn}; ++i)\n"
         f"      if (xr[i] {better} best[i]) {{ best[i] = xr[i]; yr[i] = r; }}\n"
         "  }\n"

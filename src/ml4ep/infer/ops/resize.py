@@ -32,10 +32,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import register
-from .common import norm_axis
+from .common import node_error, norm_axis
 from .. import dims as D
 from ..literals import is_floating, literal
-from ...errors import ShapeError
 
 if TYPE_CHECKING:
     from ..codegen import Emitter
@@ -128,9 +127,6 @@ def _const(g: "Graph", name: str) -> np.ndarray | None:
     return np.asarray(v).reshape(-1)
 
 
-def _err(node: "Node", msg: str) -> ShapeError:
-    return ShapeError(f"node '{node.name}' (Resize): {msg}")
-
 
 # ------------------------------------------------------------------------------------------------------
 # output shape and tables
@@ -141,36 +137,36 @@ def make_plan(node: "Node", g: "Graph") -> Plan:
     in_shape = tuple(g.t(node.inputs[0]).shape)
     rank = len(in_shape)
     if rank == 0:
-        raise _err(node, "the input must have at least one dimension")
+        raise node_error(node, "the input must have at least one dimension")
     axes_attr = node.attr("axes")
     axes = [norm_axis(node, int(a), rank) for a in axes_attr] if axes_attr is not None else list(range(rank))
     if len(set(axes)) != len(axes):
-        raise _err(node, f"repeated axes {list(axes_attr)}")
+        raise node_error(node, f"repeated axes {list(axes_attr)}")
     scales_v, sizes_v = _const(g, s["scales"]), _const(g, s["sizes"])
     if (scales_v is None) == (sizes_v is None):
-        raise _err(node, "exactly one of scales and sizes must be given (and non-empty)")
+        raise node_error(node, "exactly one of scales and sizes must be given (and non-empty)")
     scale = [F32(1.0)] * rank
     out: list = list(in_shape)
     if scales_v is not None:
         if len(scales_v) != len(axes):
-            raise _err(node, f"{len(scales_v)} scales for {len(axes)} axes")
+            raise node_error(node, f"{len(scales_v)} scales for {len(axes)} axes")
         for a, v in zip(axes, scales_v.astype(np.float32), strict=True):
             if not v > 0:
-                raise _err(node, f"scale {v} of axis {a} is not positive")
+                raise node_error(node, f"scale {v} of axis {a} is not positive")
             scale[a] = F32(v)
             if v != 1:
                 if not D.is_static(in_shape[a]):
-                    raise _err(node, f"cannot resize the symbolic axis {a} ({D.fmt(in_shape[a])})")
+                    raise node_error(node, f"cannot resize the symbolic axis {a} ({D.fmt(in_shape[a])})")
                 out[a] = int(F32(v) * F32(int(in_shape[a])))  # truncation, as onnxruntime
     else:
         if len(sizes_v) != len(axes):
-            raise _err(node, f"{len(sizes_v)} sizes for {len(axes)} axes")
+            raise node_error(node, f"{len(sizes_v)} sizes for {len(axes)} axes")
         for a, v in zip(axes, sizes_v.tolist(), strict=True):
             v = D.norm(v)
             if v == in_shape[a]:
                 continue
             if not D.is_static(in_shape[a]) or not D.is_static(v):
-                raise _err(node, f"cannot resize the symbolic axis {a} ({D.fmt(in_shape[a])} to {D.fmt(v)})")
+                raise node_error(node, f"cannot resize the symbolic axis {a} ({D.fmt(in_shape[a])} to {D.fmt(v)})")
             out[a] = int(v)
             scale[a] = F32(int(v)) / F32(int(in_shape[a])) if int(in_shape[a]) else F32(1.0)
         if s["policy"] != "stretch":
@@ -181,7 +177,7 @@ def make_plan(node: "Node", g: "Graph") -> Plan:
                 scale[a] = F32(common)
                 if common != 1:
                     if not D.is_static(in_shape[a]):
-                        raise _err(node, f"cannot resize the symbolic axis {a} ({D.fmt(in_shape[a])})")
+                        raise node_error(node, f"cannot resize the symbolic axis {a} ({D.fmt(in_shape[a])})")
                     # std::round of the single-precision product: halves away from zero
                     out[a] = int(np.floor(np.float64(F32(common) * F32(int(in_shape[a]))) + 0.5))
                 else:
@@ -193,7 +189,7 @@ def make_plan(node: "Node", g: "Graph") -> Plan:
             rv = rv.astype(np.float32)
             k = len(axes)
             if len(rv) != 2 * k:
-                raise _err(node, f"roi has {len(rv)} values, expected {2 * k}")
+                raise node_error(node, f"roi has {len(rv)} values, expected {2 * k}")
             for j, a in enumerate(axes):
                 roi[a] = (float(rv[j]), float(rv[k + j]))
     taps = s["mode"] == "cubic" or (s["mode"] == "linear" and bool(s["antialias"]))
@@ -347,7 +343,7 @@ def _infer(node: "Node", g: "Graph"):
     if mapped:
         later = plan.out_shape[mapped[0] :]
         if not D.shape_static(later) or not D.shape_static(g.t(node.inputs[0]).shape[mapped[0] :]):
-            raise _err(node, "only axes before the first resized axis may be symbolic")
+            raise node_error(node, "only axes before the first resized axis may be symbolic")
     return [(g.t(node.inputs[0]).dtype, plan.out_shape)]
 
 

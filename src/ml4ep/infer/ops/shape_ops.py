@@ -15,13 +15,12 @@ symbol. ``SymConst`` is an internal op writing such a symbolic value into an ``i
 from __future__ import annotations
 
 import functools
-import re
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from . import register
-from .common import CTYPES, broadcast_shapes, const_ints, emit_view_copy, get_ints, norm_axis, strides
+from .common import CTYPES, broadcast_shapes, const_ints, cpp_sum, emit_view_copy, get_ints, node_error, norm_axis, strides
 from .. import dims as D
 from .. import limits
 from ..literals import literal
@@ -43,9 +42,6 @@ GATHER_UNROLL = 8
 
 # ------------------------------------------------------------------------------------------------------
 # helpers
-
-def _err(node: "Node", msg: str) -> ShapeError:
-    return ShapeError(f"node '{node.name}' ({node.op_type}): {msg}")
 
 
 def _named(fn: Callable) -> Callable:
@@ -159,26 +155,6 @@ def _term(var: str, coeff: D.DimLike) -> str:
     return var if c == 1 else f"{var} * {D.cpp(c)}"
 
 
-def _sum(terms: Sequence[str]) -> str:
-    """A C++ sum of terms; integer literals are added up into one constant, written last."""
-    const = 0
-    rest = []
-    for t in terms:
-        if not t or t == "0":
-            continue
-        if re.fullmatch(r"-?\d+", t):
-            const += int(t)
-        else:
-            rest.append(t)
-    if const:
-        rest.append(str(const))
-    if not rest:
-        return "0"
-    out = rest[0]
-    for t in rest[1:]:
-        out += f" - {t[1:]}" if t.startswith("-") else f" + {t}"
-    return out
-
 
 def _at(ptr: str, off: str) -> str:
     if off == "0":
@@ -237,8 +213,8 @@ def copy_nd(ct: str, dst: str, src: str, extents: Sequence, dst_strides: Sequenc
     lines = []
     for k, (ek, _, _) in enumerate(outer):
         lines.append("  " * k + f"for (int64_t i{k} = 0; i{k} < {D.cpp(ek)}; ++i{k}) {{")
-    doff = _sum([dst_off] + [_term(f"i{k}", a[1]) for k, a in enumerate(outer)])
-    soff = _sum([src_off] + [_term(f"i{k}", a[2]) for k, a in enumerate(outer)])
+    doff = cpp_sum([dst_off] + [_term(f"i{k}", a[1]) for k, a in enumerate(outer)])
+    soff = cpp_sum([src_off] + [_term(f"i{k}", a[2]) for k, a in enumerate(outer)])
     ind = "  " * len(outer)
     if ds == 1 and ss == 1:
         n = D.cpp(e)
@@ -248,7 +224,7 @@ def copy_nd(ct: str, dst: str, src: str, extents: Sequence, dst_strides: Sequenc
     else:
         lines.append(
             f"{ind}for (int64_t j = 0; j < {D.cpp(e)}; ++j) "
-            f"{dst}[{_sum([doff, _term('j', ds)])}] = {src}[{_sum([soff, _term('j', ss)])}];"
+            f"{dst}[{cpp_sum([doff, _term('j', ds)])}] = {src}[{cpp_sum([soff, _term('j', ss)])}];"
         )
     for k in range(len(outer) - 1, -1, -1):
         lines.append("  " * k + "}")
@@ -290,15 +266,15 @@ def reshape_shape(node: "Node", in_shape: Sequence, spec: Sequence, allowzero: b
         s = D.norm(s)
         if s == -1:
             if minus >= 0:
-                raise _err(node, f"shape {spec} has more than one -1")
+                raise node_error(node, f"shape {spec} has more than one -1")
             minus = k
             out.append(-1)
         elif s == 0 and not allowzero:
             if k >= len(in_shape):
-                raise _err(node, f"shape {spec}: 0 at position {k} beyond the input rank {len(in_shape)}")
+                raise node_error(node, f"shape {spec}: 0 at position {k} beyond the input rank {len(in_shape)}")
             out.append(D.norm(in_shape[k]))
         elif D.is_static(s) and int(s) < 0:
-            raise _err(node, f"shape {spec} has a negative entry")
+            raise node_error(node, f"shape {spec} has a negative entry")
         else:
             out.append(s)
     total = D.prod(in_shape)
@@ -306,15 +282,15 @@ def reshape_shape(node: "Node", in_shape: Sequence, spec: Sequence, allowzero: b
         known = D.prod(d for k, d in enumerate(out) if k != minus)
         if D.is_static(total) and D.is_static(known):
             if known == 0 or int(total) % int(known) != 0:
-                raise _err(node, f"cannot reshape {D.fmt_shape(in_shape)} to {list(spec)}")
+                raise node_error(node, f"cannot reshape {D.fmt_shape(in_shape)} to {list(spec)}")
             out[minus] = int(total) // int(known)
         else:
             try:
                 out[minus] = D.norm(total // known)
             except ShapeError as e:
-                raise _err(node, f"cannot reshape {D.fmt_shape(in_shape)} to {D.fmt_shape(spec)}: {e}") from e
+                raise node_error(node, f"cannot reshape {D.fmt_shape(in_shape)} to {D.fmt_shape(spec)}: {e}") from e
     if D.prod(out) != total:
-        raise _err(node, f"cannot reshape {D.fmt_shape(in_shape)} ({D.fmt(total)} elements) "
+        raise node_error(node, f"cannot reshape {D.fmt_shape(in_shape)} ({D.fmt(total)} elements) "
                          f"to {D.fmt_shape(out)}")
     return tuple(out)
 
@@ -323,7 +299,7 @@ def reshape_shape(node: "Node", in_shape: Sequence, spec: Sequence, allowzero: b
 def _infer_reshape(node: "Node", g: "Graph"):
     spec = const_ints(node, g, 1, "shape")
     if spec is None:
-        raise _err(node, "the shape input is missing")
+        raise node_error(node, "the shape input is missing")
     t = g.t(node.inputs[0])
     return [(t.dtype, reshape_shape(node, t.shape, spec, bool(node.attrs.get("allowzero", 0))))]
 
@@ -340,7 +316,7 @@ def flatten_shape(node: "Node", shape: Sequence) -> tuple:
     r = len(shape)
     axis = int(node.attrs.get("axis", 1))
     if not -r <= axis <= r:
-        raise _err(node, f"axis {axis} out of range for rank {r}")
+        raise node_error(node, f"axis {axis} out of range for rank {r}")
     axis = axis + r if axis < 0 else axis
     return (D.prod(shape[:axis]), D.prod(shape[axis:]))
 
@@ -364,18 +340,18 @@ def squeeze_shape(node: "Node", shape: Sequence, axes: list | None) -> tuple:
     ax = sorted({norm_axis(node, int(a), r) for a in _static_ints(node, axes, "axes") or []})
     for a in ax:
         if shape[a] != 1:
-            raise _err(node, f"cannot squeeze axis {a} of size {D.fmt(shape[a])} "
+            raise node_error(node, f"cannot squeeze axis {a} of size {D.fmt(shape[a])} "
                              f"(shape {D.fmt_shape(shape)})")
     return tuple(d for k, d in enumerate(shape) if k not in ax)
 
 
 def unsqueeze_shape(node: "Node", shape: Sequence, axes: list | None) -> tuple:
     if axes is None:
-        raise _err(node, "axes are missing")
+        raise node_error(node, "axes are missing")
     r = len(shape) + len(axes)
     ax = [norm_axis(node, int(a), r) for a in _static_ints(node, axes, "axes") or []]
     if len(set(ax)) != len(ax):
-        raise _err(node, f"repeated axes {axes}")
+        raise node_error(node, f"repeated axes {axes}")
     it = iter(shape)
     return tuple(1 if k in ax else next(it) for k in range(r))
 
@@ -427,7 +403,7 @@ def _perm(node: "Node", rank: int) -> list[int]:
     # negative axes count from the end (torch exports movedim so; onnxruntime accepts it)
     perm = [p + rank if -rank <= p < 0 else p for p in perm]
     if sorted(perm) != list(range(rank)):
-        raise _err(node, f"perm {perm} is not a permutation of the {rank} axes")
+        raise node_error(node, f"perm {perm} is not a permutation of the {rank} axes")
     return perm
 
 
@@ -477,8 +453,8 @@ def _tiled_transpose(dst: str, src: str, axes: list[tuple], j: int) -> str:
     for d, (k, e) in enumerate(((j, ej), (last, el))):
         lines.append("  " * (depth + 2 + d) + f"for (int64_t i{k} = b{k}; "
                      f"i{k} < std::min<int64_t>(b{k} + {TILE}, {e}); ++i{k}) {{")
-    doff = _sum([_term(f"i{k}", axes[k][1]) for k in range(len(axes))])
-    soff = _sum([_term(f"i{k}", axes[k][2]) for k in range(len(axes))])
+    doff = cpp_sum([_term(f"i{k}", axes[k][1]) for k in range(len(axes))])
+    soff = cpp_sum([_term(f"i{k}", axes[k][2]) for k in range(len(axes))])
     lines.append("  " * (depth + 4) + f"{dst}[{doff}] = {src}[{soff}];")
     for k in range(depth + 3, -1, -1):
         lines.append("  " * k + "}")
@@ -493,15 +469,15 @@ register("Transpose", infer=_infer_transpose, emit=_emit_transpose, fold=_fold_t
 
 def concat_shape(node: "Node", shapes: Sequence[Sequence]) -> tuple:
     if not shapes:
-        raise _err(node, "no inputs")
+        raise node_error(node, "no inputs")
     r = len(shapes[0])
     if r == 0:
-        raise _err(node, "scalars cannot be concatenated")
+        raise node_error(node, "scalars cannot be concatenated")
     axis = norm_axis(node, int(node.attrs.get("axis", 0)), r)
     total: D.DimLike = 0
     for s in shapes:
         if len(s) != r or any(s[k] != shapes[0][k] for k in range(r) if k != axis):
-            raise _err(node, "input shapes differ outside the concatenation axis: "
+            raise node_error(node, "input shapes differ outside the concatenation axis: "
                              + ", ".join(D.fmt_shape(x) for x in shapes))
         total = D.norm(total + s[axis])
     out = list(shapes[0])
@@ -514,7 +490,7 @@ def _infer_concat(node: "Node", g: "Graph"):
     ts = [g.t(i) for i in node.inputs if i]
     dts = {t.dtype for t in ts}
     if len(dts) > 1:
-        raise _err(node, f"input dtypes differ: {sorted(map(str, dts))}")
+        raise node_error(node, f"input dtypes differ: {sorted(map(str, dts))}")
     return [(ts[0].dtype, concat_shape(node, [t.shape for t in ts]))]
 
 
@@ -555,21 +531,21 @@ register("Concat", infer=_infer_concat, emit=_emit_concat, fold=_fold_concat,
 def split_sizes(node: "Node", dim: D.DimLike, sizes: list | None, n_out: int) -> list:
     if sizes is not None:
         if len(sizes) != n_out:
-            raise _err(node, f"split {sizes} has {len(sizes)} entries for {n_out} outputs")
+            raise node_error(node, f"split {sizes} has {len(sizes)} entries for {n_out} outputs")
         if any(D.is_static(s) and int(s) < 0 for s in sizes):
-            raise _err(node, f"split {sizes} has negative entries")
+            raise node_error(node, f"split {sizes} has negative entries")
         if D.norm(sum(sizes[1:], sizes[0]) if sizes else 0) != D.norm(dim):
-            raise _err(node, f"split {sizes} does not add up to the axis length {D.fmt(dim)}")
+            raise node_error(node, f"split {sizes} does not add up to the axis length {D.fmt(dim)}")
         return [D.norm(s) for s in sizes]
     num = node.attrs.get("num_outputs")
     n = int(num) if num is not None else n_out
     if num is not None and n != n_out:
-        raise _err(node, f"num_outputs={n} but the node has {n_out} outputs")
+        raise node_error(node, f"num_outputs={n} but the node has {n_out} outputs")
     if D.is_static(dim):
         d = int(dim)
         if num is None:
             if d % n:
-                raise _err(node, f"axis length {d} cannot be split into {n} equal parts")
+                raise node_error(node, f"axis length {d} cannot be split into {n} equal parts")
             return [d // n] * n
         chunk = -(-d // n)
         sizes = [min(chunk, max(d - k * chunk, 0)) for k in range(n)]
@@ -577,7 +553,7 @@ def split_sizes(node: "Node", dim: D.DimLike, sizes: list | None, n_out: int) ->
     try:
         part = D.norm(dim // n)
     except ShapeError as e:
-        raise _err(node, f"symbolic axis length {D.fmt(dim)} cannot be split into {n} equal parts") from e
+        raise node_error(node, f"symbolic axis length {D.fmt(dim)} cannot be split into {n} equal parts") from e
     return [part] * n
 
 
@@ -712,17 +688,17 @@ def slice_axis(d: D.DimLike, start: D.DimLike, end: D.DimLike, step: int):
 
 def _slice_params(node: "Node", rank: int, starts, ends, axes, steps):
     if starts is None or ends is None:
-        raise _err(node, "starts and ends are required")
+        raise node_error(node, "starts and ends are required")
     if len(starts) != len(ends):
-        raise _err(node, f"starts {starts} and ends {ends} differ in length")
+        raise node_error(node, f"starts {starts} and ends {ends} differ in length")
     axes = list(range(len(starts))) if axes is None else [norm_axis(node, int(a), rank) for a in axes]
     steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
     if len(axes) != len(starts) or len(steps) != len(starts):
-        raise _err(node, "starts, ends, axes and steps differ in length")
+        raise node_error(node, "starts, ends, axes and steps differ in length")
     if len(set(axes)) != len(axes):
-        raise _err(node, f"repeated axes {axes}")
+        raise node_error(node, f"repeated axes {axes}")
     if any(s == 0 for s in steps):
-        raise _err(node, "a step is 0")
+        raise node_error(node, "a step is 0")
     return starts, ends, axes, steps
 
 
@@ -774,7 +750,7 @@ def _first_expr(first: tuple[int, int], d: D.DimLike, stride: D.DimLike) -> str:
         terms.append(D.cpp(D.norm(D.Dim.make(a, d.syms) * stride)))  # type: ignore[union-attr]
     if b:
         terms.append(D.cpp(D.norm(b * stride)))
-    return _sum(terms)
+    return cpp_sum(terms)
 
 
 def _emit_slice(node: "Node", cg: "Emitter") -> str:
@@ -782,7 +758,7 @@ def _emit_slice(node: "Node", cg: "Emitter") -> str:
     shape = cg.shape(x)
     plan = slice_plan(node, shape, *_slice_inputs(node, cg.g))
     ist = strides(shape)
-    src_off = _sum([_first_expr(f, d, s) for (f, _, _), d, s in zip(plan, shape, ist)])
+    src_off = cpp_sum([_first_expr(f, d, s) for (f, _, _), d, s in zip(plan, shape, ist)])
     ext = [c for _, c, _ in plan]
     return copy_nd(cg.ctype(y), cg.ptr(y), cg.ptr(x), ext, strides(ext),
                    [D.norm(s * st) for (_, _, st), s in zip(plan, ist)], src_off=src_off)
@@ -810,9 +786,9 @@ def _gather_axis(node: "Node", rank: int) -> int:
 def _infer_gather(node: "Node", g: "Graph"):
     t, ind = g.t(node.inputs[0]), g.t(node.inputs[1])
     if ind.dtype not in (np.int64, np.int32):
-        raise _err(node, f"indices dtype {ind.dtype} (int64 or int32 expected)")
+        raise node_error(node, f"indices dtype {ind.dtype} (int64 or int32 expected)")
     if t.rank == 0:
-        raise _err(node, "data must have rank >= 1")
+        raise node_error(node, "data must have rank >= 1")
     axis = _gather_axis(node, t.rank)
     v = g.const(node.inputs[1])
     if v is not None and D.is_static(t.shape[axis]):
@@ -825,7 +801,7 @@ def _check_indices(node: "Node", idx: np.ndarray, n: int) -> np.ndarray:
         raise D.SymbolicError(f"node '{node.name}' (Gather): symbolic indices")
     i = idx.astype(np.int64)
     if i.size and (i.min() < -n or i.max() >= n):
-        raise _err(node, f"indices {i.reshape(-1).tolist()} out of range for an axis of length {n}")
+        raise node_error(node, f"indices {i.reshape(-1).tolist()} out of range for an axis of length {n}")
     return np.where(i < 0, i + n, i)
 
 
@@ -865,8 +841,8 @@ def _emit_gather(node: "Node", cg: "Emitter") -> str:
                 o = "o" if outer != 1 else ""
                 body = ""
                 for j, k in enumerate(iv.tolist()):
-                    doff = _sum([_term(o, D.norm(nidx * inner)) if o else "", D.cpp(D.norm(j * inner))])
-                    soff = _sum([_term(o, D.norm(n_ax * inner)) if o else "", D.cpp(D.norm(k * inner))])
+                    doff = cpp_sum([_term(o, D.norm(nidx * inner)) if o else "", D.cpp(D.norm(j * inner))])
+                    soff = cpp_sum([_term(o, D.norm(n_ax * inner)) if o else "", D.cpp(D.norm(k * inner))])
                     body += _row_copy(ct, cg.ptr(y), doff, cg.ptr(x), soff, inner)
                 if not o:
                     return body
@@ -896,8 +872,8 @@ def _row_copy(ct: str, dst: str, doff: str, src: str, soff: str, n) -> str:
 
 def _gather_body(ct: str, dst: str, src: str, k: str, outer, n_ax, nidx, inner) -> str:
     o = "o" if outer != 1 else ""
-    doff = _sum([_term(o, D.norm(nidx * inner)) if o else "", _term("j", inner)])
-    soff = _sum([_term(o, D.norm(n_ax * inner)) if o else "", _term(k, inner)])
+    doff = cpp_sum([_term(o, D.norm(nidx * inner)) if o else "", _term("j", inner)])
+    soff = cpp_sum([_term(o, D.norm(n_ax * inner)) if o else "", _term(k, inner)])
     return _row_copy(ct, dst, doff, src, soff, inner)
 
 
@@ -946,7 +922,7 @@ def constant_value(node: "Node") -> np.ndarray:
         return np.array(a["value_int"], dtype=np.int64)
     if "value_ints" in a:
         return np.array(list(a["value_ints"]), dtype=np.int64)
-    raise _err(node, "no supported value attribute")
+    raise node_error(node, "no supported value attribute")
 
 
 def _check_constant(node: "Node", g: "Graph"):
@@ -988,9 +964,9 @@ def _cos_value(node: "Node") -> np.ndarray:
 
 def _cos_shape(node: "Node", spec: list | None) -> tuple:
     if spec is None:
-        raise _err(node, "the shape input is missing")
+        raise node_error(node, "the shape input is missing")
     if any(D.is_static(d) and int(d) < 0 for d in spec):
-        raise _err(node, f"negative dimension in shape {spec}")
+        raise node_error(node, f"negative dimension in shape {spec}")
     return tuple(D.norm(d) for d in spec)
 
 
@@ -1101,7 +1077,7 @@ def _infer_expand(node: "Node", g: "Graph"):
     t = g.t(node.inputs[0])
     spec = const_ints(node, g, 1, "shape")
     if spec is None:
-        raise _err(node, "the shape input is missing")
+        raise node_error(node, "the shape input is missing")
     return [(t.dtype, broadcast_shapes(node, t.shape, spec))]
 
 
@@ -1129,9 +1105,9 @@ register("Expand", infer=_infer_expand, emit=_emit_expand, fold=_fold_expand, ch
 def _repeats(node: "Node", reps: list | None, rank: int) -> list[int]:
     r = _static_ints(node, reps, "repeats")
     if r is None or len(r) != rank:
-        raise _err(node, f"repeats {r} must have one entry per axis ({rank})")
+        raise node_error(node, f"repeats {r} must have one entry per axis ({rank})")
     if any(x < 0 for x in r):
-        raise _err(node, f"negative repeats {r}")
+        raise node_error(node, f"negative repeats {r}")
     return r
 
 
@@ -1173,10 +1149,10 @@ def _pad_setup(node: "Node", shape: Sequence, pads: list | None, axes: list | No
     r = len(shape)
     p = _static_ints(node, pads, "pads")
     if p is None:
-        raise _err(node, "pads are missing")
+        raise node_error(node, "pads are missing")
     ax = list(range(r)) if axes is None else [norm_axis(node, int(a), r) for a in axes]
     if len(p) != 2 * len(ax):
-        raise _err(node, f"pads {p} must have 2 entries per padded axis ({len(ax)} axes)")
+        raise node_error(node, f"pads {p} must have 2 entries per padded axis ({len(ax)} axes)")
     out = [(0, 0)] * r
     for k, a in enumerate(ax):
         out[a] = (p[k], p[k + len(ax)])
@@ -1187,13 +1163,13 @@ def _pad_setup(node: "Node", shape: Sequence, pads: list | None, axes: list | No
             raise D.SymbolicError(f"node '{node.name}' (Pad): cannot pad symbolic axis {a} ({D.fmt(d)})")
         if (b or e) and mode != "constant":
             if b < 0 or e < 0:
-                raise _err(node, f"negative pads are only supported in constant mode (pads {p})")
+                raise node_error(node, f"negative pads are only supported in constant mode (pads {p})")
             if int(d) == 0:
-                raise _err(node, f"cannot pad an empty axis {a} in {mode} mode")
+                raise node_error(node, f"cannot pad an empty axis {a} in {mode} mode")
             if mode == "reflect" and (b >= int(d) or e >= int(d)):
-                raise _err(node, f"reflect pads {b}, {e} must be smaller than axis {a} of length {d}")
+                raise node_error(node, f"reflect pads {b}, {e} must be smaller than axis {a} of length {d}")
         if D.is_static(d) and int(d) + b + e < 0:
-            raise _err(node, f"pads {b}, {e} remove more than axis {a} of length {d}")
+            raise node_error(node, f"pads {b}, {e} remove more than axis {a} of length {d}")
     return out
 
 
@@ -1257,8 +1233,8 @@ def _emit_pad(node: "Node", cg: "Emitter") -> str:
         ext = [D.norm(d + min(b, 0) + min(e, 0)) if (b or e) else d for d, (b, e) in zip(shape, pp)]
         if any(D.is_static(n) and int(n) <= 0 for n in ext):
             return code
-        doff = _sum([D.cpp(D.norm(max(b, 0) * s)) for (b, _), s in zip(pp, ost)])
-        soff = _sum([D.cpp(D.norm(max(-b, 0) * s)) for (b, _), s in zip(pp, ist)])
+        doff = cpp_sum([D.cpp(D.norm(max(b, 0) * s)) for (b, _), s in zip(pp, ost)])
+        soff = cpp_sum([D.cpp(D.norm(max(-b, 0) * s)) for (b, _), s in zip(pp, ist)])
         return code + copy_nd(ct, cg.ptr(y), cg.ptr(x), ext, ost, ist, dst_off=doff, src_off=soff)
     # edge / reflect / wrap: loops over the output with the source index of every padded axis
     last = max(a for a, (b, e) in enumerate(pp) if b or e)
@@ -1286,7 +1262,7 @@ def _emit_pad(node: "Node", cg: "Emitter") -> str:
             lines.append(f"{ind}  const int64_t s{a} = ((i{a} - {b}) % {n} + {n}) % {n};")
         sterms.append(_term(f"s{a}", ist[a]))
     ind = "  " * (last + 1)
-    doff, soff = _sum(dterms), _sum(sterms)
+    doff, soff = cpp_sum(dterms), cpp_sum(sterms)
     if row == 1:
         lines.append(f"{ind}{cg.ptr(y)}[{doff}] = {cg.ptr(x)}[{soff}];")
     else:
@@ -1327,7 +1303,7 @@ def _range_count(node: "Node", start, limit, delta) -> D.DimLike:
         raise D.SymbolicError(f"node '{node.name}' (Range): length of range({s}, {D.fmt(limit)}, {dl}) "
                               "is not a monomial")
     if delta == 0:
-        raise _err(node, "delta is 0")
+        raise node_error(node, "delta is 0")
     if all(isinstance(v, int) for v in (start, limit, delta)):
         return max(-((start - limit) // delta), 0)
     return max(int(np.ceil((float(limit) - float(start)) / float(delta))), 0)
@@ -1337,10 +1313,10 @@ def _range_scalars(node: "Node", vals: Sequence) -> list:
     out = []
     for k, v in enumerate(vals):
         if v is None:
-            raise _err(node, f"input {k} must be a constant")
+            raise node_error(node, f"input {k} must be a constant")
         a = np.asarray(v).reshape(-1)
         if a.size != 1:
-            raise _err(node, f"input {k} must be a scalar")
+            raise node_error(node, f"input {k} must be a scalar")
         x = a[0]
         out.append(D.norm(x) if a.dtype == object or a.dtype.kind in "iu" else float(x))
     return out

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import register
-from .common import norm_axis
+from .common import mul, norm_axis
 from .reduce import row_reduce
 from .. import dims as D
 
@@ -49,9 +49,6 @@ def _infer(node: "Node", g: "Graph"):
     return [(t.dtype, t.shape)]
 
 
-def _mul(a: str, b: D.DimLike) -> str:
-    return a if b == 1 else f"{a} * {D.cpp(b)}"
-
 
 def _emit(node: "Node", cg: "Emitter") -> str:
     code = _emit_float(node, cg)
@@ -72,8 +69,8 @@ def _emit_float(node: "Node", cg: "Emitter") -> str:
     if inner == 1:
         code = (
             f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n"
-            f"  const float* __restrict xr = {xp} + {_mul('o', ext)};\n"
-            f"  float* __restrict yr = {yp} + {_mul('o', ext)};\n"
+            f"  const float* __restrict xr = {xp} + {mul('o', ext)};\n"
+            f"  float* __restrict yr = {yp} + {mul('o', ext)};\n"
             + row_reduce(
                 "m", "float", ext, lambda r: f"xr[{r}]", mx, "-std::numeric_limits<float>::infinity()", "  "
             )
@@ -96,13 +93,13 @@ def _emit_float(node: "Node", cg: "Emitter") -> str:
     inn = D.cpp(inner)
     ws = cg.workspace(0, "float")
     rows = f"for (int64_t r = 0; r < {r_}; ++r)\n    for (int64_t i = 0; i < {inn}; ++i) {{\n"
-    at = f"      const int64_t k = {_mul('r', inner)} + i;\n"
+    at = f"      const int64_t k = {mul('r', inner)} + i;\n"
     code = (
         f"float* __restrict mx = {ws};\n"
         f"float* __restrict sm = {ws} + {inn};\n"
         f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n"
-        f"  const float* __restrict xo = {xp} + {_mul('o', D.norm(ext * inner))};\n"
-        f"  float* __restrict yo = {yp} + {_mul('o', D.norm(ext * inner))};\n"
+        f"  const float* __restrict xo = {xp} + {mul('o', D.norm(ext * inner))};\n"
+        f"  float* __restrict yo = {yp} + {mul('o', D.norm(ext * inner))};\n"
         f"  for (int64_t i = 0; i < {inn}; ++i) {{\n"
         "    mx[i] = -std::numeric_limits<float>::infinity();\n    sm[i] = 0.0f;\n  }\n"
         f"  {rows}{at}      mx[i] = std::max(mx[i], xo[k]);\n    }}\n"
@@ -157,14 +154,14 @@ def _emit_hardmax(node: "Node", cg: "Emitter") -> str:
         f"for (int64_t q = 0; q < {cg.numel(y)}; ++q) {yp}[q] = {zero};\n"
         f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o)\n"
         f"  for (int64_t i = 0; i < {D.cpp(inner)}; ++i) {{\n"
-        f"    const {ct}* __restrict xr = {xp} + {_mul('o', blk)} + i;\n"
+        f"    const {ct}* __restrict xr = {xp} + {mul('o', blk)} + i;\n"
         f"    {a} best = static_cast<{a}>(xr[0]);\n"
         "    int64_t arg = 0;\n"
         f"    for (int64_t r = 1; r < {D.cpp(ext)}; ++r) {{\n"
         f"      const {a} v = static_cast<{a}>(xr[{at}]);\n"
         "      if (v > best) {\n        best = v;\n        arg = r;\n      }\n"
         "    }\n"
-        f"    if (best == best) {yp}[{_mul('o', blk)} + {_mul('arg', inner)} + i] = {one};\n"
+        f"    if (best == best) {yp}[{mul('o', blk)} + {mul('arg', inner)} + i] = {one};\n"
         "  }\n"
     )
 

@@ -17,7 +17,7 @@ import numpy as np
 from onnx import helper
 
 from . import register
-from .common import const_ints, norm_axis
+from .common import const_ints, is_float, norm_axis
 from .conv import err
 from .. import dims as D
 from ..literals import literal
@@ -27,10 +27,6 @@ if TYPE_CHECKING:
     from ..codegen import Emitter
     from ..graph import Graph, Node
 
-
-def _is_float(dt) -> bool:
-    dt = np.dtype(dt)
-    return dt.kind == "f" or dt.name == "bfloat16"
 
 
 def _scalar(node: "Node", g: "Graph", idx: int, what: str) -> int | None:
@@ -84,7 +80,7 @@ def _dft_geom(node: "Node", g: "Graph"):
 
 def _check_dft(node: "Node", g: "Graph") -> str | None:
     t = g.tensors.get(node.inputs[0])
-    if t is not None and not _is_float(t.dtype):
+    if t is not None and not is_float(t.dtype):
         return f"input dtype {t.dtype} is not supported (floating point only)"
     return None
 
@@ -223,7 +219,7 @@ def _emit_stft(node: "Node", cg: "Emitter") -> str:
 def _check_stft(node: "Node", g: "Graph") -> str | None:
     for i in (0, 2):
         t = g.tensors.get(node.input(i)) if node.input(i) else None
-        if t is not None and not _is_float(t.dtype):
+        if t is not None and not is_float(t.dtype):
             return f"input {i} of dtype {t.dtype} is not supported (floating point only)"
     return None
 
