@@ -712,7 +712,9 @@ def slice_plan(node: "Node", shape: Sequence, starts, ends, axes, steps) -> list
     return plan
 
 
-def _slice_inputs(node: "Node", g: "Graph"):
+def slice_inputs(node: "Node", g: "Graph"):
+    """Slice's ``(starts, ends, axes, steps)``: from its constant inputs (opset 10+) or its attributes (opset 1);
+    None for an absent one (a ShapeError when one is not known at compile time)."""
     if node.input(1) or "starts" not in node.attrs:
         what = ((1, "starts"), (2, "ends"), (3, "axes"), (4, "steps"))
         return tuple(const_ints(node, g, i, w) for i, w in what)
@@ -722,7 +724,7 @@ def _slice_inputs(node: "Node", g: "Graph"):
 @_named
 def _infer_slice(node: "Node", g: "Graph"):
     t = g.t(node.inputs[0])
-    plan = slice_plan(node, t.shape, *_slice_inputs(node, g))
+    plan = slice_plan(node, t.shape, *slice_inputs(node, g))
     return [(t.dtype, tuple(c for _, c, _ in plan))]
 
 
@@ -756,7 +758,7 @@ def _first_expr(first: tuple[int, int], d: D.DimLike, stride: D.DimLike) -> str:
 def _emit_slice(node: "Node", cg: "Emitter") -> str:
     x, y = node.inputs[0], node.outputs[0]
     shape = cg.shape(x)
-    plan = slice_plan(node, shape, *_slice_inputs(node, cg.g))
+    plan = slice_plan(node, shape, *slice_inputs(node, cg.g))
     ist = strides(shape)
     src_off = cpp_sum([_first_expr(f, d, s) for (f, _, _), d, s in zip(plan, shape, ist)])
     ext = [c for _, c, _ in plan]

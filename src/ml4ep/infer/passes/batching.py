@@ -229,12 +229,12 @@ def _gather(node, g, ins, outs, in_rank, out_rank) -> bool:
 
 
 def _slice(node, g, ins, outs, in_rank, out_rank) -> bool:
-    from ..ops.shape_ops import _slice_inputs
+    from ..ops.shape_ops import slice_inputs
 
     a = ins[0]
     if a is None or outs[0] != a or any(x is not None for x in ins[1:]):
         return False
-    starts, ends, sl_axes, steps = _slice_inputs(node, g)
+    starts, ends, sl_axes, steps = slice_inputs(node, g)
     rank = in_rank[0]
     if sl_axes is None:  # axes 0, 1, ...: one per start value
         sliced = list(range(len(starts)))
