@@ -44,7 +44,7 @@ from _docs import cpu_model, write_section  # noqa: E402
 import ml4ep.bdt as mb  # noqa: E402
 from ml4ep.bdt import codegen  # noqa: E402
 from ml4ep.errors import UnsupportedCPUError  # noqa: E402
-from ml4ep.infer import build  # noqa: E402
+from ml4ep._native import build  # noqa: E402
 
 N_FEATURES = 30
 MODELS = ("xgboost-binary", "xgboost-multiclass", "lightgbm-binary", "sklearn-hgb-binary")

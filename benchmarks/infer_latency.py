@@ -38,7 +38,7 @@ from _docs import cpu_model, write_section  # noqa: E402
 
 import ml4ep.infer as mi  # noqa: E402
 from ml4ep.bench import zoo  # noqa: E402
-from ml4ep.infer import build  # noqa: E402
+from ml4ep._native import build  # noqa: E402
 
 # the same flags for both generated codes: ml4ep's defaults
 CXXFLAGS = ["-std=c++17", "-O3", "-march=native", "-fno-math-errno"]

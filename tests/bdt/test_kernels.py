@@ -14,7 +14,7 @@ import pytest
 
 from ml4ep.bdt import Forest, Tree, codegen
 from ml4ep.errors import UnsupportedCPUError
-from ml4ep.infer import build
+from ml4ep._native import build
 
 NODE_LIMIT = 4000
 

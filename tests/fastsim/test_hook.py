@@ -105,6 +105,11 @@ def test_cmake_builds_the_hook(hook, tmp_path):
 def test_bad_arguments(tmp_path):
     with pytest.raises(HookError, match="identifier"):
         write_hook_example(tmp_path, "bad-name", LATENT, N_VOXELS)
+    # the names ml4ep.infer gives a compiled model (ml4ep._native.names.identifier), nothing else: no keyword, no
+    # reserved leading underscore, no non-string
+    for bad in ("int", "_m", "1m", "m\n#error", None):
+        with pytest.raises(HookError, match="must be a C\\+\\+ identifier"):
+            write_hook_example(tmp_path, bad, LATENT, N_VOXELS)
     with pytest.raises(HookError, match="latent"):
         write_hook_example(tmp_path, "m", 0, N_VOXELS)
     paths = write_hook_example(tmp_path / "fresh", "m", 2, 10)  # no CMakeLists.txt yet: a standalone one

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ml4ep.infer import build
+from ml4ep._native import build
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
 import ml4ep.infer as mi
 from ml4ep.errors import ModelLoadError
-from ml4ep.infer import build
+from ml4ep._native import build
 
 
 def _model(scale: float = 1.0, name: str = "cachetest"):
@@ -101,7 +101,7 @@ def _planted(tmp_path) -> Path:
 def test_planted_library_in_a_shared_cache_never_runs(cache, tmp_path, caplog):
     marker = _planted(tmp_path)
     os.chmod(cache, 0o775)  # a shared cache (group-writable)
-    with caplog.at_level(logging.WARNING, logger="ml4ep.infer.build"):
+    with caplog.at_level(logging.WARNING, logger="ml4ep._native.build"):
         m = mi.compile(_model())
     assert "not trusted" in caplog.text and "writable by its group" in caplog.text
     assert m.directory.parent.parent != cache  # built in a private folder instead
@@ -113,7 +113,7 @@ def test_planted_library_in_a_shared_cache_never_runs(cache, tmp_path, caplog):
 def test_planted_library_without_manifest_never_runs(cache, tmp_path, caplog):
     """Even in the user's own cache, a build without the manifest written at the end of a build is not loaded."""
     marker = _planted(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="ml4ep.infer.build"):
+    with caplog.at_level(logging.WARNING, logger="ml4ep._native.build"):
         m = mi.compile(_model())
     assert "no manifest" in caplog.text
     np.testing.assert_allclose(m(X), _ort(_model(), X), rtol=1e-6)
@@ -124,7 +124,7 @@ def test_cache_of_another_user_is_not_used(cache, monkeypatch, caplog):
     mi.compile(_model())
     monkeypatch.setattr(os, "getuid", lambda: 4242)  # everything in the cache now belongs to "someone else"
     monkeypatch.setattr(build, "_private_root", None)
-    with caplog.at_level(logging.WARNING, logger="ml4ep.infer.build"):
+    with caplog.at_level(logging.WARNING, logger="ml4ep._native.build"):
         m = mi.compile(_model())
     assert "belongs to another user" in caplog.text
     assert cache not in m.directory.parents
@@ -142,7 +142,7 @@ def test_edited_cached_file_is_rebuilt(cache, what, caplog, tmp_path):
         f.write_bytes(bytes(data))
     else:
         f.write_bytes(f.read_bytes() + b"\0")
-    with caplog.at_level(logging.WARNING, logger="ml4ep.infer.build"):
+    with caplog.at_level(logging.WARNING, logger="ml4ep._native.build"):
         m = mi.compile(model)
     assert "has changed since it was built" in caplog.text
     np.testing.assert_allclose(m(X), _ort(model, X), rtol=1e-6)
@@ -219,7 +219,7 @@ def test_files_beside_the_manifest_make_a_build_unsound(cache, tmp_path, caplog)
     model = _model(name="extra")
     target = _where(model, tmp_path)
     (target / "lib2.so").write_bytes(b"\x7fELF")
-    with caplog.at_level(logging.WARNING, logger="ml4ep.infer.build"):
+    with caplog.at_level(logging.WARNING, logger="ml4ep._native.build"):
         m = mi.compile(model)
     assert "not those its manifest lists" in caplog.text
     np.testing.assert_allclose(m(X), _ort(model, X), rtol=1e-6)

@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 import ml4ep.infer as mi
 from ml4ep.errors import Ml4epError
 from ml4ep.infer import codegen
+from ml4ep.infer import dims as D
 from ml4ep.infer.onnx_import import load_proto
 
 NAMES = "ab_/.:- \n\"'\\*?%#\x01\u00e9"
@@ -152,7 +153,7 @@ def test_broken_graphs_give_ml4ep_errors():
             mi.check(broken)
             proto, _ = load_proto(broken)
             g, plan = mi.lower(proto)
-            with mi.D.scope(g.derived):
+            with D.scope(g.derived):
                 gen = codegen.generate(g, "fuzz", plan)
             assert gen.header and all(c == "\n" or 32 <= ord(c) < 127 for c in gen.header)
             outcomes["ok"] += 1

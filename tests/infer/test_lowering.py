@@ -88,7 +88,7 @@ def test_sums_of_symbolic_dimensions_class_token():
     import tempfile
     from pathlib import Path
 
-    from ml4ep.infer import build
+    from ml4ep._native import build
 
     with tempfile.TemporaryDirectory() as d:
         out = m.save(Path(d) / "out")

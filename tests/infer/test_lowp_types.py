@@ -24,7 +24,8 @@ from onnx.reference import ReferenceEvaluator
 
 import ml4ep.infer as mi
 from ml4ep.errors import Ml4epError
-from ml4ep.infer import build, codegen
+from ml4ep._native import build
+from ml4ep.infer import codegen
 
 # (C++ type, ml_dtypes type, ONNX type, has a saturate choice)
 TYPES = [

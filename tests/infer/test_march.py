@@ -17,7 +17,7 @@ from onnx import helper
 
 import ml4ep.infer as mi
 from ml4ep.errors import CompilerError, UnsupportedCPUError
-from ml4ep.infer import build
+from ml4ep._native import build
 
 LEVELS = ["x86-64-v2", "x86-64-v3", "x86-64-v4", "native"]
 pytestmark = pytest.mark.skipif(not build._x86(), reason="ISA levels are x86-64 names")

@@ -1,4 +1,4 @@
-"""Names from untrusted models never become code: the one sanitiser and escaper of ml4ep.infer.names, checked by a
+"""Names from untrusted models never become code: the one sanitiser and escaper of ml4ep._native.names, checked by a
 C++ compiler, and hostile names in every place a model can hold one, compiled with -Werror and run."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from onnx import TensorProto, helper
 
 import ml4ep.infer as mi
-from ml4ep.infer import build
-from ml4ep.infer.names import CPP_KEYWORDS, identifier, printf_text, string, text
+from ml4ep._native import build
+from ml4ep._native.names import CPP_KEYWORDS, identifier, printf_text, string, text
 
 # each would break the build (#error, a stray quote, a spliced line) or run code if copied into C++ as it is
 HOSTILE = [

@@ -22,7 +22,7 @@ import onnx
 import pytest
 
 import ml4ep.infer as mi
-from ml4ep.infer import build
+from ml4ep._native import build
 from ml4ep.infer.runtime import CompiledModel
 
 from test_conformance import EXPECTED, SAMPLE, _arrays, _compare, _defined_only, _graph_inputs, node_cases

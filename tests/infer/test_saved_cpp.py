@@ -10,7 +10,7 @@ import pytest
 
 import ml4ep.infer as mi
 from ml4ep.bench import zoo
-from ml4ep.infer import build
+from ml4ep._native import build
 from opcheck import run_ort
 
 

@@ -19,7 +19,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import ml4ep.infer as mi
 from ml4ep.errors import InputError, ShapeError
-from ml4ep.infer import build, limits
+from ml4ep._native import build
+from ml4ep.infer import limits
 from opcheck import check_op, make_model, run_ort
 
 pytestmark = pytest.mark.usefixtures("strict_warnings")

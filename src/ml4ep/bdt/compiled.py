@@ -1,9 +1,11 @@
 """A forest compiled to C++ behind the same ``predict`` as :class:`~ml4ep.bdt.forest.Forest`.
 
-The generated header (``codegen.header``) is compiled with a small CPython extension bridge (``codegen.BRIDGE``:
-one ``predict`` taking the arrays' buffers, float32 or float64 rows as they come) into a shared library,
-imported from its file and cached by content (the header, the flags and the compiler's version), like
-``ml4ep.infer``'s builds.
+The generated header (``codegen.header``) is compiled with a small CPython extension bridge (``codegen.bridge``,
+the template ``cpp/bridge.cpp``: one ``predict`` taking the arrays' buffers, float32 or float64 rows as they come)
+into a shared library, imported from its file. It is built and cached by ml4ep's native build layer
+(:mod:`ml4ep._native.build`, the ``bdt`` folder of the cache), keyed by content (the header, the bridge, the flags,
+the target and the compiler's version), like ``ml4ep.infer``'s builds. The forest's name becomes its C++ namespace
+through :func:`ml4ep._native.names.identifier`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .._native import build, template
+from .._native.names import identifier
 from ..errors import UnsupportedCPUError
-from ..infer import build
-from ..infer.names import identifier
 from . import codegen
 from .forest import Forest, ModelError
 
@@ -24,28 +26,24 @@ from .forest import Forest, ModelError
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _cname(name: str) -> str:
-    """The C++ namespace of a forest: :func:`ml4ep.infer.names.identifier`."""
-    return identifier(name or "forest", unique=False)
-
-
 class CompiledForest:
     """``forest.compile()``: ``predict(X)`` gives the same values and shape as ``forest.predict(X)``."""
 
     def __init__(self, forest: Forest, name: str = "forest", threads: int = 1, portable: bool = False,
                  march: str | None = None):
-        self.forest, self.name, self.threads = forest, _cname(name), int(threads)
+        self.forest, self.name, self.threads = forest, identifier(name or "forest", unique=False), int(threads)
         self.source = codegen.header(forest, self.name)
         self.target = build.target(march, portable)  # $ML4EP_MARCH unless march= (or portable=True) says otherwise
         cxxflags = self.target.cxxflags()
-        key = build.cache_key(self.source, codegen.BRIDGE, " ".join(cxxflags), self.target.key)[:24]
+        bridge = template.load("ml4ep.bdt", "cpp/bridge.cpp")
+        key = build.cache_key(self.source, bridge, " ".join(cxxflags), self.target.key)[:24]
         module = f"ml4ep_bdt_{self.name}_{key}"
         folder = build.cache_dir("bdt") / key
         if not build.cached(folder):  # built in a private folder of its own, then moved in place at once
             tmp = build.new_build("bdt", self.name)
             (tmp / f"{self.name}.hpp").write_text(self.source)
             src = tmp / "bridge.cpp"
-            src.write_text(codegen.BRIDGE.replace("@NAME@", self.name).replace("@MODULE@", module))
+            src.write_text(codegen.bridge(self.name, module))
             try:
                 build.compile_shared(src, tmp / f"lib{self.name}.so", cxxflags + ["-pthread"], use_blas=False)
                 build.seal(tmp)
@@ -96,9 +94,9 @@ class CompiledForest:
 
 def save(forest: Forest, outdir, name: str = "forest") -> Path:
     """Writes ``outdir/<name>.hpp`` (self-contained, C++17) and ``outdir/example.cpp``."""
-    name = _cname(name)
+    name = identifier(name or "forest", unique=False)  # the C++ namespace
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.hpp").write_text(codegen.header(forest, name))
-    (out / "example.cpp").write_text(codegen.EXAMPLE.replace("@NAME@", name))
+    (out / "example.cpp").write_text(codegen.example(name))
     return out

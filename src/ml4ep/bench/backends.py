@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._native.names import string as cpp_string
 from .._optional import require
 from ..errors import Ml4epError
 from . import cpp
@@ -207,7 +208,7 @@ def build_sofie(path: Path, model: BenchModel, feeds: dict, ref: list[np.ndarray
         casts.append(f"f.in{k}.data()")
     ns = gen["namespace"]
     weights = gen["session_ctor_arg"]
-    ctor = [sofie._cpp_string(weights)] + ["static_cast<std::size_t>(b)"] * len(gen["session_dims"])
+    ctor = [cpp_string(weights)] + ["static_cast<std::size_t>(b)"] * len(gen["session_dims"])
     args = ["static_cast<std::size_t>(b)"] * len(gen["infer_dims"]) + casts
     src = work / "bench_main.cpp"
     cpp.write_program(src, "SOFIE", Path(gen["header"]).name, ins, outs, load="",

@@ -1,7 +1,8 @@
 """The timing program of the C++ backends (ml4ep's generated header, SOFIE's generated header).
 
 One program per model and engine, generated from the model's input/output description and compiled with the
-same flags for both engines (:data:`CXXFLAGS`, linked to the same pip OpenBLAS). The program is the whole
+same flags for both engines (:data:`CXXFLAGS`, linked to the same pip OpenBLAS) by ml4ep's native build layer
+(:func:`ml4ep._native.build.compile_program`: the same compiler as every other build). The program is the whole
 process being measured: it reads the feeds the Python side wrote (``in<k>_b<batch>.bin``, raw arrays), notes its
 resident memory, loads the model, runs the check batch once and writes its outputs (``out<k>.bin``), then for
 each timed batch runs a warm-up call and ``repeats`` blocks of calls, and prints one JSON line (after
@@ -18,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,17 +184,12 @@ def write_program(path: Path, engine: str, header: str, inputs: list[Tensor], ou
 
 
 def compile_program(src: Path, exe: Path, include: list[str], extra: list[str]) -> float:
-    """Compile with :data:`CXXFLAGS` and the pip OpenBLAS; returns the compiler's wall time."""
-    from ..infer import build
+    """Compile with :data:`CXXFLAGS` and the pip OpenBLAS; returns the compiler's wall time (a
+    :class:`~ml4ep.errors.CompilerError`, an ``Ml4epError``, when it fails)."""
+    from .._native import build
 
     blas = build.blas()
-    cmd = [build.compiler(), *CXXFLAGS, *[f"-I{d}" for d in include], *extra, *blas["defines"], str(src), "-o",
-           str(exe), *blas["link"]]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise Ml4epError(f"bench: compiling {src} failed:\n{' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    return time.perf_counter() - t0
+    return build.compile_program(src, exe, CXXFLAGS, include, [*extra, *blas["defines"]], blas["link"])
 
 
 def write_feeds(directory: Path, feeds_by_batch: dict[int, list[np.ndarray]]) -> None:

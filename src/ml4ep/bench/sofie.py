@@ -6,12 +6,14 @@ file written next to the header) and whose ``infer(...)`` method runs the model.
 no SOFIE header; it only needs a Fortran-interface BLAS (it declares ``sgemm_``/``sgemv_``, and for
 some operators ``saxpy_``/``scopy_``, itself, ``extern "C"``).
 
-This module is self-contained (it does not import ``ml4ep``).  It provides:
+This module imports no heavy part of ``ml4ep``: it compiles through ml4ep's native build layer
+(:func:`ml4ep._native.build.compile_program`, the compiler every ml4ep build uses) and writes names into C++ with
+:mod:`ml4ep._native.names`.  It provides:
 
 * :func:`sofie_available` -- whether the ``sofie`` package and a C++ compiler can be used;
 * :func:`sofie_generate` -- parse an ONNX file with SOFIE and write the header and weights file;
 * :func:`sofie_bench` -- generate code for one batch size, compile a small timing ``main`` with
-  ``g++`` against a BLAS, run it and return the per-call latency (median and min), peak RSS and the
+  the C++ compiler against a BLAS, run it and return the per-call latency (median and min), peak RSS and the
   outputs (for checking against another runtime);
 * :func:`openblas_from_pip` -- the ``blas`` description for the OpenBLAS of the ``scipy-openblas32``
   wheel, whose symbols carry a ``scipy_`` prefix (``scipy_sgemm_``...).  The SOFIE code is made to call
@@ -51,6 +53,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
+
+from .._native import build
+from .._native.names import identifier, string
+from ..errors import CompilerError
 
 __all__ = [
     "SOFIE_BLAS_ROUTINES",
@@ -97,7 +103,8 @@ print(marker + json.dumps(result), flush=True)
 
 
 def sofie_available() -> bool:
-    """Whether SOFIE can be used here: the ``sofie`` package imports and ``g++`` is on the PATH."""
+    """Whether SOFIE can be used here: the ``sofie`` package imports and there is a C++ compiler
+    (:func:`ml4ep._native.build.compiler`: ``$CXX``, else ``g++``)."""
     try:
         import sofie  # light: the parsers' frameworks are imported lazily
 
@@ -105,7 +112,11 @@ def sofie_available() -> bool:
             return False
     except Exception:
         return False
-    return shutil.which("g++") is not None
+    try:
+        build.compiler()
+    except CompilerError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -187,12 +198,6 @@ def _parse_header(text: str) -> dict[str, Any]:
     }
 
 
-def _cpp_identifier(name: str) -> str:
-    """Turn a file stem into a name SOFIE can use as (part of) a C++ namespace."""
-    ident = re.sub(r"\W", "_", name)
-    return ident if re.match(r"[A-Za-z_]", ident) else "m_" + ident
-
-
 def sofie_generate(onnx_path: str, outdir: str) -> dict[str, Any]:
     """Translate an ONNX model with SOFIE and write the C++ header and weights file into ``outdir``.
 
@@ -224,7 +229,9 @@ def sofie_generate(onnx_path: str, outdir: str) -> dict[str, Any]:
         raise FileNotFoundError(f"ONNX model not found: {src}")
     out = Path(outdir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    name = _cpp_identifier(src.stem)
+    # SOFIE names the namespace after the file's stem; the namespace is then read back from the header, so any
+    # identifier will do: ml4ep's (:func:`ml4ep._native.names.identifier`)
+    name = identifier(src.stem, unique=False)
     if name != src.stem:
         shutil.copyfile(src, out / f"{name}.onnx")
         src = out / f"{name}.onnx"
@@ -557,10 +564,6 @@ int main()
 """
 
 
-def _cpp_string(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _write_main(
     gen: dict[str, Any],
     shapes: list[tuple[int, ...]],
@@ -589,7 +592,7 @@ def _write_main(
         for s in shape:
             n *= s
         inputs.append(f"      std::vector<float> in{k}({n});\n      fill_input(in{k}.data(), in{k}.size(), seed, {k});")
-    ctor_args = [_cpp_string(gen["session_ctor_arg"])] + [str(batch)] * len(gen["session_dims"])
+    ctor_args = [string(gen["session_ctor_arg"])] + [str(batch)] * len(gen["session_dims"])
     dim_args = [str(batch)] * len(gen["infer_dims"])
     input_args = [f"in{k}.data()" for k in range(n_inputs)]
     ns = gen["namespace"]
@@ -653,7 +656,7 @@ def sofie_bench(
     reuse_outputs: bool = False,
     seed: int = DEFAULT_SEED,
     max_output_values: int | None = None,
-    cxx: str = "g++",
+    cxx: str | None = None,
     timeout_s: float = 900.0,
 ) -> dict[str, Any]:
     """Time SOFIE's generated code for one model and batch size.
@@ -663,9 +666,9 @@ def sofie_bench(
     (:func:`sofie_generate`), and ``main.cpp``, which constructs the ``Session`` once, fills the inputs
     with fixed pseudo-random floats (:func:`bench_inputs`), runs ``n_warmup`` calls, then times each of
     ``n_iter`` calls of ``session.infer(...)`` with ``std::chrono::steady_clock``.  It is compiled with
-    ``cxx`` and ``cxxflags`` (e.g. ``["-O3", "-march=native", "-std=c++17"]``), linked to the BLAS
-    described by ``blas`` (see :func:`openblas_from_pip`), and run with ``OPENBLAS_NUM_THREADS=1``
-    (plus ``blas["env"]``).
+    ``cxx`` (default: :func:`ml4ep._native.build.compiler`) and ``cxxflags`` (e.g. ``["-O3", "-march=native",
+    "-std=c++17"]``), linked to the BLAS described by ``blas`` (see :func:`openblas_from_pip`), and run
+    with ``OPENBLAS_NUM_THREADS=1`` (plus ``blas["env"]``).
 
     ``input_shapes``: one per-sample shape per model input (full shapes starting with ``batch`` are
     accepted too).  ``batch_mode``: ``"fixed"`` generates code for this batch size only;
@@ -686,7 +689,7 @@ def sofie_bench(
       parsing, session, inputs and outputs included): ``VmHWM`` of ``/proc/self/status``;
       ``ru_maxrss_kb``: ``getrusage``'s ``ru_maxrss`` at the same point; Linux carries it over
       ``execve``, so it also covers the peak of the forking Python process (only an upper bound);
-      ``compile_s``: g++ wall time; ``generate_s``: SOFIE's parsing and code generation time;
+      ``compile_s``: the compiler's wall time; ``generate_s``: SOFIE's parsing and code generation time;
       ``checksum``: sum of all outputs of a final call (None if not finite);
       ``outputs``: the first output of that call, flattened, as a list of floats (at most
       ``max_output_values`` of them); ``output_sizes``; ``n_outputs``; ``input_shapes`` (full);
@@ -704,7 +707,7 @@ def sofie_bench(
         raise ValueError(f"batch_mode must be 'fixed' or 'dynamic', not {batch_mode!r}")
     src = Path(onnx_path).resolve()
     tag = (f"b{batch}" if batch_mode == "fixed" else f"dyn{batch}") + ("_reuse" if reuse_outputs else "")
-    name = f"{_cpp_identifier(src.stem)}_{tag}"
+    name = f"{identifier(src.stem, unique=False)}_{tag}"
     run_dir = Path(workdir).resolve() / name
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -725,13 +728,14 @@ def sofie_bench(
     _write_main(gen, shapes, batch, n_iter, n_warmup, seed, reuse_outputs, main_cpp)
     exe = run_dir / "sofie_bench"
     cflags, ldflags = _blas_flags(blas, gen["blas_symbols"])
-    cmd = [cxx, *cxxflags, *[f"-I{d}" for d in gen["include_dirs"]], *cflags, str(main_cpp), "-o", str(exe), *ldflags]
+    cxx = cxx or build.compiler()
+    cmd = build.program_command(main_cpp, exe, cxxflags, gen["include_dirs"], cflags, ldflags, cxx=cxx)
     (run_dir / "compile_command.txt").write_text(" ".join(cmd) + "\n")
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=run_dir, timeout=timeout_s)
-    compile_s = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"compiling the SOFIE code of {name} failed:\n{' '.join(cmd)}\n{proc.stderr[-4000:]}")
+    try:
+        compile_s = build.compile_program(main_cpp, exe, cxxflags, gen["include_dirs"], cflags, ldflags, cxx=cxx,
+                                          cwd=run_dir, timeout=timeout_s)
+    except CompilerError as exc:
+        raise RuntimeError(f"the SOFIE code of {name}: {exc}") from exc
 
     env = dict(os.environ)
     env.update({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
@@ -880,7 +884,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if not sofie_available():
-        print("SOFIE is not available (package sofie or g++ missing)")
+        print("SOFIE is not available (package sofie or a C++ compiler missing)")
         return 1
     import onnxruntime as ort
 

@@ -23,6 +23,12 @@ example program as ``<name>_example.cpp``), and writes beside them:
   it (for comparing with the Python backends); ``--cond`` the conditions as raw float32 ``(N, k)``.
 * a ``shower_hook`` target appended to ``CMakeLists.txt`` (between marker lines, replaced when written again;
   a standalone ``CMakeLists.txt`` is written where there is none).
+
+The fixed text is in template files of this package, ``ml4ep/fastsim/cpp/``: ``shower_hook_head.hpp`` then
+``shower_hook_vae.hpp`` or ``shower_hook_flow.hpp`` (``shower_hook.hpp``), ``hook_main.cpp`` with the flow model's
+snippets of ``hook_main_flow.cpp``, and the CMake parts ``project.cmake``, ``hook_target.cmake`` and
+``model_example.cmake``; they are filled by :mod:`ml4ep._native.template` (every placeholder and no other), and the
+model names they receive must be C++ identifiers as :func:`ml4ep._native.names.identifier` makes them.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ import re
 import shutil
 from pathlib import Path
 
+from .._native import template
+from .._native.names import identifier, printf_text
 from ..errors import Ml4epError
-from ..infer.names import printf_text
 from .sampler import MAX_STEPS, DiffusionConfigError
 from .sampler import check_sampler as _check_sampler
 
@@ -47,398 +54,9 @@ class HookError(Ml4epError, ValueError):
     """Invalid hook-example arguments."""
 
 
-_HPP_HEAD = """\
-// Geant4-style fast-simulation hook for the ml4ep shower @WHAT@ (written by ml4ep.fastsim.hook).
-// In a G4VFastSimulationModel, hold one ShowerGenerator per worker thread and call generate() from DoIt().
-#pragma once
-
-#include <algorithm>
-#include <cstddef>
-#include <cstdint>
-#include <random>
-#include <stdexcept>
-#include <string>
-#include <vector>
-
-@INCLUDES@
-namespace ml4ep_fastsim {
-"""
-
-_HPP_VAE = """\
-class ShowerGenerator {
- public:
-  static constexpr int64_t kLatent = @LATENT@;
-  static constexpr int64_t kNoise = kLatent;  // noise floats per shower
-  static constexpr int64_t kVoxels = @VOXELS@;
-  static constexpr int64_t kConditions = @NCOND@;  // extra condition columns besides the incident energy
-
-  explicit ShowerGenerator(const std::string& weights_path, std::uint64_t seed = 1)
-      : model_(weights_path), rng_(seed), normal_(0.0f, 1.0f) {}
-
-  // n showers (energies_mev: n incident energies in MeV@CDOC@) -> showers_out: n * kVoxels floats in MeV.
-  void generate(const float* energies_mev, @CPARAM@int64_t n, float* showers_out) {
-    check(n);
-    if (n == 0) return;
-    reserve(n);
-    const size_t m = static_cast<size_t>(n * kLatent);
-    for (size_t i = 0; i < m; ++i) z_[i] = normal_(rng_);
-    model_.infer(z_.data(), energies_mev, @CARG@showers_out, n);
-  }
-
-  // The same with given latent noise z (n * kLatent floats, standard normal).
-  void generate_with_noise(const float* z, const float* energies_mev, @CPARAM@int64_t n, float* showers_out) {
-    check(n);
-    if (n == 0) return;
-    model_.infer(z, energies_mev, @CARG@showers_out, n);
-  }
-
-  void seed(std::uint64_t s) {
-    rng_.seed(s);
-    normal_.reset();
-  }
-
- private:
-  static void check(int64_t n) {
-    if (n < 0) throw std::invalid_argument("ShowerGenerator: negative number of showers");
-  }
-
-  void reserve(int64_t n) {  // grows only: no allocation once the largest n was seen
-    if (static_cast<size_t>(n) > capacity_) {
-      z_.resize(static_cast<size_t>(n * kLatent));
-      capacity_ = static_cast<size_t>(n);
-    }
-  }
-
-  @NAME@::Model model_;
-  std::mt19937_64 rng_;
-  std::normal_distribution<float> normal_;
-  std::vector<float> z_;
-  size_t capacity_ = 0;
-};
-
-}  // namespace ml4ep_fastsim
-"""
-
-_HPP_FLOW = """\
-class ShowerGenerator {
- public:
-  static constexpr int64_t kVoxels = @VOXELS@;
-  // floats per shower of the flow's state (the voxel shapes and one energy per layer) and of its starting noise
-  static constexpr int64_t kNoise = @STATE@;
-  static constexpr int64_t kConditions = @NCOND@;  // extra condition columns besides the incident energy
-  static constexpr int kMaxSteps = @MAXSTEPS@;
-  static constexpr int kDefaultSteps = @STEPS@;  // network evaluations per shower
-  static constexpr const char* kDefaultSampler = "@SAMPLER@";
-
-  ShowerGenerator(const std::string& denoiser_weights, const std::string& postprocess_weights,
-                  std::uint64_t seed = 1)
-      : denoiser_(denoiser_weights), post_(postprocess_weights), rng_(seed), normal_(0.0f, 1.0f) {
-    set_sampler(kDefaultSampler, kDefaultSteps);
-  }
-
-  // The ODE sampler ("euler", "midpoint" or "heun") and its number of network evaluations (1..kMaxSteps; even for
-  // midpoint and heun, which evaluate the network twice per step).
-  void set_sampler(const std::string& sampler, int steps) {
-    int per = 0;
-    if (sampler == "euler") {
-      per = 1;
-    } else if (sampler == "midpoint" || sampler == "heun") {
-      per = 2;
-    } else {
-      throw std::invalid_argument("ShowerGenerator: sampler must be euler, midpoint or heun, got '" + sampler + "'");
-    }
-    if (steps < 1 || steps > kMaxSteps) {
-      throw std::invalid_argument("ShowerGenerator: steps (network evaluations) must be in 1.." +
-                                  std::to_string(kMaxSteps) + ", got " + std::to_string(steps));
-    }
-    if (steps % per) {
-      throw std::invalid_argument("ShowerGenerator: the " + sampler + " sampler takes 2 network evaluations per "
-                                  "step: steps must be even, got " + std::to_string(steps));
-    }
-    sampler_ = sampler;
-    steps_ = steps;
-  }
-  int steps() const { return steps_; }
-  const std::string& sampler() const { return sampler_; }
-
-  // n showers (energies_mev: n incident energies in MeV@CDOC@) -> showers_out: n * kVoxels floats in MeV.
-  void generate(const float* energies_mev, @CPARAM@int64_t n, float* showers_out) {
-    check(n);
-    if (n == 0) return;
-    reserve(n);
-    const size_t m = static_cast<size_t>(n * kNoise);
-    for (size_t i = 0; i < m; ++i) x_[i] = normal_(rng_);
-    run(energies_mev, @CARG@n, showers_out);
-  }
-
-  // The same from given starting noise x0 (n * kNoise floats, standard normal).
-  void generate_with_noise(const float* x0, const float* energies_mev, @CPARAM@int64_t n, float* showers_out) {
-    check(n);
-    if (n == 0) return;
-    reserve(n);
-    std::copy(x0, x0 + n * kNoise, x_.begin());
-    run(energies_mev, @CARG@n, showers_out);
-  }
-
-  void seed(std::uint64_t s) {
-    rng_.seed(s);
-    normal_.reset();
-  }
-
- private:
-  static void check(int64_t n) {
-    if (n < 0) throw std::invalid_argument("ShowerGenerator: negative number of showers");
-  }
-
-  void reserve(int64_t n) {  // grows only: no allocation once the largest n was seen
-    if (static_cast<size_t>(n) > capacity_) {
-      const size_t m = static_cast<size_t>(n * kNoise);
-      x_.resize(m);
-      xt_.resize(m);
-      k1_.resize(m);
-      k2_.resize(m);
-      t_.resize(static_cast<size_t>(n));
-      capacity_ = static_cast<size_t>(n);
-    }
-  }
-
-  // v = the denoiser's velocity at (x, t) for the n showers
-  void velocity(const float* x, double t, const float* e, @CPARAM@int64_t n, float* v) {
-    std::fill(t_.begin(), t_.begin() + n, static_cast<float>(t));
-    denoiser_.infer(x, t_.data(), e, @CARG@v, n);
-  }
-
-  // x_ (the noise) -> showers: the sampler loop of ml4ep.fastsim.models.diffusion.integrate, then postprocessing
-  void run(const float* e, @CPARAM@int64_t n, float* showers_out) {
-    const int n_steps = sampler_ == "euler" ? steps_ : steps_ / 2;
-    const double h = 1.0 / n_steps;
-    const float hf = static_cast<float>(h), half = static_cast<float>(0.5 * h);
-    const size_t m = static_cast<size_t>(n * kNoise);
-    float* x = x_.data();
-    float* xt = xt_.data();
-    float* k1 = k1_.data();
-    float* k2 = k2_.data();
-    for (int i = 0; i < n_steps; ++i) {
-      const double t0 = i * h;
-      if (sampler_ == "euler") {
-        velocity(x, t0, e, @CARG@n, k1);
-        for (size_t j = 0; j < m; ++j) x[j] = x[j] + hf * k1[j];
-      } else if (sampler_ == "midpoint") {
-        velocity(x, t0, e, @CARG@n, k1);
-        for (size_t j = 0; j < m; ++j) xt[j] = x[j] + half * k1[j];
-        velocity(xt, t0 + 0.5 * h, e, @CARG@n, k2);
-        for (size_t j = 0; j < m; ++j) x[j] = x[j] + hf * k2[j];
-      } else {  // heun
-        velocity(x, t0, e, @CARG@n, k1);
-        for (size_t j = 0; j < m; ++j) xt[j] = x[j] + hf * k1[j];
-        velocity(xt, t0 + h, e, @CARG@n, k2);
-        for (size_t j = 0; j < m; ++j) x[j] = x[j] + half * (k1[j] + k2[j]);
-      }
-    }
-    post_.infer(x, e, showers_out, n);
-  }
-
-  @DENOISER@::Model denoiser_;
-  @POST@::Model post_;
-  std::mt19937_64 rng_;
-  std::normal_distribution<float> normal_;
-  std::string sampler_;
-  int steps_ = 0;
-  std::vector<float> x_, xt_, k1_, k2_, t_;
-  size_t capacity_ = 0;
-};
-
-}  // namespace ml4ep_fastsim
-"""
-
-_MAIN = """\
-// Driver of the ml4ep fast-simulation hook for @WHAT@ (written by ml4ep.fastsim.hook).
-// Usage: shower_hook @USAGE@
-//   one shower per incident energy in GeV (default: 1 10 100); --z: raw float32 noise (N, @NOISE@);
-//   --cond: raw float32 extra conditions (N, @NCOND@); --out: raw float32 showers (N, @VOXELS@) in MeV.
-#include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <exception>
-#include <fstream>
-#include <string>
-#include <vector>
-
-#include "shower_hook.hpp"
-
-using ml4ep_fastsim::ShowerGenerator;
-
-static int usage() {
-  std::fprintf(stderr, "usage: shower_hook @USAGE@\\n");
-  return 2;
-}
-
-// exactly count floats from a raw float32 file
-static bool read_floats(const std::string& path, size_t count, const char* what, std::vector<float>& v) {
-  v.resize(count);
-  std::ifstream f(path, std::ios::binary);
-  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(count * sizeof(float)));
-  if (!f) {
-    std::fprintf(stderr, "%s: cannot read %lld %s floats\\n", path.c_str(), static_cast<long long>(count), what);
-    return false;
-  }
-  if (f.peek() != std::char_traits<char>::eof()) {
-    std::fprintf(stderr, "%s: more than the %lld %s floats expected\\n", path.c_str(), static_cast<long long>(count),
-                 what);
-    return false;
-  }
-  return true;
-}
-
-int main(int argc, char** argv) {
-  std::string weights = "@WEIGHTS@", z_path, cond_path, out_path;
-@FLOW_DECL@  std::uint64_t seed = 1;
-  std::vector<float> energies_gev;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const bool takes_value = a == "--weights" || a == "--seed" || a == "--z" || a == "--cond" || a == "--out"@FLOW_OPTS@;
-    if (takes_value && i + 1 >= argc) return usage();
-    if (a == "--weights") {
-      weights = argv[++i];
-    } else if (a == "--seed") {
-      seed = std::strtoull(argv[++i], nullptr, 10);
-    } else if (a == "--z") {
-      z_path = argv[++i];
-    } else if (a == "--cond") {
-      cond_path = argv[++i];
-    } else if (a == "--out") {
-      out_path = argv[++i];
-@FLOW_PARSE@    } else if (a == "-h" || a == "--help") {
-      return usage();
-    } else {
-      char* end = nullptr;
-      const double e = std::strtod(a.c_str(), &end);
-      if (end == a.c_str() || *end != '\\0' || !std::isfinite(e) || e <= 0) {
-        std::fprintf(stderr, "not a positive energy in GeV: %s\\n", a.c_str());
-        return 2;
-      }
-      energies_gev.push_back(static_cast<float>(e));
-    }
-  }
-  if (energies_gev.empty()) energies_gev = {1.0f, 10.0f, 100.0f};
-  const int64_t n = static_cast<int64_t>(energies_gev.size());
-  const int64_t nz = ShowerGenerator::kNoise, nv = ShowerGenerator::kVoxels, nc = ShowerGenerator::kConditions;
-  if (nc > 0 && cond_path.empty()) {
-    std::fprintf(stderr, "this model takes %lld extra condition column(s) (@CNAMES@): give --cond\\n",
-                 static_cast<long long>(nc));
-    return 2;
-  }
-  if (nc == 0 && !cond_path.empty()) {
-    std::fprintf(stderr, "this model takes no extra conditions: --cond is not allowed\\n");
-    return 2;
-  }
-
-  std::vector<float> z, conds;
-  if (!z_path.empty() && !read_floats(z_path, static_cast<size_t>(n * nz), "noise", z)) return 1;
-  if (!cond_path.empty() && !read_floats(cond_path, static_cast<size_t>(n * nc), "condition", conds)) return 1;
-
-  std::vector<float> showers(static_cast<size_t>(n * nv));
-  try {
-    ShowerGenerator gen(@CTOR@);
-@FLOW_SET@    for (int64_t i = 0; i < n; ++i) {  // one call per particle, as a G4VFastSimulationModel::DoIt would
-      const float e_mev = energies_gev[static_cast<size_t>(i)] * 1000.0f;
-      float* out = showers.data() + i * nv;
-@COND_PTR@      if (z.empty()) {
-        gen.generate(&e_mev, @CARG@1, out);
-      } else {
-        gen.generate_with_noise(z.data() + i * nz, &e_mev, @CARG@1, out);
-      }
-    }
-  } catch (const std::exception& ex) {
-    std::fprintf(stderr, "error: %s\\n", ex.what());
-    return 1;
-  }
-
-  for (int64_t i = 0; i < n; ++i) {
-    double total = 0.0;
-    long long hit = 0;
-    for (int64_t j = 0; j < nv; ++j) {
-      const float v = showers[static_cast<size_t>(i * nv + j)];
-      total += v;
-      if (v > 0.0f) ++hit;
-    }
-    std::printf("shower %lld: E_inc %g GeV, E_dep %.6g MeV, voxels > 0: %lld of %lld\\n", static_cast<long long>(i),
-                static_cast<double>(energies_gev[static_cast<size_t>(i)]), total, hit, static_cast<long long>(nv));
-  }
-  if (!out_path.empty()) {
-    std::ofstream f(out_path, std::ios::binary);
-    f.write(reinterpret_cast<const char*>(showers.data()),
-            static_cast<std::streamsize>(showers.size() * sizeof(float)));
-    if (!f) {
-      std::fprintf(stderr, "%s: cannot write\\n", out_path.c_str());
-      return 1;
-    }
-  }
-  return 0;
-}
-"""
-
-_FLOW_DECL = "  std::string post_weights = \"@POST@.bin\", sampler;\n  int steps = 0;\n"
-_FLOW_OPTS = " ||\n                             a == \"--post-weights\" || a == \"--steps\" || a == \"--sampler\""
-_FLOW_PARSE = """\
-    } else if (a == "--post-weights") {
-      post_weights = argv[++i];
-    } else if (a == "--steps") {
-      steps = std::atoi(argv[++i]);
-      if (steps <= 0) {
-        std::fprintf(stderr, "--steps: not a positive integer: %s\\n", argv[i]);
-        return 2;
-      }
-    } else if (a == "--sampler") {
-      sampler = argv[++i];
-"""
-_FLOW_SET = """\
-    if (steps > 0 || !sampler.empty()) {
-      gen.set_sampler(sampler.empty() ? gen.sampler() : sampler, steps > 0 ? steps : gen.steps());
-    }
-"""
-
-_CMAKE_TARGET = """\
-@BEGIN@
-# The Geant4-style fast-simulation hook example (shower_hook.hpp, hook_main.cpp).
-add_executable(shower_hook hook_main.cpp)
-if(ML4EP_USE_BLAS)
-  find_package(BLAS REQUIRED)
-  target_link_libraries(shower_hook PRIVATE ${BLAS_LIBRARIES})
-else()
-  target_compile_definitions(shower_hook PRIVATE ML4EP_NO_BLAS)
-endif()
-@END@
-"""
-
-_CMAKE_EXAMPLE = """\
-@BEGIN@
-# The example program of the ml4ep model '@NAME@'.
-add_executable(@NAME@_example @NAME@_example.cpp)
-if(ML4EP_USE_BLAS)
-  find_package(BLAS REQUIRED)
-  target_link_libraries(@NAME@_example PRIVATE ${BLAS_LIBRARIES})
-else()
-  target_compile_definitions(@NAME@_example PRIVATE ML4EP_NO_BLAS)
-endif()
-@END@
-"""
-
-_CMAKE_HEAD = """\
-# Builds the fast-simulation hook example of the ml4ep model '@NAME@'. The model itself is header-only.
-cmake_minimum_required(VERSION 3.16)
-project(@NAME@_hook CXX)
-set(CMAKE_CXX_STANDARD 17)
-set(CMAKE_CXX_STANDARD_REQUIRED ON)
-option(ML4EP_USE_BLAS "link the large matrix products against a CBLAS" ON)
-"""
-
-
-def _fill(text: str, **subs) -> str:
-    for k, v in subs.items():
-        text = text.replace(f"@{k}@", str(v))
-    return text
+def _render(name: str, **subs) -> str:
+    """The template ``cpp/<name>`` of this package, filled (:func:`ml4ep._native.template.render`: strict)."""
+    return template.render("ml4ep.fastsim", f"cpp/{name}", **subs)
 
 
 def _positive_int(value, what: str) -> int:
@@ -454,8 +72,12 @@ def _count(value, what: str) -> int:
 
 
 def _identifier(name, what: str) -> str:
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise HookError(f"{what} must be a C++ identifier (the namespace of <name>.hpp), got {name!r}")
+    """``name`` if it is its own C++ identifier (:func:`ml4ep._native.names.identifier`, as ml4ep.infer names the
+    namespace of a compiled model: ``[A-Za-z0-9_]``, no leading digit or underscore, no keyword), else a
+    :class:`HookError`."""
+    if not isinstance(name, str) or identifier(name, unique=False) != name:
+        hint = f"; e.g. {identifier(name, unique=False)!r}" if isinstance(name, str) else ""
+        raise HookError(f"{what} must be a C++ identifier (the namespace of <name>.hpp), got {name!r}{hint}")
     return name
 
 
@@ -478,8 +100,9 @@ def _cmake_block(text: str, begin: str, end: str, block: str) -> str:
 
 def _write_cmake(out: Path, project: str) -> Path:
     cmake = out / "CMakeLists.txt"
-    text = cmake.read_text() if cmake.exists() else _fill(_CMAKE_HEAD, NAME=project)
-    cmake.write_text(_cmake_block(text, CMAKE_BEGIN, CMAKE_END, _fill(_CMAKE_TARGET, BEGIN=CMAKE_BEGIN, END=CMAKE_END)))
+    text = cmake.read_text() if cmake.exists() else _render("project.cmake", NAME=project)
+    cmake.write_text(_cmake_block(text, CMAKE_BEGIN, CMAKE_END,
+                                  _render("hook_target.cmake", BEGIN=CMAKE_BEGIN, END=CMAKE_END)))
     return cmake
 
 
@@ -501,11 +124,13 @@ def _main_text(what: str, weights: str, noise: int, n_voxels: int, n_conditions:
                 CNAMES=printf_text(condition_names or "see the model"), CARG="c, " if n_conditions else "",
                 COND_PTR="      const float* c = conds.data() + i * nc;\n" if n_conditions else "")
     if flow_post:
-        subs.update(FLOW_DECL=_fill(_FLOW_DECL, POST=flow_post), FLOW_OPTS=_FLOW_OPTS, FLOW_PARSE=_FLOW_PARSE,
-                    FLOW_SET=_FLOW_SET, CTOR="weights, post_weights, seed")
+        flow = template.sections(template.load("ml4ep.fastsim", "cpp/hook_main_flow.cpp"), "hook_main_flow.cpp")
+        subs.update(FLOW_DECL=template.fill(flow["FLOW_DECL"], what="FLOW_DECL", POST=flow_post),
+                    FLOW_OPTS=flow["FLOW_OPTS"].removesuffix("\n"),  # continues a line of hook_main.cpp
+                    FLOW_PARSE=flow["FLOW_PARSE"], FLOW_SET=flow["FLOW_SET"], CTOR="weights, post_weights, seed")
     else:
         subs.update(FLOW_DECL="", FLOW_OPTS="", FLOW_PARSE="", FLOW_SET="", CTOR="weights, seed")
-    return _fill(_MAIN, **subs)
+    return _render("hook_main.cpp", **subs)
 
 
 def write_hook_example(cpp_dir, model_name: str, latent: int, n_voxels: int, *, n_conditions: int = 0,
@@ -522,8 +147,8 @@ def write_hook_example(cpp_dir, model_name: str, latent: int, n_voxels: int, *, 
     subs = dict(NAME=model_name, LATENT=latent, VOXELS=n_voxels, **_cond_subs(n_conditions))
     header = out / "shower_hook.hpp"
     main = out / "hook_main.cpp"
-    head = _fill(_HPP_HEAD, WHAT=f"decoder '{model_name}'", INCLUDES=f'#include "{model_name}.hpp"\n')
-    header.write_text(head + "\n" + _fill(_HPP_VAE, **subs))
+    head = _render("shower_hook_head.hpp", WHAT=f"decoder '{model_name}'", INCLUDES=f'#include "{model_name}.hpp"\n')
+    header.write_text(head + "\n" + _render("shower_hook_vae.hpp", **subs))
     main.write_text(_main_text(f"the decoder '{model_name}'", model_name, latent, n_voxels, n_conditions,
                                ",".join(condition_names), None))
     cmake = _write_cmake(out, model_name)
@@ -552,9 +177,9 @@ def write_flow_hook_example(cpp_dir, denoiser_name: str, postprocess_name: str, 
                 MAXSTEPS=MAX_STEPS, **_cond_subs(n_conditions))
     header = out / "shower_hook.hpp"
     main = out / "hook_main.cpp"
-    head = _fill(_HPP_HEAD, WHAT=f"flow model '{denoiser_name}' + '{postprocess_name}'",
+    head = _render("shower_hook_head.hpp", WHAT=f"flow model '{denoiser_name}' + '{postprocess_name}'",
                  INCLUDES=f'#include "{denoiser_name}.hpp"\n#include "{postprocess_name}.hpp"\n')
-    header.write_text(head + "\n" + _fill(_HPP_FLOW, **subs))
+    header.write_text(head + "\n" + _render("shower_hook_flow.hpp", **subs))
     main.write_text(_main_text(f"the flow model '{denoiser_name}' + '{postprocess_name}'", denoiser_name, state_size,
                                n_voxels, n_conditions, ",".join(condition_names), postprocess_name))
     cmake = _write_cmake(out, denoiser_name)
@@ -583,7 +208,7 @@ def save_models(cpp_dir, models) -> Path:
         shutil.copyfile(src / f"{m.name}.bin", out / f"{m.name}.bin")
         shutil.copyfile(src / "example.cpp", out / f"{m.name}_example.cpp")
         begin, end = f"# >>> ml4ep model {m.name} >>>", f"# <<< ml4ep model {m.name} <<<"
-        block = _fill(_CMAKE_EXAMPLE, BEGIN=begin, END=end, NAME=m.name)
+        block = _render("model_example.cmake", BEGIN=begin, END=end, NAME=m.name)
         cmake.write_text(_cmake_block(cmake.read_text(), begin, end, block))
     return out
 

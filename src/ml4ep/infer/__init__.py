@@ -5,6 +5,13 @@ The pipeline, top to bottom::
     ONNX file -> onnx_import (Graph IR) -> passes: fold (shapes, constants), fusion, dead code,
     memory plan -> codegen (<name>.hpp + <name>.bin) -> build (g++, cached) -> runtime (Python session over a tiny extension module)
 
+This module holds the public API only: :func:`compile`, :func:`compile_many` and :func:`lower` (defined in
+:mod:`ml4ep.infer.pipeline`, which runs the steps above), :func:`check`, :func:`supported_operators`,
+:func:`partially_supported_operators`, and the models they give (:class:`CompiledModel`, from
+:mod:`ml4ep.infer.runtime`; :class:`SpecializingModel`, from :mod:`ml4ep.infer.specialize`). The compiler call, the
+build cache and the name sanitiser are ml4ep's native build layer, shared with ml4ep.bdt and the benchmarks
+(:mod:`ml4ep._native`).
+
 >>> import ml4ep.infer as mi
 >>> model = mi.compile("model.onnx")    # doctest: +SKIP
 >>> y = model(x)                         # doctest: +SKIP
@@ -12,26 +19,16 @@ The pipeline, top to bottom::
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import os
-import shutil
-import time
-from pathlib import Path
 from typing import NamedTuple
 
-from . import build
-from . import dims as D
-from .onnx_import import ModelLike, import_model, load_proto
+from ..errors import UnsupportedOperatorError
 from . import specialize
+from .onnx_import import ModelLike, load_proto
+from .pipeline import compile, compile_many, lower  # noqa: A004 - compile is the API's name, as torch.compile
 from .runtime import CompiledModel
 from .specialize import SpecializingModel
-from ..errors import CompilerError, InputError, UnsupportedOperatorError
 
 __all__ = ["compile", "compile_many", "check", "supported_operators", "partially_supported_operators", "CompiledModel", "SpecializingModel", "Problem", "lower"]
-
-log = logging.getLogger(__name__)
 
 
 class Problem(NamedTuple):
@@ -61,34 +58,6 @@ def partially_supported_operators() -> dict[str, str]:
     return ops.partial()
 
 
-def _model_name(model: ModelLike, proto) -> str:
-    if isinstance(model, (str, os.PathLike)):
-        base = Path(model).stem
-    else:
-        base = proto.graph.name or "model"
-    return _cpp_name(base)
-
-
-def _cpp_name(base: str) -> str:
-    """A model name usable as a C++ namespace."""
-    from .names import identifier
-
-    return identifier(base or "model", unique=False)  # the name becomes a C++ namespace
-
-
-def lower(model: ModelLike, name: str | None = None):
-    """Import and run every pass: returns ``(graph, memory_plan)`` ready for code generation."""
-    from .passes import fold, fusion, memory
-
-    g = import_model(model, name)
-    with D.scope(g.derived):
-        fold.resolve(g)
-        fusion.run_all(g)
-        fold.dead_code(g)
-        plan = memory.plan(g)
-    return g, plan
-
-
 def check(model: ModelLike) -> list[Problem]:
     """Everything in the model ml4ep cannot compile, all at once; empty when it compiles.
 
@@ -109,190 +78,3 @@ def check(model: ModelLike) -> list[Problem]:
             problems = [p for p in problems if p.node.split("/")[0] not in late]  # expanded nodes: a/b
         return problems
     return []
-
-
-def compile(  # noqa: A001 - the natural name, as in torch.compile
-    model: ModelLike,
-    *,
-    name: str | None = None,
-    march: str | None = None,
-    portable: bool = False,
-    extra_flags: list[str] | None = None,
-    cache: bool = True,
-    constants: dict | None = None,
-) -> CompiledModel | SpecializingModel:
-    """Compile an ONNX model (path, bytes or ``ModelProto``) into a callable C++ model.
-
-    Results are cached by the hash of the model, the code generator, the flags and the compiler version.
-    ``march`` is the target ISA (``-march``: "native", "x86-64-v3", "znver4", ...; default ``$ML4EP_MARCH``, else
-    native); ``portable=True`` is an alias of ``march="x86-64-v2"``. A build for another CPU can be saved anywhere;
-    it is loaded only on a CPU with every extension it needs (an error names the missing ones). ``constants`` fixes graph
-    inputs to values (they become initializers). A model whose shape arguments (Reshape's shape, reduction
-    axes, pads, sizes, ...) are graph inputs gives a :class:`SpecializingModel`, compiled per distinct value of
-    those inputs when it is called; fix them with ``constants`` to get one ``CompiledModel`` (and its C++).
-    """
-    job = _plan(model, name, build.target(march, portable), extra_flags, cache, constants)
-    if not isinstance(job, _Job):
-        return job
-    res = _build([job])[0]
-    if isinstance(res, BaseException):
-        raise res
-    return res
-
-
-def compile_many(
-    models: list,
-    *,
-    names: list[str] | None = None,
-    march: str | None = None,
-    portable: bool = False,
-    extra_flags: list[str] | None = None,
-    cache: bool = True,
-) -> list:
-    """Compile several models with one compiler call (one shared library holding every model's bridge).
-
-    For many small models (test suites, the conformance cases) this saves a compiler start and the parsing of
-    the common headers per model. Returns, per model, a ``CompiledModel`` or ``SpecializingModel``, or the
-    exception that model raised (a model that does not lower does not stop the others; when the joint build
-    fails, each model is built alone to find the culprit).
-    """
-    names = names or [None] * len(models)
-    tgt = build.target(march, portable)
-    out: list = [None] * len(models)
-    jobs: list[tuple[int, _Job]] = []
-    for k, (m, n) in enumerate(zip(models, names)):
-        try:
-            r = _plan(m, n, tgt, extra_flags, cache, None)
-        except Exception as exc:  # noqa: BLE001 - reported per model
-            out[k] = exc
-            continue
-        if isinstance(r, _Job):
-            jobs.append((k, r))
-        else:
-            out[k] = r
-    for k, res in zip([k for k, _ in jobs], _build([j for _, j in jobs])):
-        out[k] = res
-    return out
-
-
-class _Job(NamedTuple):
-    """A model lowered and generated, waiting for the compiler."""
-
-    target: Path
-    name: str
-    module: str
-    gen: object
-    flags: list
-    cxx: str
-    source: str
-    isa: build.Target
-
-
-def _plan(model, name, tgt: build.Target, extra_flags, cache, constants):
-    """A cached ``CompiledModel``, a ``SpecializingModel``, or a :class:`_Job` to build."""
-    proto, source = load_proto(model)
-    name = _cpp_name(name) if name else _model_name(model, proto)
-    if constants:
-        unknown = set(constants) - {i.name for i in proto.graph.input}
-        if unknown:
-            raise InputError(f"{source}: constants {sorted(unknown)} are not graph inputs")
-        proto = specialize.freeze(proto, constants)
-    params = specialize.shape_inputs(proto)
-    if params:
-        def build_variants(protos, variant_names):
-            return compile_many(protos, names=variant_names, march=tgt.march, extra_flags=extra_flags, cache=cache)
-
-        return SpecializingModel(proto, name, params, build_variants)
-    flags = tgt.cxxflags(extra_flags)
-    cxx = build.compiler()
-    key = build.cache_key(proto.SerializeToString(deterministic=True), " ".join(flags), tgt.key, name, source)
-    target = build.cache_dir("infer") / f"{name}-{key[:20]}"
-    if cache and build.cached(target):
-        log.info("%s: cached build %s", source, target)
-        return CompiledModel(target)
-
-    t0 = time.perf_counter()
-    g, plan = lower(proto, name)
-    g.source = source
-    from .codegen import generate
-
-    module = f"ml4ep_{name}_{key[:16]}"
-    with D.scope(g.derived):
-        gen = generate(g, name, plan, module, tgt.march)
-    log.info("%s: generated in %.2f s", source, time.perf_counter() - t0)
-    return _Job(target, name, module, gen, flags, cxx, source, tgt)
-
-
-def _write(job: _Job) -> Path:
-    gen = job.gen
-    tmp = build.new_build("infer", job.name)
-    (tmp / f"{job.name}.hpp").write_text(gen.header)
-    (tmp / f"{job.name}.bin").write_bytes(gen.weights)
-    (tmp / "bridge.cpp").write_text(gen.bridge)
-    (tmp / "example.cpp").write_text(gen.example)
-    (tmp / "CMakeLists.txt").write_text(gen.cmake)
-    meta = dict(gen.meta, module=job.module, flags=job.flags, compiler=build.compiler_version(job.cxx),
-                march=job.isa.march, features=list(job.isa.features))
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    return tmp
-
-
-def _install(tmp: Path, target: Path) -> CompiledModel:
-    build.seal(tmp)
-    return CompiledModel(build.install(tmp, target))
-
-
-def _build(jobs: list[_Job]) -> list:
-    """Compile the jobs (jointly when there are several with the same flags); a model or exception each."""
-    if not jobs:
-        return []
-    if len(jobs) == 1 or len({tuple(j.flags) for j in jobs}) > 1:
-        return [_build_one(j) for j in jobs]
-    if len({j.name for j in jobs}) < len(jobs):  # one namespace each per translation unit: rounds of distinct names
-        rounds: list[list[int]] = []
-        for k, j in enumerate(jobs):
-            r = next((r for r in rounds if all(jobs[i].name != j.name for i in r)), None)
-            rounds.append([k]) if r is None else r.append(k)
-        out: list = [None] * len(jobs)
-        for r in rounds:
-            for k, res in zip(r, _build([jobs[k] for k in r])):
-                out[k] = res
-        return out
-    tmps = [_write(j) for j in jobs]
-    batch = build.new_build("infer", "batch")
-    src = batch / "models.cpp"
-    src.write_text("".join(f'#include "{t / "bridge.cpp"}"\n' for t in tmps))
-    t0 = time.perf_counter()
-    try:
-        build.compile_shared(src, batch / "lib.so", jobs[0].flags)
-    except CompilerError as exc:
-        log.info("joint build of %d models failed (%s); building them one by one", len(jobs), str(exc)[:200])
-        for t in tmps:
-            shutil.rmtree(t, ignore_errors=True)
-        shutil.rmtree(batch, ignore_errors=True)
-        return [_build_one(j) for j in jobs]
-    log.info("%d models compiled in one call in %.2f s", len(jobs), time.perf_counter() - t0)
-    # the batch's library stays where it is; every model's folder links to it
-    final = jobs[0].target.parent / f"batch-{hashlib.sha256(''.join(j.module for j in jobs).encode()).hexdigest()[:20]}"
-    build.seal(batch)
-    final = build.install(batch, final)
-    out = []
-    for j, t in zip(jobs, tmps):
-        (t / "lib.so").symlink_to(os.path.relpath(final / "lib.so", t.parent / j.target.name))
-        try:
-            out.append(_install(t, j.target))
-        except Exception as exc:  # noqa: BLE001
-            out.append(exc)
-    return out
-
-
-def _build_one(job: _Job):
-    tmp = _write(job)
-    try:
-        t0 = time.perf_counter()
-        build.compile_shared(tmp / "bridge.cpp", tmp / "lib.so", job.flags)
-        log.info("%s: compiled in %.2f s", job.source, time.perf_counter() - t0)
-        return _install(tmp, job.target)
-    except Exception as exc:  # noqa: BLE001 - returned to the caller, who raises it
-        shutil.rmtree(tmp, ignore_errors=True)
-        return exc

@@ -18,7 +18,7 @@ from . import dims as D
 from . import limits
 from . import ops as O
 from .graph import Graph, Node
-from .names import identifier, printf_text, text
+from .._native.names import identifier, printf_text, text
 from .ops.common import ctype
 from .passes.memory import ALIGN, Plan
 from .passes import batching, memory

@@ -362,7 +362,7 @@ _ident = re.compile(r"[^0-9A-Za-z_]")
 def cpp_name(sym: str) -> str:
     """The C++ variable of a symbol: ``dim_<name>`` (:func:`names.identifier`), so that no name from a model
     (``m``, ``ws``, ``i``) can shadow a variable of the generated code."""
-    from .names import identifier
+    from .._native.names import identifier
 
     return identifier(sym, "dim_")
 

@@ -26,7 +26,7 @@ import numpy as np
 from . import dims as D
 from .graph import Graph, nested_nodes
 from ..errors import ShapeError
-from .names import string
+from .._native.names import string
 
 MAX_BYTES = 1 << 47  # one tensor, or the whole workspace (must match ML4EP_MAX_BYTES of cpp/prelude.hpp)
 SAT = 1 << 62  # a dimension expression of the generated code (ml4ep_rt::kSizeSat)

@@ -82,7 +82,7 @@ class CompiledModel:
         self._out0_dtype = self._out[0][0] if self._out else None
         self._plans: dict[tuple, tuple[list[int], list[tuple[int, ...]]]] = {}
         _set_blas_threads()
-        from . import build
+        from .._native import build
 
         # a library for another CPU is not loaded (it could die of SIGILL): it can be saved, and calling it raises an
         # error naming the missing extensions

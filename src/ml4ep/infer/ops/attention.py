@@ -29,7 +29,7 @@ from .common import broadcast_index_plan, cpp_sum, is_float, mul, node_error, no
 from .reduce import row_reduce
 from .. import dims as D
 from ..literals import literal
-from ..names import string
+from ..._native.names import string
 
 if TYPE_CHECKING:
     from ..codegen import Emitter

@@ -29,7 +29,7 @@ from .common import const_ints, cpp_sum, ctype, is_float, mul, node_error, norm_
 from .. import dims as D
 from ..literals import literal
 from ...errors import ShapeError
-from ..names import string
+from ..._native.names import string
 
 if TYPE_CHECKING:
     from ..codegen import Emitter

@@ -25,7 +25,7 @@ import numpy as np
 from . import register
 from .. import dims as D
 from ..literals import literal
-from ..names import text
+from ..._native.names import text
 from .common import node_error
 
 if TYPE_CHECKING:

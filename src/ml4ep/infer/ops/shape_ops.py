@@ -25,7 +25,7 @@ from .. import dims as D
 from .. import limits
 from ..literals import literal
 from ...errors import ShapeError
-from ..names import string
+from ..._native.names import string
 
 if TYPE_CHECKING:
     from ..codegen import Emitter

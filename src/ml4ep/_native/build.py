@@ -1,4 +1,12 @@
-"""Compiling generated code: the compiler call, the BLAS from pip, and the cache.
+"""Compiling generated code: the compiler call, the target ISA, the BLAS from pip, and the build cache.
+
+One module for every native build of ml4ep: the models of ``ml4ep.infer`` (:mod:`ml4ep.infer.pipeline`), the forests
+of ``ml4ep.bdt`` (:mod:`ml4ep.bdt.compiled`), and the timing programs of ``ml4ep bench`` (:func:`compile_program`).
+The fast-simulation hook only writes C++ (built by the user's CMake), with the flags and target described here.
+
+Compiler: ``$CXX``, else ``g++``, else ``c++`` (:func:`compiler`). Extension modules are compiled by
+:func:`compile_shared`, standalone programs by :func:`compile_program`; both go through :func:`run_compiler`, which
+turns every failure into a :class:`~ml4ep.errors.CompilerError` holding the command and the end of its diagnostics.
 
 BLAS: the generated code calls the standard CBLAS ``cblas_sgemm`` for large products. Inside the Python
 package it is linked against the OpenBLAS of the ``scipy-openblas32`` wheel (a dependency of ml4ep, the
@@ -12,10 +20,13 @@ nodes is built on a laptop); a library is loaded only on a CPU that has every IS
 (:func:`check_cpu`: a clear error naming the missing ones instead of SIGILL). ``native`` is resolved to this CPU's
 extensions, so a cache shared by machines of different CPUs never serves one the other's native build.
 
-Cache: ``$ML4EP_CACHE_DIR`` or the user cache directory, one folder per key = hash of the model bytes, the
-ml4ep code generator's own sources, the flags, the target's extensions and the compiler's version.
+Cache: ``$ML4EP_CACHE_DIR`` or the user cache directory, one folder per kind of build (:func:`cache_dir`:
+``infer``, ``bdt``) and in it one folder per key (:func:`cache_key`) = hash of the model bytes, the code
+generator's own sources (:func:`generator_hash`), the flags, the target's extensions, the compiler's version, the
+Python version and the BLAS. Builds are made in a private folder (:func:`new_build`), sealed with a manifest of
+their files' hashes (:func:`seal`), renamed into place (:func:`install`) and checked again before every use
+(:func:`verify`, :func:`cached`).
 """
-
 from __future__ import annotations
 
 import functools
@@ -30,6 +41,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,15 +168,21 @@ def blas() -> dict:
     }
 
 
+# the packages whose sources shape every build: ml4ep.infer's code generator and this build layer (flags, names)
+GENERATOR_PACKAGES = ("infer", "_native")
+
+
 @functools.lru_cache(maxsize=1)
 def generator_hash() -> str:
-    """Hash of the code generator's sources: a change to ml4ep invalidates cached builds."""
-    root = Path(__file__).parent
+    """Hash of the code generator's sources (:data:`GENERATOR_PACKAGES`): a change to ml4ep invalidates cached
+    builds."""
+    root = Path(__file__).parent.parent  # the ml4ep package
     h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.suffix in (".py", ".hpp") and "__pycache__" not in p.parts:
-            h.update(p.relative_to(root).as_posix().encode())
-            h.update(p.read_bytes())
+    for pkg in GENERATOR_PACKAGES:
+        for p in sorted((root / pkg).rglob("*")):
+            if p.suffix in (".py", ".hpp", ".cpp") and "__pycache__" not in p.parts:
+                h.update(p.relative_to(root).as_posix().encode())
+                h.update(p.read_bytes())
     return h.hexdigest()
 
 
@@ -355,10 +373,31 @@ def compile_shared(src: Path, out: Path, cxxflags: list[str], use_blas: bool = T
     run_compiler(cmd, src)
 
 
-def run_compiler(cmd: list[str], src: Path) -> None:
+def program_command(src: Path, exe: Path, flags: list[str], include=(), extra=(), libs=(), *,
+                    cxx: str | None = None) -> list[str]:
+    """The command of :func:`compile_program`: ``cxx flags -I<include>... extra... src -o exe libs...`` (``cxx``:
+    :func:`compiler` unless given; ``extra``: flags after the include folders, such as defines; ``libs``: linker
+    arguments)."""
+    return [cxx or compiler(), *flags, *[f"-I{d}" for d in include], *extra, str(src), "-o", str(exe), *libs]
+
+
+def compile_program(src: Path, exe: Path, flags: list[str], include=(), extra=(), libs=(), *,
+                    cxx: str | None = None, cwd: Path | None = None, timeout: float = 600) -> float:
+    """Compile and link the standalone program ``src`` into ``exe`` with :func:`program_command` (in ``cwd`` if
+    given). Returns the compiler's wall time; a :class:`CompilerError` when it fails or takes over ``timeout``
+    seconds."""
+    cmd = program_command(src, exe, flags, include, extra, libs, cxx=cxx)
+    t0 = time.perf_counter()
+    run_compiler(cmd, src, cwd=cwd, timeout=timeout)
+    return time.perf_counter() - t0
+
+
+def run_compiler(cmd: list[str], src: Path, *, cwd: Path | None = None, timeout: float = 600) -> None:
+    """Run the compiler command ``cmd`` (``src``: what it compiles, for the messages), in ``cwd`` if given; a
+    :class:`CompilerError` holding the command and the last 30 lines of its diagnostics when it fails."""
     log.debug("compiling: %s", " ".join(cmd))
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     except FileNotFoundError as exc:
         raise CompilerError(f"the C++ compiler '{cmd[0]}' was not found (generated code: {src})") from exc
     except subprocess.TimeoutExpired as exc:

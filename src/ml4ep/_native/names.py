@@ -1,9 +1,10 @@
 """Names from models in generated C++: one sanitiser for identifiers, one escaper for comments and strings.
 
 Every name that reaches generated code (ONNX tensor, node and graph names, symbolic dimensions, a BDT's source
-path, file names) comes from a file of unknown origin: a name holding a newline and C++ text would otherwise run
-as code when the library is loaded, and stay in the header that experiments ship. So every such name goes
-through one of:
+path and namespace, the fast-sim hook's model and condition names, file paths in the benchmarks' programs) comes
+from a file or an argument of unknown origin: a name holding a newline and C++ text would otherwise run as code
+when the library is loaded, and stay in the header that experiments ship. So every such name, in ml4ep.infer,
+ml4ep.bdt, ml4ep.fastsim.hook and ml4ep.bench alike, goes through one of:
 
 - :func:`identifier` for C++ identifiers: ``[A-Za-z0-9_]`` only, never a keyword, a leading digit or a leading
   underscore; with ``unique=True`` a name that had to change gets a short hash of the original (``input.1`` ->
