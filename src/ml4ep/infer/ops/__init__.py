@@ -5,6 +5,24 @@ steps: ``check`` (read attributes; say why a variant is unsupported), ``infer`` 
 shapes, symbolic dimensions included) and ``emit`` (print the C++ code of one node). ``fold`` evaluates the
 node on constant inputs with NumPy (object arrays of symbolic dimensions included) for constant folding;
 ops without it fold through ``onnx.reference`` when all inputs are numeric constants.
+
+The same ``register(...)`` call states the facts the passes need about the operator; the passes keep no
+lists of op names of their own. An op that states nothing gets the safe default:
+
+* ``const_inputs``: inputs whose values the kernel reads at compile time (a shape, axes, a size); a symbolic
+  value there stays a compile-time value instead of becoming a run-time tensor (passes/fold.py). Default: none.
+* ``shape_inputs``: inputs that are shapes or sizes, not data: the batch size may appear in their value without
+  making the model batch-inseparable (passes/batching.py). Default: the ``const_inputs``; an op whose
+  compile-time inputs are values or axes (Trilu's ``k``, the reductions' axes) states ``shape_inputs=()``.
+* ``batch``: how the op treats the batch axis, a rule ``(node, g, ins, outs, in_rank, out_rank) -> bool``
+  (see :mod:`.batch_rules`: the generic rules live there, op-specific ones next to their op). Default:
+  None, not batch-separable: a model with the op is never run in batch chunks.
+* ``view``: the first output is the first input's data unchanged, so memory planning gives both one storage
+  (passes/memory.py). ``"same"`` for the same tensor (Identity, inference Dropout); ``"reshape"`` for the
+  row-major reinterpretation under another shape (Reshape, Flatten, Squeeze, Unsqueeze), which activation
+  fusion may also move an elementwise activation through (passes/fusion.py). Default: None, a new tensor.
+
+docs/adding_an_operator.md walks through adding an operator.
 """
 
 from __future__ import annotations
@@ -23,6 +41,9 @@ EmitFn = Callable[["Node", "Emitter"], str]
 FoldFn = Callable[["Node", list[np.ndarray]], list[np.ndarray]]
 CheckFn = Callable[["Node", "Graph"], "str | None"]
 WorkspaceFn = Callable[["Node", "Graph"], list[tuple[Any, Any]]]
+# (node, graph, input batch axes, output batch axes, input ranks, output ranks) -> separable; see batch_rules
+BatchRule = Callable[["Node", "Graph", list, list, list, list], bool]
+VIEWS = (None, "same", "reshape")
 
 
 @dataclass
@@ -35,6 +56,18 @@ class OpDef:
     workspace: WorkspaceFn | None = None
     # indices of inputs whose values must be known at compile time (shape arguments and the like)
     const_inputs: tuple[int, ...] = ()
+    # how the op treats the batch axis (batch_rules); None: not batch-separable
+    batch: BatchRule | None = None
+    # None, "same" (output 0 is input 0) or "reshape" (input 0's data under another shape): see the docstring
+    view: str | None = None
+    # indices of inputs that are shapes or sizes, not data (the batch size may be their value); None: const_inputs
+    shape_inputs: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.view not in VIEWS:
+            raise ValueError(f"{self.name}: view must be one of {VIEWS}, not {self.view!r}")
+        self.const_inputs = tuple(self.const_inputs)
+        self.shape_inputs = self.const_inputs if self.shape_inputs is None else tuple(self.shape_inputs)
 
 
 OPS: dict[str, OpDef] = {}
@@ -53,9 +86,13 @@ def register(
     check: CheckFn | None = None,
     workspace: WorkspaceFn | None = None,
     const_inputs: tuple[int, ...] = (),
+    batch: BatchRule | None = None,
+    view: str | None = None,
+    shape_inputs: tuple[int, ...] | None = None,
 ) -> None:
+    """Register ``names`` with their steps and facts (see the module docstring for the facts' defaults)."""
     for n in names:
-        OPS[n] = OpDef(n, infer, emit, fold, check, workspace, const_inputs)
+        OPS[n] = OpDef(n, infer, emit, fold, check, workspace, const_inputs, batch, view, shape_inputs)
 
 
 def _load_all() -> None:

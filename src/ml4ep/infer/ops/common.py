@@ -55,6 +55,14 @@ def node_error(node: "Node", msg: str) -> ShapeError:
     return ShapeError(f"node '{node.name}' ({node.op_type}): {msg}")
 
 
+class CannotFold(Exception):
+    """A fold that needs a numeric value where a symbolic one was given: the node is computed at run time.
+
+    Deliberately not an :class:`~ml4ep.errors.Ml4epError`: the folding pass takes any other exception as
+    "evaluate this node at run time" and reports only ml4ep errors.
+    """
+
+
 def is_float(dtype) -> bool:
     """Whether a NumPy dtype is a float type the kernels compute in (float16/32/64, bfloat16)."""
     dt = np.dtype(dtype)

@@ -20,6 +20,7 @@ import numpy as np
 from . import register
 from .common import node_error, norm_axis
 from .. import dims as D
+from ..resolve import resolve_nodes
 from ...errors import UnsupportedOperatorError
 
 if TYPE_CHECKING:
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 
 def _resolve_body(node: "Node", g: "Graph", sg: "SubGraph", formal: list[tuple]) -> list[tuple]:
     """Type the formal inputs, resolve the body's nodes; the (dtype, shape) of each body output."""
-    from ..passes.fold import resolve_nodes
-
     if len(formal) != len(sg.inputs):
         raise node_error(node, f"the body takes {len(sg.inputs)} inputs, {len(formal)} are given")
     for name, (dtype, shape), (ddt, _dshape) in zip(sg.inputs, formal, sg.input_types):

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import register
+from . import batch_rules as BR, register
 from .gemm import activation_code
 from .. import dims as D
 from ...errors import ShapeError
@@ -652,7 +652,8 @@ def _emit_conv_blas(node: "Node", cg: "Emitter", geo: Geom) -> str:
     return "\n".join(lines) + "\n"
 
 
-register("Conv", infer=_infer_conv, emit=_emit_conv, check=_common_check, workspace=_conv_workspace)
+register("Conv", infer=_infer_conv, emit=_emit_conv, check=_common_check, workspace=_conv_workspace,
+         batch=BR.nchw)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -860,4 +861,4 @@ def _emit_convt(node: "Node", cg: "Emitter") -> str:
 
 
 register("ConvTranspose", infer=_infer_convt, emit=_emit_convt, check=_common_check,
-         workspace=_convt_workspace)
+         workspace=_convt_workspace, batch=BR.nchw)

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import register
 from .. import dims as D
-from .common import node_error
+from .common import CannotFold, node_error
 
 if TYPE_CHECKING:
     from ..codegen import Emitter
@@ -129,8 +129,6 @@ def _infer(node: "Node", g: "Graph"):
 
 def _fold(node: "Node", vals: list[np.ndarray]) -> list[np.ndarray]:
     if any(np.asarray(v).dtype == object for v in vals):
-        from .shape_ops import CannotFold
-
         raise CannotFold(f"node '{node.name}' (Einsum): symbolic operands")
     eq = str(node.attr("equation", "")).replace(" ", "")
     res = np.einsum(eq, *vals)

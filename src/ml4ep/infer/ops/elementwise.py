@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import register
-from .common import CTYPES, ONNX_DTYPES, broadcast_shapes, emit_broadcast, emit_view_copy
+from . import batch_rules as BR, register
+from .common import CTYPES, ONNX_DTYPES, CannotFold, broadcast_shapes, emit_broadcast, emit_view_copy
 from .. import dims as D
 from ..literals import is_floating, literal, round_to_odd32
 from ...errors import ShapeError
@@ -229,11 +229,15 @@ def _emit_clip(node: "Node", cg: "Emitter") -> str:
     return code + "}\n"
 
 
-register(*FLOAT_UNARY, infer=_infer_same, emit=_emit_unary, check=_check_float)
-register(*FLOAT_ANY_UNARY, infer=_infer_same, emit=_emit_float_any, check=_check_float_any)
-register(*ANY_UNARY, infer=_infer_same, emit=_emit_unary)
-register("Identity", infer=_infer_same, emit=emit_view_copy, fold=lambda node, v: [v[0]])
-register("Clip", infer=_infer_same, emit=_emit_clip, check=_check_clip)
+register(*[op for op in FLOAT_UNARY if op != "Swish"], infer=_infer_same, emit=_emit_unary, check=_check_float,
+         batch=BR.broadcast)
+# elementwise too, but not (yet) declared batch-separable
+register("Swish", infer=_infer_same, emit=_emit_unary, check=_check_float)
+register(*FLOAT_ANY_UNARY, infer=_infer_same, emit=_emit_float_any, check=_check_float_any, batch=BR.broadcast)
+register(*ANY_UNARY, infer=_infer_same, emit=_emit_unary, batch=BR.broadcast)
+register("Identity", infer=_infer_same, emit=emit_view_copy, fold=lambda node, v: [v[0]], view="same",
+         batch=BR.broadcast)
+register("Clip", infer=_infer_same, emit=_emit_clip, check=_check_clip, batch=BR.broadcast)
 
 
 # IsNaN(x), IsInf(x; detect_negative, detect_positive) -> bool
@@ -255,7 +259,7 @@ def _infer_bool(node: "Node", g: "Graph"):
     return [(np.dtype(bool), g.t(node.inputs[0]).shape)]
 
 
-register("IsNaN", "IsInf", infer=_infer_bool, emit=_emit_isx, check=_check_float_any)
+register("IsNaN", "IsInf", infer=_infer_bool, emit=_emit_isx, check=_check_float_any, batch=BR.broadcast)
 
 
 # BitwiseNot(x), BitwiseAnd/Or/Xor(a, b), BitShift(x, y; direction): integer types
@@ -295,9 +299,9 @@ def _emit_bitwise(node: "Node", cg: "Emitter") -> str:
     return emit_broadcast(cg, node.outputs[0], node.inputs, fn)
 
 
-register("BitwiseNot", infer=_infer_same, emit=_emit_bitwise, check=_check_int)
+register("BitwiseNot", infer=_infer_same, emit=_emit_bitwise, check=_check_int, batch=BR.broadcast)
 register("BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitShift", infer=lambda n, g: _infer_binary(n, g),
-         emit=_emit_bitwise, check=_check_int)
+         emit=_emit_bitwise, check=_check_int, batch=BR.broadcast)
 
 
 # PRelu(x, slope): slope broadcast to x's shape
@@ -325,14 +329,14 @@ def _emit_prelu(node: "Node", cg: "Emitter") -> str:
                           lambda v: f"static_cast<{t}>({v[0]} < 0 ? {v[1]} * {v[0]} : {v[0]})")
 
 
-register("PRelu", infer=_infer_prelu, emit=_emit_prelu, check=_check_prelu)
+register("PRelu", infer=_infer_prelu, emit=_emit_prelu, check=_check_prelu, batch=BR.broadcast)
 
 
 def _infer_not(node, g):
     return [(np.dtype(bool), g.t(node.inputs[0]).shape)]
 
 
-register("Not", infer=_infer_not, emit=_emit_unary)
+register("Not", infer=_infer_not, emit=_emit_unary, batch=BR.broadcast)
 
 
 # Dropout in inference mode: identity plus an optional all-true mask
@@ -363,7 +367,7 @@ def _check_dropout(node: "Node", g: "Graph"):
     return None
 
 
-register("Dropout", infer=_infer_dropout, emit=_emit_dropout, check=_check_dropout)
+register("Dropout", infer=_infer_dropout, emit=_emit_dropout, check=_check_dropout, view="same")
 
 # ------------------------------------------------------------------------------------------------------
 # binary and variadic ops
@@ -506,7 +510,7 @@ def _fold_shape_binary(node: "Node", vals: list) -> list:
             fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Equal": np.equal}[op]
             out = fn(a, b)
         return [out if op == "Equal" else out.astype(a.dtype)]
-    from .shape_ops import CannotFold, tidy
+    from .shape_ops import tidy
 
     try:
         out = np.frompyfunc(_SYM_BINARY[op], 2, 1)(a, b)
@@ -517,7 +521,7 @@ def _fold_shape_binary(node: "Node", vals: list) -> list:
 
 
 def _fold_where(node: "Node", vals: list) -> list:
-    from .shape_ops import CannotFold, tidy
+    from .shape_ops import tidy
 
     c, x, y = (np.asarray(v) for v in vals[:3])
     if c.dtype == object:
@@ -530,9 +534,9 @@ def _fold_where(node: "Node", vals: list) -> list:
 
 _SHAPE_FOLDED = {"Add", "Sub", "Mul", "Div", "Equal"}
 register(*[k for k in BINARY_EXPR if k not in VARIADIC and k not in _SHAPE_FOLDED], "Pow", infer=_infer_binary,
-         emit=_emit_binary)
-register(*_SHAPE_FOLDED, infer=_infer_binary, emit=_emit_binary, fold=_fold_shape_binary)
-register(*VARIADIC, infer=_infer_binary, emit=_emit_binary)
+         emit=_emit_binary, batch=BR.broadcast)
+register(*_SHAPE_FOLDED, infer=_infer_binary, emit=_emit_binary, fold=_fold_shape_binary, batch=BR.broadcast)
+register(*VARIADIC, infer=_infer_binary, emit=_emit_binary, batch=BR.broadcast)
 
 
 # Where(cond, x, y)
@@ -547,7 +551,7 @@ def _emit_where(node: "Node", cg: "Emitter") -> str:
     return emit_broadcast(cg, node.outputs[0], node.inputs, lambda v: f"{v[0]} ? {v[1]} : {v[2]}")
 
 
-register("Where", infer=_infer_where, emit=_emit_where, fold=_fold_where)
+register("Where", infer=_infer_where, emit=_emit_where, fold=_fold_where, batch=BR.broadcast)
 
 # ------------------------------------------------------------------------------------------------------
 # Cast
@@ -664,7 +668,7 @@ def _fold_cast(node: "Node", vals: list[np.ndarray]):
     return [_cast_values(node, vals[0], int(node.attrs["to"]))]
 
 
-register("Cast", infer=_infer_cast, emit=_emit_cast, fold=_fold_cast, check=_check_cast)
+register("Cast", infer=_infer_cast, emit=_emit_cast, fold=_fold_cast, check=_check_cast, batch=BR.broadcast)
 
 
 # CastLike(input, target_type): Cast to the element type of the second input (whose values are not read)
@@ -692,7 +696,8 @@ def _fold_castlike(node: "Node", vals: list[np.ndarray]):
     return [_cast_values(node, vals[0], {np.dtype(t): k for k, t in _ONNX_DTYPES.items()}[dt])]
 
 
-register("CastLike", infer=_infer_castlike, emit=_emit_cast, fold=_fold_castlike, check=_check_castlike)
+register("CastLike", infer=_infer_castlike, emit=_emit_cast, fold=_fold_castlike, check=_check_castlike,
+         batch=BR.broadcast)
 
 
 # Mod(A, B): fmod=1 the sign of the dividend (C's fmod; required for floats), fmod=0 the sign of the divisor
@@ -726,14 +731,12 @@ def _emit_mod(node: "Node", cg: "Emitter") -> str:
 def _fold_mod(node: "Node", vals: list):
     a, b = np.asarray(vals[0]), np.asarray(vals[1])
     if a.dtype == object or b.dtype == object:
-        from .shape_ops import CannotFold
-
         raise CannotFold(f"node '{node.name}' (Mod): symbolic operands")
     with np.errstate(all="ignore"):  # a zero divisor gives 0, as the generated code
         return [(np.fmod(a, b) if int(node.attrs.get("fmod", 0)) else np.mod(a, b)).astype(a.dtype)]
 
 
-register("Mod", infer=_infer_binary, emit=_emit_mod, fold=_fold_mod, check=_check_mod)
+register("Mod", infer=_infer_binary, emit=_emit_mod, fold=_fold_mod, check=_check_mod, batch=BR.broadcast)
 
 
 # BitCast(x; to): the same bits read as another type of the same width

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import register
+from . import batch_rules as BR, register
 from .common import broadcast_shapes, emit_broadcast
 from .elementwise import unary_expr
 from .. import dims as D
@@ -128,7 +128,15 @@ def _act_pass(cg: "Emitter", node: "Node", y: str) -> str:
     return f"for (int64_t i = 0; i < {cg.numel(y)}; ++i) {{ float v = {cg.ptr(y)}[i]; {act}{cg.ptr(y)}[i] = v; }}\n"
 
 
-register("Gemm", infer=_infer_gemm, emit=_emit_gemm, check=_check_float_inputs)
+def _batch_gemm(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
+    """Batch rule: the rows of A (its columns with transA) are the samples; B shared, C broadcast per row."""
+    rows = 1 if int(node.attr("transA", 0)) else 0
+    c = ins[2] if len(ins) > 2 else None
+    return ins[0] == rows and ins[1] is None and BR.aligned(c, in_rank[2] if c is not None else 0, 0, 2) \
+        and outs[0] == 0
+
+
+register("Gemm", infer=_infer_gemm, emit=_emit_gemm, check=_check_float_inputs, batch=_batch_gemm)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -212,4 +220,18 @@ def _emit_matmul(node: "Node", cg: "Emitter") -> str:
     return code + _act_pass(cg, node, y)
 
 
-register("MatMul", infer=_infer_matmul, emit=_emit_matmul, check=_check_float_inputs)
+def _batch_matmul(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
+    """Batch rule: the batch never in a contracted dimension; when both sides hold it, in the stacked (leading)
+    dimensions, aligned."""
+    a, b = ins[0], ins[1]
+    ra, rb = in_rank[0], in_rank[1]
+    if a is not None and a == ra - 1:  # contracted (K of A)
+        return False
+    if b is not None and (b == rb - 2 or rb == 1):  # contracted (K of B)
+        return False
+    if a is not None and b is not None:  # both batched: only in the stacked (leading) dimensions, aligned
+        return a < ra - 2 and b < rb - 2 and ra - a == rb - b
+    return outs[0] is not None
+
+
+register("MatMul", infer=_infer_matmul, emit=_emit_matmul, check=_check_float_inputs, batch=_batch_matmul)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import register
+from . import batch_rules as BR, register
 from .common import const_ints, is_float, norm_axis
 from .conv import check_auto_pad, err, static_spatial
 from .pool import PoolGeom
@@ -268,7 +268,7 @@ def _emit_affine(node: "Node", cg: "Emitter") -> str:
 
 
 register("AffineGrid", infer=_infer_affine, emit=_emit_affine, check=lambda n, g: _float_check(n, g, (0,)),
-         const_inputs=(1,))
+         const_inputs=(1,), shape_inputs=())
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -321,7 +321,7 @@ def _emit_lppool(node: "Node", cg: "Emitter") -> str:
     return "\n".join(lines) + "\n"
 
 
-register("LpPool", infer=_infer_lppool, emit=_emit_lppool, check=_check_lppool)
+register("LpPool", infer=_infer_lppool, emit=_emit_lppool, check=_check_lppool, batch=BR.nchw)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -450,7 +450,7 @@ def _emit_col2im(node: "Node", cg: "Emitter") -> str:
 
 
 register("Col2Im", infer=_infer_col2im, emit=_emit_col2im, check=lambda n, g: _float_check(n, g, (0,)),
-         const_inputs=(1, 2))
+         const_inputs=(1, 2), shape_inputs=())
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -526,7 +526,8 @@ def _emit_unpool(node: "Node", cg: "Emitter") -> str:
     )
 
 
-register("MaxUnpool", infer=_infer_unpool, emit=_emit_unpool, check=_check_unpool, const_inputs=(2,))
+register("MaxUnpool", infer=_infer_unpool, emit=_emit_unpool, check=_check_unpool, const_inputs=(2,),
+         shape_inputs=())
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from onnx import helper
 
-from . import register
+from . import batch_rules as BR, register
 from .common import const_ints, cpp_sum, ctype, is_float, mul, node_error, norm_axis, strides
 from .. import dims as D
 from ..literals import literal
@@ -270,10 +270,21 @@ def _check_scatter_elements(node: "Node", g: "Graph"):
     return _check_indices_dtype(node, g, 1) or _check_reduction(node, g)
 
 
+def _batch_gather_elements(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
+    """Batch rule: data, indices (and updates) hold the batch on the same axis, the operator works on another."""
+    return ins[0] is not None and BR.same_axis_not(BR.axis_attr(node, in_rank[0], 0), ins, outs)
+
+
+def _batch_scatter_elements(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
+    """Batch rule: as GatherElements, with data, indices and updates all batched."""
+    return all(a is not None for a in ins[:3]) and _batch_gather_elements(node, g, ins, outs, in_rank, out_rank)
+
+
 register("GatherElements", infer=_infer_gather_elements, emit=_emit_gather_elements,
-         check=_check_gather_elements)
-register("ScatterElements", "Scatter", infer=_infer_scatter_elements, emit=_emit_scatter_elements,
-         check=_check_scatter_elements)
+         check=_check_gather_elements, batch=_batch_gather_elements)
+register("ScatterElements", infer=_infer_scatter_elements, emit=_emit_scatter_elements,
+         check=_check_scatter_elements, batch=_batch_scatter_elements)
+register("Scatter", infer=_infer_scatter_elements, emit=_emit_scatter_elements, check=_check_scatter_elements)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -450,7 +461,8 @@ def _check_onehot(node: "Node", g: "Graph"):
     return None
 
 
-register("OneHot", infer=_infer_onehot, emit=_emit_onehot, check=_check_onehot, const_inputs=(1,))
+register("OneHot", infer=_infer_onehot, emit=_emit_onehot, check=_check_onehot, const_inputs=(1,),
+         shape_inputs=())
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -495,7 +507,8 @@ def _emit_trilu(node: "Node", cg: "Emitter") -> str:
     )
 
 
-register("Trilu", infer=_infer_trilu, emit=_emit_trilu, const_inputs=(1,))
+# k is a value, not a shape: the batch size there would change the result with the chunk size
+register("Trilu", infer=_infer_trilu, emit=_emit_trilu, const_inputs=(1,), shape_inputs=())
 
 
 def _eyelike_dtype(node: "Node", g: "Graph"):
@@ -609,7 +622,8 @@ def _check_cum(node: "Node", g: "Graph"):
     return None
 
 
-register("CumSum", "CumProd", infer=_infer_cum, emit=_emit_cum, check=_check_cum, const_inputs=(1,))
+register("CumSum", "CumProd", infer=_infer_cum, emit=_emit_cum, check=_check_cum, const_inputs=(1,),
+         shape_inputs=())
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -739,8 +753,13 @@ def _check_topk(node: "Node", g: "Graph"):
     return None
 
 
+def _batch_topk(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
+    """Batch rule: the top k along an axis other than the batch's."""
+    return BR.same_axis_not(BR.axis_attr(node, in_rank[0], -1), ins[:1], outs)
+
+
 register("TopK", infer=_infer_topk, emit=_emit_topk, check=_check_topk, workspace=_workspace_topk,
-         const_inputs=(1,))
+         const_inputs=(1,), batch=_batch_topk)
 
 
 # ------------------------------------------------------------------------------------------------------

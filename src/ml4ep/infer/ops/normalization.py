@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import register
+from . import batch_rules as BR, register
 from .common import check_floating, mul, norm_axis
 from .gemm import activation_code
 from .reduce import row_reduce
@@ -134,7 +134,7 @@ def _emit_bn(node: "Node", cg: "Emitter") -> str:
     )
 
 
-register("BatchNormalization", infer=_infer_bn, emit=_emit_bn, check=_check_bn)
+register("BatchNormalization", infer=_infer_bn, emit=_emit_bn, check=_check_bn, batch=BR.nchw)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -252,7 +252,14 @@ def _emit_ln(node: "Node", cg: "Emitter") -> str:
     )
 
 
-register("LayerNormalization", infer=_infer_ln, emit=_emit_ln, check=_check_ln)
+def _batch_ln(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
+    """Batch rule: the batch before the normalised axes; scale and bias shared by all samples."""
+    axis = BR.axis_attr(node, in_rank[0], -1)
+    return ins[0] is not None and ins[0] < axis and all(a is None for a in ins[1:]) and \
+        all(a in (None, ins[0]) for a in outs)
+
+
+register("LayerNormalization", infer=_infer_ln, emit=_emit_ln, check=_check_ln, batch=_batch_ln)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -298,7 +305,7 @@ def _emit_in(node: "Node", cg: "Emitter") -> str:
     )
 
 
-register("InstanceNormalization", infer=_infer_in, emit=_emit_in, check=_check_in)
+register("InstanceNormalization", infer=_infer_in, emit=_emit_in, check=_check_in, batch=BR.nchw)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -361,4 +368,4 @@ def _ws_lrn(node: "Node", g: "Graph"):
     return [(D.prod(t.shape[2:]), np.float64 if t.dtype == np.float64 else np.float32)]
 
 
-register("LRN", infer=_infer_lrn, emit=_emit_lrn, check=_check_lrn, workspace=_ws_lrn)
+register("LRN", infer=_infer_lrn, emit=_emit_lrn, check=_check_lrn, workspace=_ws_lrn, batch=BR.nchw)

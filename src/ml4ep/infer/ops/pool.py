@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import register
+from . import batch_rules as BR, register
 from .conv import Nest, check_auto_pad, err, spatial_attr, static_spatial, to3, window_geometry
 from .. import dims as D
 from ..literals import literal
@@ -186,8 +186,10 @@ def _emit_pool(node: "Node", cg: "Emitter") -> str:
     return "\n".join(lines) + "\n"
 
 
-register("MaxPool", infer=_infer_pool, emit=_emit_pool, check=_check_maxpool, workspace=_pool_workspace)
-register("AveragePool", infer=_infer_pool, emit=_emit_pool, check=_check_avgpool, workspace=_pool_workspace)
+register("MaxPool", infer=_infer_pool, emit=_emit_pool, check=_check_maxpool, workspace=_pool_workspace,
+         batch=BR.nchw)
+register("AveragePool", infer=_infer_pool, emit=_emit_pool, check=_check_avgpool, workspace=_pool_workspace,
+         batch=BR.nchw)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -238,4 +240,5 @@ def _emit_global(node: "Node", cg: "Emitter") -> str:
     return "\n".join(lines) + "\n"
 
 
-register("GlobalAveragePool", "GlobalMaxPool", infer=_infer_global, emit=_emit_global, check=_check_global)
+register("GlobalAveragePool", "GlobalMaxPool", infer=_infer_global, emit=_emit_global, check=_check_global,
+         batch=BR.nchw)

@@ -452,6 +452,21 @@ def _fold_reduce(node: "Node", vals: list[np.ndarray]):
     return [np.asarray(r).astype(dt)]
 
 
+def _batch_reduce(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
+    """Batch rule: a reduction over axes other than the batch's (which then moves left by the axes dropped
+    before it)."""
+    a = ins[0]
+    if a is None:
+        return False
+    red = _axes(node, g, in_rank[0])
+    if red is None:
+        return outs[0] == a
+    if a in red:
+        return False
+    keep = int(node.attr("keepdims", 1))
+    return outs[0] == (a if keep else a - sum(1 for r in red if r < a))
+
+
 register(
     *REDUCTIONS,
     infer=_infer_reduce,
@@ -460,6 +475,8 @@ register(
     check=_check_reduce,
     workspace=_workspace_reduce,
     const_inputs=(1,),
+    shape_inputs=(),  # the axes
+    batch=_batch_reduce,
 )
 
 

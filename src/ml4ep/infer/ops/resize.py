@@ -524,4 +524,4 @@ def _emit(node: "Node", cg: "Emitter") -> str:
     return "\n".join(lines) + "\n"
 
 
-register("Resize", infer=_infer, emit=_emit, check=_check, const_inputs=(1, 2, 3))
+register("Resize", infer=_infer, emit=_emit, check=_check, const_inputs=(1, 2, 3), shape_inputs=())

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from . import register
-from .common import CTYPES, broadcast_shapes, const_ints, cpp_sum, emit_view_copy, get_ints, node_error, norm_axis, strides
+from . import batch_rules as BR, register
+from .common import CTYPES, CannotFold, broadcast_shapes, const_ints, cpp_sum, emit_view_copy, get_ints, node_error, norm_axis, strides
 from .. import dims as D
 from .. import limits
 from ..literals import literal
@@ -58,14 +58,6 @@ def _named(fn: Callable) -> Callable:
             raise type(e)(f"node '{node.name}' ({node.op_type}): {msg}") from e
 
     return wrapper
-
-
-class CannotFold(Exception):
-    """A fold that needs a numeric value where a symbolic one was given: the node is computed at run time.
-
-    Deliberately not an :class:`~ml4ep.errors.Ml4epError`: the folding pass takes any other exception as
-    "evaluate this node at run time" and reports only ml4ep errors.
-    """
 
 
 def _folding(fn: Callable) -> Callable:
@@ -385,12 +377,13 @@ def _check_data(node: "Node", g: "Graph"):
 
 
 register("Reshape", infer=_infer_reshape, emit=emit_view_copy, fold=_fold_reshape, check=_check_data,
-         const_inputs=(1,))
-register("Flatten", infer=_infer_flatten, emit=emit_view_copy, fold=_fold_flatten, check=_check_data)
+         const_inputs=(1,), view="reshape", batch=BR.reshape)
+register("Flatten", infer=_infer_flatten, emit=emit_view_copy, fold=_fold_flatten, check=_check_data,
+         view="reshape", batch=BR.reshape)
 register("Squeeze", infer=_infer_squeeze, emit=emit_view_copy, fold=_fold_squeeze, check=_check_data,
-         const_inputs=(1,))
+         const_inputs=(1,), view="reshape", batch=BR.reshape)
 register("Unsqueeze", infer=_infer_unsqueeze, emit=emit_view_copy, fold=_fold_unsqueeze, check=_check_data,
-         const_inputs=(1,))
+         const_inputs=(1,), view="reshape", batch=BR.reshape)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -461,7 +454,15 @@ def _tiled_transpose(dst: str, src: str, axes: list[tuple], j: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-register("Transpose", infer=_infer_transpose, emit=_emit_transpose, fold=_fold_transpose, check=_check_data)
+def _batch_transpose(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
+    """Batch rule: separable whatever the permutation; the batch lands where the permutation puts it."""
+    perm = node.attr("perm")
+    perm = list(range(in_rank[0]))[::-1] if perm is None else [int(p) for p in perm]
+    return ins[0] is not None and outs[0] == perm.index(ins[0])
+
+
+register("Transpose", infer=_infer_transpose, emit=_emit_transpose, fold=_fold_transpose, check=_check_data,
+         batch=_batch_transpose)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -524,8 +525,13 @@ def _emit_concat(node: "Node", cg: "Emitter") -> str:
     return "".join(code)
 
 
+def _batch_concat(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
+    """Batch rule: all inputs batched on one axis, concatenated along another."""
+    return all(a is not None for a in ins) and BR.same_axis_not(BR.axis_attr(node, out_rank[0], 0), ins, outs)
+
+
 register("Concat", infer=_infer_concat, emit=_emit_concat, fold=_fold_concat,
-         check=lambda n, g: _check_dtypes(n, g, range(len(n.inputs))))
+         check=lambda n, g: _check_dtypes(n, g, range(len(n.inputs))), batch=_batch_concat)
 
 
 def split_sizes(node: "Node", dim: D.DimLike, sizes: list | None, n_out: int) -> list:
@@ -607,8 +613,13 @@ def _check_split(node: "Node", g: "Graph"):
     return _check_data(node, g)
 
 
+def _batch_split(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
+    """Batch rule: split along an axis other than the batch's."""
+    return BR.same_axis_not(BR.axis_attr(node, in_rank[0], 0), ins[:1], outs)
+
+
 register("Split", infer=_infer_split, emit=_emit_split, fold=_fold_split, check=_check_split,
-         const_inputs=(1,))
+         const_inputs=(1,), batch=_batch_split)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -773,8 +784,30 @@ def _check_slice(node: "Node", g: "Graph"):
     return _check_data(node, g)
 
 
+def _batch_slice(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
+    """Batch rule: slices of other axes; along the batch only the whole of it."""
+    a = ins[0]
+    if a is None or outs[0] != a or any(x is not None for x in ins[1:]):
+        return False
+    starts, ends, sl_axes, steps = slice_inputs(node, g)
+    rank = in_rank[0]
+    if sl_axes is None:  # axes 0, 1, ...: one per start value
+        sliced = list(range(len(starts)))
+    else:
+        sliced = [int(x) + rank if int(x) < 0 else int(x) for x in sl_axes]
+    if a not in sliced:
+        return True
+    # along the batch only the whole of it: start 0, step 1, end the batch size itself or "to the end"
+    j = sliced.index(a)
+    start, end, step = starts[j], ends[j], (steps[j] if steps else 1)
+    sym = g.t(node.inputs[0]).shape[a].syms[0][0]
+    whole = BR.is_batch(end, sym) or (not isinstance(end, D.Dim) and int(end) >= 2**31)
+    return not isinstance(start, D.Dim) and int(start) == 0 and not isinstance(step, D.Dim) and int(step) == 1 \
+        and whole
+
+
 register("Slice", infer=_infer_slice, emit=_emit_slice, fold=_fold_slice, check=_check_slice,
-         const_inputs=(1, 2, 3, 4))
+         const_inputs=(1, 2, 3, 4), batch=_batch_slice)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -895,7 +928,21 @@ def _check_gather(node: "Node", g: "Graph"):
     return _check_data(node, g)
 
 
-register("Gather", infer=_infer_gather, emit=_emit_gather, fold=_fold_gather, check=_check_gather)
+def _batch_gather(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
+    """Batch rule: samples of data gathered along another axis with shared indices, or a shared table looked
+    up by each sample's indices; never both batched."""
+    axis = BR.axis_attr(node, in_rank[0], 0)
+    d, i = ins[0], ins[1]
+    o = outs[0]
+    if d is not None and i is None:  # samples of data, the same indices for each: out = d[:axis] + idx + d[axis+1:]
+        return d != axis and o == (d if d < axis else d - 1 + in_rank[1])
+    if d is None and i is not None:  # a shared table looked up by each sample's indices
+        return o == axis + i
+    return False
+
+
+register("Gather", infer=_infer_gather, emit=_emit_gather, fold=_fold_gather, check=_check_gather,
+         batch=_batch_gather)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -998,7 +1045,7 @@ def _check_cos(node: "Node", g: "Graph"):
 
 
 register("ConstantOfShape", infer=_infer_cos, emit=_emit_cos, fold=_fold_cos, check=_check_cos,
-         const_inputs=(0,))
+         const_inputs=(0,), batch=BR.constant)
 
 
 def _symconst_value(node: "Node") -> np.ndarray:
@@ -1101,7 +1148,7 @@ def _emit_expand(node: "Node", cg: "Emitter") -> str:
 
 
 register("Expand", infer=_infer_expand, emit=_emit_expand, fold=_fold_expand, check=_check_data,
-         const_inputs=(1,))
+         const_inputs=(1,), batch=BR.broadcast_data)
 
 
 def _repeats(node: "Node", reps: list | None, rank: int) -> list[int]:
@@ -1138,7 +1185,8 @@ def _emit_tile(node: "Node", cg: "Emitter") -> str:
     return copy_nd(cg.ctype(y), cg.ptr(y), cg.ptr(x), ext, strides(ext), src)
 
 
-register("Tile", infer=_infer_tile, emit=_emit_tile, fold=_fold_tile, check=_check_data, const_inputs=(1,))
+register("Tile", infer=_infer_tile, emit=_emit_tile, fold=_fold_tile, check=_check_data, const_inputs=(1,),
+         shape_inputs=())
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -1289,7 +1337,8 @@ def _check_pad(node: "Node", g: "Graph"):
 
 
 # constant_value may be computed at run time (it is a value, not a shape)
-register("Pad", infer=_infer_pad, emit=_emit_pad, fold=_fold_pad, check=_check_pad, const_inputs=(1, 3))
+register("Pad", infer=_infer_pad, emit=_emit_pad, fold=_fold_pad, check=_check_pad, const_inputs=(1, 3),
+         shape_inputs=())
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -1370,4 +1419,4 @@ def _check_range(node: "Node", g: "Graph"):
 
 
 register("Range", infer=_infer_range, emit=_emit_range, fold=_fold_range, check=_check_range,
-         const_inputs=(0, 1, 2))
+         const_inputs=(0, 1, 2), shape_inputs=())

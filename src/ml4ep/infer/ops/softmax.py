@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import register
+from . import batch_rules as BR, register
 from .common import mul, norm_axis
 from .reduce import row_reduce
 from .. import dims as D
@@ -125,7 +125,16 @@ def _workspace(node: "Node", g: "Graph"):
     return [] if inner == 1 else [(D.norm(2 * inner), dt)]
 
 
-register("Softmax", "LogSoftmax", infer=_infer, emit=_emit, check=_check, workspace=_workspace)
+def _batch_softmax(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
+    """Batch rule of Softmax, LogSoftmax and Hardmax: over an axis other than the batch's; before opset 13 the
+    op covers every axis from ``axis`` on, so the batch must come before it."""
+    axis = BR.axis_attr(node, in_rank[0], -1 if g.opset >= 13 else 1)
+    return ins[0] is not None and ins[0] == outs[0] and ins[0] < axis if g.opset < 13 else \
+        ins[0] is not None and ins[0] == outs[0] and ins[0] != axis
+
+
+register("Softmax", "LogSoftmax", infer=_infer, emit=_emit, check=_check, workspace=_workspace,
+         batch=_batch_softmax)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -166,4 +175,4 @@ def _emit_hardmax(node: "Node", cg: "Emitter") -> str:
     )
 
 
-register("Hardmax", infer=_infer, emit=_emit_hardmax, check=_check_hardmax)
+register("Hardmax", infer=_infer, emit=_emit_hardmax, check=_check_hardmax, batch=_batch_softmax)

@@ -140,7 +140,7 @@ def _emit_dft(node: "Node", cg: "Emitter") -> str:
     return "\n".join(lines) + "\n"
 
 
-register("DFT", infer=_infer_dft, emit=_emit_dft, check=_check_dft, const_inputs=(1, 2))
+register("DFT", infer=_infer_dft, emit=_emit_dft, check=_check_dft, const_inputs=(1, 2), shape_inputs=())
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ def _check_stft(node: "Node", g: "Graph") -> str | None:
     return None
 
 
-register("STFT", infer=_infer_stft, emit=_emit_stft, check=_check_stft, const_inputs=(1, 3))
+register("STFT", infer=_infer_stft, emit=_emit_stft, check=_check_stft, const_inputs=(1, 3), shape_inputs=())
 
 
 # ------------------------------------------------------------------------------------------------------

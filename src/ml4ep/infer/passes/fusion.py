@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import ops as O
 from ..graph import Graph, Node, reads
 from ..ops.elementwise import FUSABLE
 
@@ -115,7 +116,8 @@ def _fuse_row_bias(g: Graph, node: Node, add: Node, other: str) -> bool:
 def _through_view(g: Graph, node: Node) -> tuple[Node | None, Node | None]:
     """(view, activation) when ``node``'s output goes through one Reshape-like view into one activation."""
     view = _single_consumer(g, node.outputs[0])
-    if view is None or view.op_type not in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
+    # a row-major reinterpretation of the data: an op registered with view="reshape"
+    if view is None or getattr(O.get(view.op_type), "view", None) != "reshape":
         return None, None
     if view.inputs[0] != node.outputs[0] or view.outputs[0] in g.outputs:
         return None, None

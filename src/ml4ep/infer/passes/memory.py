@@ -1,6 +1,7 @@
 """Memory planning: every intermediate tensor gets a place in one arena, reused once its lifetime ends.
 
-Views (Reshape, Flatten, Squeeze, Unsqueeze, Identity, inference Dropout) share the storage of their input.
+Views (ops registered with ``view=``: Reshape, Flatten, Squeeze, Unsqueeze, Identity, inference Dropout) share
+the storage of their input.
 A storage that holds a graph output is the caller's output buffer, so the producing node writes there
 directly. Sizes are monomials of the symbolic dimensions; storages that scale with the same monomial
 (``N * c`` bytes for the batch size ``N``, say) form a group planned once in units of that monomial, so one
@@ -17,7 +18,6 @@ from ..graph import Graph, nested_nodes
 from .. import ops as O
 
 ALIGN = 64
-VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 
 
 @dataclass
@@ -62,7 +62,8 @@ def plan(g: Graph) -> Plan:
     # 1. alias views with their input when at most one side is pinned
     for node in g.nodes:
         node.attrs.pop("_copy", None)
-        if node.op_type not in VIEW_OPS or not node.outputs[0]:
+        opdef = O.get(node.op_type)
+        if opdef is None or opdef.view is None or not node.outputs[0]:
             continue
         x, y = node.inputs[0], node.outputs[0]
         if g.is_const(x):
