@@ -45,6 +45,7 @@ import ml4ep.bdt as mb  # noqa: E402
 from ml4ep.bdt import codegen  # noqa: E402
 from ml4ep.errors import UnsupportedCPUError  # noqa: E402
 from ml4ep._native import build  # noqa: E402
+from ml4ep.bench.progress import progress, write  # noqa: E402
 
 N_FEATURES = 30
 MODELS = ("xgboost-binary", "xgboost-multiclass", "lightgbm-binary", "sklearn-hgb-binary")
@@ -341,9 +342,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     isas, isa_why = runnable_isas([m for m in args.isa.split(",") if m])
     results = []
-    for name in args.models.split(","):
+    for name in progress(args.models.split(","), desc="bdt", unit="model"):
         results.append(measure(name, args.rows, args.rounds, isas))
-        print("\n".join(table(results[-1:]) + [""] + isa_table(results[-1:])), flush=True)
+        write("\n".join(table(results[-1:]) + [""] + isa_table(results[-1:])))
     versions = []
     for mod in ("xgboost", "lightgbm", "sklearn", "onnxruntime", "treelite", "tl2cgen"):
         try:

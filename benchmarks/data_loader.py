@@ -687,14 +687,20 @@ def main(argv: list[str] | None = None) -> int:
     plan = [(case, name) for case in cases for name in contenders_for(case) if name in wanted]
     runs: dict[tuple[str, str], list[dict]] = {p: [] for p in plan}
     work = Path(tempfile.mkdtemp(prefix="ml4ep-dl-bench-"))
+    from ml4ep.bench.progress import progress, write  # here: not in the workers, whose memory is measured
+
+    bar = progress(total=args.repeats * len(plan), desc="data_loader")
     for r in range(args.repeats):
         order = plan if r % 2 == 0 else plan[::-1]
         for case, name in order:
+            bar.set_postfix_str(f"{case} {name}, round {r + 1}")
             if name.startswith("rdl-") and not have_root:
                 runs[(case, name)].append({"skipped": "not installed (import ROOT failed)"})
+                bar.update()
                 continue
             if name == "ml4ep" and not have_ml4ep:
                 runs[(case, name)].append({"skipped": "ml4ep.data not importable yet"})
+                bar.update()
                 continue
             spec = {"contender": name, "case": case, "path": str(d / CASES[case][0]), "batch": args.batch_size,
                     "entries": args.entries, "stream": str(work / "stream.npy"), "sizes": str(work / "sizes.npy")}
@@ -709,7 +715,9 @@ def main(argv: list[str] | None = None) -> int:
                 stream = np.load(spec["stream"])
                 res["quality"] = {"exactly_once": bool(np.array_equal(stream, np.arange(args.entries)))}
             runs[(case, name)].append(res)
-            print(f"[{r + 1}/{args.repeats}] " + _fmt_run(case, name, res), flush=True)
+            write(f"[{r + 1}/{args.repeats}] " + _fmt_run(case, name, res))
+            bar.update()
+    bar.close()
 
     results = []
     for case, name in plan:

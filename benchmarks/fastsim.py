@@ -30,6 +30,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from _docs import cpu_model, write_section  # noqa: E402
 
+from ml4ep.bench.progress import progress, write  # noqa: E402
+
 
 def _block(fn, number: int) -> float:
     t0 = time.perf_counter()
@@ -53,7 +55,8 @@ def _timed(fns: dict, rounds: int) -> dict[str, float]:
     return {n: float(np.median(v)) for n, v in samples.items()}
 
 
-def run_flow(geometry: str, rounds: int, batches=(1, 100), steps: int = 20, sampler: str = "midpoint") -> list[dict]:
+def run_flow(geometry: str, rounds: int, batches=(1, 100), steps: int = 20, sampler: str = "midpoint",
+             bar=None) -> list[dict]:
     import onnxruntime as ort
     import torch
 
@@ -109,8 +112,15 @@ def run_flow(geometry: str, rounds: int, batches=(1, 100), steps: int = 20, samp
                "batch": b}
         row.update({f"{n}_ms_per_shower": v * 1e3 / b for n, v in med.items()})
         rows.append(row)
-        print(_row(row), flush=True)
+        _done(row, bar)
     return rows
+
+
+def _done(row: dict, bar) -> None:
+    """Print a row of the table above the progress bar, and count it."""
+    write(_row(row))
+    if bar is not None:
+        bar.update()
 
 
 def _row(r: dict) -> str:
@@ -118,7 +128,7 @@ def _row(r: dict) -> str:
             f"{r['ml4ep_ms_per_shower']:.3f} | {r['onnxruntime_ms_per_shower']:.3f} | {r['torch_ms_per_shower']:.3f} |")
 
 
-def run(geometry: str, rounds: int, batches=(1, 100)) -> list[dict]:
+def run(geometry: str, rounds: int, batches=(1, 100), bar=None) -> list[dict]:
     import onnxruntime as ort
     import torch
 
@@ -161,7 +171,7 @@ def run(geometry: str, rounds: int, batches=(1, 100)) -> list[dict]:
         row = {"model": "VAE", "geometry": geometry, "voxels": geo.n_voxels, "batch": b}
         row.update({f"{n}_ms_per_shower": v * 1e3 / b for n, v in med.items()})
         rows.append(row)
-        print(_row(row), flush=True)
+        _done(row, bar)
     return rows
 
 
@@ -173,7 +183,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     header = ["| model | batch | ml4ep ms/shower | onnxruntime ms/shower | PyTorch ms/shower |", "|---|---|---|---|---|"]
     print("\n".join(header))
-    rows = run(args.geometry, args.rounds) + run_flow(args.geometry, args.rounds)
+    batches = (1, 100)
+    with progress(total=2 * len(batches), desc="fastsim", unit="case") as bar:  # (VAE, flow) x batches
+        rows = run(args.geometry, args.rounds, batches, bar=bar)
+        rows += run_flow(args.geometry, args.rounds, batches, bar=bar)
     if args.write:
         lines = ["### Generative shower models: speed (`benchmarks/fastsim.py`)", "",
                  f"{cpu_model()}; one thread each; medians of alternating blocks; random weights at the default "

@@ -27,6 +27,8 @@ from pathlib import Path  # noqa: E402
 
 from _docs import cpu_model, write_section  # noqa: E402
 
+from ml4ep.bench.progress import progress  # noqa: E402
+
 ENERGY_GEV = (1.0, 1000.0)
 
 
@@ -75,7 +77,10 @@ def main(argv=None) -> int:
     pbsc = gflash.Calorimeter.pb_scintillator()
     t0 = time.perf_counter()
     pre_note = ""
+    stages = (["pretrain"] if args.pretrained is None else []) + ["target showers", "reference showers", "compare"]
+    bar = progress(total=len(stages), desc="fastsim_adapt", unit="stage")
     if args.pretrained is None:
+        bar.set_postfix_str("pretrain")
         src = _simulate(work / f"siw_{args.n_pretrain}.h5", args.n_pretrain, args.seed, geo)
         pre_dir = work / f"pretrained_{args.model}_{args.n_pretrain}_{args.pretrain_epochs}"
         kw = {"hidden": (256, 128, 64), "latent": 10} if args.model == "vae" else \
@@ -86,14 +91,20 @@ def main(argv=None) -> int:
         pre_note = (f"Pretrained here on {args.n_pretrain} SiW ds2 showers: {res['steps']} steps, "
                     f"{time.perf_counter() - tp:.0f} s. ")
         pretrained = pre_dir
+        bar.update()
     else:
         pretrained = args.pretrained
     kind = load_checkpoint(pretrained)["kind"]
     tgt_geo = target_geometry(geo, pbsc)
+    bar.set_postfix_str("target showers")
     tgt = _simulate(work / f"pbsc_train_{args.n_target}_{args.seed}.h5", args.n_target, args.seed + 100, tgt_geo,
                     pbsc)
+    bar.update()
+    bar.set_postfix_str("reference showers")
     ref = _simulate(work / f"pbsc_ref_{args.n_reference}_{args.seed}.h5", args.n_reference, args.seed + 200,
                     tgt_geo, pbsc)
+    bar.update()
+    bar.set_postfix_str("compare: fine-tune, from scratch, evaluate")
     result = compare(pretrained, tgt, ref, work / f"compare_{kind}", epochs=args.epochs,
                      max_seconds=args.max_seconds, geometry=tgt_geo, seed=args.seed, backend="ml4ep",
                      batch_size=args.batch_size, lr=args.lr, metrics=("hist", "fpd", "kpd", "cls-high"),
@@ -103,6 +114,8 @@ def main(argv=None) -> int:
                                  "standardise": True},
                      fpd_kpd={"min_samples": min(500, args.n_reference), "batch_size": min(1000, args.n_reference)},
                      workers=1)
+    bar.update()
+    bar.close()
     budget = f"{args.max_seconds:g} s" if args.max_seconds is not None else f"{result['arms']['finetune']['epochs']} epochs"
     how = " (preprocessing refitted to the target)" if args.refit_preprocessing else ""
     lines = [f"### Adaptation of the {kind} model{how}: fine-tuning against training from scratch "

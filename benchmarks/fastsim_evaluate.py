@@ -20,6 +20,7 @@ from pathlib import Path
 
 from _docs import cpu_model, write_section
 
+from ml4ep.bench.progress import progress
 from ml4ep.fastsim import io
 from ml4ep.fastsim.evaluate import evaluate
 
@@ -43,6 +44,8 @@ def main(argv=None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     ref = args.reference or args.workdir / f"ref_{args.n}.h5"
     gen = args.generated or args.workdir / f"gen_{args.n}.h5"
+    bar = progress(total=2, desc="fastsim_evaluate", unit="stage")
+    bar.set_postfix_str("samples")
     t0 = time.perf_counter()
     procs = [p for p in (None if args.reference else ensure(ref, args.n, 1),
                          None if args.generated else ensure(gen, args.n, 2)) if p]
@@ -51,9 +54,13 @@ def main(argv=None) -> int:
             raise SystemExit("generating the samples failed")
     sim_s = time.perf_counter() - t0 if procs else None
     sizes = {k: io.info(p) for k, p in (("ref", ref), ("gen", gen))}
+    bar.update()
+    bar.set_postfix_str("evaluate")
     t1 = time.perf_counter()
     result = evaluate(ref, gen, "ds2", args.workdir / "report", metrics=("hist", "fpd", "kpd"))
     wall = time.perf_counter() - t1
+    bar.update()
+    bar.close()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     t = result["timing"]

@@ -24,6 +24,7 @@ from pathlib import Path  # noqa: E402
 
 from _docs import cpu_model, write_section  # noqa: E402
 
+from ml4ep.bench.progress import progress, write  # noqa: E402
 from ml4ep.fastsim import gflash  # noqa: E402
 from ml4ep.fastsim.geometry import get  # noqa: E402
 
@@ -37,7 +38,7 @@ CASES = [
 ]
 
 
-def run_case(geo_name: str, energy, n: int, repeats: int) -> dict:
+def run_case(geo_name: str, energy, n: int, repeats: int, bar=None) -> dict:
     geo = get(geo_name)
     cal = gflash.Calorimeter.par04_siw()
     gflash.simulate(geo, min(n, 128), energy=energy, seed=0)  # warm-up
@@ -47,6 +48,8 @@ def run_case(geo_name: str, energy, n: int, repeats: int) -> dict:
         e, s = gflash.simulate(geo, n, energy=energy, seed=rep + 1)
         rates.append(n / (time.perf_counter() - t0))
         ratios.append(float(np.mean(s.sum(axis=1, dtype=np.float64) / e[:, 0])))
+        if bar is not None:
+            bar.update()
     spots = float(np.mean(gflash.spot_count(e[:, 0].astype(np.float64), cal)))
     return {"median": float(np.median(rates)), "min": min(rates), "max": max(rates), "spots": spots,
             "ratio": float(np.mean(ratios))}
@@ -66,12 +69,15 @@ def main() -> None:
              "| geometry | E_inc | showers / repeat | showers/s (median) | min-max | spots / shower | E_tot/E_inc |",
              "|---|---|---|---|---|---|---|"]
     print("\n".join(lines))
+    bar = progress(total=len(CASES) * args.repeats, desc="fastsim_gflash", unit="repeat")
     for geo_name, energy, label, n in CASES:
         n = max(1, int(n * args.scale))
-        r = run_case(geo_name, energy, n, args.repeats)
+        bar.set_postfix_str(f"{geo_name} {label}")
+        r = run_case(geo_name, energy, n, args.repeats, bar)
         lines.append(f"| {geo_name} | {label} | {n} | {r['median']:.0f} | {r['min']:.0f}-{r['max']:.0f} | "
                      f"{r['spots']:.0f} | {r['ratio']:.3f} |")
-        print(lines[-1], flush=True)
+        write(lines[-1])
+    bar.close()
     if args.write:
         write_section(args.write, "fastsim_gflash", lines, heading="## ml4ep.fastsim")
 

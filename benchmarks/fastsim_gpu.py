@@ -30,11 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ml4ep.bench.progress import progress, write
+
 T0 = time.perf_counter()
 
 
 def log(msg: str) -> None:
-    print(f"[{time.perf_counter() - T0:6.1f} s] {msg}", flush=True)
+    write(f"[{time.perf_counter() - T0:6.1f} s] {msg}")
 
 
 def _simulate_block(args):
@@ -131,11 +133,11 @@ def main(argv=None) -> int:
     # the reference while the variants train (the CPU has room: each variant uses threads + workers)
     simulate(args.work / "reference.h5", args.n_ref, 12, max(1, args.jobs // 2))
     results: dict = {"variants": {}, "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"}
-    for name, (p, fh) in procs.items():
+    for name, (p, fh) in progress(procs.items(), total=len(procs), desc="variants trained", unit="variant"):
         rc = p.wait()
         fh.close()
         text = (args.work / f"{name}.log").read_text()
-        print(f"--- {name} (rc {rc}) ---\n" + "\n".join(text.splitlines()[-6:]), flush=True)
+        write(f"--- {name} (rc {rc}) ---\n" + "\n".join(text.splitlines()[-6:]))
         hist_path = args.work / name / "history.json"
         hist = json.loads(hist_path.read_text()) if hist_path.exists() else []
         spec = next(v for v in variants if v["name"] == name)

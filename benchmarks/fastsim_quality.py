@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from _docs import cpu_model, write_section
 
+from ml4ep.bench.progress import progress, write
+
 
 def _simulate(path: Path, n: int, seed: int, geo) -> None:
     from ml4ep.fastsim import gflash, io
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
     rows = []
     cls = {"hidden": args.cls_hidden, "n_hidden_layers": args.cls_layers, "epochs": args.cls_epochs,
            "device": "cpu", "dtype": "float32"}
-    for name, run in runs.items():
+    for name, run in progress(runs.items(), total=len(runs), desc="generate, evaluate", unit="model"):
         hist = run["history"]
         t0 = time.perf_counter()
         out = d / f"generated_{name}.h5"
@@ -112,7 +114,7 @@ def main(argv=None) -> int:
                "sep_e_ratio": r["separation_power"]["e_ratio"],
                "sep_mean": float(np.mean(list(r["separation_power"].values())))}
         rows.append(row)
-        print(json.dumps(row), flush=True)
+        write(json.dumps(row))
     (d / "quality.json").write_text(json.dumps(rows, indent=1))
     header = ["| model | trained (epochs, steps, wall time) | AUC low-level | AUC high-level | FPD x 1e3 | KPD x 1e3 | "
               "S(E_tot/E_inc) | mean S | generation ms/shower (batch 2000) |", "|---|---|---|---|---|---|---|---|---|"]

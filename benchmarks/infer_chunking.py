@@ -28,6 +28,7 @@ from _docs import cpu_model, write_section  # noqa: E402
 
 import ml4ep.infer as mi  # noqa: E402
 from ml4ep.bench import zoo  # noqa: E402
+from ml4ep.bench.progress import progress, write  # noqa: E402
 
 WHOLE = ["-DML4EP_CHUNK_BYTES=(1LL<<40)"]
 
@@ -41,13 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="ml4ep-chunking-"))
     rows = []
-    for name in args.models.split(","):
+    models, batches = args.models.split(","), [int(b) for b in args.batches.split(",")]
+    bar = progress(total=len(models) * len(batches), desc="infer_chunking", unit="case")
+    for name in models:
+        bar.set_postfix_str(f"{name}: export, compile")
         m = zoo.bench_model(name)
         path = work / f"{name}.onnx"
         m.export(path)
         variants = {"whole": mi.compile(path, cache=False, extra_flags=WHOLE), "chunked": mi.compile(path, cache=False)}
         per = int(variants["chunked"].source.split("const int64_t per_sample_ = ")[1].split(";")[0])
-        for b in map(int, args.batches.split(",")):
+        for b in batches:
+            bar.set_postfix_str(f"{name}: batch {b}")
             feeds = m.inputs(b)
             xs = [feeds[k] for k in m.input_names]
             y0, y1 = variants["whole"](*xs), variants["chunked"](*xs)
@@ -68,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
                          "speedup": med["whole"] / med["chunked"], "per_sample_kb": per / 1024,
                          "chunk": min(chunk, b)})
             r = rows[-1]
-            print(f"{name:12s} b={b:5d}  whole {r['whole_ms']:9.2f} ms  chunked {r['chunked_ms']:9.2f} ms  "
-                  f"x{r['speedup']:.2f}  ({r['per_sample_kb']:.0f} kB a sample, chunks of {r['chunk']})", flush=True)
+            write(f"{name:12s} b={b:5d}  whole {r['whole_ms']:9.2f} ms  chunked {r['chunked_ms']:9.2f} ms  "
+                  f"x{r['speedup']:.2f}  ({r['per_sample_kb']:.0f} kB a sample, chunks of {r['chunk']})")
+            bar.update()
+    bar.close()
     if args.write:
         lines = [f"Machine: {cpu_model()}, one thread; `python benchmarks/infer_chunking.py --write "
                  "docs/benchmarks.md`; medians of alternating blocks, ml4ep from Python.", "",

@@ -39,6 +39,7 @@ from _docs import cpu_model, write_section  # noqa: E402
 import ml4ep.infer as mi  # noqa: E402
 from ml4ep.bench import zoo  # noqa: E402
 from ml4ep._native import build  # noqa: E402
+from ml4ep.bench.progress import progress, write  # noqa: E402
 
 # the same flags for both generated codes: ml4ep's defaults
 CXXFLAGS = ["-std=c++17", "-O3", "-march=native", "-fno-math-errno"]
@@ -256,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: sgemm {bounds['sgemm_gflops']:.1f} GFLOP/s, VAE sgemv {bounds['sgemv_vae_us']:.1f} us "
           f"({bounds['sgemv_gbs']:.1f} GB/s), one thread")
     results = []
-    for family in args.models.split(","):
+    families, batches = args.models.split(","), [int(b) for b in args.batches.split(",")]
+    bar = progress(total=len(families) * len(batches), desc="infer_latency", unit="row")
+    for family in families:
         path = work / f"{family}.onnx"
         zoo.family_onnx(family, path)
         t0 = time.perf_counter()
@@ -264,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         compile_s = time.perf_counter() - t0
         engines = py_contenders(path, family, model)
         flops, weight_bytes = model_cost(family)
-        for batch in [int(b) for b in args.batches.split(",")]:
+        for batch in batches:
+            bar.set_postfix_str(f"{family} batch {batch}")
             x = sofie_anchor.bench_inputs([(batch, *zoo.FAMILIES[family].input_shape)])[0].astype(np.float32)
             number = max(3, min(2000, int(2e5 / (batch * max(1, int(np.prod(zoo.FAMILIES[family].input_shape)))) + 3)))
             # Python contenders: calibrate, then alternating blocks
@@ -308,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
                 for n in names:
                     row[f"{n}_mem_mb"] = python_peak_mb(n, path, family, batch)
             results.append(row)
-            print(_fmt_row(row), flush=True)
+            write(_fmt_row(row))
+            bar.update()
+    bar.close()
     report = {"machine": _machine(), "bounds": bounds, "results": results}
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))

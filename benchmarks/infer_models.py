@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "infer
 import hep_models as H  # noqa: E402
 
 import ml4ep.infer as mi  # noqa: E402
+from ml4ep.bench.progress import progress, write  # noqa: E402
 from ml4ep.errors import Ml4epError  # noqa: E402
 
 
@@ -48,7 +49,8 @@ def calibrate(fns, block_s: float) -> int:
     return max(1, min(5000, int(block_s * 1e6 / max(slowest, 1.0))))
 
 
-def bench_model(name: str, work: Path, batches: list[int], rounds: int, block_s: float) -> list[dict]:
+def bench_model(name: str, work: Path, batches: list[int], rounds: int, block_s: float, bar=None) -> list[dict]:
+    """The rows of one model, one per batch size; ``bar``, a progress bar, counts them."""
     spec = H.MODELS[name]
     path = H.export(name, work)
     try:
@@ -84,7 +86,9 @@ def bench_model(name: str, work: Path, batches: list[int], rounds: int, block_s:
         for n in names:
             row[f"{n}_us"] = float(np.median(samples[n]))
         rows.append(row)
-        print(_fmt_row(row), flush=True)
+        write(_fmt_row(row))
+        if bar is not None:
+            bar.update()
     return rows
 
 
@@ -112,10 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| {'model':<16} | {'batch':>5} | {'length':>6} | {'ml4ep us':>11} | {'ORT us':>11} | {'ratio':>7} |")
     print(f"|{'-' * 18}|{'-' * 7}|{'-' * 8}|{'-' * 13}|{'-' * 13}|{'-' * 8}|")
     rows = []
-    for name in args.models.split(","):
+    models = args.models.split(",")
+    for name in models:
         if name not in H.MODELS:
             ap.error(f"unknown model '{name}'; known: {', '.join(H.MODELS)}")
-        rows += bench_model(name, work, batches, args.rounds, args.block_s)
+    with progress(total=len(models) * len(batches), desc="infer_models", unit="case") as bar:
+        for name in models:
+            bar.set_postfix_str(name)
+            rows += bench_model(name, work, batches, args.rounds, args.block_s, bar)
     unsupported = {r["model"]: r["problems"] for r in rows if r["problems"]}
     if unsupported:
         print("\nnot compiled by ml4ep:")

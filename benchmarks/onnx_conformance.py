@@ -32,6 +32,8 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 from _docs import cpu_model, write_section  # noqa: E402
 
+from ml4ep.bench.progress import progress  # noqa: E402
+
 _CASES = None
 
 
@@ -182,7 +184,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         chunks = [names[k:k + args.chunk] for k in range(0, len(names), args.chunk)]
-        results = [r for rs in pool.map(run_chunk, chunks) for r in rs]
+        results = [r for rs in progress(pool.map(run_chunk, chunks), total=len(chunks), desc="onnx_conformance",
+                                        unit="chunk") for r in rs]
     wall = time.perf_counter() - t0
     claimed = set(mi.supported_operators())
     partly = mi.partially_supported_operators()

@@ -1,4 +1,14 @@
-"""The ``ml4ep`` command: one argparse subcommand per job."""
+"""The ``ml4ep`` command: one argparse subcommand per job.
+
+- ``ml4ep compile MODEL.onnx -o DIR``, ``ml4ep check MODEL.onnx``, ``ml4ep operators``: :mod:`ml4ep.infer`;
+- ``ml4ep bdt compile MODEL -o DIR``: :mod:`ml4ep.bdt`;
+- ``ml4ep data inspect FILES``: :mod:`ml4ep.data`'s readers;
+- ``ml4ep bench``: :mod:`ml4ep.bench` (:func:`ml4ep.bench.run.run`, with a progress bar on a terminal);
+- ``ml4ep fastsim simulate | train | generate | export | evaluate``: :mod:`ml4ep.fastsim`, whose parsers live in
+  :mod:`ml4ep.fastsim.cli`.
+
+An :class:`~ml4ep.errors.Ml4epError` ends the command with ``ml4ep: error: ...`` on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -93,7 +103,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     cfg = Config(models=_csv(args.models), backends=_csv(args.backends), batches=batches, size=args.size,
                  repeats=args.repeats, block_s=args.block, rounds=args.rounds, check_batch=args.check_batch,
                  work=args.work)
-    rep = run(cfg, progress=None if args.quiet else lambda text: print(text, file=sys.stderr, flush=True))
+    rep = run(cfg, progress=None if args.quiet else lambda text: print(text, file=sys.stderr, flush=True),
+              bar=not args.quiet)  # the bar: on a terminal only
     print(R.table(rep))
     if args.json:
         R.write_json(rep, args.json)
@@ -163,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--json", help="write the full results here")
     be.add_argument("--write", help="write the tables and charts into this markdown file (section 'bench')")
     be.add_argument("--work", help="keep the exported models, programs and raw results here")
-    be.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    be.add_argument("-q", "--quiet", action="store_true", help="no progress lines and no progress bar")
     be.set_defaults(func=_cmd_bench)
 
     from .fastsim.cli import add_parsers as add_fastsim

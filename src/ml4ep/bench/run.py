@@ -24,6 +24,8 @@ import numpy as np
 from ..errors import Ml4epError
 from .backends import BACKENDS, missing_dependency
 from .cpp import MARKER
+from .progress import paused
+from .progress import progress as progress_bar
 from .zoo import MODEL_NAMES, bench_model
 
 log = logging.getLogger(__name__)
@@ -122,50 +124,61 @@ def summarise(runs: list[dict], batches: list[int]) -> dict:
     return out
 
 
-def run(config: Config, progress=None) -> dict:
+def run(config: Config, progress=None, bar: bool = True) -> dict:
     """Run the benchmark; returns the report (see :mod:`ml4ep.bench.report`). ``progress(text)`` is called
-    as each worker finishes."""
+    as each worker finishes. With ``bar``, a progress bar over the runs (models x rounds x backends) is drawn
+    on stderr when stderr is a terminal; ``progress`` is then called with the bar cleared."""
     config.validate()
     say = progress or (lambda text: log.info("%s", text))
     work = Path(config.work) if config.work else Path(tempfile.mkdtemp(prefix="ml4ep-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     report = {"machine": machine(), "versions": versions(), "config": asdict(config), "backends":
               {b: BACKENDS[b].description for b in config.backends}, "models": {}}
-    for name in config.models:
-        model = bench_model(name, config.size)
-        mdir = work / name
-        mdir.mkdir(exist_ok=True)
-        onnx_path = mdir / f"{name}.onnx"
-        model.export(onnx_path)
-        entry = {"description": model.description, "parameters": model.n_parameters(),
-                 "onnx_bytes": onnx_path.stat().st_size, "backends": {}}
-        report["models"][name] = entry
-        base = {"model": name, "size": config.size, "onnx": str(onnx_path), "check_batch": config.check_batch,
-                "batches": config.batches, "repeats": config.repeats, "block_s": config.block_s,
-                "rtol": config.rtol, "reference": str(mdir / "reference.npz"), "timeout": config.timeout_s}
-        ref = _worker({**base, "backend": "onnxruntime", "reference_only": True, "work": str(mdir)},
-                      mdir / "reference.json", config.timeout_s)
-        if ref.get("status") != "ok":
-            raise Ml4epError(f"bench: the onnxruntime reference of '{name}' failed: {ref.get('reason')}")
-        runs: dict[str, list[dict]] = {}
-        for r in range(config.rounds):
-            order = config.backends if r % 2 == 0 else config.backends[::-1]
-            for b in order:
-                why = missing_dependency(b)
-                if why:
-                    runs[b] = [{"status": "unavailable", "reason": why}]
-                    continue
-                if runs.get(b) and runs[b][-1].get("status") != "ok":
-                    continue  # failed or disagreed once: not run again
-                bdir = mdir / f"{b}-r{r}"
-                bdir.mkdir(exist_ok=True)
-                t0 = time.perf_counter()
-                res = _worker({**base, "backend": b, "work": str(bdir)}, bdir / "job.json", config.timeout_s)
-                runs.setdefault(b, []).append(res)
-                (bdir / "result.json").write_text(json.dumps(res, indent=1))
-                say(f"{name:12s} {b:15s} round {r + 1}: {res.get('status')} ({time.perf_counter() - t0:.1f} s)"
-                    + (" - " + str(res.get("reason")).replace("\n", " | ") if res.get("status") != "ok" else ""))
-        entry["backends"] = {b: summarise(runs[b], config.batches) for b in config.backends}
-        (work / "report.json").write_text(json.dumps({**report, "work": str(work)}, indent=1))  # so far
+    with progress_bar(total=len(config.models) * config.rounds * len(config.backends), desc="bench",
+                      enabled=bar) as runs_bar:
+        for name in config.models:
+            runs_bar.set_postfix_str(f"{name}: export, reference")
+            model = bench_model(name, config.size)
+            mdir = work / name
+            mdir.mkdir(exist_ok=True)
+            onnx_path = mdir / f"{name}.onnx"
+            model.export(onnx_path)
+            entry = {"description": model.description, "parameters": model.n_parameters(),
+                     "onnx_bytes": onnx_path.stat().st_size, "backends": {}}
+            report["models"][name] = entry
+            base = {"model": name, "size": config.size, "onnx": str(onnx_path), "check_batch": config.check_batch,
+                    "batches": config.batches, "repeats": config.repeats, "block_s": config.block_s,
+                    "rtol": config.rtol, "reference": str(mdir / "reference.npz"), "timeout": config.timeout_s}
+            ref = _worker({**base, "backend": "onnxruntime", "reference_only": True, "work": str(mdir)},
+                          mdir / "reference.json", config.timeout_s)
+            if ref.get("status") != "ok":
+                raise Ml4epError(f"bench: the onnxruntime reference of '{name}' failed: {ref.get('reason')}")
+            runs: dict[str, list[dict]] = {}
+            for r in range(config.rounds):
+                order = config.backends if r % 2 == 0 else config.backends[::-1]
+                for b in order:
+                    runs_bar.set_postfix_str(f"{name}: {b}, round {r + 1}")
+                    why = missing_dependency(b)
+                    if why:
+                        runs[b] = [{"status": "unavailable", "reason": why}]
+                        runs_bar.update()
+                        continue
+                    if runs.get(b) and runs[b][-1].get("status") != "ok":
+                        runs_bar.update()
+                        continue  # failed or disagreed once: not run again
+                    bdir = mdir / f"{b}-r{r}"
+                    bdir.mkdir(exist_ok=True)
+                    t0 = time.perf_counter()
+                    res = _worker({**base, "backend": b, "work": str(bdir)}, bdir / "job.json", config.timeout_s)
+                    runs.setdefault(b, []).append(res)
+                    (bdir / "result.json").write_text(json.dumps(res, indent=1))
+                    with paused():
+                        say(f"{name:12s} {b:15s} round {r + 1}: {res.get('status')} "
+                            f"({time.perf_counter() - t0:.1f} s)"
+                            + (" - " + str(res.get("reason")).replace("\n", " | ") if res.get("status") != "ok"
+                               else ""))
+                    runs_bar.update()
+            entry["backends"] = {b: summarise(runs[b], config.batches) for b in config.backends}
+            (work / "report.json").write_text(json.dumps({**report, "work": str(work)}, indent=1))  # so far
     report["work"] = str(work)
     return report
