@@ -2,12 +2,16 @@
 
 The header holds a ``<name>::Model`` class following the contract in docs/architecture.md: its constructor
 reads ``<name>.bin``; ``infer`` takes one typed pointer per ONNX input, then per output, then the values of
-the symbolic dimensions, and allocates nothing once its workspace has grown to the dimensions seen.
+the symbolic dimensions, and allocates nothing once its workspace has grown to the dimensions seen. Its body
+declares the workspace, one named pointer per weight (``w_<name>``), the tensors (inputs const) in the order the
+nodes use them, then each node's code as a block, indented by :func:`reindent` ("Reading a generated header" in
+docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from dataclasses import dataclass
 from importlib import resources
@@ -56,6 +60,12 @@ class Emitter:
         self.size = 0
         self.const_ptr: dict[str, str] = {}
         self.node: Node | None = None
+        # the named weight pointers: (C++ name, declaration), in the order of the weights file
+        self.weight_decls: list[tuple[str, str]] = []
+        self._weight_names: set[str] = set()
+        self._weight_sources: set[str] = set()  # constants that named a weight pointer already
+        # the tensors whose pointers the code uses, in the order of first use (declared in that order)
+        self.used: dict[str, None] = {}
 
     # tensors --------------------------------------------------------------------------------------
     def ptr(self, name: str) -> str:
@@ -64,8 +74,9 @@ class Emitter:
             if name not in self.const_ptr:
                 if v.dtype == object:
                     raise D.SymbolicError(f"symbolic constant '{name}' used as run-time data")
-                self.const_ptr[name] = self.weight(v, name)
+                self.const_ptr[name] = self._store(v, name, name)
             return self.const_ptr[name]
+        self.used.setdefault(name, None)
         return ident(name, "v_")
 
     def shape(self, name: str) -> list:
@@ -93,7 +104,11 @@ class Emitter:
 
     # weights and scratch --------------------------------------------------------------------------
     def weight(self, array: np.ndarray, hint: str = "") -> str:
-        """Store a constant array in the weights file; returns a typed C++ pointer expression."""
+        """Store a constant array in the weights file; returns the C++ name of a typed pointer to it, declared
+        once at the top of ``infer`` (``w_<name>``, after the constant it holds or else ``hint``)."""
+        return self._store(array, hint)
+
+    def _store(self, array: np.ndarray, hint: str, source: str | None = None) -> str:
         arr = np.ascontiguousarray(array)
         limits.check_weights(self.size + arr.nbytes, hint, self.node)
         data = arr.tobytes()
@@ -101,7 +116,58 @@ class Emitter:
         self.blobs.append((off, data))
         self.size = (off + len(data) + ALIGN - 1) // ALIGN * ALIGN
         ct = ctype(arr.dtype)
-        return f"reinterpret_cast<const {ct}*>(w_ + {off})"
+        if source is None:
+            source = self._source_of(arr)
+        # named after the constant it holds, unless another pointer took that name or the exporter made it up
+        # (PyTorch's "onnx::MatMul_245"): then after what the operator calls it
+        named_by = hint
+        if source is not None and source not in self._weight_sources:
+            self._weight_sources.add(source)
+            if not source.startswith("onnx::") or not hint:
+                named_by = source
+        var = self._weight_var(named_by)
+        what = f"{hint or 'constant'} {D.fmt_shape(arr.shape)}"  # names from the model: through text() only
+        if source is not None and source != hint:
+            what += f": the values of {source}"
+        self.weight_decls.append((var, f"const {ct}* const {var} = reinterpret_cast<const {ct}*>(w_ + {off});"
+                                       f"  // {text(what)}"))
+        return var
+
+    def _source_of(self, arr: np.ndarray) -> str | None:
+        """The constant input of the current node whose values ``arr`` holds (the same values, maybe reordered:
+        a transposed or packed matrix), which then names the pointer; None if there is none."""
+        if self.node is None or arr.size == 0 or arr.dtype == object:
+            return None
+        nan = arr.dtype.kind in "fc"
+        for name in self.node.inputs:
+            v = self.g.const(name) if name else None
+            if v is None or v.size != arr.size or v.dtype == object or name in self._weight_sources:
+                continue
+            if v.dtype != arr.dtype and not (v.dtype.kind == arr.dtype.kind == "f"):
+                continue
+            try:
+                with np.errstate(all="ignore"):
+                    c = np.asarray(v, dtype=arr.dtype)
+                    if (np.array_equal(c.reshape(-1), arr.reshape(-1), equal_nan=nan)
+                            or c.ndim == 2 and np.array_equal(c.T.reshape(-1), arr.reshape(-1), equal_nan=nan)
+                            or np.array_equal(np.sort(c, axis=None), np.sort(arr, axis=None), equal_nan=nan)):
+                        return name
+            except (TypeError, ValueError):  # a type NumPy cannot compare or sort: no name from it
+                continue
+        return None
+
+    def _weight_var(self, name: str) -> str:
+        """A new C++ name ``w_<name>`` for a weight pointer: the characters of ``name`` that cannot be in an
+        identifier as single underscores, a number appended where that name is taken (a numbered one for no
+        name). No other variable of the generated code starts with ``w_``: not the tensors (``v_``, ``in_``,
+        ``out_``), dimensions (``dim_``), groups (``g_``), nor the locals of the operators' code."""
+        stem = re.sub(r"[^0-9A-Za-z]+", "_", str(name)).strip("_") if name else ""
+        var = identifier(stem, "w_", unique=False) if stem else f"w_{len(self.weight_decls)}"
+        base, k = var, 2
+        while var in self._weight_names:
+            var, k = f"{base}_{k}", k + 1
+        self._weight_names.add(var)
+        return var
 
     def emit_nodes(self, nodes: list[Node]) -> str:
         """The code of a list of nodes (a control-flow body), each in its own block."""
@@ -138,6 +204,12 @@ def _arena_addr(s: memory.Storage) -> str:
 def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: str = "native") -> Generated:
     em = Emitter(g, plan)
     body: list[str] = []
+    # the inputs and outputs first, then the other tensors in the order the nodes first use them; all at the top of
+    # infer (declared amid the nodes' code instead, g++ -O3 may inline and fuse multiply-adds differently)
+    io = [t for t in dict.fromkeys([*g.inputs, *g.outputs]) if t in plan.storage_of]
+    declared = set(io)
+    em.used.update(dict.fromkeys(io))
+    tensors: list[str] = []
     rendering, rendered = D.start_rendering()  # every dimension expression of the code: checked at run time
     for node in g.nodes:
         opdef = O.get(node.op_type)
@@ -148,6 +220,10 @@ def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: 
         outs = text(", ".join(f"{o} {D.fmt_shape(g.t(o).shape)}" for o in node.outputs if o))
         code = opdef.emit(node, em)
         body.append(f"  // {node.op_type}{fused} '{origin}' -> {outs}\n")
+        first = {t: k for k, t in enumerate([*node.inputs, *node.outputs])}  # inputs, outputs, then the bodies'
+        new = [t for t in em.used if t not in declared and t in plan.storage_of]
+        tensors += sorted(new, key=lambda t: first.get(t, len(first)))
+        declared.update(new)
         if code.strip():
             body.append("  {\n" + _indent(code, "    ") + "  }\n")
     D.stop_rendering(rendering)
@@ -159,7 +235,7 @@ def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: 
     dim_params = [f"int64_t {D.cpp_name(s)}" for s in syms]
     params = ", ".join(in_params + out_params + dim_params)
 
-    # pointer declarations
+    # declarations: dimensions, the workspace, the weights, the inputs and outputs
     decl: list[str] = []
     for s in syms:
         decl.append(f"  if ({D.cpp_name(s)} < 0) throw std::invalid_argument(\"{name}: dimension '{text(s)}' is negative\");\n")
@@ -167,26 +243,35 @@ def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: 
     for dname, poly in g.derived.defs.items():  # symbols standing for sums of monomials (L + 1, ...)
         decl.append(_derived_decl(dname, poly))
     runtime = list(g.derived.runtime)
+    if runtime:
+        decl.append("  // data-dependent dimensions: set by the node that finds them\n")
     for rname in runtime:  # data-dependent dimensions: set by the node that finds them (NonZero, ...)
         decl.append(f"  int64_t {D.cpp_name(rname)} = 0;\n")
     # group sizes and offsets
     gkeys = sorted(plan.groups, key=lambda k: (len(k), k))
+    if gkeys:
+        decl.append("  // the workspace (arena_, grown on the first calls): intermediate tensors and scratch space, one group\n"
+                    "  // per product of the dimensions that their sizes scale with"
+                    + (" (g_static: the fixed sizes)\n" if () in plan.groups else "\n"))
     acc = "0"
     for key in gkeys:
         decl.append(f"  const size_t {_group_var(key)} = {acc};\n")
         size = D.cpp(D.Dim.make(plan.groups[key], key)) if plan.groups[key] else "0"
         acc = f"{_group_var(key)} + size_t({size})"
-    decl.append(f"  unsigned char* ws = arena_.reserve({acc});\n" if gkeys else "  unsigned char* ws = nullptr;\n")
-    decl.append("  const unsigned char* w_ = weights_->data();\n  (void)ws; (void)w_;\n")
-    for tname, s in sorted(plan.storage_of.items()):
-        ct = ctype(g.t(tname).dtype)
-        if s.kind == "input":
-            expr = f"const_cast<{ct}*>(reinterpret_cast<const {ct}*>({ident(s.name, 'in_')}))"
-        elif s.kind == "output":
-            expr = f"reinterpret_cast<{ct}*>({ident(s.name, 'out_')})"
-        else:
-            expr = f"reinterpret_cast<{ct}*>{_arena_addr(s)}"
-        decl.append(f"  {ct}* {ident(tname, 'v_')} = {expr};\n  (void){ident(tname, 'v_')};\n")
+    if gkeys:
+        decl.append(f"  [[maybe_unused]] unsigned char* const ws = arena_.reserve({acc});\n")
+    used = _code_identifiers("".join(body))
+    weights = [d for var, d in em.weight_decls if var in used]
+    if weights:
+        decl.append(f"  // the weights: pointers into {text(name)}.bin (loaded by the constructor)\n"
+                    "  const unsigned char* const w_ = weights_->data();\n")
+        decl.extend(f"  {d}\n" for d in weights)
+    if io:
+        decl.append("  // inputs and outputs\n")
+        decl.extend(_tensor_decl(g, t, plan.storage_of[t]) for t in io)
+    if tensors:  # printed here, after the rendering of the code's dimensions: not expressions to check
+        decl.append("  // the other tensors, in the order the nodes below first use them\n")
+        decl.extend(_tensor_decl(g, t, plan.storage_of[t]) for t in tensors)
 
     for k, rname in enumerate(runtime):
         body.append(f"  runtime_dims_[{k}] = {D.cpp_name(rname)};\n")
@@ -248,8 +333,7 @@ class Model {{
 {rt_private}}};
 
 {chunked}inline void Model::{block}({params}) {{
-{"".join(decl)}
-{"".join(body)}}}
+{reindent("".join(decl) + chr(10) + "".join(body), 1)}}}
 
 }}  // namespace {name}
 #endif  // {guard}
@@ -272,6 +356,25 @@ class Model {{
     return Generated(name, header, bridge, weights, meta, _example(g, name), _cmake(name, march), model_id)
 
 
+def _tensor_decl(g: Graph, t: str, s: memory.Storage) -> str:
+    """The declaration of tensor ``t``'s pointer ``v_<t>``: the caller's buffer (const for an input) or its place
+    in the workspace."""
+    ct = ctype(g.t(t).dtype)
+    if s.kind == "input":
+        src, ptr = ident(s.name, "in_"), f"const {ct}*"
+    elif s.kind == "output":
+        src, ptr = ident(s.name, "out_"), f"{ct}*"
+    else:
+        src, ptr = _arena_addr(s), f"{ct}*"
+    src_ct = ctype(g.t(s.name).dtype) if s.kind in ("input", "output") else "unsigned char"
+    expr = src if src_ct == ct else f"reinterpret_cast<{ptr}>{src if src.startswith('(') else f'({src})'}"
+    what = {"input": "input ", "output": "output "}.get(s.kind, "") if t == s.name else ""
+    note = f"{what}{t} {D.fmt_shape(g.t(t).shape)}"  # names from the model: through text() only
+    if t != s.name:
+        note += f", a view of {s.kind + ' ' if s.kind in ('input', 'output') else ''}{s.name}"
+    return f"  [[maybe_unused]] {ptr} const {ident(t, 'v_')} = {expr};  // {text(note)}\n"
+
+
 def _derived_decl(name: str, poly: dict) -> str:
     """The C++ declaration of a derived symbol from its polynomial in the input symbols."""
     terms = " + ".join(D.cpp(D.Dim.make(c, k)) if k else f"int64_t({c})" for k, c in poly.items())
@@ -286,8 +389,7 @@ def _chunked_infer(g: Graph, plan: Plan, layout: "batching.BatchLayout", params:
     per = [D.cpp(D.Dim.make(c, tuple((s, p) for s, p in key if s != sym))) for key, c in plan.groups.items()
            if (sym, 1) in key and c]
     used = {s for key in plan.groups for s, _ in key if s != sym}
-    derived = [_derived_decl(dn, poly) + f"  (void){D.cpp_name(dn)};\n"
-               for dn, poly in g.derived.defs.items() if dn in used]
+    derived = ["  [[maybe_unused]]" + _derived_decl(dn, poly)[1:] for dn, poly in g.derived.defs.items() if dn in used]
     args = []
     for i, batched in zip(g.inputs, layout.batched_inputs):
         v = ident(i, "in_")
@@ -314,6 +416,111 @@ inline void Model::infer({params}) {{
 
 def _indent(code: str, pre: str) -> str:
     return "".join(pre + line if line.strip() else line for line in code.splitlines(True))
+
+
+_RAW_STRING = re.compile(r'(?:u8|[uUL])?R"([^()\\ \t]{0,16})\(')
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _lex_lines(code: str) -> list[tuple[str, str, bool]]:
+    """Each line of C++ ``code`` as (line, its code: comments removed and literals emptied, whether the line is
+    to be kept as it is: it starts inside a block comment or raw string, or continues a line ending in ``\\``)."""
+    out = []
+    state: str | None = None  # None, "*/" in a block comment, or the end of a raw string
+    cont = False
+    for line in code.split("\n"):
+        verbatim = state is not None or cont
+        kept: list[str] = []
+        i, n = 0, len(line)
+        while i < n:
+            if state is not None:
+                j = line.find(state, i)
+                if j < 0:
+                    break
+                kept.append(" " if state == "*/" else '""')
+                i, state = j + len(state), None
+                continue
+            c = line[i]
+            if line.startswith("//", i):
+                break
+            if line.startswith("/*", i):
+                state, i = "*/", i + 2
+                continue
+            after_ident = i > 0 and (line[i - 1].isalnum() or line[i - 1] == "_")
+            m = _RAW_STRING.match(line, i)
+            if m and not after_ident:
+                state, i = ")" + m.group(1) + '"', m.end()
+                continue
+            if c == '"' or (c == "'" and not after_ident):  # a literal (a ' after a digit separates digits)
+                j = i + 1
+                while j < n and line[j] != c:
+                    j += 2 if line[j] == "\\" else 1
+                kept.append('""')
+                i = j + 1
+                continue
+            kept.append(c)
+            i += 1
+        cont = state is None and line.endswith("\\")
+        out.append((line, "".join(kept), verbatim))
+    return out
+
+
+def _code_identifiers(code: str) -> set[str]:
+    """The identifiers that C++ ``code`` uses outside its comments and literals."""
+    return {m.group() for _, kept, _ in _lex_lines(code) for m in _IDENT.finditer(kept)}
+
+
+def reindent(code: str, depth: int = 0, unit: str = "  ") -> str:
+    """C++ ``code`` indented by its blocks: a statement one ``unit`` beyond the line that opened its block (``depth``
+    units at the start), a closing brace at the indentation of that line, a line that continues a statement (an
+    open parenthesis, no ``;`` yet, a loop without braces) as far beyond its predecessor as in ``code`` (one unit,
+    two in parentheses, where it was before it). Preprocessor lines are indented as statements. Only leading
+    whitespace changes, never in a block comment, raw string or macro continuation: the code means what it
+    meant."""
+    w = len(unit)
+    out: list[str] = []
+    blocks = [depth * w]  # the indentation of the statements of each open block
+    parens = [0]  # open parentheses and brackets, per open block
+    prev: tuple[int, int, bool, bool] | None = None  # the last code line: its indent before, after; ends; starts
+    for line, kept, verbatim in _lex_lines(code):
+        stripped = line.lstrip(" \t")
+        body = kept.strip()
+        new = len(line) - len(stripped)
+        if verbatim or not stripped:
+            out.append(line if verbatim else "")
+        elif stripped.startswith("#"):
+            out.append(" " * blocks[-1] + stripped)
+            continue
+        else:
+            orig = len(line) - len(stripped)
+            closers = min(len(body) - len(body.lstrip("}")), len(blocks) - 1)
+            starts = prev is None or prev[2] or closers > 0
+            if closers:
+                new = blocks[-closers] - w
+            elif starts:
+                new = blocks[-1]
+            elif orig < prev[0] and prev[3]:
+                new = prev[1] + (2 * w if parens[-1] else w)
+            else:
+                new = max(prev[1] + orig - prev[0], blocks[-1])
+            out.append(" " * new + stripped)
+        for ch in kept:
+            if ch == "{":
+                blocks.append(new + w)
+                parens.append(0)
+            elif ch == "}":
+                if len(blocks) > 1:
+                    blocks.pop()
+                    parens.pop()
+            elif ch in "([":
+                parens[-1] += 1
+            elif ch in ")]":
+                parens[-1] = max(0, parens[-1] - 1)
+        if body and stripped and not verbatim:
+            end = body[-1]
+            ends = end == "{" or parens[-1] == 0 and (end in ";}" or end == ":" and not body.endswith("::"))
+            prev = (orig, new, ends, starts)
+    return "\n".join(out)
 
 
 def _bridge(g: Graph, name: str, module: str) -> str:
