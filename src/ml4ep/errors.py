@@ -43,3 +43,8 @@ class InputError(Ml4epError, ValueError):
 
 class OptionalDependencyError(Ml4epError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
+
+
+class DeviceError(Ml4epError):
+    """A model built for a GPU cannot run here (no driver, no GPU, a missing CUDA library) or was given data on the
+    wrong device; the message names what is missing."""

@@ -373,6 +373,86 @@ def compile_shared(src: Path, out: Path, cxxflags: list[str], use_blas: bool = T
     run_compiler(cmd, src)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# CUDA: nvcc for device="cuda", the host compiler for the same source as device="cuda-host"
+# ---------------------------------------------------------------------------------------------------------------
+DEFAULT_CUDA_ARCHS = ("80", "90")
+CUDA_FLAGS = ["-std=c++17", "-O3", "--expt-relaxed-constexpr", "--extended-lambda", "-Xptxas", "-warn-spills"]
+
+
+def nvcc_extra_flags() -> list[str]:
+    """Flags added to every nvcc call: ``$ML4EP_NVCC_FLAGS`` split at spaces (e.g. "-Werror all-warnings")."""
+    return os.environ.get("ML4EP_NVCC_FLAGS", "").split()
+
+
+def nvcc() -> str:
+    """The CUDA compiler: ``$ML4EP_NVCC``, else ``nvcc`` on the PATH, else ``$CUDA_HOME/bin/nvcc``, else
+    /usr/local/cuda/bin/nvcc; a :class:`CompilerError` naming them when there is none."""
+    env = os.environ.get("ML4EP_NVCC")
+    if env:
+        return env
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if home and (Path(home) / "bin" / "nvcc").is_file():
+            return str(Path(home) / "bin" / "nvcc")
+    raise CompilerError("device='cuda' needs the CUDA compiler nvcc, which was not found (not on the PATH, nor in "
+                        "$CUDA_HOME/bin or /usr/local/cuda/bin): install the CUDA toolkit or set ML4EP_NVCC to its path")
+
+
+@functools.lru_cache(maxsize=8)
+def nvcc_version(exe: str) -> str:
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CompilerError(f"the CUDA compiler '{exe}' cannot be run: {exc}") from exc
+    lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+    if out.returncode != 0 or not lines:
+        raise CompilerError(f"the CUDA compiler '{exe}' failed to report its version: {out.stderr.strip()}")
+    return lines[-1]
+
+
+def cuda_archs(archs=None) -> tuple[str, ...]:
+    """The GPU architectures of a CUDA build (the ``ML4EP_MARCH`` of GPUs): ``archs`` (e.g. ``["80", "90"]`` or
+    "80,90"), else ``$ML4EP_CUDA_ARCHS``, else sm_80 and sm_90 (A100, H100/H200)."""
+    if archs is None:
+        archs = os.environ.get("ML4EP_CUDA_ARCHS") or ",".join(DEFAULT_CUDA_ARCHS)
+    if isinstance(archs, str):
+        archs = [a for a in re.split(r"[,;\s]+", archs) if a]
+    out = []
+    for a in archs:
+        a = str(a).strip().lower().removeprefix("sm_").removeprefix("compute_")
+        if not re.fullmatch(r"[0-9]{2,3}[af]?", a):
+            raise CompilerError(f"'{a}' is not a GPU architecture (ML4EP_CUDA_ARCHS or cuda_archs=): e.g. 80, 90, 100")
+        out.append(a)
+    if not out:
+        raise CompilerError("no GPU architecture given (ML4EP_CUDA_ARCHS or cuda_archs=)")
+    return tuple(dict.fromkeys(out))
+
+
+def gencode_flags(archs: tuple[str, ...]) -> list[str]:
+    """``-gencode`` per architecture (a repeated ``-arch`` builds only the last one); the newest also as PTX, which
+    the driver compiles for later GPUs."""
+    flags = []
+    for k, a in enumerate(archs):
+        code = f"[sm_{a},compute_{a}]" if k == len(archs) - 1 else f"sm_{a}"
+        flags += ["-gencode", f"arch=compute_{a},code={code}"]
+    return flags
+
+
+def compile_cuda_shared(src: Path, out: Path, flags: list[str], host: bool) -> None:
+    """Compile the bridge of a CUDA model (plain ``extern "C"`` functions, loaded with ctypes) into ``out``: with
+    nvcc for the GPU, or with the host compiler as C++ (``host``: device="cuda-host")."""
+    hidden = ["-fPIC", "-fvisibility=hidden", "-fvisibility-inlines-hidden", "-fno-gnu-unique"]
+    if host:
+        cmd = [compiler(), *flags, "-DML4EP_NO_BLAS", *hidden, "-shared", "-x", "c++", str(src), "-o", str(out)]
+    else:
+        cmd = [nvcc(), *flags, "-DML4EP_NO_BLAS", "-shared", "-Xcompiler", ",".join(hidden), str(src), "-o",
+               str(out), "-ldl"]
+    run_compiler(cmd, src)
+
+
 def program_command(src: Path, exe: Path, flags: list[str], include=(), extra=(), libs=(), *,
                     cxx: str | None = None) -> list[str]:
     """The command of :func:`compile_program`: ``cxx flags -I<include>... extra... src -o exe libs...`` (``cxx``:

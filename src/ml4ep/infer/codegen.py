@@ -51,7 +51,16 @@ class Generated:
 
 
 class Emitter:
-    """What an operator's ``emit`` sees: pointers, shapes and constants of tensors as C++ expressions."""
+    """What an operator's ``emit`` sees: pointers, shapes and constants of tensors as C++ expressions.
+
+    ``device`` is "cpu" here; the CUDA emitter (:class:`ml4ep.infer.cuda.codegen.CudaEmitter`) prints the same
+    operator code as kernels: code written with :meth:`par_for` (independent iterations) and :meth:`copy` serves
+    both.
+    """
+
+    device = "cpu"
+    arena = "arena_"  # the workspace object of the generated class
+    weights_data = "weights_->data()"  # the start of the weights
 
     def __init__(self, g: Graph, plan: Plan):
         self.g = g
@@ -169,15 +178,33 @@ class Emitter:
         self._weight_names.add(var)
         return var
 
+    def emitter(self, opdef: "O.OpDef"):
+        """The function that prints ``opdef``'s code for this emitter's device."""
+        return opdef.emit
+
+    # code that runs on either device ------------------------------------------------------------------
+    def par_for(self, var: str, extent, body: str) -> str:
+        """``body`` for every ``var`` in [0, extent), the iterations independent of one another: a loop here, a
+        kernel over ``var`` on the GPU. ``body`` reads and writes tensors through their pointers only (no
+        ``this``, nothing host-only)."""
+        ext = extent if isinstance(extent, str) else D.cpp(extent)
+        if "\n" not in body.strip():
+            return f"for (int64_t {var} = 0; {var} < {ext}; ++{var}) {{ {body.strip()} }}\n"
+        return f"for (int64_t {var} = 0; {var} < {ext}; ++{var}) {{\n{_indent(body, '  ')}}}\n"
+
+    def copy(self, dst: str, src: str, nbytes: str) -> str:
+        """Copy ``nbytes`` bytes between two tensors of the same device."""
+        return f"std::memcpy({dst}, {src}, {nbytes});\n"
+
     def emit_nodes(self, nodes: list[Node]) -> str:
         """The code of a list of nodes (a control-flow body), each in its own block."""
         saved = self.node
         out = []
         for n in nodes:
             opdef = O.get(n.op_type)
-            assert opdef is not None and opdef.emit is not None, n.op_type
+            assert opdef is not None and self.emitter(opdef) is not None, n.op_type
             self.node = n
-            code = opdef.emit(n, self)
+            code = self.emitter(opdef)(n, self)
             out.append(f"// {n.op_type} '{text(n.name)}'\n")
             if code.strip():
                 out.append("{\n" + _indent(code, "  ") + "}\n")
@@ -201,8 +228,24 @@ def _arena_addr(s: memory.Storage) -> str:
     return f"(ws + {_group_var(s.group)} + {mono})"
 
 
-def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: str = "native") -> Generated:
-    em = Emitter(g, plan)
+@dataclass
+class InferCode:
+    """The parts of a model's ``infer`` function, shared by the CPU and CUDA code (:func:`infer_code`)."""
+
+    params: str  # the parameter list: inputs, outputs, dimensions
+    arg_names: list[str]  # the parameters' names, in order
+    decl: list[str]  # the declarations at the top (dimensions, workspace, weights, tensors)
+    checks_at: int  # where in ``decl`` the size checks go
+    checks: str  # the size checks of every tensor and dimension expression
+    body: list[str]  # each node's code
+    weights: bytes  # the weights file
+    model_id: int
+    runtime: list[str]  # the data-dependent dimensions
+
+
+def infer_code(g: Graph, name: str, plan: Plan, em: "Emitter | None" = None) -> InferCode:
+    """The declarations and node code of ``infer`` (``em``: the emitter, :class:`Emitter` for the CPU)."""
+    em = em or Emitter(g, plan)
     body: list[str] = []
     # the inputs and outputs first, then the other tensors in the order the nodes first use them; all at the top of
     # infer (declared amid the nodes' code instead, g++ -O3 may inline and fuse multiply-adds differently)
@@ -213,12 +256,12 @@ def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: 
     rendering, rendered = D.start_rendering()  # every dimension expression of the code: checked at run time
     for node in g.nodes:
         opdef = O.get(node.op_type)
-        assert opdef is not None and opdef.emit is not None, node.op_type
+        assert opdef is not None and em.emitter(opdef) is not None, node.op_type
         em.node = node
         origin = text(", ".join(node.origin) if node.origin else node.name)
         fused = "".join(f" + {op}" for op, _ in node.fused)
         outs = text(", ".join(f"{o} {D.fmt_shape(g.t(o).shape)}" for o in node.outputs if o))
-        code = opdef.emit(node, em)
+        code = em.emitter(opdef)(node, em)
         body.append(f"  // {node.op_type}{fused} '{origin}' -> {outs}\n")
         first = {t: k for k, t in enumerate([*node.inputs, *node.outputs])}  # inputs, outputs, then the bodies'
         new = [t for t in em.used if t not in declared and t in plan.storage_of]
@@ -259,12 +302,12 @@ def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: 
         size = D.cpp(D.Dim.make(plan.groups[key], key)) if plan.groups[key] else "0"
         acc = f"{_group_var(key)} + size_t({size})"
     if gkeys:
-        decl.append(f"  [[maybe_unused]] unsigned char* const ws = arena_.reserve({acc});\n")
+        decl.append(f"  [[maybe_unused]] unsigned char* const ws = {em.arena}.reserve({acc});\n")
     used = _code_identifiers("".join(body))
     weights = [d for var, d in em.weight_decls if var in used]
     if weights:
         decl.append(f"  // the weights: pointers into {text(name)}.bin (loaded by the constructor)\n"
-                    "  const unsigned char* const w_ = weights_->data();\n")
+                    f"  const unsigned char* const w_ = {em.weights_data};\n")
         decl.extend(f"  {d}\n" for d in weights)
     if io:
         decl.append("  // inputs and outputs\n")
@@ -273,6 +316,23 @@ def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: 
         decl.append("  // the other tensors, in the order the nodes below first use them\n")
         decl.extend(_tensor_decl(g, t, plan.storage_of[t]) for t in tensors)
 
+    payload = bytearray(em.size)
+    for off, data in em.blobs:
+        payload[off:off + len(data)] = data
+    model_id = int.from_bytes(hashlib.sha256(bytes(payload) + name.encode()).digest()[:8], "little")
+    weights = b"ML4EPW01" + struct.pack("<QQ", model_id, len(payload)) + bytes(40) + bytes(payload)
+
+    arg_names = [ident(i, "in_") for i in g.inputs] + [ident(o, "out_") for o in g.outputs] + \
+        [D.cpp_name(s) for s in syms]
+    return InferCode(params, arg_names, decl, checks_at, checks, body, weights, model_id, runtime)
+
+
+def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: str = "native") -> Generated:
+    """The CPU code of a lowered graph: the header, the Python bridge, the example, the CMake file, the weights."""
+    code = infer_code(g, name, plan)
+    params, arg_names, decl, body, checks = code.params, code.arg_names, code.decl, code.body, code.checks
+    runtime, syms, checks_at = code.runtime, g.symbols, code.checks_at
+    weights, model_id = code.weights, code.model_id
     for k, rname in enumerate(runtime):
         body.append(f"  runtime_dims_[{k}] = {D.cpp_name(rname)};\n")
     if runtime:
@@ -284,14 +344,6 @@ def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: 
     else:
         rt_members = "  static constexpr int kRuntimeDims = 0;\n"
         rt_private = ""
-    payload = bytearray(em.size)
-    for off, data in em.blobs:
-        payload[off:off + len(data)] = data
-    model_id = int.from_bytes(hashlib.sha256(bytes(payload) + name.encode()).digest()[:8], "little")
-    weights = b"ML4EPW01" + struct.pack("<QQ", model_id, len(payload)) + bytes(40) + bytes(payload)
-
-    arg_names = [ident(i, "in_") for i in g.inputs] + [ident(o, "out_") for o in g.outputs] + \
-        [D.cpp_name(s) for s in syms]
     layout = batching.batch_layout(g)
     chunked, block, private_block = "", "infer", ""
     if layout is not None:
@@ -317,7 +369,7 @@ namespace {name} {{
 class Model {{
  public:
   static constexpr uint64_t kModelId = {model_id}ULL;
-  static constexpr uint64_t kWeightBytes = {len(payload)}ULL;
+  static constexpr uint64_t kWeightBytes = {len(weights) - 64}ULL;
   explicit Model(const std::string& weights_path)
       : weights_(std::make_shared<ml4ep_rt::Weights>(weights_path, kModelId, kWeightBytes, "{name}")) {{}}
   // a copy shares the weights and has a workspace of its own: one Model per thread

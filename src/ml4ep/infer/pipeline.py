@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from .._native import build
 from .._native.names import identifier
-from ..errors import CompilerError, InputError
+from ..errors import CompilerError, InputError, UnsupportedOperatorError
 from . import dims as D
 from . import specialize
 from .onnx_import import ModelLike, import_model, load_proto
@@ -75,7 +75,9 @@ def compile(  # noqa: A001 - the natural name, as in torch.compile
     extra_flags: list[str] | None = None,
     cache: bool = True,
     constants: dict | None = None,
-) -> CompiledModel | SpecializingModel:
+    device: str | None = None,
+    cuda_archs=None,
+):
     """Compile an ONNX model (path, bytes or ``ModelProto``) into a callable C++ model.
 
     Results are cached by the hash of the model, the code generator, the flags and the compiler version.
@@ -85,8 +87,15 @@ def compile(  # noqa: A001 - the natural name, as in torch.compile
     inputs to values (they become initializers). A model whose shape arguments (Reshape's shape, reduction
     axes, pads, sizes, ...) are graph inputs gives a :class:`SpecializingModel`, compiled per distinct value of
     those inputs when it is called; fix them with ``constants`` to get one ``CompiledModel`` (and its C++).
+
+    ``device`` (default ``$ML4EP_DEVICE``, else "cpu"): "cuda" (or "cuda:N") builds CUDA with nvcc for the GPU
+    architectures ``cuda_archs`` (default ``$ML4EP_CUDA_ARCHS``, else 80 and 90) and gives a
+    :class:`~ml4ep.infer.cuda.runtime.CudaModel` taking torch or CuPy tensors; "cuda-host" builds the same CUDA
+    source with the host compiler (its kernels as loops: the CUDA code, tested on any machine). What the CUDA code
+    refuses is listed at once (:func:`ml4ep.infer.check` with ``device="cuda"``).
     """
-    job = _plan(model, name, build.target(march, portable), extra_flags, cache, constants)
+    job = _plan(model, name, build.target(march, portable), extra_flags, cache, constants, _device(device),
+                cuda_archs)
     if not isinstance(job, _Job):
         return job
     res = _build([job])[0]
@@ -103,6 +112,8 @@ def compile_many(
     portable: bool = False,
     extra_flags: list[str] | None = None,
     cache: bool = True,
+    device: str | None = None,
+    cuda_archs=None,
 ) -> list:
     """Compile several models with one compiler call (one shared library holding every model's bridge).
 
@@ -113,11 +124,12 @@ def compile_many(
     """
     names = names or [None] * len(models)
     tgt = build.target(march, portable)
+    dev = _device(device)
     out: list = [None] * len(models)
     jobs: list[tuple[int, _Job]] = []
     for k, (m, n) in enumerate(zip(models, names)):
         try:
-            r = _plan(m, n, tgt, extra_flags, cache, None)
+            r = _plan(m, n, tgt, extra_flags, cache, None, dev, cuda_archs)
         except Exception as exc:  # noqa: BLE001 - reported per model
             out[k] = exc
             continue
@@ -141,10 +153,34 @@ class _Job(NamedTuple):
     cxx: str
     source: str
     isa: build.Target
+    device: tuple = ("cpu", None)  # (kind, GPU index): see _device
 
 
-def _plan(model, name, tgt: build.Target, extra_flags, cache, constants):
-    """A cached ``CompiledModel``, a ``SpecializingModel``, or a :class:`_Job` to build."""
+DEVICES = ("cpu", "cuda", "cuda-host")
+
+
+def _device(device: str | None) -> tuple[str, int | None]:
+    """``(kind, GPU index)`` of a ``device=`` argument: "cpu", "cuda", "cuda:N" or "cuda-host" (None:
+    ``$ML4EP_DEVICE``, else "cpu")."""
+    d = (device if device is not None else os.environ.get("ML4EP_DEVICE") or "cpu").strip().lower()
+    if d.startswith("cuda:") and d[5:].isdigit():
+        return "cuda", int(d[5:])
+    if d not in DEVICES:
+        raise InputError(f"device must be one of {', '.join(DEVICES)} or cuda:N, not {d!r} (device= or ML4EP_DEVICE)")
+    return d, None
+
+
+def _loaded(target: Path, dev: tuple):
+    """The model of an installed build folder."""
+    if dev[0] == "cpu":
+        return CompiledModel(target)
+    from .cuda.runtime import CudaModel
+
+    return CudaModel(target, dev[1])
+
+
+def _plan(model, name, tgt: build.Target, extra_flags, cache, constants, dev=("cpu", None), cuda_archs=None):
+    """A cached model, a ``SpecializingModel``, or a :class:`_Job` to build."""
     proto, source = load_proto(model)
     name = _cpp_name(name) if name else _model_name(model, proto)
     if constants:
@@ -155,16 +191,28 @@ def _plan(model, name, tgt: build.Target, extra_flags, cache, constants):
     params = specialize.shape_inputs(proto)
     if params:
         def build_variants(protos, variant_names):
-            return compile_many(protos, names=variant_names, march=tgt.march, extra_flags=extra_flags, cache=cache)
+            return compile_many(protos, names=variant_names, march=tgt.march, extra_flags=extra_flags, cache=cache,
+                                device=dev[0] if dev[1] is None else f"cuda:{dev[1]}", cuda_archs=cuda_archs)
 
         return SpecializingModel(proto, name, params, build_variants)
-    flags = tgt.cxxflags(extra_flags)
-    cxx = build.compiler()
-    key = build.cache_key(proto.SerializeToString(deterministic=True), " ".join(flags), tgt.key, name, source)
-    target = build.cache_dir("infer") / f"{name}-{key[:20]}"
+    kind = dev[0]
+    archs: tuple = ()
+    if kind == "cuda":
+        archs = build.cuda_archs(cuda_archs)
+        cxx = build.nvcc()
+        flags = build.CUDA_FLAGS + build.gencode_flags(archs) + build.nvcc_extra_flags() + list(extra_flags or [])
+        key = build.cache_key(proto.SerializeToString(deterministic=True), " ".join(flags), kind,
+                              build.nvcc_version(cxx), build.compiler_version(build.compiler()), name, source)
+        target = build.cache_dir("infer") / f"{name}-cuda-{key[:20]}"
+    else:
+        flags = tgt.cxxflags(extra_flags)
+        cxx = build.compiler()
+        key = build.cache_key(proto.SerializeToString(deterministic=True), " ".join(flags), tgt.key, name, source,
+                              *([kind] if kind != "cpu" else []))
+        target = build.cache_dir("infer") / (f"{name}-{key[:20]}" if kind == "cpu" else f"{name}-{kind}-{key[:20]}")
     if cache and build.cached(target):
         log.info("%s: cached build %s", source, target)
-        return CompiledModel(target)
+        return _loaded(target, dev)
 
     t0 = time.perf_counter()
     g, plan = lower(proto, name)
@@ -173,14 +221,33 @@ def _plan(model, name, tgt: build.Target, extra_flags, cache, constants):
 
     module = f"ml4ep_{name}_{key[:16]}"
     with D.scope(g.derived):
-        gen = generate(g, name, plan, module, tgt.march)
+        if kind == "cpu":
+            gen = generate(g, name, plan, module, tgt.march)
+        else:
+            from .cuda import codegen as cuda_codegen
+
+            problems = cuda_codegen.problems(g)
+            if problems:
+                raise UnsupportedOperatorError(problems, f"{source} (device='cuda')")
+            gen = cuda_codegen.generate(g, name, plan, module, archs or build.cuda_archs(cuda_archs), kind == "cuda-host")
     log.info("%s: generated in %.2f s", source, time.perf_counter() - t0)
-    return _Job(target, name, module, gen, flags, cxx, source, tgt)
+    return _Job(target, name, module, gen, flags, cxx, source, tgt, dev)
 
 
 def _write(job: _Job) -> Path:
     gen = job.gen
     tmp = build.new_build("infer", job.name)
+    if job.device[0] != "cpu":
+        (tmp / f"{job.name}.hpp").write_text(gen.header)
+        (tmp / f"{job.name}.cu").write_text(gen.source)
+        (tmp / f"{job.name}.bin").write_bytes(gen.weights)
+        (tmp / "bridge.cu").write_text(gen.bridge)
+        (tmp / "example.cu").write_text(gen.example)
+        (tmp / "CMakeLists.txt").write_text(gen.cmake)
+        version = build.nvcc_version(job.cxx) if job.device[0] == "cuda" else build.compiler_version(job.cxx)
+        (tmp / "meta.json").write_text(json.dumps(dict(gen.meta, module=job.module, flags=job.flags, compiler=version),
+                                                  indent=1))
+        return tmp
     (tmp / f"{job.name}.hpp").write_text(gen.header)
     (tmp / f"{job.name}.bin").write_bytes(gen.weights)
     (tmp / "bridge.cpp").write_text(gen.bridge)
@@ -192,16 +259,27 @@ def _write(job: _Job) -> Path:
     return tmp
 
 
-def _install(tmp: Path, target: Path) -> CompiledModel:
+def _install(tmp: Path, target: Path, dev: tuple = ("cpu", None)):
     build.seal(tmp)
-    return CompiledModel(build.install(tmp, target))
+    return _loaded(build.install(tmp, target), dev)
+
+
+def _bridge_name(job: _Job) -> str:
+    return "bridge.cpp" if job.device[0] == "cpu" else "bridge.cu"
+
+
+def _compile(job: _Job, src: Path, out: Path) -> None:
+    if job.device[0] == "cpu":
+        build.compile_shared(src, out, job.flags)
+    else:
+        build.compile_cuda_shared(src, out, job.flags, host=job.device[0] == "cuda-host")
 
 
 def _build(jobs: list[_Job]) -> list:
     """Compile the jobs (jointly when there are several with the same flags); a model or exception each."""
     if not jobs:
         return []
-    if len(jobs) == 1 or len({tuple(j.flags) for j in jobs}) > 1:
+    if len(jobs) == 1 or len({(tuple(j.flags), j.device) for j in jobs}) > 1:
         return [_build_one(j) for j in jobs]
     if len({j.name for j in jobs}) < len(jobs):  # one namespace each per translation unit: rounds of distinct names
         rounds: list[list[int]] = []
@@ -215,11 +293,11 @@ def _build(jobs: list[_Job]) -> list:
         return out
     tmps = [_write(j) for j in jobs]
     batch = build.new_build("infer", "batch")
-    src = batch / "models.cpp"
-    src.write_text("".join(f'#include "{t / "bridge.cpp"}"\n' for t in tmps))
+    src = batch / ("models.cpp" if jobs[0].device[0] == "cpu" else "models.cu")
+    src.write_text("".join(f'#include "{t / _bridge_name(j)}"\n' for t, j in zip(tmps, jobs)))
     t0 = time.perf_counter()
     try:
-        build.compile_shared(src, batch / "lib.so", jobs[0].flags)
+        _compile(jobs[0], src, batch / "lib.so")
     except CompilerError as exc:
         log.info("joint build of %d models failed (%s); building them one by one", len(jobs), str(exc)[:200])
         for t in tmps:
@@ -235,7 +313,7 @@ def _build(jobs: list[_Job]) -> list:
     for j, t in zip(jobs, tmps):
         (t / "lib.so").symlink_to(os.path.relpath(final / "lib.so", t.parent / j.target.name))
         try:
-            out.append(_install(t, j.target))
+            out.append(_install(t, j.target, j.device))
         except Exception as exc:  # noqa: BLE001
             out.append(exc)
     return out
@@ -245,9 +323,9 @@ def _build_one(job: _Job):
     tmp = _write(job)
     try:
         t0 = time.perf_counter()
-        build.compile_shared(tmp / "bridge.cpp", tmp / "lib.so", job.flags)
+        _compile(job, tmp / _bridge_name(job), tmp / "lib.so")
         log.info("%s: compiled in %.2f s", job.source, time.perf_counter() - t0)
-        return _install(tmp, job.target)
+        return _install(tmp, job.target, job.device)
     except Exception as exc:  # noqa: BLE001 - returned to the caller, who raises it
         shutil.rmtree(tmp, ignore_errors=True)
         return exc

@@ -41,11 +41,20 @@ extern "C" void ML4EP_CBLAS_SGEMM(int order, int transa, int transb, int m, int 
 #else
 #define ML4EP_ALWAYS_INLINE inline
 #endif
+// the scalar helpers that operator code calls inside its loops also run inside CUDA kernels (device="cuda": the same
+// code built by nvcc, cpp/cuda.hpp); elsewhere ML4EP_HD is nothing
+#ifndef ML4EP_HD
+#if defined(__CUDACC__)
+#define ML4EP_HD __host__ __device__
+#else
+#define ML4EP_HD
+#endif
+#endif
 
 namespace ml4ep_rt {
 
 // exp with range reduction and a degree-6 polynomial (max. error ~1 ulp); branch-free so loops vectorise
-ML4EP_ALWAYS_INLINE float expf(float x) {
+ML4EP_HD ML4EP_ALWAYS_INLINE float expf(float x) {
   // NaN is replaced before the float-to-int conversion below (a NaN there is undefined) and returned at the end
   const float xc = x < -87.33654f ? -87.33654f : (x > 88.72283f ? 88.72283f : (x == x ? x : 0.0f));
   // round to nearest by the 1.5 * 2^23 trick (std::floor keeps g++ from vectorising the loop)
@@ -69,9 +78,9 @@ ML4EP_ALWAYS_INLINE float expf(float x) {
   return x == x ? y : x;
 }
 
-ML4EP_ALWAYS_INLINE float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+ML4EP_HD ML4EP_ALWAYS_INLINE float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-ML4EP_ALWAYS_INLINE float tanhf(float x) {
+ML4EP_HD ML4EP_ALWAYS_INLINE float tanhf(float x) {
   const float ax = std::abs(x);
   const float z = x * x;
   float small = -5.70498872745e-3f;
@@ -85,15 +94,15 @@ ML4EP_ALWAYS_INLINE float tanhf(float x) {
   return ax < 0.625f ? small : big;
 }
 
-ML4EP_ALWAYS_INLINE float softplusf(float x) { return x > 20.0f ? x : std::log1p(expf(x)); }
-inline double sigmoid_d(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-inline double softplus_d(double x) { return x > 40.0 ? x : std::log1p(std::exp(x)); }
+ML4EP_HD ML4EP_ALWAYS_INLINE float softplusf(float x) { return x > 20.0f ? x : std::log1p(expf(x)); }
+ML4EP_HD inline double sigmoid_d(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+ML4EP_HD inline double softplus_d(double x) { return x > 40.0 ? x : std::log1p(std::exp(x)); }
 
 // Float to integer, for every integer type I: truncated toward zero; NaN gives 0 and values beyond I's range its
 // nearest limit (C++ leaves those casts undefined and x86 CPUs give INT_MIN or wrapped bits; ONNX leaves them
 // undefined too). Branch-free selects, so loops of it vectorise.
 template <typename I, typename F>
-ML4EP_ALWAYS_INLINE I to_int(F v) {
+ML4EP_HD ML4EP_ALWAYS_INLINE I to_int(F v) {
   static_assert(std::is_integral<I>::value && std::is_floating_point<F>::value, "float to integer");
   if constexpr (std::is_same<I, bool>::value) {
     return v != F(0);
@@ -112,7 +121,7 @@ ML4EP_ALWAYS_INLINE I to_int(F v) {
 // truncated; NaN and values beyond +-2^62 become +-2^62, far outside every tensor, so the bounds checks that follow
 // see them as outside and adding a few taps cannot overflow (a cast of those would be undefined)
 template <typename F>
-ML4EP_ALWAYS_INLINE int64_t to_index(F v) {
+ML4EP_HD ML4EP_ALWAYS_INLINE int64_t to_index(F v) {
   constexpr F lim = F(4611686018427387904.0);  // 2^62
   const F c = v == v ? (v < -lim ? -lim : (v > lim ? lim : v)) : -lim;
   return static_cast<int64_t>(c);
@@ -124,24 +133,24 @@ ML4EP_ALWAYS_INLINE int64_t to_index(F v) {
 template <typename T>
 using uwide = std::conditional_t<(sizeof(T) > 4), uint64_t, uint32_t>;
 template <typename T>
-ML4EP_ALWAYS_INLINE T iadd(T a, T b) { return static_cast<T>(static_cast<uwide<T>>(a) + static_cast<uwide<T>>(b)); }
+ML4EP_HD ML4EP_ALWAYS_INLINE T iadd(T a, T b) { return static_cast<T>(static_cast<uwide<T>>(a) + static_cast<uwide<T>>(b)); }
 template <typename T>
-ML4EP_ALWAYS_INLINE T isub(T a, T b) { return static_cast<T>(static_cast<uwide<T>>(a) - static_cast<uwide<T>>(b)); }
+ML4EP_HD ML4EP_ALWAYS_INLINE T isub(T a, T b) { return static_cast<T>(static_cast<uwide<T>>(a) - static_cast<uwide<T>>(b)); }
 template <typename T>
-ML4EP_ALWAYS_INLINE T imul(T a, T b) { return static_cast<T>(static_cast<uwide<T>>(a) * static_cast<uwide<T>>(b)); }
+ML4EP_HD ML4EP_ALWAYS_INLINE T imul(T a, T b) { return static_cast<T>(static_cast<uwide<T>>(a) * static_cast<uwide<T>>(b)); }
 template <typename T>
-ML4EP_ALWAYS_INLINE T ineg(T a) { return static_cast<T>(uwide<T>(0) - static_cast<uwide<T>>(a)); }
+ML4EP_HD ML4EP_ALWAYS_INLINE T ineg(T a) { return static_cast<T>(uwide<T>(0) - static_cast<uwide<T>>(a)); }
 template <typename T>
-ML4EP_ALWAYS_INLINE T iabs(T a) { return a < T(0) ? ineg(a) : a; }
+ML4EP_HD ML4EP_ALWAYS_INLINE T iabs(T a) { return a < T(0) ? ineg(a) : a; }
 template <typename T>
-inline T idiv(T a, T b) {  // truncating, as C++ and ONNX
+ML4EP_HD inline T idiv(T a, T b) {  // truncating, as C++ and ONNX
   if constexpr (std::is_signed<T>::value) {
     if (b == T(-1)) return ineg(a);
   }
   return b == T(0) ? T(0) : static_cast<T>(a / b);
 }
 template <typename T>
-inline T irem(T a, T b) {  // the remainder of idiv (the dividend's sign)
+ML4EP_HD inline T irem(T a, T b) {  // the remainder of idiv (the dividend's sign)
   if constexpr (std::is_signed<T>::value) {
     if (b == T(-1)) return T(0);
   }

@@ -21,6 +21,11 @@ lists of op names of their own. An op that states nothing gets the safe default:
   (passes/memory.py). ``"same"`` for the same tensor (Identity, inference Dropout); ``"reshape"`` for the
   row-major reinterpretation under another shape (Reshape, Flatten, Squeeze, Unsqueeze), which activation
   fusion may also move an elementwise activation through (passes/fusion.py). Default: None, a new tensor.
+* ``cuda``: the op's code for ``device="cuda"`` (generated CUDA; the same source built by g++ is ``"cuda-host"``):
+  ``True`` when ``emit`` itself writes code that runs there (its parallel loops through ``cg.par_for``, copies
+  through ``cg.copy``, nothing host-only inside a loop body; docs/cuda.md), or an emit function of its own where
+  the GPU code differs (cuBLAS products, say). ``cuda_check`` ``(node, graph) -> reason | None`` refuses the
+  variants the CUDA code lacks. Default: None, no CUDA code: ``mi.check(model, device="cuda")`` lists the op.
 
 docs/adding_an_operator.md walks through adding an operator.
 """
@@ -62,6 +67,10 @@ class OpDef:
     view: str | None = None
     # indices of inputs that are shapes or sizes, not data (the batch size may be their value); None: const_inputs
     shape_inputs: tuple[int, ...] | None = None
+    # the CUDA code: True (emit writes it), an emit function of its own, or None (none)
+    cuda: EmitFn | bool | None = None
+    # the variants the CUDA code refuses: (node, graph) -> reason or None
+    cuda_check: CheckFn | None = None
 
     def __post_init__(self) -> None:
         if self.view not in VIEWS:
@@ -89,10 +98,20 @@ def register(
     batch: BatchRule | None = None,
     view: str | None = None,
     shape_inputs: tuple[int, ...] | None = None,
+    cuda: EmitFn | bool | None = None,
+    cuda_check: CheckFn | None = None,
 ) -> None:
     """Register ``names`` with their steps and facts (see the module docstring for the facts' defaults)."""
     for n in names:
-        OPS[n] = OpDef(n, infer, emit, fold, check, workspace, const_inputs, batch, view, shape_inputs)
+        OPS[n] = OpDef(n, infer, emit, fold, check, workspace, const_inputs, batch, view, shape_inputs, cuda,
+                       cuda_check)
+
+
+def cuda_emitter(op: OpDef) -> EmitFn | None:
+    """The function that prints ``op``'s code for device="cuda" (None: the op has none)."""
+    if op.cuda is True:
+        return op.emit
+    return op.cuda or None
 
 
 def _load_all() -> None:

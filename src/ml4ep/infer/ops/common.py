@@ -183,10 +183,24 @@ def emit_broadcast(cg: "Emitter", out: str, ins: Sequence[str], expr_fn, out_cty
     iptrs = [cg.ptr(i) for i in ins]
     if not extents:  # a scalar output
         vals = [f"{p}[0]" for p in iptrs]
+        if cg.device != "cpu":
+            return cg.par_for("i", 1, f"{optr}[0] = {expr_fn(vals)};")
         return f"{optr}[0] = {expr_fn(vals)};\n"
     n = len(extents)
-    lines = []
     idx = [f"i{k}" for k in range(n)]
+    vals = []
+    for p, st in zip(iptrs, in_strides):
+        terms = [f"{idx[k]}*{D.cpp(s)}" if s != 1 else idx[k] for k, s in enumerate(st) if s != 0]
+        vals.append(f"{p}[{' + '.join(terms) if terms else '0'}]")
+    if cg.device != "cpu":  # one kernel over the output, each loop index computed from the output's index
+        used = set(re.findall(r"\bi\d+\b", " ".join(vals)))
+        split = []
+        for k, st in enumerate(strides(extents)):
+            if idx[k] in used:
+                q = f"i / {D.cpp(st)}" if st != 1 else "i"
+                split.append(f"const int64_t {idx[k]} = {q if k == 0 else f'({q}) % {D.cpp(extents[k])}'}; ")
+        return cg.par_for("i", D.prod(extents), "".join(split) + f"{optr}[i] = {expr_fn(vals)};")
+    lines = []
     # offsets of each input: sum of idx*stride
     for k in range(n):
         lines.append("  " * k + f"for (int64_t {idx[k]} = 0; {idx[k]} < {D.cpp(extents[k])}; ++{idx[k]}) {{")
@@ -194,10 +208,6 @@ def emit_broadcast(cg: "Emitter", out: str, ins: Sequence[str], expr_fn, out_cty
     out_off = " + ".join(
         f"{idx[k]}*{D.cpp(s)}" if s != 1 else idx[k] for k, s in enumerate(strides(extents))
     )
-    vals = []
-    for p, st in zip(iptrs, in_strides):
-        terms = [f"{idx[k]}*{D.cpp(s)}" if s != 1 else idx[k] for k, s in enumerate(st) if s != 0]
-        vals.append(f"{p}[{' + '.join(terms) if terms else '0'}]")
     lines.append(f"{ind}{optr}[{out_off}] = {expr_fn(vals)};")
     for k in range(n - 1, -1, -1):
         lines.append("  " * k + "}")
@@ -231,7 +241,7 @@ def emit_view_copy(node: "Node", cg: "Emitter") -> str:
     x, y = node.inputs[0], node.outputs[0]
     if not y or cg.same_storage(x, y):
         return ""
-    return f"std::memcpy({cg.ptr(y)}, {cg.ptr(x)}, sizeof({cg.ctype(y)}) * size_t({cg.numel(y)}));\n"
+    return cg.copy(cg.ptr(y), cg.ptr(x), f"sizeof({cg.ctype(y)}) * size_t({cg.numel(y)})")
 
 
 def check_floating(node: "Node", g: "Graph") -> str | None:

@@ -154,11 +154,7 @@ def _emit_unary(node: "Node", cg: "Emitter") -> str:
     expr = unary_expr(node.op_type, attrs, "v", ct)
     if ct == "double":
         expr = double_expr(expr)
-    n = cg.numel(y)
-    return (
-        f"for (int64_t i = 0; i < {n}; ++i) {{ const {ct} v = {cg.ptr(x)}[i]; "
-        f"{cg.ptr(y)}[i] = static_cast<{cg.ctype(y)}>({expr}); }}\n"
-    )
+    return cg.par_for("i", cg.numel(y), f"const {ct} v = {cg.ptr(x)}[i]; {cg.ptr(y)}[i] = static_cast<{cg.ctype(y)}>({expr});")
 
 
 def _check_float(node: "Node", g: "Graph"):
@@ -192,10 +188,8 @@ def _emit_float_any(node: "Node", cg: "Emitter") -> str:
     x, y = node.inputs[0], node.outputs[0]
     f = "double" if cg.dtype(x) == np.float64 else "float"
     expr = unary_expr(node.op_type, node.attrs, "v", f)
-    return (
-        f"for (int64_t i = 0; i < {cg.numel(y)}; ++i) {{ const {f} v = static_cast<{f}>({cg.ptr(x)}[i]); "
-        f"{cg.ptr(y)}[i] = static_cast<{cg.ctype(y)}>({expr}); }}\n"
-    )
+    return cg.par_for("i", cg.numel(y), f"const {f} v = static_cast<{f}>({cg.ptr(x)}[i]); "
+                                        f"{cg.ptr(y)}[i] = static_cast<{cg.ctype(y)}>({expr});")
 
 
 def _check_clip(node: "Node", g: "Graph"):
@@ -217,27 +211,23 @@ def _emit_clip(node: "Node", cg: "Emitter") -> str:
     # bounds read at run time from their (scalar) inputs, in the tensor's own type
     x, y = node.inputs[0], node.outputs[0]
     t = cg.ctype(x)
-    code = "{\n"
     body = f"{t} v = {cg.ptr(x)}[i]; "
     if lo:
-        code += f"  const {t} lo = {cg.ptr(lo)}[0];\n"
-        body += "v = v < lo ? lo : v; "
+        body += f"const {t} lo = {cg.ptr(lo)}[0]; v = v < lo ? lo : v; "
     if hi:
-        code += f"  const {t} hi = {cg.ptr(hi)}[0];\n"
-        body += "v = v > hi ? hi : v; "
-    code += f"  for (int64_t i = 0; i < {cg.numel(y)}; ++i) {{ {body}{cg.ptr(y)}[i] = v; }}\n"
-    return code + "}\n"
+        body += f"const {t} hi = {cg.ptr(hi)}[0]; v = v > hi ? hi : v; "
+    return cg.par_for("i", cg.numel(y), body + f"{cg.ptr(y)}[i] = v;")
 
 
 register(*[op for op in FLOAT_UNARY if op != "Swish"], infer=_infer_same, emit=_emit_unary, check=_check_float,
-         batch=BR.broadcast)
+         batch=BR.broadcast, cuda=True)
 # elementwise too, but not (yet) declared batch-separable
-register("Swish", infer=_infer_same, emit=_emit_unary, check=_check_float)
-register(*FLOAT_ANY_UNARY, infer=_infer_same, emit=_emit_float_any, check=_check_float_any, batch=BR.broadcast)
-register(*ANY_UNARY, infer=_infer_same, emit=_emit_unary, batch=BR.broadcast)
+register("Swish", infer=_infer_same, emit=_emit_unary, check=_check_float, cuda=True)
+register(*FLOAT_ANY_UNARY, infer=_infer_same, emit=_emit_float_any, check=_check_float_any, batch=BR.broadcast, cuda=True)
+register(*ANY_UNARY, infer=_infer_same, emit=_emit_unary, batch=BR.broadcast, cuda=True)
 register("Identity", infer=_infer_same, emit=emit_view_copy, fold=lambda node, v: [v[0]], view="same",
-         batch=BR.broadcast)
-register("Clip", infer=_infer_same, emit=_emit_clip, check=_check_clip, batch=BR.broadcast)
+         batch=BR.broadcast, cuda=True)
+register("Clip", infer=_infer_same, emit=_emit_clip, check=_check_clip, batch=BR.broadcast, cuda=True)
 
 
 # IsNaN(x), IsInf(x; detect_negative, detect_positive) -> bool
@@ -249,17 +239,14 @@ def _emit_isx(node: "Node", cg: "Emitter") -> str:
     else:
         neg, pos = int(node.attrs.get("detect_negative", 1)), int(node.attrs.get("detect_positive", 1))
         expr = " || ".join([f"v == {literal(np.inf, f)}"] * pos + [f"v == {literal(-np.inf, f)}"] * neg) or "false"
-    return (
-        f"for (int64_t i = 0; i < {cg.numel(y)}; ++i) {{ const {f} v = static_cast<{f}>({cg.ptr(x)}[i]); "
-        f"{cg.ptr(y)}[i] = {expr}; }}\n"
-    )
+    return cg.par_for("i", cg.numel(y), f"const {f} v = static_cast<{f}>({cg.ptr(x)}[i]); {cg.ptr(y)}[i] = {expr};")
 
 
 def _infer_bool(node: "Node", g: "Graph"):
     return [(np.dtype(bool), g.t(node.inputs[0]).shape)]
 
 
-register("IsNaN", "IsInf", infer=_infer_bool, emit=_emit_isx, check=_check_float_any, batch=BR.broadcast)
+register("IsNaN", "IsInf", infer=_infer_bool, emit=_emit_isx, check=_check_float_any, batch=BR.broadcast, cuda=True)
 
 
 # BitwiseNot(x), BitwiseAnd/Or/Xor(a, b), BitShift(x, y; direction): integer types
@@ -279,8 +266,8 @@ _BITWISE = {"BitwiseAnd": "&", "BitwiseOr": "|", "BitwiseXor": "^"}
 def _emit_bitwise(node: "Node", cg: "Emitter") -> str:
     t = cg.ctype(node.outputs[0])
     if node.op_type == "BitwiseNot":
-        return (f"for (int64_t i = 0; i < {cg.numel(node.outputs[0])}; ++i) "
-                f"{cg.ptr(node.outputs[0])}[i] = static_cast<{t}>(~{cg.ptr(node.inputs[0])}[i]);\n")
+        return cg.par_for("i", cg.numel(node.outputs[0]),
+                          f"{cg.ptr(node.outputs[0])}[i] = static_cast<{t}>(~{cg.ptr(node.inputs[0])}[i]);")
     if node.op_type in _BITWISE:
         o = _BITWISE[node.op_type]
         return emit_broadcast(cg, node.outputs[0], node.inputs, lambda v: f"static_cast<{t}>({v[0]} {o} {v[1]})")
@@ -299,9 +286,9 @@ def _emit_bitwise(node: "Node", cg: "Emitter") -> str:
     return emit_broadcast(cg, node.outputs[0], node.inputs, fn)
 
 
-register("BitwiseNot", infer=_infer_same, emit=_emit_bitwise, check=_check_int, batch=BR.broadcast)
+register("BitwiseNot", infer=_infer_same, emit=_emit_bitwise, check=_check_int, batch=BR.broadcast, cuda=True)
 register("BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitShift", infer=lambda n, g: _infer_binary(n, g),
-         emit=_emit_bitwise, check=_check_int, batch=BR.broadcast)
+         emit=_emit_bitwise, check=_check_int, batch=BR.broadcast, cuda=True)
 
 
 # PRelu(x, slope): slope broadcast to x's shape
@@ -329,14 +316,14 @@ def _emit_prelu(node: "Node", cg: "Emitter") -> str:
                           lambda v: f"static_cast<{t}>({v[0]} < 0 ? {v[1]} * {v[0]} : {v[0]})")
 
 
-register("PRelu", infer=_infer_prelu, emit=_emit_prelu, check=_check_prelu, batch=BR.broadcast)
+register("PRelu", infer=_infer_prelu, emit=_emit_prelu, check=_check_prelu, batch=BR.broadcast, cuda=True)
 
 
 def _infer_not(node, g):
     return [(np.dtype(bool), g.t(node.inputs[0]).shape)]
 
 
-register("Not", infer=_infer_not, emit=_emit_unary, batch=BR.broadcast)
+register("Not", infer=_infer_not, emit=_emit_unary, batch=BR.broadcast, cuda=True)
 
 
 # Dropout in inference mode: identity plus an optional all-true mask
@@ -351,7 +338,7 @@ def _infer_dropout(node: "Node", g: "Graph"):
 def _emit_dropout(node: "Node", cg: "Emitter") -> str:
     code = emit_view_copy(node, cg)
     if len(node.outputs) > 1 and node.outputs[1]:
-        code += f"std::fill_n({cg.ptr(node.outputs[1])}, {cg.numel(node.outputs[1])}, true);\n"
+        code += cg.par_for("i", cg.numel(node.outputs[1]), f"{cg.ptr(node.outputs[1])}[i] = true;")
     return code
 
 
@@ -367,7 +354,7 @@ def _check_dropout(node: "Node", g: "Graph"):
     return None
 
 
-register("Dropout", infer=_infer_dropout, emit=_emit_dropout, check=_check_dropout, view="same")
+register("Dropout", infer=_infer_dropout, emit=_emit_dropout, check=_check_dropout, view="same", cuda=True)
 
 # ------------------------------------------------------------------------------------------------------
 # binary and variadic ops
@@ -534,9 +521,9 @@ def _fold_where(node: "Node", vals: list) -> list:
 
 _SHAPE_FOLDED = {"Add", "Sub", "Mul", "Div", "Equal"}
 register(*[k for k in BINARY_EXPR if k not in VARIADIC and k not in _SHAPE_FOLDED], "Pow", infer=_infer_binary,
-         emit=_emit_binary, batch=BR.broadcast)
-register(*_SHAPE_FOLDED, infer=_infer_binary, emit=_emit_binary, fold=_fold_shape_binary, batch=BR.broadcast)
-register(*VARIADIC, infer=_infer_binary, emit=_emit_binary, batch=BR.broadcast)
+         emit=_emit_binary, batch=BR.broadcast, cuda=True)
+register(*_SHAPE_FOLDED, infer=_infer_binary, emit=_emit_binary, fold=_fold_shape_binary, batch=BR.broadcast, cuda=True)
+register(*VARIADIC, infer=_infer_binary, emit=_emit_binary, batch=BR.broadcast, cuda=True)
 
 
 # Where(cond, x, y)
@@ -551,7 +538,7 @@ def _emit_where(node: "Node", cg: "Emitter") -> str:
     return emit_broadcast(cg, node.outputs[0], node.inputs, lambda v: f"{v[0]} ? {v[1]} : {v[2]}")
 
 
-register("Where", infer=_infer_where, emit=_emit_where, fold=_fold_where, batch=BR.broadcast)
+register("Where", infer=_infer_where, emit=_emit_where, fold=_fold_where, batch=BR.broadcast, cuda=True)
 
 # ------------------------------------------------------------------------------------------------------
 # Cast
@@ -657,10 +644,7 @@ def _emit_cast(node: "Node", cg: "Emitter") -> str:
         conv = f"ml4ep_rt::to_int<{dst}>(v)"
     else:  # integers wrap (ONNX: the higher bits discarded); int4/int2 from floats saturate as to_int
         conv = f"static_cast<{dst}>(v)"
-    return (
-        f"for (int64_t i = 0; i < {cg.numel(y)}; ++i) {{ const {src} v = {cg.ptr(x)}[i]; "
-        f"{cg.ptr(y)}[i] = {conv}; }}\n"
-    )
+    return cg.par_for("i", cg.numel(y), f"const {src} v = {cg.ptr(x)}[i]; {cg.ptr(y)}[i] = {conv};")
 
 
 def _fold_cast(node: "Node", vals: list[np.ndarray]):
@@ -668,7 +652,7 @@ def _fold_cast(node: "Node", vals: list[np.ndarray]):
     return [_cast_values(node, vals[0], int(node.attrs["to"]))]
 
 
-register("Cast", infer=_infer_cast, emit=_emit_cast, fold=_fold_cast, check=_check_cast, batch=BR.broadcast)
+register("Cast", infer=_infer_cast, emit=_emit_cast, fold=_fold_cast, check=_check_cast, batch=BR.broadcast, cuda=True)
 
 
 # CastLike(input, target_type): Cast to the element type of the second input (whose values are not read)
@@ -697,7 +681,7 @@ def _fold_castlike(node: "Node", vals: list[np.ndarray]):
 
 
 register("CastLike", infer=_infer_castlike, emit=_emit_cast, fold=_fold_castlike, check=_check_castlike,
-         batch=BR.broadcast)
+         batch=BR.broadcast, cuda=True)
 
 
 # Mod(A, B): fmod=1 the sign of the dividend (C's fmod; required for floats), fmod=0 the sign of the divisor
@@ -736,7 +720,7 @@ def _fold_mod(node: "Node", vals: list):
         return [(np.fmod(a, b) if int(node.attrs.get("fmod", 0)) else np.mod(a, b)).astype(a.dtype)]
 
 
-register("Mod", infer=_infer_binary, emit=_emit_mod, fold=_fold_mod, check=_check_mod, batch=BR.broadcast)
+register("Mod", infer=_infer_binary, emit=_emit_mod, fold=_fold_mod, check=_check_mod, batch=BR.broadcast, cuda=True)
 
 
 # BitCast(x; to): the same bits read as another type of the same width
@@ -757,7 +741,7 @@ def _infer_bitcast(node: "Node", g: "Graph"):
 
 def _emit_bitcast(node: "Node", cg: "Emitter") -> str:
     x, y = node.inputs[0], node.outputs[0]
-    return f"std::memcpy({cg.ptr(y)}, {cg.ptr(x)}, sizeof(*{cg.ptr(x)}) * size_t({cg.numel(y)}));\n"
+    return cg.copy(cg.ptr(y), cg.ptr(x), f"sizeof(*{cg.ptr(x)}) * size_t({cg.numel(y)})")
 
 
 def _fold_bitcast(node: "Node", vals: list):
@@ -765,4 +749,4 @@ def _fold_bitcast(node: "Node", vals: list):
     return [v.view(np.dtype(ONNX_DTYPES[int(node.attrs["to"])]))]
 
 
-register("BitCast", infer=_infer_bitcast, emit=_emit_bitcast, fold=_fold_bitcast)
+register("BitCast", infer=_infer_bitcast, emit=_emit_bitcast, fold=_fold_bitcast, cuda=True)

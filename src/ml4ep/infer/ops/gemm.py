@@ -125,7 +125,52 @@ def _act_pass(cg: "Emitter", node: "Node", y: str) -> str:
     act = activation_code(node, "v")
     if not act:
         return ""
-    return f"for (int64_t i = 0; i < {cg.numel(y)}; ++i) {{ float v = {cg.ptr(y)}[i]; {act}{cg.ptr(y)}[i] = v; }}\n"
+    return cg.par_for("i", cg.numel(y), f"float v = {cg.ptr(y)}[i]; {act}{cg.ptr(y)}[i] = v;")
+
+
+# ------------------------------------------------------------------------------------------------------
+# CUDA: the products through cuBLAS (ml4ep_cu::gemm, its column-major mapping in cpp/cuda.hpp), then one kernel for
+# the bias and the fused activations
+
+def _epilogue(cg: "Emitter", node: "Node", y: str, n, bias: str | None, per_row=None) -> str:
+    """Y += bias (per column, or per row of ``per_row`` rows when given) and the fused activations, in one kernel."""
+    act = activation_code(node, "v")
+    if bias is None and not act:
+        return ""
+    if bias is None:
+        add = ""
+    elif per_row is not None:
+        add = f" + {bias}[(i / {D.cpp(n)}) % {D.cpp(per_row)}]"
+    else:
+        add = f" + {bias}[i % {D.cpp(n)}]"
+    return cg.par_for("i", cg.numel(y), f"float v = {cg.ptr(y)}[i]{add}; {act}{cg.ptr(y)}[i] = v;")
+
+
+def _emit_gemm_cuda(node: "Node", cg: "Emitter") -> str:
+    a, b, c = node.inputs[0], node.inputs[1], node.input(2)
+    y = node.outputs[0]
+    alpha, beta = float(node.attr("alpha", 1.0)), float(node.attr("beta", 1.0))
+    ta, tb = bool(node.attr("transA", 0)), bool(node.attr("transB", 0))
+    m, n = cg.shape(y)
+    k = cg.shape(a)[0 if ta else 1]
+    bv, cv = cg.const(b), (cg.const(c) if c else None)
+    fl = lambda v: "true" if v else "false"  # noqa: E731
+    if bv is not None:  # constant B: stored (K, N), scaled by alpha
+        with np.errstate(over="ignore", invalid="ignore"):
+            w = (bv.T if tb else bv).astype(np.float32) * np.float32(alpha)
+        wp = cg.weight(np.ascontiguousarray(w), f"{node.name}.W")
+        code = f"ml4ep_cu::gemm({cg.blas}, {D.cpp(m)}, {D.cpp(n)}, {D.cpp(k)}, 1.0f, {cg.ptr(a)}, {fl(ta)}, {wp}, false, 0.0f, {cg.ptr(y)});\n"
+    else:
+        code = (f"ml4ep_cu::gemm({cg.blas}, {D.cpp(m)}, {D.cpp(n)}, {D.cpp(k)}, {literal(alpha, 'float')}, {cg.ptr(a)}, "
+                f"{fl(ta)}, {cg.ptr(b)}, {fl(tb)}, 0.0f, {cg.ptr(y)});\n")
+    if c and cv is not None and (cv.ndim < 2 or cv.shape[0] == 1):  # a constant bias per column (or one value)
+        with np.errstate(over="ignore", invalid="ignore"):
+            cb = (cv.astype(np.float32) * np.float32(beta)).reshape(-1)
+        bias = cg.weight(np.ascontiguousarray(cb), f"{node.name}.bias")
+        return code + _epilogue(cg, node, y, 1 if cb.size == 1 else n, bias)
+    if c:
+        code += emit_broadcast(cg, y, [y, c], lambda v: f"{v[0]} + {literal(beta, 'float')} * {v[1]}")
+    return code + _act_pass(cg, node, y)
 
 
 def _batch_gemm(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
@@ -136,7 +181,7 @@ def _batch_gemm(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
         and outs[0] == 0
 
 
-register("Gemm", infer=_infer_gemm, emit=_emit_gemm, check=_check_float_inputs, batch=_batch_gemm)
+register("Gemm", infer=_infer_gemm, emit=_emit_gemm, check=_check_float_inputs, batch=_batch_gemm, cuda=_emit_gemm_cuda)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -220,6 +265,59 @@ def _emit_matmul(node: "Node", cg: "Emitter") -> str:
     return code + _act_pass(cg, node, y)
 
 
+def _emit_matmul_cuda(node: "Node", cg: "Emitter") -> str:
+    a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    ash, bsh = cg.shape(a), cg.shape(b)
+    bv = cg.const(b)
+    bias_name = node.input(2)
+    if bv is not None and bv.ndim == 2 and len(ash) >= 1:  # a constant weight: one product over every row
+        kk, n = bv.shape
+        rows = D.prod(ash[:-1]) if len(ash) > 1 else 1
+        wp = cg.weight(np.ascontiguousarray(bv, dtype=np.float32), f"{node.name}.W")
+        code = f"ml4ep_cu::gemm({cg.blas}, {D.cpp(rows)}, {n}, {kk}, 1.0f, {cg.ptr(a)}, false, {wp}, false, 0.0f, {cg.ptr(y)});\n"
+    else:
+        a2 = [1] + list(ash) if len(ash) == 1 else list(ash)
+        b2 = list(bsh) + [1] if len(bsh) == 1 else list(bsh)
+        m, kk, n = a2[-2], a2[-1], b2[-1]
+        batch = broadcast_shapes(node, a2[:-2], b2[:-2])
+        from .common import broadcast_index_plan
+
+        extents, (sa, sb) = broadcast_index_plan(batch, [a2[:-2], b2[:-2]]) if batch else ([], ([], []))
+        mk, kn, mn = D.prod([m, kk]), D.prod([k_ for k_ in (kk, n)]), D.prod([m, n])
+        if not extents:
+            extents, sa, sb = [1], [0], [0]
+        ostr = []
+        acc: D.DimLike = 1
+        for e in reversed(extents):
+            ostr.insert(0, acc)
+            acc = D.norm(acc * e)
+        idx = [f"b{j}" for j in range(len(extents) - 1)]
+
+        def off(st, unit):
+            terms = [f"{idx[j]}*{D.cpp(D.norm(s_ * unit))}" for j, s_ in enumerate(st[:-1]) if s_ != 0]
+            return " + ".join(terms) if terms else "0"
+
+        # the last batch loop is one strided-batched call (a stride of 0 repeats the broadcast operand); any outer ones
+        # are host loops over such calls
+        lines = [f"for (int64_t {v} = 0; {v} < {D.cpp(e)}; ++{v}) {{" for v, e in zip(idx, extents[:-1])]
+        lines.append(
+            f"ml4ep_cu::gemm_batched({cg.blas}, {D.cpp(m)}, {D.cpp(n)}, {D.cpp(kk)}, 1.0f, {cg.ptr(a)} + {off(sa, mk)}, "
+            f"false, {D.cpp(D.norm(sa[-1] * mk))}, {cg.ptr(b)} + {off(sb, kn)}, false, {D.cpp(D.norm(sb[-1] * kn))}, 0.0f, "
+            f"{cg.ptr(y)} + {off(ostr, mn)}, {D.cpp(mn)}, {D.cpp(extents[-1])});")
+        lines += ["}"] * len(idx)
+        code = "\n".join(lines) + "\n"
+        if bias_name and node.attrs.get("_row_bias"):
+            return code + _epilogue(cg, node, y, n, cg.ptr(bias_name), per_row=m)
+    if bias_name:
+        bias = cg.const(bias_name)
+        ysh = cg.shape(y)
+        if bias is not None and bias.ndim <= 1 and len(ysh) >= 1 and (bias.size == 1 or
+                                                                      D.norm(ysh[-1]) == bias.size):
+            return code + _epilogue(cg, node, y, ysh[-1] if bias.size > 1 else 1, cg.ptr(bias_name))
+        code += emit_broadcast(cg, y, [y, bias_name], lambda v: f"{v[0]} + {v[1]}")
+    return code + _act_pass(cg, node, y)
+
+
 def _batch_matmul(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
     """Batch rule: the batch never in a contracted dimension; when both sides hold it, in the stacked (leading)
     dimensions, aligned."""
@@ -234,4 +332,5 @@ def _batch_matmul(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> boo
     return outs[0] is not None
 
 
-register("MatMul", infer=_infer_matmul, emit=_emit_matmul, check=_check_float_inputs, batch=_batch_matmul)
+register("MatMul", infer=_infer_matmul, emit=_emit_matmul, check=_check_float_inputs, batch=_batch_matmul,
+         cuda=_emit_matmul_cuda)
