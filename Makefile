@@ -31,6 +31,10 @@ KERNEL_TESTS := $(wildcard tests/infer/test_ops_*.py) tests/infer/test_lowp_type
 	tests/infer/test_int_arith.py tests/bdt/test_kernels.py tests/infer/test_conformance.py::test_isa_sample \
 	tests/infer/test_march.py
 ISA_LEVELS := x86-64-v3 x86-64-v2
+# the same operator-family tests (sampled), the HEP models and the conformance sample once more through the CUDA code,
+# built by g++ for the host (docs/cuda.md); tests whose model has an operator without CUDA code are skipped
+CUDA_HOST_TESTS := $(wildcard tests/infer/test_ops_*.py) tests/infer/test_hep_models.py \
+	tests/infer/test_conformance.py::test_isa_sample
 
 test: install
 	$(PY) -m ruff check src tests benchmarks examples
@@ -39,6 +43,8 @@ test: install
 	  echo "== kernel tests for ML4EP_MARCH=$$isa"; \
 	  ML4EP_MARCH=$$isa ML4EP_TEST_SAMPLE=2 $(PY) -m pytest -n $(JOBS) -q -p no:cacheprovider $(KERNEL_TESTS) || exit 1; \
 	done
+	@echo "== kernel tests through the CUDA code built for the host (ML4EP_DEVICE=cuda-host)"
+	ML4EP_DEVICE=cuda-host ML4EP_TEST_SAMPLE=2 $(PY) -m pytest -n $(JOBS) -q -p no:cacheprovider $(CUDA_HOST_TESTS)
 
 bench: install
 	$(PY) -m pip install -q -e '.[bench]'

@@ -23,11 +23,14 @@ from .errors import Ml4epError
 def _cmd_compile(args: argparse.Namespace) -> int:
     import ml4ep.infer as mi
 
-    model = mi.compile(args.model, name=args.name, portable=args.portable, march=args.march)
+    model = mi.compile(args.model, name=args.name, portable=args.portable, march=args.march, device=args.device,
+                       cuda_archs=args.cuda_archs)
     out = model.save(args.output)
     if args.print_code:
         sys.stdout.write(model.source)
-    print(f"{args.model}: wrote {out}/{model.name}.hpp, {model.name}.bin, example.cpp, CMakeLists.txt")
+    files = sorted(p.name for p in out.iterdir() if p.name.startswith(model.name) or p.name.startswith(("example",
+                                                                                                        "CMake")))
+    print(f"{args.model}: wrote {out}/ {', '.join(files)}")
     print(f"  {model!r}")
     return 0
 
@@ -35,9 +38,9 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     import ml4ep.infer as mi
 
-    problems = mi.check(args.model)
+    problems = mi.check(args.model, device=args.device)
     if not problems:
-        print(f"{args.model}: every node can be compiled by ml4ep")
+        print(f"{args.model}: every node can be compiled by ml4ep" + (f" for {args.device}" if args.device else ""))
         return 0
     print(f"{args.model}: {len(problems)} node(s) cannot be compiled:")
     for p in problems:
@@ -128,11 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "sapphirerapids, ...; default $ML4EP_MARCH, else native)")
     c.add_argument("--portable", action="store_true", help="the same as --march=x86-64-v2 (any x86-64 of the "
                                                            "last decade)")
+    c.add_argument("--device", default=None, help="cpu, cuda (nvcc: <name>.cu for NVIDIA GPUs) or cuda-host (the "
+                                                    "CUDA code built for the host); default $ML4EP_DEVICE, else cpu")
+    c.add_argument("--cuda-archs", default=None, help="GPU architectures of a CUDA build, e.g. 80,90 (default "
+                                                      "$ML4EP_CUDA_ARCHS, else 80,90)")
     c.add_argument("--print", dest="print_code", action="store_true", help="print the generated C++")
     c.set_defaults(func=_cmd_compile)
 
     k = sub.add_parser("check", help="list the nodes of an ONNX model that ml4ep cannot compile")
     k.add_argument("model", help="the .onnx file")
+    k.add_argument("--device", default=None, help="also what the CUDA code refuses (--device cuda)")
     k.set_defaults(func=_cmd_check)
 
     o = sub.add_parser("operators", help="list the ONNX operators ml4ep compiles")
@@ -157,13 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--format", choices=["root", "hdf5", "parquet"], help="instead of guessing from the extension")
     di.set_defaults(func=_cmd_data_inspect)
 
-    from .bench.backends import BACKENDS
+    from .bench.backends import BACKENDS, DEFAULT_BACKENDS
     from .bench.zoo import MODEL_NAMES
 
     be = sub.add_parser("bench", help="CPU time and memory of HEP models (VAE, GNN, transformer, diffusion, ...) "
                         "across ml4ep, SOFIE, ONNX Runtime, PyTorch and JAX/XLA")
     be.add_argument("--models", default=",".join(MODEL_NAMES), help=f"comma-separated, of: {', '.join(MODEL_NAMES)}")
-    be.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated, of: {', '.join(BACKENDS)}")
+    be.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
+                    help=f"comma-separated, of: {', '.join(BACKENDS)} (default: all but the GPU ones, "
+                         f"{', '.join(b for b in BACKENDS if b not in DEFAULT_BACKENDS)}, which run where torch sees "
+                         f"a CUDA GPU)")
     be.add_argument("--batch", default="1,64,1024", help="batch sizes; the first is reported as latency, the "
                     "others as throughput (default 1,64,1024)")
     be.add_argument("--size", choices=["full", "small"], default="full", help="realistic models or small ones")

@@ -47,3 +47,14 @@ def test_operators_lists_the_issue_set(capsys):
     Unsqueeze Concat Split Slice Gather Identity Dropout Constant ConstantOfShape Shape Cast Expand Tile Pad
     ReduceMean ReduceSum ReduceMax ReduceMin Where Equal Less Greater Resize""".split()
     assert set(required) <= ops, set(required) - ops
+
+
+def test_compile_and_check_for_cuda(tmp_path, capsys):
+    path = tmp_path / "relu_model.onnx"
+    onnx.save(make_model("Relu", [rand(3, 4)], symbolic={0: {0: "batch"}}), path)
+    assert main(["check", str(path), "--device", "cuda"]) == 0
+    assert main(["compile", str(path), "-o", str(tmp_path / "out"), "--device", "cuda-host"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "CMakeLists.txt", "example.cu", "relu_model.bin", "relu_model.cu", "relu_model.hpp"]
+    assert "ml4ep_cu::launch(stream" in (tmp_path / "out" / "relu_model.cu").read_text()
+    assert "relu_model.cu" in capsys.readouterr().out

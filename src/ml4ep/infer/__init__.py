@@ -58,15 +58,26 @@ def partially_supported_operators() -> dict[str, str]:
     return ops.partial()
 
 
-def check(model: ModelLike) -> list[Problem]:
+def check(model: ModelLike, device: str | None = None) -> list[Problem]:
     """Everything in the model ml4ep cannot compile, all at once; empty when it compiles.
 
-    For a model with shape arguments as graph inputs (see :mod:`ml4ep.infer.specialize`), the nodes reading
-    them are checked once their values are known, at run time.
+    ``device="cuda"`` (or "cuda-host"; default ``$ML4EP_DEVICE``, else "cpu") adds what the CUDA code refuses: operators without CUDA code, variants it
+    lacks, data types it does not handle, outputs whose size depends on the data. For a model with shape arguments
+    as graph inputs (see :mod:`ml4ep.infer.specialize`), the nodes reading them are checked once their values are
+    known, at run time.
     """
+    from .pipeline import _device
+
+    kind = _device(device)[0]
     proto, _ = load_proto(model)
     try:
-        lower(proto)
+        g, _plan = lower(proto)
+        if kind != "cpu":
+            from .cuda.codegen import problems
+
+            found = problems(g)
+            if found:
+                raise UnsupportedOperatorError(found)
     except UnsupportedOperatorError as exc:
         problems = [Problem(*p) for p in exc.problems]
         params = specialize.shape_inputs(proto)
