@@ -7,10 +7,19 @@ program (:mod:`ml4ep.bench.cpp`) that is itself the measured process.
 
 All backends but ``onnxruntime-mt`` run on one thread: the thread settings of the engine, the BLAS and OpenMP
 are set to 1, and the worker process is bound to one CPU.
+
+The GPU backends (``ml4ep-cuda``, ``torch-cuda``; not in the default set, :data:`DEFAULT_BACKENDS`) take part
+where torch sees a CUDA GPU (and, for ``ml4ep-cuda``, nvcc is there); elsewhere :func:`missing_dependency` says
+why and the run reports them unavailable. Their runner (:class:`GpuRunner`) checks with NumPy arrays copied to the
+GPU and back, and is timed on inputs already on the GPU with CUDA events, each block of back-to-back calls
+between two events (the memory figures stay those of the host process). ``ML4EP_BENCH_GPU=cuda-host`` (for the
+tests) runs both on the CPU instead: ml4ep's CUDA source built for the host, torch on the CPU.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +43,7 @@ class Backend:
     kind: str  # "python" or "cpp"
     requires: tuple[tuple[str, str], ...]  # (module, extra) pairs
     single_thread: bool = True
+    gpu: bool = False  # needs a CUDA GPU (torch.cuda.is_available())
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
@@ -49,7 +59,13 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("torch-compile", "torch.compile (inductor, CPU), 1 thread", "python", (("torch", "torch"),)),
     Backend("jax", "JAX/XLA: jax.jit of the ONNX graph written in jax.numpy, 1 thread", "python",
             (("jax", "jax"),)),
+    Backend("ml4ep-cuda", "ml4ep's CUDA build (device='cuda', CUDA graphs) on torch CUDA tensors, CUDA events",
+            "python", (("torch", "torch"),), gpu=True),
+    Backend("torch-cuda", "PyTorch eager on the GPU, inference mode, CUDA events", "python", (("torch", "torch"),),
+            gpu=True),
 )}
+DEFAULT_BACKENDS: tuple[str, ...] = tuple(b for b in BACKENDS if not BACKENDS[b].gpu)  # the GPU ones: opt-in
+GPU_ENV = "ML4EP_BENCH_GPU"  # "cuda-host": the GPU backends run on the CPU (the tests of their code path)
 
 
 def backend(name: str) -> Backend:
@@ -65,7 +81,42 @@ def missing_dependency(name: str) -> str | None:
     for module, extra in BACKENDS[name].requires:
         if importlib.util.find_spec(module) is None:
             return f"the '{module}' package is not installed (pip install 'ml4ep[{extra}]')"
+    if BACKENDS[name].gpu and os.environ.get(GPU_ENV) != "cuda-host":
+        return _gpu_problem(name == "ml4ep-cuda")
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def _gpu_problem(nvcc: bool) -> str | None:
+    """Why the GPU backends cannot run here, in one line (no GPU torch can use; no nvcc), or None."""
+    import torch
+
+    if not torch.cuda.is_available():
+        if torch.version.cuda is None:
+            return f"no CUDA GPU torch can use: torch {torch.__version__} is a CPU-only build"
+        from ..infer.cuda.runtime import _cuda_problem
+
+        return f"no CUDA GPU: {_cuda_problem() or 'torch.cuda.is_available() is False'}"
+    if nvcc:
+        from .._native import build
+
+        try:
+            build.nvcc()
+        except Ml4epError as exc:
+            return str(exc).split(":")[0]
+    return None
+
+
+def gpu_name() -> str:
+    """The GPU the GPU backends use (torch's device 0), or why there is none."""
+    if os.environ.get(GPU_ENV) == "cuda-host":
+        return "none (ML4EP_BENCH_GPU=cuda-host: the GPU backends ran on the CPU)"
+    why = _gpu_problem(False)
+    if why:
+        return f"none ({why})"
+    import torch
+
+    return torch.cuda.get_device_name(0)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -127,6 +178,85 @@ class _Torch:
         return run
 
 
+class GpuRunner:
+    """A model on the GPU: called with NumPy arrays for the check (copied in and out), timed with
+    :meth:`time_block` on inputs already on the device (:meth:`device_feeds`)."""
+
+    def __init__(self, fn: Callable, device: str):
+        import torch
+
+        self.torch, self.fn, self.device = torch, fn, torch.device(device)
+        self.gpu = self.device.type == "cuda"
+
+    def device_feeds(self, arrays: list[np.ndarray]) -> list:
+        return [self.torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays]
+
+    def _call(self, feeds: list):
+        with self.torch.inference_mode():
+            return self.fn(*feeds)
+
+    def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        out = self._call(self.device_feeds(arrays))
+        return [o.cpu().numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+
+    def time_block(self, feeds: list, n: int) -> float:
+        """ms per call of ``n`` back-to-back calls: CUDA events around the block (perf_counter on the CPU)."""
+        torch = self.torch
+        if not self.gpu:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                self._call(feeds)
+            return (time.perf_counter() - t0) * 1e3 / n
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+        for _ in range(n):
+            self._call(feeds)
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / n
+
+
+def _gpu_device() -> str:
+    return "cpu" if os.environ.get(GPU_ENV) == "cuda-host" else "cuda"
+
+
+class _Ml4epCuda:
+    def imports(self) -> None:
+        import torch
+
+        import ml4ep.infer  # noqa: F401
+
+        torch.set_num_threads(1)
+        if _gpu_device() == "cuda":
+            torch.cuda.init()
+
+    def load(self, path: Path, model: BenchModel, work: Path) -> Runner:
+        import torch
+
+        import ml4ep.infer as mi
+
+        if _gpu_device() == "cpu":
+            compiled = mi.compile(path, cache=False, device="cuda-host")
+        else:  # for this GPU only (unless ML4EP_CUDA_ARCHS says otherwise): a shorter nvcc run
+            major, minor = torch.cuda.get_device_capability()
+            compiled = mi.compile(path, cache=False, device="cuda",
+                                  cuda_archs=os.environ.get("ML4EP_CUDA_ARCHS") or f"{major}{minor}")
+        return GpuRunner(compiled, _gpu_device())
+
+
+class _TorchCuda:
+    def imports(self) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        if _gpu_device() == "cuda":
+            torch.cuda.init()
+
+    def load(self, path: Path, model: BenchModel, work: Path) -> Runner:
+        return GpuRunner(model.module().to(_gpu_device()).eval(), _gpu_device())
+
+
 class _Jax:
     def imports(self) -> None:
         require("jax", "jax", "the JAX/XLA backend")
@@ -152,6 +282,8 @@ PYTHON_BACKENDS: dict[str, Callable[[], Any]] = {
     "torch": lambda: _Torch(False),
     "torch-compile": lambda: _Torch(True),
     "jax": _Jax,
+    "ml4ep-cuda": _Ml4epCuda,
+    "torch-cuda": _TorchCuda,
 }
 
 

@@ -60,7 +60,7 @@ def table(report: dict) -> str:
         lines.append(f"\n{name}: {entry['description']} ({entry['parameters']:,} parameters)")
         rows = _rows(entry, batches)
         ok = [r for r in rows if len(r) == len(head)]
-        widths = [max(len(head[i]), *(len(r[i]) for r in ok)) for i in range(len(head))]
+        widths = [max([len(head[i]), *(len(r[i]) for r in ok)]) for i in range(len(head))]  # ok may be empty
         lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths)))
         for r in rows:
             if len(r) == len(head):
@@ -133,7 +133,8 @@ def markdown(report: dict, figures: dict[str, str] | None = None) -> list[str]:
     batches = cfg["batches"]
     versions = ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items())
     lines = [
-        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; {versions}.",
+        f"Machine: {m['cpu']}, {m['cores']} cores" + (f", GPU {m['gpu']}" if m.get("gpu") else "")
+        + f", Python {m['python']}; {versions}.",
         f"Models at size `{cfg['size']}`; {cfg['rounds']} round(s) (backends in order, then reversed) x "
         f"{cfg['repeats']} blocks of about {cfg['block_s']} s per batch size; medians of the blocks. Outputs of "
         f"every backend were checked against onnxruntime at batch {cfg['check_batch']} (tolerance {cfg['rtol']:g} "

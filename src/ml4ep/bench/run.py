@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Ml4epError
-from .backends import BACKENDS, missing_dependency
+from .backends import BACKENDS, DEFAULT_BACKENDS, gpu_name, missing_dependency
 from .cpp import MARKER
 from .progress import paused
 from .progress import progress as progress_bar
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Config:
     models: list[str] = field(default_factory=lambda: list(MODEL_NAMES))
-    backends: list[str] = field(default_factory=lambda: list(BACKENDS))
+    backends: list[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))  # GPU ones: opt-in
     batches: list[int] = field(default_factory=lambda: [1, 64, 1024])
     size: str = "full"  # the zoo's model sizes: "full" or "small"
     repeats: int = 5  # timed blocks per batch and round
@@ -134,6 +134,8 @@ def run(config: Config, progress=None, bar: bool = True) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     report = {"machine": machine(), "versions": versions(), "config": asdict(config), "backends":
               {b: BACKENDS[b].description for b in config.backends}, "models": {}}
+    if any(BACKENDS[b].gpu for b in config.backends):
+        report["machine"]["gpu"] = gpu_name()
     with progress_bar(total=len(config.models) * config.rounds * len(config.backends), desc="bench",
                       enabled=bar) as runs_bar:
         for name in config.models:

@@ -8,7 +8,8 @@ timed batches, the repeats and the reference outputs. The worker
 3. imports the engine and notes the resident memory (the baseline of the model's own memory);
 4. loads the model (Python backends) or builds the C++ timing program (C++ backends);
 5. runs the check batch and compares its outputs with the reference: a backend that disagrees is not timed;
-6. times each batch: a warm-up call, then ``repeats`` blocks of calls, each lasting about ``block_s``;
+6. times each batch: a warm-up call, then ``repeats`` blocks of calls, each lasting about ``block_s`` (the GPU
+   backends: on inputs already on the GPU, each block between two CUDA events);
 7. prints one JSON line after :data:`ml4ep.bench.cpp.MARKER`.
 
 With ``"reference": true`` it only runs the check batch with onnxruntime (1 thread, no graph optimisation)
@@ -72,6 +73,12 @@ def compare(got: list, ref: list, rtol: float) -> tuple[bool, float, str]:
 
 
 def _time_blocks(run, arrays, repeats: int, block_s: float) -> dict:
+    if hasattr(run, "time_block"):  # the GPU backends: inputs on the device, CUDA events around each block
+        feeds = run.device_feeds(arrays)
+        run.time_block(feeds, 2)  # warm-up (ml4ep-cuda: the direct call, then the CUDA graph's capture)
+        one = run.time_block(feeds, 1) / 1e3
+        n = max(1, int(block_s / max(one, 1e-7)))
+        return {"calls": n, "ms": [run.time_block(feeds, n) for _ in range(repeats)]}
     run(arrays)  # warm-up (and, for jit engines, the compile of this shape)
     t0 = time.perf_counter()
     run(arrays)
