@@ -41,7 +41,7 @@ def pytest_runtest_makereport(item, call):
     if isinstance(exc, UnsupportedOperatorError) and "(device='cuda')" in str(exc):
         ops = sorted({op for _, op, _ in exc.problems})
         rep.outcome = "skipped"
-        rep.longrepr = (str(item.path), item.location[1] or 0, f"no CUDA code for {', '.join(ops)}")
+        rep.longrepr = (str(item.path), item.location[1] or 0, f"refused by the CUDA code: {', '.join(ops)}")
     from ml4ep.errors import DeviceError
 
     if isinstance(exc, DeviceError) and "cannot run here" in str(exc):

@@ -22,7 +22,7 @@ from . import dims as D
 from . import limits
 from . import ops as O
 from .graph import Graph, Node
-from .._native.names import identifier, printf_text, text
+from .._native.names import identifier, printf_text, string, text
 from .ops.common import ctype
 from .passes.memory import ALIGN, Plan
 from .passes import batching, memory
@@ -195,6 +195,12 @@ class Emitter:
     def copy(self, dst: str, src: str, nbytes: str) -> str:
         """Copy ``nbytes`` bytes between two tensors of the same device."""
         return f"std::memcpy({dst}, {src}, {nbytes});\n"
+
+    def kernel_error(self, message: str) -> str:
+        """The statement for bad data found inside a ``par_for`` body (an index out of range): here it throws
+        ``std::out_of_range(message)``; in CUDA code, which cannot throw, it reports the message to the host, which
+        raises it (docs/cuda.md), and the body goes on with something safe of its own (no access out of bounds)."""
+        return f"throw std::out_of_range({string(message)});"
 
     def emit_nodes(self, nodes: list[Node]) -> str:
         """The code of a list of nodes (a control-flow body), each in its own block."""

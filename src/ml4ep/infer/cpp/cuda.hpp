@@ -319,8 +319,72 @@ inline void gemm_batched(blas_handle h, int64_t M, int64_t N, int64_t K, float a
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// a session: one thread's workspace, cuBLAS handle, and CUDA graphs (one per set of dimensions, at most kGraphs,
-// least recently used dropped)
+// errors found inside kernels (an index out of range, which the CPU code throws): a kernel cannot throw, so it
+// reports a code (the first one wins) into a word of device memory and does something safe instead; after each call
+// the word is copied to pinned host memory, and Model::infer raises it: at the end of the same call in the host build
+// and for calls with host arrays (which wait for the GPU anyway), at the next call otherwise
+ML4EP_HD inline void report(int* word, int code) {
+#if defined(__CUDA_ARCH__)
+  atomicCAS(word, 0, code);
+#else
+  if (*word == 0) *word = code;
+#endif
+}
+
+class Status {
+ public:
+  Status() = default;
+  Status(const Status&) = delete;
+  Status& operator=(const Status&) = delete;
+#if ML4EP_ON_GPU
+  ~Status() {
+    if (device_) (void)cudaFree(device_);
+    if (host_) (void)cudaFreeHost(const_cast<int*>(host_));
+  }
+  // the device word the kernels report into (allocated on the first call, which runs directly)
+  int* device() {
+    if (!device_) {
+      void* h = nullptr;
+      check(cudaMallocHost(&h, sizeof(int)), "cudaMallocHost");
+      host_ = static_cast<volatile int*>(h);
+      *host_ = 0;
+      device_ = static_cast<int*>(alloc(sizeof(int), "the error word"));
+      check(cudaMemset(device_, 0, sizeof(int)), "cudaMemset");
+    }
+    return device_;
+  }
+  // queued after a call's kernels: the word to the host
+  void after(stream_t s) { check(cudaMemcpyAsync(const_cast<int*>(host_), device_, sizeof(int), cudaMemcpyDeviceToHost, s), "error word"); }
+  // the code reported by a call that has finished (0: none), cleared
+  int take(stream_t s) {
+    if (!host_ || *host_ == 0) return 0;
+    const int code = *host_;
+    *host_ = 0;
+    check(cudaMemsetAsync(device_, 0, sizeof(int), s), "cudaMemsetAsync");
+    return code;
+  }
+
+ private:
+  int* device_ = nullptr;
+  volatile int* host_ = nullptr;
+#else
+  int* device() { return &word_; }
+  void after(stream_t) {}
+  int take(stream_t) {
+    const int code = word_;
+    word_ = 0;
+    return code;
+  }
+
+ private:
+  int word_ = 0;
+#endif
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// a session: one thread's workspace, cuBLAS handle, and CUDA graphs (one per set of dimensions, at most
+// ML4EP_CUDA_GRAPHS, the least recently used dropped). The first call at a set of dimensions runs the kernels directly and
+// captures them; later calls copy their inputs into the graph's buffers, replay it and copy the outputs out.
 #ifndef ML4EP_CUDA_GRAPHS
 #define ML4EP_CUDA_GRAPHS 8
 #endif
@@ -334,6 +398,7 @@ class Session {
  public:
   Arena arena;
   Blas blas;
+  Status status;
   Session() = default;
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -367,20 +432,16 @@ class Session {
     for (Graph& c : graphs_)
       if (same(c.key)) g = &c;
     if (!g) {
-      std::vector<int64_t> want(key, key + nkey);
-      // the first call at these dimensions runs directly (the workspace and cuBLAS settle); the next one captures
-      if (std::find_if(seen_.begin(), seen_.end(), same) == seen_.end()) {
-        seen_.push_back(want);
-        if (seen_.size() > 64) seen_.erase(seen_.begin());
-        run(ins, outs, stream);
-        if (arena.generation() != generation_) {
-          for (Graph& gr : graphs_) drop(gr);
-          graphs_.clear();
-          generation_ = arena.generation();
-        }
-        return;
+      // the first call at these dimensions runs directly (the workspace grows, cuBLAS settles: the call's result), then
+      // captures its kernels into a graph for the next calls, so that no later call allocates
+      run(ins, outs, stream);
+      if (arena.generation() != generation_) {
+        for (Graph& gr : graphs_) drop(gr);
+        graphs_.clear();
+        generation_ = arena.generation();
       }
-      g = capture(want, in_bytes, nin, out_bytes, nout, run);
+      capture(std::vector<int64_t>(key, key + nkey), in_bytes, nin, out_bytes, nout, run);
+      return;
     }
     g->last_use = ++clock_;
     for (int k = 0; k < nin; ++k) copy(g->ins[k], ins[k], in_bytes[k], stream);
@@ -456,7 +517,6 @@ class Session {
     return &graphs_.back();
   }
   std::vector<Graph> graphs_;
-  std::vector<std::vector<int64_t>> seen_;
   stream_t capture_ = nullptr;
   uint64_t clock_ = 0, generation_ = 0;
 #endif
