@@ -360,6 +360,29 @@ def test_views_alias_and_copy():
     assert "memcpy" in codes["g"]
 
 
+def test_copy_forms():
+    """The forms the GPU code prints differently (one kernel per node, a device copy, one thread per value)."""
+    def r(*s, dtype=np.float32):
+        return rand(*s, dtype=dtype, low=-9, high=9)
+
+    both = {0: {0: "N"}, 1: {0: "N"}, 2: {0: "N"}}
+    check_cases([
+        C("Concat", [r(3, 2), r(2, 2), r(1, 2)], {"axis": 0}, const=(1,)),  # outer 1: no row index
+        C("Concat", [r(3, 1, 4), r(3, 2, 4), r(3, 3, 4)], {"axis": 1}, sym=both),
+        C("Split", [r(3, 9, dtype=np.int32)], {"axis": 1, "num_outputs": 3}, n=3, sym=B()),
+        C("Gather", [r(5, 4, 3), i64(2, 0, 3)], {"axis": 1}, const=(1,)),  # a few constant indices, rows of 3
+        C("Gather", [r(3, 5), np.array([[4, -5], [0, 1]], np.int32)], {"axis": 1}, sym=B()),
+        _slice((5, 6), [2, 3], [3, 4]),  # one element
+        C("Expand", [np.array(1.5, np.float32), i64(2, 3)], const=(1,)),  # a scalar broadcast
+        C("Transpose", [r(3, 5, 1, 7, dtype=np.uint8)], {"perm": [2, 3, 0, 1]}, sym=B()),
+        C("Tile", [r(3, 2, dtype=np.bool_), i64(1, 3)], const=(1,), sym=B()),
+        C("Pad", [r(3, 4), i64(0, 2, 0, 1), np.array(2.5, np.float32)], {"mode": "constant"}, const=(1,),
+          sym=B()),  # the padding value given at run time
+        C("Pad", [r(2, 3, 4), i64(0, -1, 1, 0, 0, 2)], {"mode": "constant"}, const=(1,)),  # crop and pad
+        C("Pad", [r(2, 3, 4), i64(0, 0, 0, 0, 0, 0)], {"mode": "edge"}, const=(1,)),  # no padding: a copy
+    ])
+
+
 # ------------------------------------------------------------------------------------------------------
 # check() rejections
 
@@ -537,12 +560,25 @@ def test_split_and_pad_symbolic_infer():
 
 
 def test_symconst_emit_and_literals():
+    from ml4ep.infer.cuda.codegen import CudaEmitter
+
     class FakeCg:
+        device = "cpu"
+
         def ptr(self, name):
             return "v_" + name
 
-    code = S._emit_symconst(Node("SymConst", "sc", [], ["y"], {"value": obj(2 * N, 4)}), FakeCg())
+    class FakeCudaCg(FakeCg):
+        device = "cuda"
+        par_for = CudaEmitter.par_for
+
+    node = Node("SymConst", "sc", [], ["y"], {"value": obj(2 * N, 4)})
+    code = S._emit_symconst(node, FakeCg())
     assert code == "v_y[0] = (int64_t(2)*dim_N);\nv_y[1] = 4;\n"
+    # on the GPU one thread per value (host code never writes device memory)
+    code = S._emit_symconst(node, FakeCudaCg())
+    assert code == ("ml4ep_cu::launch(stream, 2, [=] ML4EP_HD (int64_t i) "
+                    "{ v_y[i] = i == 0 ? (int64_t(2)*dim_N) : 4; });\n")
     assert S.literal(np.float32(1.5), "float") == "1.5f"
     assert S.literal(I64_MIN, "int64_t") == "int64_t(-9223372036854775807LL - 1)"  # ml4ep.infer.literals
     assert S.literal(True, "bool") == "true"

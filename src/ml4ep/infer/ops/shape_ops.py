@@ -3,7 +3,9 @@
 Views (Reshape, Flatten, Squeeze, Unsqueeze) usually share their input's storage (see passes/memory.py) and
 print no code; ``common.emit_view_copy`` copies only where the memory planner could not alias them. All other
 copies go through :func:`copy_nd`, which collapses a strided copy into as few loops as possible and moves
-contiguous runs with ``std::memcpy`` (Concat, Split, Slice, Gather of rows, Expand, Tile, Pad).
+contiguous runs with ``std::memcpy`` (Concat, Split, Slice, Gather of rows, Expand, Tile, Pad). On the GPU
+(docs/cuda.md) the same copies are :func:`strided_copy`: a device copy when contiguous, else one kernel with a thread
+per output element; Concat, Split, Gather and Pad have emitters of their own there (one kernel each).
 
 Every op here also folds with NumPy. The ops found on shape values of exported PyTorch graphs (Shape,
 Gather, Concat, Unsqueeze, Squeeze, Slice, Reshape, Expand, Identity...) fold object arrays whose entries are
@@ -15,6 +17,7 @@ symbol. ``SymConst`` is an internal op writing such a symbolic value into an ``i
 from __future__ import annotations
 
 import functools
+import re
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -223,12 +226,72 @@ def copy_nd(ct: str, dst: str, src: str, extents: Sequence, dst_strides: Sequenc
     return "\n".join(lines) + "\n"
 
 
+def unflatten(axes: Sequence[tuple[str | None, Any]], var: str = "i") -> str:
+    """C++ declaring the index of each named axis of ``axes`` (``(name, extent)``, outermost first; None: not
+    needed) in the row-major flat index ``var``: the GPU code's per-axis indices of a thread's element."""
+    named = [k for k, (n, _) in enumerate(axes) if n]
+    lines = []
+    q, div = var, 1  # q / div: the flat index without the axes after the current one
+    for k in range(len(axes) - 1, named[0] - 1 if named else len(axes) - 1, -1):
+        n, e = axes[k]
+        if n:
+            if div != 1 and k != named[0]:  # more indices to come: q itself divided
+                lines.append(f"int64_t q = {var} / {D.cpp(div)};" if q == var else f"q /= {D.cpp(div)};")
+                q, div = "q", 1
+            base = q if div == 1 else f"{q} / {D.cpp(div)}"
+            outer = all(D.norm(e2) == 1 for _, e2 in axes[:k])
+            lines.append(f"const int64_t {n} = {'0' if D.norm(e) == 1 else base if outer else f'{base} % {D.cpp(e)}'};")
+        div = D.norm(div * e)
+    return "".join(line + "\n" for line in lines)
+
+
+def strided_copy(cg: "Emitter", ct: str, dst: str, src: str, extents: Sequence, dst_strides: Sequence,
+                 src_strides: Sequence, dst_off: str = "0", src_off: str = "0") -> str:
+    """:func:`copy_nd` on the CPU; on the GPU a device copy where the whole of it is contiguous, else a kernel with
+    one thread per element (its indices taken apart from the flat one; a contiguous side indexed by it directly)."""
+    if cg.device == "cpu":
+        return copy_nd(ct, dst, src, extents, dst_strides, src_strides, dst_off, src_off)
+    axes = collapse(extents, dst_strides, src_strides)
+    if axes is None:
+        return ""
+    if not axes or len(axes) == 1 and axes[0][1] == 1 and axes[0][2] == 1:
+        n = f" * size_t({D.cpp(axes[0][0])})" if axes else ""
+        return cg.copy(_at(dst, dst_off), _at(src, src_off), f"sizeof({ct}){n}")
+    ext = [a[0] for a in axes]
+    dense = strides(ext)
+    used: set[int] = set()
+
+    def index(off: str, st: list) -> str:
+        if all(D.norm(s) == D.norm(r) for s, r in zip(st, dense)):
+            return cpp_sum([off, "i"])
+        used.update(k for k, s in enumerate(st) if D.norm(s) != 0)
+        return cpp_sum([off] + [_term(f"i{k}", s) for k, s in enumerate(st)])
+
+    d_idx, s_idx = index(dst_off, [a[1] for a in axes]), index(src_off, [a[2] for a in axes])
+    decl = unflatten([(f"i{k}" if k in used else None, e) for k, e in enumerate(ext)])
+    return cg.par_for("i", D.prod(ext), decl + f"{dst}[{d_idx}] = {src}[{s_idx}];\n")
+
+
 def _fill(cg: "Emitter", out: str, value: Any) -> str:
     n = D.norm(cg.g.t(out).numel)
     if n == 0:
         return ""
     ct = cg.ctype(out)
+    if cg.device != "cpu":
+        return cg.par_for("i", n, f"{cg.ptr(out)}[i] = {literal(value, ct)};")
     return f"std::fill_n({cg.ptr(out)}, {D.cpp(n)}, {literal(value, ct)});\n"
+
+
+def _store_exprs(cg: "Emitter", optr: str, exprs: Sequence[str]) -> str:
+    """``optr[k] = exprs[k]`` (C++ scalar expressions): statements on the CPU, one thread per value on the GPU."""
+    if cg.device == "cpu":
+        return "".join(f"{optr}[{k}] = {e};\n" for k, e in enumerate(exprs))
+    if not exprs:
+        return ""
+    sel = exprs[-1]
+    for k in range(len(exprs) - 2, -1, -1):
+        sel = f"i == {k} ? {exprs[k]} : {sel}"
+    return cg.par_for("i", len(exprs), f"{optr}[i] = {sel};")
 
 
 def _store_values(cg: "Emitter", out: str, values: np.ndarray) -> str:
@@ -241,10 +304,10 @@ def _store_values(cg: "Emitter", out: str, values: np.ndarray) -> str:
     if v.dtype == object or v.size <= 16:
         flat = v.reshape(-1).tolist()
         if v.dtype == object:
-            return "".join(f"{optr}[{k}] = {ct}({D.cpp(d)});\n" for k, d in enumerate(flat))
-        return "".join(f"{optr}[{k}] = {literal(x, ct)};\n" for k, x in enumerate(flat))
+            return _store_exprs(cg, optr, [f"{ct}({D.cpp(d)})" for d in flat])
+        return _store_exprs(cg, optr, [literal(x, ct) for x in flat])
     w = cg.weight(v.astype(cg.dtype(out)), out)
-    return f"std::memcpy({optr}, {w}, sizeof({ct}) * size_t({v.size}));\n"
+    return cg.copy(optr, w, f"sizeof({ct}) * size_t({v.size})")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -377,13 +440,13 @@ def _check_data(node: "Node", g: "Graph"):
 
 
 register("Reshape", infer=_infer_reshape, emit=emit_view_copy, fold=_fold_reshape, check=_check_data,
-         const_inputs=(1,), view="reshape", batch=BR.reshape)
+         const_inputs=(1,), view="reshape", batch=BR.reshape, cuda=True)
 register("Flatten", infer=_infer_flatten, emit=emit_view_copy, fold=_fold_flatten, check=_check_data,
-         view="reshape", batch=BR.reshape)
+         view="reshape", batch=BR.reshape, cuda=True)
 register("Squeeze", infer=_infer_squeeze, emit=emit_view_copy, fold=_fold_squeeze, check=_check_data,
-         const_inputs=(1,), view="reshape", batch=BR.reshape)
+         const_inputs=(1,), view="reshape", batch=BR.reshape, cuda=True)
 register("Unsqueeze", infer=_infer_unsqueeze, emit=emit_view_copy, fold=_fold_unsqueeze, check=_check_data,
-         const_inputs=(1,), view="reshape", batch=BR.reshape)
+         const_inputs=(1,), view="reshape", batch=BR.reshape, cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -422,13 +485,13 @@ def _emit_transpose(node: "Node", cg: "Emitter") -> str:
     ct = cg.ctype(y)
     if axes is None:
         return ""
-    if len(axes) >= 2 and axes[-1][2] != 1:
+    if len(axes) >= 2 and axes[-1][2] != 1 and cg.device == "cpu":  # the GPU: one thread per output element
         j = next((k for k, a in enumerate(axes) if a[2] == 1), None)
         ej, el = axes[j][0] if j is not None else 0, axes[-1][0]
         if j is not None and D.is_static(ej) and D.is_static(el) and int(ej) >= TILE and int(el) >= TILE:
             return _tiled_transpose(cg.ptr(y), cg.ptr(x), axes, j)
     ext = [a[0] for a in axes]
-    return copy_nd(ct, cg.ptr(y), cg.ptr(x), ext, [a[1] for a in axes], [a[2] for a in axes])
+    return strided_copy(cg, ct, cg.ptr(y), cg.ptr(x), ext, [a[1] for a in axes], [a[2] for a in axes])
 
 
 def _tiled_transpose(dst: str, src: str, axes: list[tuple], j: int) -> str:
@@ -462,7 +525,7 @@ def _batch_transpose(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> 
 
 
 register("Transpose", infer=_infer_transpose, emit=_emit_transpose, fold=_fold_transpose, check=_check_data,
-         batch=_batch_transpose)
+         batch=_batch_transpose, cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -525,13 +588,68 @@ def _emit_concat(node: "Node", cg: "Emitter") -> str:
     return "".join(code)
 
 
+def _parts_chain(c: str, parts: list[tuple], width, stmt: Callable[[str, Any, Any], str]) -> str:
+    """An if/else chain over the position ``c`` in a row of ``width``: ``stmt(name, part width, offset)`` for
+    the part ``(name, part width, offset)`` holding ``c`` (parts in order; positions outside them do nothing)."""
+    lines = []
+    end: D.DimLike = 0
+    for k, (name, w, off) in enumerate(parts):
+        new_end = D.norm(off + w)
+        conds = [f"{c} >= {D.cpp(off)}"] if D.norm(off) != D.norm(end) else []
+        last = k == len(parts) - 1 and D.norm(new_end) == D.norm(width)
+        if not last:
+            conds.append(f"{c} < {D.cpp(new_end)}")
+        head = "" if k == 0 else "} else "
+        lines.append(f"{head}if ({' && '.join(conds)}) {{" if conds else f"{head}{{")
+        lines.append(f"  {stmt(name, w, off)}")
+        end = new_end
+    if len(lines) == 2 and lines[0] == "{":
+        return lines[1].strip() + "\n"
+    return "\n".join(lines) + "\n}\n"
+
+
+def _emit_concat_cuda(node: "Node", cg: "Emitter") -> str:
+    """Concat on the GPU: one kernel over the output, each thread reading its element from the input holding it."""
+    y = node.outputs[0]
+    out_shape = cg.shape(y)
+    axis = norm_axis(node, int(node.attrs.get("axis", 0)), len(out_shape))
+    outer = D.prod(out_shape[:axis])
+    row = D.prod(out_shape[axis:])
+    rest = D.prod(out_shape[axis + 1:])
+    ct = cg.ctype(y)
+    parts = []
+    off: D.DimLike = 0
+    for x in node.inputs:
+        if not x:
+            continue
+        width = D.norm(cg.shape(x)[axis] * rest)
+        if width != 0:
+            parts.append((x, width, off))
+        off = D.norm(off + width)
+    if not parts or outer == 0:
+        return ""
+    yp = cg.ptr(y)
+    if len(parts) == 1:
+        x, width, off = parts[0]
+        return strided_copy(cg, ct, yp, cg.ptr(x), [outer, width], [row, 1], [width, 1], dst_off=D.cpp(off))
+    c = "i" if outer == 1 else "c"
+    head = "" if outer == 1 else f"const int64_t o = i / {D.cpp(row)};\nconst int64_t c = i - o * {D.cpp(row)};\n"
+
+    def read(x: str, w, o) -> str:
+        pos = c if D.norm(o) == 0 else f"{c} - {D.cpp(o)}"
+        return f"{yp}[i] = {cg.ptr(x)}[{cpp_sum(['' if outer == 1 else _term('o', w), pos])}];"
+
+    return cg.par_for("i", D.norm(outer * row), head + _parts_chain(c, parts, row, read))
+
+
 def _batch_concat(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
     """Batch rule: all inputs batched on one axis, concatenated along another."""
     return all(a is not None for a in ins) and BR.same_axis_not(BR.axis_attr(node, out_rank[0], 0), ins, outs)
 
 
 register("Concat", infer=_infer_concat, emit=_emit_concat, fold=_fold_concat,
-         check=lambda n, g: _check_dtypes(n, g, range(len(n.inputs))), batch=_batch_concat)
+         check=lambda n, g: _check_dtypes(n, g, range(len(n.inputs))), batch=_batch_concat,
+         cuda=_emit_concat_cuda)
 
 
 def split_sizes(node: "Node", dim: D.DimLike, sizes: list | None, n_out: int) -> list:
@@ -607,6 +725,38 @@ def _emit_split(node: "Node", cg: "Emitter") -> str:
     return "".join(code)
 
 
+def _emit_split_cuda(node: "Node", cg: "Emitter") -> str:
+    """Split on the GPU: one kernel over the input, each thread writing its element to the output holding it."""
+    x = node.inputs[0]
+    shape = cg.shape(x)
+    axis = norm_axis(node, int(node.attrs.get("axis", 0)), len(shape))
+    outer = D.prod(shape[:axis])
+    row = D.prod(shape[axis:])
+    rest = D.prod(shape[axis + 1:])
+    ct = cg.ctype(x)
+    parts = []
+    off: D.DimLike = 0
+    for y in node.outputs:
+        width = D.norm(cg.g.t(y).shape[axis] * rest) if y else 0
+        if y and width != 0:
+            parts.append((y, width, off))
+        off = D.norm(off + width)
+    if not parts or outer == 0:
+        return ""
+    xp = cg.ptr(x)
+    if len(parts) == 1:
+        y, width, off = parts[0]
+        return strided_copy(cg, ct, cg.ptr(y), xp, [outer, width], [width, 1], [row, 1], src_off=D.cpp(off))
+    c = "i" if outer == 1 else "c"
+    head = "" if outer == 1 else f"const int64_t o = i / {D.cpp(row)};\nconst int64_t c = i - o * {D.cpp(row)};\n"
+
+    def write(y: str, w, o) -> str:
+        pos = c if D.norm(o) == 0 else f"{c} - {D.cpp(o)}"
+        return f"{cg.ptr(y)}[{cpp_sum(['' if outer == 1 else _term('o', w), pos])}] = {xp}[i];"
+
+    return cg.par_for("i", D.norm(outer * row), head + _parts_chain(c, parts, row, write))
+
+
 def _check_split(node: "Node", g: "Graph"):
     if node.input(1) and not g.is_const(node.input(1)):
         return "the split input must be a constant"
@@ -619,7 +769,7 @@ def _batch_split(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool
 
 
 register("Split", infer=_infer_split, emit=_emit_split, fold=_fold_split, check=_check_split,
-         const_inputs=(1,), batch=_batch_split)
+         const_inputs=(1,), batch=_batch_split, cuda=_emit_split_cuda)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -773,8 +923,8 @@ def _emit_slice(node: "Node", cg: "Emitter") -> str:
     ist = strides(shape)
     src_off = cpp_sum([_first_expr(f, d, s) for (f, _, _), d, s in zip(plan, shape, ist)])
     ext = [c for _, c, _ in plan]
-    return copy_nd(cg.ctype(y), cg.ptr(y), cg.ptr(x), ext, strides(ext),
-                   [D.norm(s * st) for (_, _, st), s in zip(plan, ist)], src_off=src_off)
+    return strided_copy(cg, cg.ctype(y), cg.ptr(y), cg.ptr(x), ext, strides(ext),
+                        [D.norm(s * st) for (_, _, st), s in zip(plan, ist)], src_off=src_off)
 
 
 def _check_slice(node: "Node", g: "Graph"):
@@ -807,7 +957,7 @@ def _batch_slice(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool
 
 
 register("Slice", infer=_infer_slice, emit=_emit_slice, fold=_fold_slice, check=_check_slice,
-         const_inputs=(1, 2, 3, 4), batch=_batch_slice)
+         const_inputs=(1, 2, 3, 4), batch=_batch_slice, cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -899,6 +1049,52 @@ def _emit_gather(node: "Node", cg: "Emitter") -> str:
     return f"const {ict}* idx = {cg.ptr(ind)};\n" + _gather_loops(outer, nidx, body)
 
 
+def _emit_gather_cuda(node: "Node", cg: "Emitter") -> str:
+    """Gather on the GPU: one thread per output element (a contiguous block of constant indices: a slice).
+
+    A run-time index out of range gives 0 on the GPU, which cannot throw (as onnxruntime's CUDA Gather); the host
+    build of the same code (cuda-host) throws as the CPU code does."""
+    x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    shape = cg.shape(x)
+    axis = _gather_axis(node, len(shape))
+    n_ax = shape[axis]
+    outer, inner = D.prod(shape[:axis]), D.prod(shape[axis + 1:])
+    nidx = D.prod(cg.shape(ind))
+    if nidx == 0 or outer == 0 or inner == 0:
+        return ""
+    ct = cg.ctype(y)
+    yp, xp = cg.ptr(y), cg.ptr(x)
+    v = cg.const(ind)
+    idx, checked = cg.ptr(ind), False
+    if v is not None and v.dtype != object:
+        iv = np.asarray(v).astype(np.int64).reshape(-1)
+        if D.is_static(n_ax) or (iv.size > 0 and iv.min() >= 0 and int(iv.max()) < n_ax.coeff):
+            if D.is_static(n_ax):
+                iv = _check_indices(node, iv, int(n_ax)).reshape(-1)
+            if iv.size == 0:
+                return ""
+            k0 = int(iv[0])
+            if np.array_equal(iv, np.arange(k0, k0 + iv.size)):  # a contiguous block of rows: a slice
+                return strided_copy(cg, ct, yp, xp, [outer, iv.size, inner], [D.norm(iv.size * inner), inner, 1],
+                                    [D.norm(n_ax * inner), inner, 1], src_off=D.cpp(D.norm(k0 * inner)))
+            idx, checked = cg.weight(iv.astype(np.int64), f"{node.name}.indices"), True
+    decl = unflatten([("o" if outer != 1 else None, outer), ("j" if nidx != 1 else None, nidx),
+                      ("r" if inner != 1 else None, inner)])
+    j = "j" if nidx != 1 else "0"
+    soff = cpp_sum([_term("o", D.norm(n_ax * inner)) if outer != 1 else "", _term("k", inner),
+                    "r" if inner != 1 else ""])
+    if checked:
+        return cg.par_for("i", D.norm(outer * nidx * inner), decl + f"const int64_t k = {idx}[{j}];\n"
+                          f"{yp}[i] = {xp}[{soff}];\n")
+    n_c = D.cpp(n_ax)
+    msg = f"node '{node.name}' (Gather): index out of range"
+    body = (f"int64_t k = static_cast<int64_t>({idx}[{j}]);\n"
+            f"if (k < 0) k += {n_c};\n"
+            f"if (k >= {n_c} || k < 0) {cg.kernel_error(msg)}\n"
+            f"{yp}[i] = k >= 0 && k < {n_c} ? {xp}[{soff}] : {ct}(0);\n")
+    return cg.par_for("i", D.norm(outer * nidx * inner), decl + body)
+
+
 def _row_copy(ct: str, dst: str, doff: str, src: str, soff: str, n) -> str:
     if n == 1:
         return f"{dst}[{doff}] = {src}[{soff}];\n"
@@ -942,7 +1138,7 @@ def _batch_gather(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> boo
 
 
 register("Gather", infer=_infer_gather, emit=_emit_gather, fold=_fold_gather, check=_check_gather,
-         batch=_batch_gather)
+         batch=_batch_gather, cuda=_emit_gather_cuda)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -1001,7 +1197,8 @@ def _emit_constant(node: "Node", cg: "Emitter") -> str:
     return _store_values(cg, node.outputs[0], constant_value(node))
 
 
-register("Constant", infer=_infer_constant, emit=_emit_constant, fold=_fold_constant, check=_check_constant)
+register("Constant", infer=_infer_constant, emit=_emit_constant, fold=_fold_constant, check=_check_constant,
+         cuda=True)
 
 
 def _cos_value(node: "Node") -> np.ndarray:
@@ -1045,7 +1242,7 @@ def _check_cos(node: "Node", g: "Graph"):
 
 
 register("ConstantOfShape", infer=_infer_cos, emit=_emit_cos, fold=_fold_cos, check=_check_cos,
-         const_inputs=(0,), batch=BR.constant)
+         const_inputs=(0,), batch=BR.constant, cuda=True)
 
 
 def _symconst_value(node: "Node") -> np.ndarray:
@@ -1062,11 +1259,10 @@ def _fold_symconst(node: "Node", vals: list):
 
 def _emit_symconst(node: "Node", cg: "Emitter") -> str:
     v = _symconst_value(node)
-    optr = cg.ptr(node.outputs[0])
-    return "".join(f"{optr}[{k}] = {D.cpp(D.norm(d))};\n" for k, d in enumerate(v.reshape(-1).tolist()))
+    return _store_exprs(cg, cg.ptr(node.outputs[0]), [D.cpp(D.norm(d)) for d in v.reshape(-1).tolist()])
 
 
-register("SymConst", infer=_infer_symconst, emit=_emit_symconst, fold=_fold_symconst)
+register("SymConst", infer=_infer_symconst, emit=_emit_symconst, fold=_fold_symconst, cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -1110,12 +1306,11 @@ def _infer_size(node: "Node", g: "Graph"):
 
 def _emit_shape(node: "Node", cg: "Emitter") -> str:
     v = shape_value(node, cg.g) if node.op_type == "Shape" else size_value(node, cg.g)
-    optr = cg.ptr(node.outputs[0])
-    return "".join(f"{optr}[{k}] = {D.cpp(D.norm(d))};\n" for k, d in enumerate(v.reshape(-1).tolist()))
+    return _store_exprs(cg, cg.ptr(node.outputs[0]), [D.cpp(D.norm(d)) for d in v.reshape(-1).tolist()])
 
 
-register("Shape", infer=_infer_shape, emit=_emit_shape)
-register("Size", infer=_infer_size, emit=_emit_shape)
+register("Shape", infer=_infer_shape, emit=_emit_shape, cuda=True)
+register("Size", infer=_infer_size, emit=_emit_shape, cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -1144,11 +1339,11 @@ def _emit_expand(node: "Node", cg: "Emitter") -> str:
     ins = [1] * (len(out) - len(cg.shape(x))) + cg.shape(x)
     ist = strides(ins)
     src = [0 if d == 1 else s for d, s in zip(ins, ist)]
-    return copy_nd(cg.ctype(y), cg.ptr(y), cg.ptr(x), out, strides(out), src)
+    return strided_copy(cg, cg.ctype(y), cg.ptr(y), cg.ptr(x), out, strides(out), src)
 
 
 register("Expand", infer=_infer_expand, emit=_emit_expand, fold=_fold_expand, check=_check_data,
-         const_inputs=(1,), batch=BR.broadcast_data)
+         const_inputs=(1,), batch=BR.broadcast_data, cuda=True)
 
 
 def _repeats(node: "Node", reps: list | None, rank: int) -> list[int]:
@@ -1182,11 +1377,11 @@ def _emit_tile(node: "Node", cg: "Emitter") -> str:
     for d, r, s in zip(shape, reps, strides(shape)):
         ext += [r, d]
         src += [0, s]
-    return copy_nd(cg.ctype(y), cg.ptr(y), cg.ptr(x), ext, strides(ext), src)
+    return strided_copy(cg, cg.ctype(y), cg.ptr(y), cg.ptr(x), ext, strides(ext), src)
 
 
 register("Tile", infer=_infer_tile, emit=_emit_tile, fold=_fold_tile, check=_check_data, const_inputs=(1,),
-         shape_inputs=())
+         shape_inputs=(), cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -1323,6 +1518,58 @@ def _emit_pad(node: "Node", cg: "Emitter") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _emit_pad_cuda(node: "Node", cg: "Emitter") -> str:
+    """Pad on the GPU: one thread per output element, its source index per padded axis (or the padding value)."""
+    x, y = node.inputs[0], node.outputs[0]
+    shape, out = cg.shape(x), cg.shape(y)
+    pads, axes, cv = _pad_inputs(node, cg.g)
+    pp = _pad_setup(node, shape, pads, axes)
+    mode = _str_attr(node, "mode", "constant")
+    ct = cg.ctype(y)
+    yp, xp = cg.ptr(y), cg.ptr(x)
+    n_out = D.norm(cg.g.t(y).numel)
+    if n_out == 0:
+        return ""
+    if all(b == 0 and e == 0 for b, e in pp):
+        return cg.copy(yp, xp, f"sizeof({ct}) * size_t({D.cpp(n_out)})")
+    # (output extent, input extent, input stride, pads); neighbouring unpadded axes merged into one
+    groups: list[list] = []
+    for d, o, st, (b, e) in zip(shape, out, strides(shape), pp):
+        if not (b or e) and groups and not (groups[-1][3] or groups[-1][4]):
+            groups[-1] = [D.norm(groups[-1][0] * d), D.norm(groups[-1][1] * d), st, 0, 0]
+        else:
+            groups.append([o, d, st, b, e])
+    lines, conds, sterms = [], [], []
+    for k, (_, d, st, b, e) in enumerate(groups):
+        if not (b or e):
+            sterms.append(_term(f"i{k}", st))
+            continue
+        n = int(d)
+        if mode == "constant":
+            lines.append(f"const int64_t s{k} = {cpp_sum([f'i{k}', str(-b)])};")
+            conds += ([f"s{k} >= 0"] if b > 0 else []) + ([f"s{k} < {n}"] if e > 0 else [])
+        elif mode == "edge":
+            lines.append(f"const int64_t s{k} = std::min<int64_t>(std::max<int64_t>(i{k} - {b}, 0), {n - 1});")
+        elif mode == "reflect":
+            lines.append(f"int64_t s{k} = i{k} - {b};")
+            lines.append(f"s{k} = s{k} < 0 ? -s{k} : s{k};")
+            lines.append(f"s{k} = s{k} >= {n} ? {2 * (n - 1)} - s{k} : s{k};")
+        else:  # wrap
+            lines.append(f"const int64_t s{k} = ((i{k} - {b}) % {n} + {n}) % {n};")
+        sterms.append(_term(f"s{k}", st))
+    code = "".join(line + "\n" for line in lines) + cpp_sum(sterms)
+    decl = unflatten([(f"i{k}" if re.search(rf"\bi{k}\b", code) else None, g[0]) for k, g in enumerate(groups)])
+    src = f"{xp}[{cpp_sum(sterms)}]"
+    if conds:
+        cname = node.input(2) if len(node.inputs) > 2 else ""
+        if cname and cg.const(cname) is None:  # the value given at run time: read from its input
+            value = f"{cg.ptr(cname)}[0]"
+        else:
+            value = literal(0 if cv is None or np.asarray(cv).size == 0 else np.asarray(cv).reshape(-1)[0], ct)
+        src = f"{' && '.join(conds)} ? {src} : {value}"
+    return cg.par_for("i", n_out, decl + "".join(line + "\n" for line in lines) + f"{yp}[i] = {src};\n")
+
+
 def _check_pad(node: "Node", g: "Graph"):
     mode = _str_attr(node, "mode", "constant")
     if mode not in PAD_MODES:
@@ -1338,7 +1585,7 @@ def _check_pad(node: "Node", g: "Graph"):
 
 # constant_value may be computed at run time (it is a value, not a shape)
 register("Pad", infer=_infer_pad, emit=_emit_pad, fold=_fold_pad, check=_check_pad, const_inputs=(1, 3),
-         shape_inputs=())
+         shape_inputs=(), cuda=_emit_pad_cuda)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -1408,7 +1655,7 @@ def _emit_range(node: "Node", cg: "Emitter") -> str:
         expr = f"{literal(start, ct)} + {expr}"
     if ct not in ("int64_t", "float", "double"):
         expr = f"static_cast<{ct}>({expr})"
-    return f"for (int64_t i = 0; i < {D.cpp(n)}; ++i) {cg.ptr(y)}[i] = {expr};\n"
+    return cg.par_for("i", n, f"{cg.ptr(y)}[i] = {expr};")
 
 
 def _check_range(node: "Node", g: "Graph"):
@@ -1419,4 +1666,4 @@ def _check_range(node: "Node", g: "Graph"):
 
 
 register("Range", infer=_infer_range, emit=_emit_range, fold=_fold_range, check=_check_range,
-         const_inputs=(0, 1, 2), shape_inputs=())
+         const_inputs=(0, 1, 2), shape_inputs=(), cuda=True)
