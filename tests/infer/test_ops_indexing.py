@@ -165,6 +165,38 @@ def test_topk_knn_and_variants():
     _check(model, feeds)
 
 
+def test_large_problems():
+    """Sizes past the thresholds where the CUDA code changes its structure (scatters: one thread per line or per
+    element of a slice instead of per output element; TopK: one thread per row instead of per element), which the
+    host build (ML4EP_DEVICE=cuda-host) then runs; the CPU code is the same at every size."""
+    n = 37
+    d3 = np.round(rand(n, 60, 128, low=0.0, high=20.0)).astype(np.float32)  # ties
+    d3[0, 3, 7] = np.nan
+    feeds = {
+        "d3": d3, "long": rand(n, 2000),
+        "x": rand(8, 270000), "ei": _ints(-270000, 270000, 8, 900), "eu": rand(8, 900),  # 8 lines of 900 updates
+        "y": rand(40000, 64), "ri": _ints(-40000, 40000, 600, 1), "ru": rand(600, 64),  # rows of 64
+        "z": rand(1500, 1500), "si": np.stack([_ints(-1500, 1500, 600), _ints(-1500, 1500, 600)], axis=-1),
+        "su": rand(600),  # single elements
+    }
+    inits = {"k16": np.array([16], np.int64), "k3": np.array([3], np.int64), "k80": np.array([80], np.int64),
+             "k5": np.array([5], np.int64)}
+    sym = {"d3": {0: "N"}, "long": {0: "N"}}
+    nodes = [
+        ("TopK", ["d3", "k16"], ["v0", "i0"], {"largest": 0}),
+        ("TopK", ["d3", "k3"], ["v1", "i1"], {"axis": 1}),  # strided rows
+        ("TopK", ["d3", "k80"], ["v2", "i2"], {}),
+        ("TopK", ["long", "k5"], ["v3", "i3"], {}),  # rows longer than the rank kernel takes
+        ("ScatterElements", ["x", "ei", "eu"], ["e_add"], {"axis": 1, "reduction": "add"}),
+        ("ScatterElements", ["x", "ei", "eu"], ["e_max"], {"axis": 1, "reduction": "max"}),
+        ("ScatterND", ["y", "ri", "ru"], ["r_add"], {"reduction": "add"}),
+        ("ScatterND", ["z", "si", "su"], ["s_min"], {"reduction": "min"}),
+    ]
+    outs = [f"{p}{k}" for k in range(4) for p in ("v", "i")] + ["e_add", "e_max", "r_add", "s_min"]
+    model = _model(nodes, feeds, outs, inits=inits, sym=sym)
+    _check(model, feeds, rtol=1e-5, atol=1e-5)
+
+
 def test_hardmax_reversesequence():
     n = 3
     h = np.round(rand(n, 4, 6) * 2).astype(np.float32)  # ties: the first maximum wins

@@ -15,6 +15,15 @@ the element type itself otherwise.
 TopK selects without a full sort: for ``k <= 64`` each row keeps the best ``k`` values in a small sorted
 buffer (one comparison with the current worst for most elements), otherwise ``std::partial_sort`` over an
 index workspace. Ties go to the lower index, as ONNX specifies; NaN counts as larger than every number.
+
+CUDA (docs/cuda.md): gathers, OneHot, Trilu, EyeLike and ReverseSequence run one thread per output element;
+CumSum and CumProd one thread per scanned line. The scatters stay race-free and keep the sequential order of
+the CPU code: one thread per output element scanning the updates of its line (small problems), or one thread
+per line (ScatterElements) or per element of a slice (ScatterND) applying its updates in order. TopK ranks each
+element against its row (one thread per element) for short rows and few of them, else runs the sorted buffer
+of the CPU code per row, kept in the outputs themselves. A GPU kernel cannot throw: there an index out of
+range is skipped (a scatter leaves the element, a gather writes 0, ReverseSequence copies the sequence as it
+is); the host build of the same code (device="cuda-host") throws as the CPU code does.
 """
 
 from __future__ import annotations
@@ -37,6 +46,16 @@ if TYPE_CHECKING:
 
 # TopK with k up to this size keeps a sorted buffer per row; larger k uses std::partial_sort
 TOPK_BUFFER = 64
+# CUDA TopK: one thread per element (its rank in the row) for rows of at most TOPK_RANK_N elements and at most
+# TOPK_RANK_THREADS elements in all; otherwise one thread per row
+TOPK_RANK_N = 1024
+TOPK_RANK_THREADS = 1 << 18
+# CUDA scatters: one thread per output element scanning all the updates that may reach it, for at most this many
+# output elements; beyond, fewer threads (per line, per element of a slice) applying their updates in order. Both
+# take time in proportion to the updates; the scan's threads run in parallel, the others' chains of dependent
+# memory accesses (~1000 cycles a step) are long: the scan wins until its total work, that many elements times the
+# updates, outweighs such a chain
+SCAN_ELEMS = 1 << 21
 _INDEX_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
 
 
@@ -75,12 +94,9 @@ def _indent(code: str, ind: str = "  ") -> str:
     return "".join(ind + line + "\n" if line else "\n" for line in code.splitlines())
 
 
-def _nest(extents: Sequence, arrays: Sequence[Sequence], body_fn, prefix: str = "") -> str:
-    """Nested loops over ``extents`` with one running offset per array (its strides per axis, 0 = constant).
-
-    Axes of extent 1 are dropped and neighbours that are contiguous for every array merged.
-    ``body_fn(offsets)`` gets the C++ offset expressions and returns the loop body.
-    """
+def _merge_axes(extents: Sequence, arrays: Sequence[Sequence]) -> list[tuple]:
+    """``(extent, [stride per array])`` per loop: axes of extent 1 dropped, neighbours that are contiguous for every
+    array merged."""
     axes = [(e, [s[a] for s in arrays]) for a, e in enumerate(extents) if e != 1]
     merged: list[tuple] = []
     for e, st in axes:
@@ -90,6 +106,47 @@ def _nest(extents: Sequence, arrays: Sequence[Sequence], body_fn, prefix: str = 
                 merged[-1] = (D.norm(pe * e), st)
                 continue
         merged.append((e, st))
+    return merged
+
+
+def _unflatten(var: str, extents: Sequence, arrays: Sequence[Sequence], prefix: str = "") -> tuple[str, list[str]]:
+    """The offsets, one per array (its strides per axis, 0 = constant), of the flat row-major index ``var`` over
+    ``extents``: ``(C++ lines declaring the coordinates they need, offset expressions)``. The kernel form of
+    :func:`_nest`."""
+    merged = _merge_axes(extents, arrays)
+    n_arr = len(arrays)
+    if not merged:
+        return "", ["0"] * n_arr
+    if len(merged) == 1:
+        return "", [mul(var, st) for st in merged[0][1]]
+    used = [any(st != 0 for st in m[1]) for m in merged]
+    code = ""
+    coords = [""] * len(merged)
+    rest = var
+    for lvl in range(len(merged) - 1, 0, -1):
+        e = D.cpp(merged[lvl][0])
+        if used[lvl]:
+            coords[lvl] = f"{prefix}c{lvl}"
+            code += f"const int64_t {coords[lvl]} = {rest} % {e};\n"
+        if any(used[:lvl]):
+            q = f"{prefix}q{lvl}"
+            code += f"const int64_t {q} = {rest} / {e};\n"
+            rest = q
+        else:
+            break
+    coords[0] = rest
+    offs = [cpp_sum([mul(coords[lvl], merged[lvl][1][k]) for lvl in range(len(merged)) if used[lvl]])
+            for k in range(n_arr)]
+    return code, offs
+
+
+def _nest(extents: Sequence, arrays: Sequence[Sequence], body_fn, prefix: str = "") -> str:
+    """Nested loops over ``extents`` with one running offset per array (its strides per axis, 0 = constant).
+
+    Axes of extent 1 are dropped and neighbours that are contiguous for every array merged.
+    ``body_fn(offsets)`` gets the C++ offset expressions and returns the loop body.
+    """
+    merged = _merge_axes(extents, arrays)
     n_arr = len(arrays)
     offs = ["0"] * n_arr
     code = ""
@@ -118,18 +175,45 @@ def _at(off: str, extra: str) -> str:
     return cpp_sum([off, extra])
 
 
-def _norm_index(node: "Node", var: str, src: str, n) -> str:
-    """C++ lines: ``int64_t var`` = the index read from ``src``, made non-negative and bounds-checked."""
+def _oor_in_kernel(node: "Node", fallback: str | None, what: str = "index out of range", cg: "Emitter | None" = None) -> str:
+    """C++ statement for an index out of range: the CPU code throws (``fallback`` None); a CUDA kernel, which
+    cannot, reports the error (``cg.kernel_error``: infer raises it as the CPU code would) and runs ``fallback``
+    (skip the element: no access out of bounds)."""
+    if fallback is None or cg is None:
+        return _oor(node, what)
+    msg = f"node '{node.name}' ({node.op_type}): {what}"
+    return "{ " + cg.kernel_error(msg) + " " + fallback + " }"
+
+
+def _norm_index(node: "Node", var: str, src: str, n, fallback: str | None = None, cg: "Emitter | None" = None) -> str:
+    """C++ lines: ``int64_t var`` = the index read from ``src``, made non-negative and bounds-checked
+    (``fallback``: in a CUDA kernel, what an index out of range does, :func:`_oor_in_kernel`)."""
     n_c = D.cpp(n)
     return (f"int64_t {var} = static_cast<int64_t>({src});\n"
             f"if ({var} < 0) {var} += {n_c};\n"
-            f"if ({var} < 0 || {var} >= {n_c}) {_oor(node)}\n")
+            f"if ({var} < 0 || {var} >= {n_c}) {_oor_in_kernel(node, fallback, cg=cg)}\n")
 
 
 def _copy_data(cg: "Emitter", x: str, y: str) -> str:
     if cg.same_storage(x, y):
         return ""
-    return f"std::memcpy({cg.ptr(y)}, {cg.ptr(x)}, sizeof({cg.ctype(y)}) * size_t({cg.numel(y)}));\n"
+    return cg.copy(cg.ptr(y), cg.ptr(x), f"sizeof({cg.ctype(y)}) * size_t({cg.numel(y)})")
+
+
+def _branch(bounds: Sequence[tuple], first: str, second: str) -> str:
+    """``first`` where every dimension expression of ``bounds`` ``(expr, limit)`` is at most its limit, else
+    ``second``: decided here where the expressions are static, by the host at run time where not."""
+    conds = []
+    for e, lim in bounds:
+        e = D.norm(e)
+        if D.is_static(e):
+            if int(e) > lim:
+                return second
+            continue
+        conds.append(f"{D.cpp(e)} <= {lim}")
+    if not conds:
+        return first
+    return f"if ({' && '.join(conds)}) {{\n" + _indent(first) + "} else {\n" + _indent(second) + "}\n"
 
 
 def _check_indices_dtype(node: "Node", g: "Graph", k: int, allowed=_INDEX_DTYPES) -> str | None:
@@ -262,6 +346,63 @@ def _emit_scatter_elements(node: "Node", cg: "Emitter") -> str:
     return code + _shape_guard(node, xs, isx, axis) + _nest(isx, [dstride, ist], body)
 
 
+def _emit_gather_elements_cuda(node: "Node", cg: "Emitter") -> str:
+    """One thread per output element."""
+    x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    xs, isx = cg.shape(x), cg.shape(ind)
+    if D.prod(isx) == 0:
+        return ""
+    axis = _elem_axis(node, len(xs))
+    xst = strides(xs)
+    dstride = list(xst)
+    dstride[axis] = 0  # the index replaces the coordinate on the axis
+    xp, ip, yp = cg.ptr(x), cg.ptr(ind), cg.ptr(y)
+    split, (doff,) = _unflatten("i", isx, [dstride])  # the indices and the output: offset i
+    body = (split + _norm_index(node, "k", f"{ip}[i]", xs[axis], f"{yp}[i] = {cg.ctype(y)}(); return;", cg)
+            + f"{yp}[i] = {xp}[{_at(doff, mul('k', xst[axis]))}];\n")
+    return _shape_guard(node, xs, isx, axis) + cg.par_for("i", D.prod(isx), body)
+
+
+def _emit_scatter_elements_cuda(node: "Node", cg: "Emitter") -> str:
+    """Race-free, in the CPU code's order: the updates of a line (the index coordinates but the axis) only reach
+    the same line of the output. Small problems: one thread per output element of the lines, scanning the line's
+    updates for its position; larger: one thread per line applying its updates in order."""
+    x, ind, upd, y = node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0]
+    xs, isx = cg.shape(x), cg.shape(ind)
+    code = _copy_data(cg, x, y)
+    if D.prod(isx) == 0:
+        return code
+    axis = _elem_axis(node, len(xs))
+    xst, ist = strides(xs), strides(isx)
+    n_upd, n_out = isx[axis], xs[axis]
+    ip, up, yp, dt = cg.ptr(ind), cg.ptr(upd), cg.ptr(y), cg.dtype(y)
+    red = _reduction(node)
+    # one thread per line
+    lines = list(isx)
+    lines[axis] = 1
+    split, (db, ib) = _unflatten("t", lines, [xst, ist])
+    src = cpp_sum([ib, mul("j", ist[axis])])
+    step = (_norm_index(node, "k", f"{ip}[{src}]", n_out, "continue;", cg)
+            + _reduce_stmt(red, dt, f"{yp}[{_at(db, mul('k', xst[axis]))}]", f"{up}[{src}]") + "\n")
+    per_line = cg.par_for("t", D.prod(lines), split + f"for (int64_t j = 0; j < {D.cpp(n_upd)}; ++j) {{\n"
+                          + _indent(step) + "}\n")
+    # one thread per output element of the lines
+    elems = list(isx)
+    elems[axis] = n_out
+    ist0 = list(ist)
+    ist0[axis] = 0
+    at_axis = [0] * len(xs)
+    at_axis[axis] = 1
+    split, (do, io, pos) = _unflatten("t", elems, [xst, ist0, at_axis])
+    src = cpp_sum([io, mul("j", ist[axis])])
+    step = (_norm_index(node, "k", f"{ip}[{src}]", n_out, "continue;", cg)
+            + f"if (k == {pos}) " + _reduce_stmt(red, dt, "acc", f"{up}[{src}]") + "\n")
+    per_elem = cg.par_for("t", D.prod(elems), split + f"{cg.ctype(y)} acc = {yp}[{do}];\n"
+                          f"for (int64_t j = 0; j < {D.cpp(n_upd)}; ++j) {{\n" + _indent(step) + "}\n"
+                          f"{yp}[{do}] = acc;\n")
+    return code + _shape_guard(node, xs, isx, axis) + _branch([(D.prod(elems), SCAN_ELEMS)], per_elem, per_line)
+
+
 def _check_gather_elements(node: "Node", g: "Graph"):
     return _check_indices_dtype(node, g, 1)
 
@@ -281,10 +422,11 @@ def _batch_scatter_elements(node: "Node", g: "Graph", ins, outs, in_rank, out_ra
 
 
 register("GatherElements", infer=_infer_gather_elements, emit=_emit_gather_elements,
-         check=_check_gather_elements, batch=_batch_gather_elements)
+         check=_check_gather_elements, batch=_batch_gather_elements, cuda=_emit_gather_elements_cuda)
 register("ScatterElements", infer=_infer_scatter_elements, emit=_emit_scatter_elements,
-         check=_check_scatter_elements, batch=_batch_scatter_elements)
-register("Scatter", infer=_infer_scatter_elements, emit=_emit_scatter_elements, check=_check_scatter_elements)
+         check=_check_scatter_elements, batch=_batch_scatter_elements, cuda=_emit_scatter_elements_cuda)
+register("Scatter", infer=_infer_scatter_elements, emit=_emit_scatter_elements, check=_check_scatter_elements,
+         cuda=_emit_scatter_elements_cuda)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -314,12 +456,14 @@ def _infer_gathernd(node: "Node", g: "Graph"):
     return [(t.dtype, tuple(ind.shape[:-1]) + tuple(t.shape[b + m:]))]
 
 
-def _nd_offset(node: "Node", xs: list, first: int, m: int, ip: str, ioff: str) -> str:
-    """C++ lines computing ``int64_t off`` of the index tuple at ip[ioff:ioff+m] over data axes first..first+m."""
+def _nd_offset(node: "Node", xs: list, first: int, m: int, ip: str, ioff: str, fallback: str | None = None,
+               cg: "Emitter | None" = None) -> str:
+    """C++ lines computing ``int64_t off`` of the index tuple at ip[ioff:ioff+m] over data axes first..first+m
+    (``fallback``: in a CUDA kernel, what an index out of range does)."""
     xst = strides(xs)
     code = "int64_t off = 0;\n"
     for j in range(m):
-        code += "{\n" + _indent(_norm_index(node, "k", f"{ip}[{_at(ioff, str(j))}]", xs[first + j])
+        code += "{\n" + _indent(_norm_index(node, "k", f"{ip}[{_at(ioff, str(j))}]", xs[first + j], fallback, cg)
                                 + f"off += {mul('k', xst[first + j])};\n") + "}\n"
     return code
 
@@ -346,6 +490,31 @@ def _emit_gathernd(node: "Node", cg: "Emitter") -> str:
                  f"sizeof({ct}) * size_t({D.cpp(inner)}));\n")
     loop = f"for (int64_t j = 0; j < {D.cpp(nq)}; ++j) {{\n" + _indent(body) + "}\n"
     return f"for (int64_t bb = 0; bb < {D.cpp(nb)}; ++bb) {{\n" + _indent(loop) + "}\n"
+
+
+def _emit_gathernd_cuda(node: "Node", cg: "Emitter") -> str:
+    """One thread per output element (its index tuple read by each thread of the slice)."""
+    x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    xs, isx = cg.shape(x), cg.shape(ind)
+    b = int(node.attr("batch_dims", 0))
+    m = int(isx[-1])
+    nb = D.prod(xs[:b])
+    nq = D.prod(isx[b:-1])
+    inner = D.prod(xs[b + m:])
+    total = D.norm(nb * nq * inner)
+    if total == 0:
+        return ""
+    xp, ip, yp = cg.ptr(x), cg.ptr(ind), cg.ptr(y)
+    body = ""
+    if inner != 1:
+        body += f"const int64_t e = f % {D.cpp(inner)};\n"
+    bb = "" if nb == 1 else ("q" if nq == 1 else f"(q / {D.cpp(nq)})")
+    if m or bb:  # the index tuple q (of batch q / nq)
+        body += f"const int64_t q = {'f' if inner == 1 else f'f / {D.cpp(inner)}'};\n"
+    body += _nd_offset(node, xs, b, m, ip, mul("q", m), f"{yp}[f] = {cg.ctype(y)}(); return;", cg)
+    src = cpp_sum([mul(bb, D.prod(xs[b:])) if bb else "", "off", "e" if inner != 1 else ""])
+    body += f"{yp}[f] = {xp}[{src}];\n"
+    return cg.par_for("f", total, body)
 
 
 def _infer_scatternd(node: "Node", g: "Graph"):
@@ -385,6 +554,35 @@ def _emit_scatternd(node: "Node", cg: "Emitter") -> str:
     return code + f"for (int64_t j = 0; j < {D.cpp(nq)}; ++j) {{\n" + _indent(body) + "}\n"
 
 
+def _emit_scatternd_cuda(node: "Node", cg: "Emitter") -> str:
+    """Race-free, in the CPU code's order: small problems one thread per output element, scanning every index tuple
+    for its slice; larger ones one thread per element of a slice (``inner`` of them), applying the updates of
+    every tuple in order (one thread in all for element updates)."""
+    x, ind, upd, y = node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0]
+    xs, isx = cg.shape(x), cg.shape(ind)
+    code = _copy_data(cg, x, y)
+    m = int(isx[-1])
+    nq = D.prod(isx[:-1])
+    inner = D.prod(xs[m:])
+    if D.norm(nq * inner) == 0:
+        return code
+    ip, up, yp, dt = cg.ptr(ind), cg.ptr(upd), cg.ptr(y), cg.dtype(y)
+    red = _reduction(node)
+    u = f"{up}[{cpp_sum([mul('j', inner), 'e'])}]"
+    # one thread per element of a slice
+    step = _nd_offset(node, xs, 0, m, ip, mul("j", m), "continue;", cg) + _reduce_stmt(red, dt, f"{yp}[off + e]", u) + "\n"
+    per_col = cg.par_for("e", inner, f"for (int64_t j = 0; j < {D.cpp(nq)}; ++j) {{\n" + _indent(step) + "}\n")
+    # one thread per output element
+    step = (_nd_offset(node, xs, 0, m, ip, mul("j", m), "continue;", cg)
+            + "if (off == start) " + _reduce_stmt(red, dt, "acc", u) + "\n")
+    head = (f"const int64_t e = f % {D.cpp(inner)};\nconst int64_t start = f - e;\n" if inner != 1
+            else "const int64_t e = 0, start = f;\n")
+    per_elem = cg.par_for("f", cg.g.t(x).numel, head + f"{cg.ctype(y)} acc = {yp}[f];\n"
+                          f"for (int64_t j = 0; j < {D.cpp(nq)}; ++j) {{\n" + _indent(step) + "}\n"
+                          f"{yp}[f] = acc;\n")
+    return code + _branch([(cg.g.t(x).numel, SCAN_ELEMS)], per_elem, per_col)
+
+
 def _check_gathernd(node: "Node", g: "Graph"):
     return _check_indices_dtype(node, g, 1)
 
@@ -393,8 +591,9 @@ def _check_scatternd(node: "Node", g: "Graph"):
     return _check_indices_dtype(node, g, 1) or _check_reduction(node, g)
 
 
-register("GatherND", infer=_infer_gathernd, emit=_emit_gathernd, check=_check_gathernd)
-register("ScatterND", infer=_infer_scatternd, emit=_emit_scatternd, check=_check_scatternd)
+register("GatherND", infer=_infer_gathernd, emit=_emit_gathernd, check=_check_gathernd, cuda=_emit_gathernd_cuda)
+register("ScatterND", infer=_infer_scatternd, emit=_emit_scatternd, check=_check_scatternd,
+         cuda=_emit_scatternd_cuda)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -454,6 +653,25 @@ def _emit_onehot(node: "Node", cg: "Emitter") -> str:
     )
 
 
+def _emit_onehot_cuda(node: "Node", cg: "Emitter") -> str:
+    """One thread per output element: ``on`` where the index is its position on the axis, else ``off``."""
+    ind, vals, y = node.inputs[0], node.inputs[2], node.outputs[0]
+    depth = _onehot_depth(node, cg.g)
+    isx = cg.shape(ind)
+    axis = _onehot_axis(node, len(isx))
+    outer, inner = D.prod(isx[:axis]), D.prod(isx[axis:])
+    if D.norm(outer * inner) == 0 or depth == 0:
+        return ""
+    ip, vp, yp = cg.ptr(ind), cg.ptr(vals), cg.ptr(y)
+    split, (src, pos) = _unflatten("f", [outer, depth, inner], [[inner, 0, 1], [0, 1, 0]])
+    read = f"{ip}[{src}]"
+    if is_float(cg.dtype(ind)):  # ONNX casts float indices to integers (truncation)
+        read = f"ml4ep_rt::to_index(static_cast<double>({read}))"  # NaN: far outside, no position set
+    return cg.par_for("f", cg.g.t(y).numel, split + f"int64_t k = static_cast<int64_t>({read});\n"
+                      f"if (k < 0) k += {depth};\n"
+                      f"{yp}[f] = k == {pos} ? {vp}[1] : {vp}[0];\n")
+
+
 def _check_onehot(node: "Node", g: "Graph"):
     t = g.tensors.get(node.input(0))
     if t is not None and np.dtype(t.dtype) == np.bool_:
@@ -462,7 +680,7 @@ def _check_onehot(node: "Node", g: "Graph"):
 
 
 register("OneHot", infer=_infer_onehot, emit=_emit_onehot, check=_check_onehot, const_inputs=(1,),
-         shape_inputs=())
+         shape_inputs=(), cuda=_emit_onehot_cuda)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -507,8 +725,24 @@ def _emit_trilu(node: "Node", cg: "Emitter") -> str:
     )
 
 
+def _emit_trilu_cuda(node: "Node", cg: "Emitter") -> str:
+    """One thread per element."""
+    x, y = node.inputs[0], node.outputs[0]
+    xs = cg.shape(x)
+    k = _trilu_k(node, cg.g)
+    rows, cols = xs[-2], xs[-1]
+    total = D.norm(D.prod(xs[:-2]) * rows * cols)
+    if total == 0:
+        return ""
+    upper = int(node.attr("upper", 1)) != 0
+    keep = f"j - r >= {k}" if upper else f"j - r <= {k}"
+    split = (f"const int64_t j = f % {D.cpp(cols)};\n"
+             f"const int64_t r = {'0' if rows == 1 else f'(f / {D.cpp(cols)}) % {D.cpp(rows)}'};\n")
+    return cg.par_for("f", total, split + f"{cg.ptr(y)}[f] = ({keep}) ? {cg.ptr(x)}[f] : {literal(0, cg.dtype(y))};\n")
+
+
 # k is a value, not a shape: the batch size there would change the result with the chunk size
-register("Trilu", infer=_infer_trilu, emit=_emit_trilu, const_inputs=(1,), shape_inputs=())
+register("Trilu", infer=_infer_trilu, emit=_emit_trilu, const_inputs=(1,), shape_inputs=(), cuda=_emit_trilu_cuda)
 
 
 def _eyelike_dtype(node: "Node", g: "Graph"):
@@ -539,6 +773,18 @@ def _emit_eyelike(node: "Node", cg: "Emitter") -> str:
     )
 
 
+def _emit_eyelike_cuda(node: "Node", cg: "Emitter") -> str:
+    """One thread per element."""
+    y = node.outputs[0]
+    rows, cols = cg.shape(y)
+    if D.norm(rows * cols) == 0:
+        return ""
+    k = int(node.attr("k", 0))
+    dt = cg.dtype(y)
+    return cg.par_for("f", D.norm(rows * cols), f"{cg.ptr(y)}[f] = (f % {D.cpp(cols)} - f / {D.cpp(cols)} == {k}) ? "
+                      f"{literal(1, dt)} : {literal(0, dt)};")
+
+
 def _check_eyelike(node: "Node", g: "Graph"):
     try:
         ctype(_eyelike_dtype(node, g))
@@ -547,7 +793,7 @@ def _check_eyelike(node: "Node", g: "Graph"):
     return None
 
 
-register("EyeLike", infer=_infer_eyelike, emit=_emit_eyelike, check=_check_eyelike)
+register("EyeLike", infer=_infer_eyelike, emit=_emit_eyelike, check=_check_eyelike, cuda=_emit_eyelike_cuda)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -615,6 +861,38 @@ def _emit_cum(node: "Node", cg: "Emitter") -> str:
     return f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n" + _indent(body) + "}\n"
 
 
+def _emit_cum_cuda(node: "Node", cg: "Emitter") -> str:
+    """One thread per line along the axis (``outer * inner`` of them), accumulating as the CPU code does."""
+    x, y = node.inputs[0], node.outputs[0]
+    xs = cg.shape(x)
+    axis = _cum_axis(node, cg.g, len(xs))
+    outer, n, inner = D.prod(xs[:axis]), xs[axis], D.prod(xs[axis + 1:])
+    if D.norm(outer * n * inner) == 0:
+        return ""
+    dt = cg.dtype(y)
+    ct, a = cg.ctype(y), _sum_acc(dt)
+    prod = node.op_type == "CumProd"
+    op = "*" if prod else "+"
+    exclusive = int(node.attr("exclusive", 0)) != 0
+    reverse = int(node.attr("reverse", 0)) != 0
+    n_c = D.cpp(n)
+    pos = mul(f"({n_c} - 1 - s)" if reverse else "s", inner)
+    if inner == 1:
+        body = f"const int64_t base = {mul('t', n)};\n"
+    else:
+        body = f"const int64_t base = {mul(f't / {D.cpp(inner)}', D.norm(n * inner))} + t % {D.cpp(inner)};\n"
+    body += (f"const {ct}* xr = {cg.ptr(x)} + base;\n{ct}* yr = {cg.ptr(y)} + base;\n"
+             f"{a} acc = static_cast<{a}>({literal(1 if prod else 0, dt)});\n"
+             f"for (int64_t s = 0; s < {n_c}; ++s) {{\n")
+    if exclusive:
+        body += (f"  const {a} v = static_cast<{a}>(xr[{pos}]);\n"
+                 f"  yr[{pos}] = static_cast<{ct}>(acc);\n  acc = static_cast<{a}>(acc {op} v);\n")
+    else:
+        body += f"  acc = static_cast<{a}>(acc {op} static_cast<{a}>(xr[{pos}]));\n  yr[{pos}] = static_cast<{ct}>(acc);\n"
+    body += "}\n"
+    return cg.par_for("t", D.norm(outer * inner), body)
+
+
 def _check_cum(node: "Node", g: "Graph"):
     t = g.tensors.get(node.input(0))
     if t is not None and np.dtype(t.dtype) == np.bool_:
@@ -623,7 +901,7 @@ def _check_cum(node: "Node", g: "Graph"):
 
 
 register("CumSum", "CumProd", infer=_infer_cum, emit=_emit_cum, check=_check_cum, const_inputs=(1,),
-         shape_inputs=())
+         shape_inputs=(), cuda=_emit_cum_cuda)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -669,6 +947,17 @@ def _workspace_topk(node: "Node", g: "Graph"):
     return [(n, np.int64)]
 
 
+def _topk_better(dt, largest: bool):
+    """``better(u, v)``: the C++ condition that value ``u`` goes before ``v`` when ``u`` came later (ties keep the
+    lower index first); NaN is the largest."""
+    if is_float(dt):
+        # one unordered comparison decides for all but NaN operands: !(u <= v) is u > v or either is NaN
+        if largest:
+            return lambda u, v: f"(!({u} <= {v}) && !std::isnan({v}))"
+        return lambda u, v: f"(!({u} >= {v}) && !std::isnan({u}))"
+    return (lambda u, v: f"({u} > {v})") if largest else (lambda u, v: f"({u} < {v})")
+
+
 def _emit_topk(node: "Node", cg: "Emitter") -> str:
     x, yv, yi = node.inputs[0], node.outputs[0], node.outputs[1]
     outer, n, inner, k = _topk_view(node, cg.g)
@@ -681,15 +970,7 @@ def _emit_topk(node: "Node", cg: "Emitter") -> str:
     xp = cg.ptr(x)
     vp = cg.ptr(yv) if yv else ""
     ip = cg.ptr(yi) if yi else ""
-    # better(u, v): u goes before v when u came later (ties keep the lower index first); NaN is the largest
-    if is_float(dt):
-        # one unordered comparison decides for all but NaN operands: !(u <= v) is u > v or either is NaN
-        if largest:
-            better = lambda u, v: f"(!({u} <= {v}) && !std::isnan({v}))"  # noqa: E731
-        else:
-            better = lambda u, v: f"(!({u} >= {v}) && !std::isnan({u}))"  # noqa: E731
-    else:
-        better = (lambda u, v: f"({u} > {v})") if largest else (lambda u, v: f"({u} < {v})")
+    better = _topk_better(dt, largest)
     st = D.cpp(inner)
     code = ""
     if not D.is_static(n):
@@ -746,6 +1027,76 @@ def _emit_topk(node: "Node", cg: "Emitter") -> str:
     return code + f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n" + _indent(loop) + "}\n"
 
 
+def _emit_topk_cuda(node: "Node", cg: "Emitter") -> str:
+    """Short rows, few of them: one thread per element, which counts the elements of its row that go before it (its
+    rank) and writes itself to that place if it is among the first k. Otherwise one thread per row keeping the
+    sorted buffer of the CPU code in the outputs themselves (no scratch space)."""
+    x, yv, yi = node.inputs[0], node.outputs[0], node.outputs[1]
+    outer, n, inner, k = _topk_view(node, cg.g)
+    rows = D.norm(outer * inner)
+    if k == 0 or rows == 0 or not (yv or yi):
+        return ""
+    ct = cg.ctype(x)
+    better = _topk_better(cg.dtype(x), int(node.attr("largest", 1)) != 0)
+    n_c = D.cpp(n)
+    xp = cg.ptr(x)
+    vp = cg.ptr(yv) if yv else ""
+    ip = cg.ptr(yi) if yi else ""
+    code = ""
+    if not D.is_static(n):
+        code += f"if ({n_c} < {k}) {_oor(node, f'k = {k} exceeds the axis length')}\n"
+    at = lambda r: f"xr[{mul(r, inner)}]"  # noqa: E731
+    if inner == 1:
+        row = "const int64_t o = t;\n"
+    else:
+        row = f"const int64_t i = t % {D.cpp(inner)};\nconst int64_t o = t / {D.cpp(inner)};\n"
+    iv = "i" if inner != 1 else ""
+    xr = f"const {ct}* xr = {xp} + {cpp_sum([mul('o', D.norm(n * inner)), iv])};\n"
+    out = cpp_sum([mul("o", D.norm(k * inner)), iv])
+    # one thread per element: its rank among the elements of its row
+    if inner == 1:
+        body = f"const int64_t r = t % {n_c};\nconst int64_t o = t / {n_c};\n"
+    else:
+        body = (f"const int64_t i = t % {D.cpp(inner)};\nconst int64_t q = t / {D.cpp(inner)};\n"
+                f"const int64_t r = q % {n_c};\nconst int64_t o = q / {n_c};\n")
+    body += (xr + f"const {ct} v = {at('r')};\n"
+             "int64_t rank = 0;\n"
+             f"for (int64_t s = 0; s < {n_c} && rank < {k}; ++s) {{\n"
+             f"  const {ct} u = {at('s')};\n"
+             f"  if ({better('u', 'v')} || (!{better('v', 'u')} && s < r)) ++rank;\n"
+             "}\n"
+             f"if (rank < {k}) {{\n")
+    if yv:
+        body += f"  {vp}[{cpp_sum([out, mul('rank', inner)])}] = v;\n"
+    if yi:
+        body += f"  {ip}[{cpp_sum([out, mul('rank', inner)])}] = r;\n"
+    body += "}\n"
+    by_rank = cg.par_for("t", D.norm(rows * n), body)
+    if not (yv and yi):
+        return code + by_rank
+    # one thread per row: insertion into the sorted best k, held in the outputs
+    bv = lambda p: f"bv[{mul(p, inner)}]"  # noqa: E731
+    bi = lambda p: f"bi[{mul(p, inner)}]"  # noqa: E731
+
+    def insert(first: str) -> str:
+        return (f"  int64_t p = {first};\n"
+                f"  while (p > 0 && {better('v', bv('(p - 1)'))}) {{\n"
+                f"    {bv('p')} = {bv('(p - 1)')};\n    {bi('p')} = {bi('(p - 1)')};\n    --p;\n  }}\n"
+                f"  {bv('p')} = v;\n  {bi('p')} = r;\n")
+
+    body = (row + xr + f"{ct}* bv = {vp} + {out};\nint64_t* bi = {ip} + {out};\n"
+            f"for (int64_t r = 0; r < {k}; ++r) {{  // the first k: insertion sort\n"
+            f"  const {ct} v = {at('r')};\n" + insert("r") + "}\n"
+            f"{ct} worst = {bv(str(k - 1))};\n"
+            f"for (int64_t r = {k}; r < {n_c}; ++r) {{  // the rest: most fail the first comparison\n"
+            f"  const {ct} v = {at('r')};\n"
+            f"  if (!{better('v', 'worst')}) continue;\n" + insert(str(k - 1))
+            + f"  worst = {bv(str(k - 1))};\n"
+            "}\n")
+    by_row = cg.par_for("t", rows, body)
+    return code + _branch([(n, TOPK_RANK_N), (D.norm(rows * n), TOPK_RANK_THREADS)], by_rank, by_row)
+
+
 def _check_topk(node: "Node", g: "Graph"):
     t = g.tensors.get(node.input(0))
     if t is not None and np.dtype(t.dtype) == np.bool_:
@@ -759,7 +1110,7 @@ def _batch_topk(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
 
 
 register("TopK", infer=_infer_topk, emit=_emit_topk, check=_check_topk, workspace=_workspace_topk,
-         const_inputs=(1,), batch=_batch_topk)
+         const_inputs=(1,), batch=_batch_topk, cuda=_emit_topk_cuda)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -811,9 +1162,34 @@ def _emit_reverse_sequence(node: "Node", cg: "Emitter") -> str:
     )
 
 
+def _emit_reverse_sequence_cuda(node: "Node", cg: "Emitter") -> str:
+    """One thread per output element."""
+    x, sl, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    xs = cg.shape(x)
+    ta, ba = _rs_axes(node, len(xs))
+    nt = xs[ta]
+    inner = D.prod(xs[2:])
+    total = D.norm(nt * xs[ba] * inner)
+    if total == 0:
+        return ""
+    ts = strides(xs)[ta]
+    xp, yp, lp = cg.ptr(x), cg.ptr(y), cg.ptr(sl)
+    n_c = D.cpp(nt)
+    q = "f" if inner == 1 else f"(f / {D.cpp(inner)})"
+    a1 = f"{q} % {D.cpp(xs[1])}" if xs[1] != 1 else "0"
+    a0 = f"{q} / {D.cpp(xs[1])}" if xs[1] != 1 else q
+    t, b = (a0, a1) if ta == 0 else (a1, a0)
+    return cg.par_for("f", total, (
+        f"const int64_t t = {t};\n"
+        f"int64_t len = static_cast<int64_t>({lp}[{b}]);\n"
+        f"if (len < 0 || len > {n_c}) {_oor_in_kernel(node, 'len = 0;', 'sequence length out of range', cg)}\n"
+        "const int64_t u = t < len ? len - 1 - t : t;\n"
+        f"{yp}[f] = {xp}[f + {mul('(u - t)', ts)}];\n"))
+
+
 def _check_reverse_sequence(node: "Node", g: "Graph"):
     return _check_indices_dtype(node, g, 1)
 
 
 register("ReverseSequence", infer=_infer_reverse_sequence, emit=_emit_reverse_sequence,
-         check=_check_reverse_sequence)
+         check=_check_reverse_sequence, cuda=_emit_reverse_sequence_cuda)
