@@ -13,6 +13,9 @@ gates. Rows past their ``sequence_lens`` keep their state and write zeros to ``Y
 
 Arithmetic is done in ``float`` (``double`` for float64); elements are read and written through the
 tensors' own C++ types.
+
+On CUDA (:func:`_emit_cuda`) each time step is one kernel over (batch, hidden unit), which also computes the
+recurrent product where R is small, or a cuBLAS product and that kernel where it is not (see the notes there).
 """
 
 from __future__ import annotations
@@ -484,4 +487,290 @@ def _emit(node: "Node", cg: "Emitter") -> str:
     return code
 
 
-register("LSTM", "GRU", "RNN", infer=_infer, emit=_emit, check=_check, workspace=_workspace)
+# ------------------------------------------------------------------------------------------------------
+# CUDA (docs/cuda.md): per direction, the input projection of every step is one product (cuBLAS; float64: a
+# kernel) into the workspace, then each time step is one kernel over (batch, hidden unit) for the gates. With a
+# small R (up to FUSED_R_BYTES) that kernel also computes the recurrent product, each thread its own dot
+# products with R^T (small enough to stay in cache), reading the previous hidden state from one buffer and
+# writing the next into the other; with a larger R the product is a cuBLAS call before the gate kernel, which
+# then updates the state in place. (GRU with linear_before_reset=0 takes one more kernel per step, for r * h,
+# and one more product.) The first step reads the initial state where it is (none: zero), the last
+# writes the final state straight into Y_h / Y_c. Rows past their sequence_lens keep their state and write zeros
+# to Y; a length outside [0, seq_length] is reported by the kernel (cg.kernel_error: infer raises it, as the CPU code
+# does) and makes every output of its row NaN meanwhile.
+
+# R^T (gates * hidden * hidden * sizeof(float)) up to which a step's kernel computes the recurrent product itself
+FUSED_R_BYTES = 64 << 10
+
+
+def _emit_cuda(node: "Node", cg: "Emitter") -> str:
+    p = _params(node, cg.g)
+    x = node.inputs[0]
+    dt = cg.dtype(x)
+    ctd = _compute_dtype(dt)
+    ct = "double" if ctd == np.float64 else "float"
+    fast = dt == np.float32  # products through cuBLAS (float32 only)
+    GH, H, NI, T, B, ND = p.G * p.H, p.H, p.NI, p.T, p.B, p.n_dir
+    Tc, Bc = D.cpp(T), D.cpp(B)
+    fused = not fast or p.G * H * H * 4 <= FUSED_R_BYTES
+    out = [node.outputs[k] if k < len(node.outputs) else "" for k in range(3)]
+    y, yh, yc = out
+    for o in out:
+        assert not o or cg.ctype(o) == cg.ctype(x), (o, cg.ctype(o))
+    L = lambda v: literal(v, ct)  # noqa: E731
+    clip = (lambda v: f"std::min(std::max({v}, {L(-p.clip)}), {L(p.clip)})") if p.clip is not None else (lambda v: v)
+    wname, rname, bname = node.inputs[1], node.inputs[2], node.input(3)
+    gru0 = p.op == "GRU" and not p.lbr  # the reset gate applied before the hidden gate's product
+    code = ""
+
+    # weights: W as stored ([G*H, I] per direction; the product transposes it); R as stored for cuBLAS, as
+    # R^T ([H, G*H] per direction) for the fused kernels; the bias as on the CPU ([Wb + Rb | Rbh])
+    wp = cg.ptr(wname)
+    if fused:
+        rv = cg.const(rname)
+        if rv is not None:
+            rp = cg.weight(np.ascontiguousarray(rv.astype(np.float64).transpose(0, 2, 1)).astype(ctd),
+                           f"{node.name}.RT")
+        else:
+            rp = cg.workspace(5, ct)
+            code += "// R^T\n" + cg.par_for("i", ND * H * GH, (
+                f"const int64_t dk = i / {GH}, jc = i % {GH};\n"
+                f"{rp}[i] = static_cast<{ct}>({cg.ptr(rname)}[(dk / {H} * {GH} + jc) * {H} + dk % {H}]);\n"))
+    else:
+        rp = cg.ptr(rname)
+    bias = ""
+    if bname:
+        bv = cg.const(bname)
+        if bv is not None:
+            bias = cg.weight(_prep_bias(p, bv, ctd), f"{node.name}.bias")
+        else:
+            bias = cg.workspace(6, ct)
+            bt = cg.ctype(bname)
+            if p.op == "GRU" and p.lbr:
+                val = (f"j < {2 * H} ? static_cast<{ct}>(bs[j]) + static_cast<{ct}>(bs[{GH} + j])\n"
+                       f"  : j < {GH} ? static_cast<{ct}>(bs[j]) : static_cast<{ct}>(bs[{2 * H} + j])")
+            else:
+                val = f"j < {GH} ? static_cast<{ct}>(bs[j]) + static_cast<{ct}>(bs[{GH} + j]) : {L(0)}"
+            code += "// the bias: Wb + Rb" + (", Rbh" if p.op == "GRU" and p.lbr else "") + "\n" + cg.par_for(
+                "i", ND * (GH + H),
+                f"const int64_t j = i % {GH + H};\n"
+                f"const {bt}* __restrict bs = {cg.ptr(bname)} + i / {GH + H} * {2 * GH};\n"
+                f"{bias}[i] = {val};\n")
+
+    sl = node.input(4)
+    ih = node.input(5)
+    ic = node.input(6) if p.op == "LSTM" else ""
+    pp = node.input(7) if p.op == "LSTM" else ""
+    P = cg.ptr(pp) if pp else ""
+    xrow = f"(t * {Bc} + b)" if p.layout == 0 else f"(b * {Tc} + t)"
+
+    def state(d: int) -> tuple[str, str]:  # (element offset, batch stride) of direction d in initial_h, Y_h, ...
+        if p.layout == 0:
+            return D.cpp(D.norm(d * B * H)), str(H)
+        return str(d * H), str(ND * H)
+
+    def y_off(d: int) -> str:  # element offset of Y[t, d, b, j] (layout 0) or Y[b, t, d, j] (layout 1)
+        return (f"((t * {ND} + {d}) * {Bc} + b) * {H} + j" if p.layout == 0
+                else f"((b * {Tc} + t) * {ND} + {d}) * {H} + j")
+
+    def at(ptr: str, off: str) -> str:
+        return ptr if off == "0" else f"({ptr} + {off})"
+
+    def pick(cond: str, a: str, b: str) -> str:
+        return a if a == b else f"{cond} ? {a} : {b}"
+
+    nan = f"std::numeric_limits<{ct}>::quiet_NaN()"
+    bad_len = f"node '{node.name}' ({node.op_type}): a value of sequence_lens is outside [0, sequence length]"
+    for d in range(ND):
+        rev = p.direction == "reverse" or d == 1
+        acts = p.acts[d]
+        soff, sst = state(d)
+        blk = (f"{ct}* const xw = {cg.workspace(0, ct)};\n"
+               f"const {ct}* const rd = {at(rp, str(d * GH * H))};\n")
+        if bias:
+            blk += f"const {ct}* const bx = {at(bias, str(d * (GH + H)))};\n"
+        # the input projection of every step
+        M = D.norm(T * B)
+        if fast:
+            blk += (f"ml4ep_cu::gemm({cg.blas}, {D.cpp(M)}, {GH}, {NI}, 1.0f, {cg.ptr(x)}, false, "
+                    f"{at(wp, str(d * GH * NI))}, true, 0.0f, xw);\n")
+        else:
+            blk += cg.par_for("i", D.norm(M * GH), (
+                f"const {cg.ctype(x)}* __restrict xr = {cg.ptr(x)} + i / {GH} * {NI};\n"
+                f"const {cg.ctype(wname)}* __restrict wr = {wp} + ({f'{d * GH} + ' if d else ''}i % {GH}) * {NI};\n"
+                f"{ct} acc = {L(0)};\n"
+                f"for (int64_t k = 0; k < {NI}; ++k) acc += static_cast<{ct}>(xr[k]) * static_cast<{ct}>(wr[k]);\n"
+                "xw[i] = acc;\n"))
+        # the state buffers
+        init_h = at(cg.ptr(ih), soff) if ih else "nullptr"
+        init_c = at(cg.ptr(ic), soff) if ic else "nullptr"
+        yh_p, yc_p = (at(cg.ptr(yh), soff) if yh else ""), (at(cg.ptr(yc), soff) if yc else "")
+        last = f"s == {Tc} - 1"
+        if fused:
+            blk += f"{ct}* const h0 = {cg.workspace(2, ct)};\n{ct}* const h1 = {cg.workspace(3, ct)};\n"
+            hin = f"s == 0 ? {init_h} : s % 2 == 1 ? h0 : h1"
+            hs_in = pick("s == 0", sst, str(H)) if ih else str(H)
+            hout = "s % 2 == 0 ? h0 : h1"
+        else:
+            blk += f"{ct}* const hb = {cg.workspace(2, ct)};\n"
+            if ih:  # the initial state into the buffer, whose rows the products read
+                blk += cg.par_for("i", D.norm(B * H), f"hb[i] = {init_h}[i / {H} * {sst} + i % {H}];")
+                hin = "hb"
+            else:
+                hin = "s == 0 ? nullptr : hb"
+            hs_in = str(H)
+            hout = "hb"
+        hs_out = pick(last, sst, str(H)) if yh else str(H)
+        if yh:
+            hout = f"{last} ? {yh_p} : {hout}"
+        aux = cg.workspace(1 if fused else 3, ct)  # LSTM: cell state; GRU (reset before the product): r * h
+        if p.op == "LSTM" or gru0:
+            blk += f"{ct}* const aux = {aux};\n"
+        if not fused:
+            blk += f"{ct}* const gs = {cg.workspace(1, ct)};\n"
+        if not (D.is_static(T) and int(T) > 0) and (yh or yc):
+            # no step: the final states are the initial ones
+            body = f"const int64_t b = i / {H}, j = i % {H};\n"
+            bad = ""
+            if sl:
+                body += (f"const bool bad = static_cast<int64_t>({cg.ptr(sl)}[b]) != 0;\n"
+                         f"if (bad && j == 0) {cg.kernel_error(bad_len)}\n")
+                bad = f"bad ? {nan} : "
+            for o, init in ((yh_p, init_h), (yc_p, init_c)):
+                if o:
+                    body += (f"{o}[b * {sst} + j] = {bad}"
+                             + (f"{init}[b * {sst} + j]" if init != "nullptr" else L(0)) + ";\n")
+            blk += f"if ({Tc} == 0) {{\n" + _ind(cg.par_for("i", D.norm(B * H), body)) + "}\n"
+
+        # one time step: the gates' pre-activations (input projection + bias + recurrent product), then the update
+        def pre(col: str) -> str:
+            return f"xr[{col}]" + (f" + bx[{col}]" if bias else "")
+
+        def dots(accs: list[tuple[str, int]], src: str, stride: str) -> str:
+            """acc += src[b] . R[gate] for each (acc, gate), in the thread (fused kernels: R^T is rd)."""
+            return (f"for (int64_t k = 0; k < {H}; ++k) {{\n"
+                    f"  const {ct} hk = {src}[b * {stride} + k];\n"
+                    f"  const {ct}* __restrict rk = rd + k * {GH} + j;\n"
+                    + "".join(f"  {a} += hk * rk[{g * H}];\n" for a, g in accs) + "}\n")
+
+        lstm = p.op == "LSTM"
+        # the batch strides of the states that vary between steps are locals: hs_in, hs_out (cs_in, cs_out)
+        hs_in_v = "hs_in" if hs_in != str(H) else str(H)
+        hs_out_v = "hs_out" if hs_out != str(H) else str(H)
+        step = (f"const int64_t t = {f'{Tc} - 1 - s' if rev else 's'};\n"
+                f"const {ct}* const hin = {hin};\n"
+                + (f"const int64_t hs_in = {hs_in};\n" if hs_in_v != str(H) else "")
+                + f"{ct}* const hout = {hout};\n"
+                + (f"const int64_t hs_out = {hs_out};\n" if hs_out_v != str(H) else ""))
+        if lstm:
+            cs_in = pick("s == 0", sst, str(H)) if ic else str(H)
+            cs_out = pick(last, sst, str(H)) if yc else str(H)
+            cs_in_v = "cs_in" if cs_in != str(H) else str(H)
+            cs_out_v = "cs_out" if cs_out != str(H) else str(H)
+            step += (f"const {ct}* const cin = s == 0 ? {init_c} : aux;\n"
+                     + (f"const int64_t cs_in = {cs_in};\n" if cs_in_v != str(H) else "")
+                     + f"{ct}* const cout = {f'{last} ? {yc_p} : aux' if yc else 'aux'};\n"
+                     + (f"const int64_t cs_out = {cs_out};\n" if cs_out_v != str(H) else ""))
+        gh = f"gs + {D.cpp(D.norm(B * 2 * H))}"  # GRU (reset before the product), cuBLAS: (r * h) R_h^T
+        if gru0:
+            # r * h_prev for every unit, which the hidden gate's product reads
+            ka = (f"const int64_t b = i / {H}, j = i % {H};\n"
+                  f"const {ct}* __restrict xr = xw + {xrow} * {GH};\n"
+                  f"{ct} ar = {pre(f'{H} + j')};\n"
+                  + (dots([("ar", 1)], "hin", hs_in_v) if fused else f"ar += gs[b * {2 * H} + {H} + j];\n")
+                  + f"const {ct} zr = {clip('ar')};\n"
+                  f"aux[b * {H} + j] = {_act(acts[0], 'zr', ct)} * hin[b * {hs_in_v} + j];\n")
+            if fused:
+                step += "if (hin != nullptr) {\n" + _ind(cg.par_for("i", D.norm(B * H), ka)) + "}\n"
+            else:
+                step += ("if (hin != nullptr) {\n"
+                         f"  ml4ep_cu::gemm({cg.blas}, {Bc}, {2 * H}, {H}, 1.0f, hin, false, rd, true, 0.0f, gs);\n"
+                         + _ind(cg.par_for("i", D.norm(B * H), ka))
+                         + f"  ml4ep_cu::gemm({cg.blas}, {Bc}, {H}, {H}, 1.0f, aux, false, rd + {2 * H * H}, true, "
+                         f"0.0f, {gh});\n}}\n")
+        elif not fused:
+            step += (f"if (hin != nullptr) ml4ep_cu::gemm({cg.blas}, {Bc}, {GH}, {H}, 1.0f, hin, false, rd, true, "
+                     "0.0f, gs);\n")
+
+        # the gate kernel
+        yo = f"{cg.ptr(y)}[{y_off(d)}]" if y else ""
+        kb = f"const int64_t b = i / {H}, j = i % {H};\n"
+        if sl:
+            kb += (f"const int64_t len = static_cast<int64_t>({cg.ptr(sl)}[b]);\n"
+                   f"if (len < 0 || len > {Tc}) {{  // an invalid length: reported (infer raises it), NaN meanwhile\n"
+                   f"  {cg.kernel_error(bad_len)}\n"
+                   f"  hout[b * {hs_out_v} + j] = {nan};\n"
+                   + (f"  cout[b * {cs_out_v} + j] = {nan};\n" if lstm else "")
+                   + (f"  {yo} = {nan};\n" if y else "") + "  return;\n}\n"
+                   "if (t >= len) {  // past the row's sequence: the state stays\n"
+                   f"  hout[b * {hs_out_v} + j] = hin != nullptr ? hin[b * {hs_in_v} + j] : {L(0)};\n"
+                   + (f"  cout[b * {cs_out_v} + j] = cin != nullptr ? cin[b * {cs_in_v} + j] : {L(0)};\n"
+                      if lstm else "")
+                   + (f"  {yo} = {L(0)};\n" if y else "") + "  return;\n}\n")
+        kb += f"const {ct}* __restrict xr = xw + {xrow} * {GH};\n"
+        if lstm:
+            names = ["ai", "ao", "af", "ac"]  # ONNX's gate order: input, output, forget, cell
+            kb += f"{ct} " + ", ".join(f"{a} = {pre(f'{g * H} + j' if g else 'j')}"
+                                       for g, a in enumerate(names)) + ";\n"
+            kb += "if (hin != nullptr) {\n" + _ind(
+                dots([(a, g) for g, a in enumerate(names)], "hin", hs_in_v) if fused
+                else "".join(f"{a} += gs[b * {GH} + {g * H} + j];\n" for g, a in enumerate(names))) + "}\n"
+
+            def peep(k: int, v: str, d: int = d) -> str:
+                return f" + static_cast<{ct}>({P}[{d * 3 * H + k * H} + j]) * {v}" if P else ""
+
+            f_, g_, h_ = acts
+            kb += (f"const {ct} cp = cin != nullptr ? cin[b * {cs_in_v} + j] : {L(0)};\n"
+                   f"const {ct} zi = {clip('ai' + peep(0, 'cp'))};\n"
+                   f"const {ct} ig = {_act(f_, 'zi', ct)};\n")
+            if p.input_forget:
+                kb += f"const {ct} fg = {L(1)} - ig;\n"
+            else:
+                kb += (f"const {ct} zf = {clip('af' + peep(2, 'cp'))};\n"
+                       f"const {ct} fg = {_act(f_, 'zf', ct)};\n")
+            kb += (f"const {ct} zc = {clip('ac')};\n"
+                   f"const {ct} cn = fg * cp + ig * {_act(g_, 'zc', ct)};\n"
+                   f"const {ct} zo = {clip('ao' + peep(1, 'cn'))};\n"
+                   f"const {ct} hn = {_act(f_, 'zo', ct)} * {_act(h_, 'cn', ct)};\n"
+                   f"cout[b * {cs_out_v} + j] = cn;\n")
+        elif p.op == "GRU":
+            kb += f"{ct} az = {pre('j')}, ah = {pre(f'{2 * H} + j')};\n"
+            if p.lbr:  # h~ = g(x W_h + Wb_h + r * (h R_h + Rb_h))
+                kb += (f"{ct} ar = {pre(f'{H} + j')}, hr = {f'bx[{GH} + j]' if bias else L(0)};\n"
+                       f"{ct} hp = {L(0)};\n"
+                       "if (hin != nullptr) {\n"
+                       f"  hp = hin[b * {hs_in_v} + j];\n"
+                       + _ind(dots([("az", 0), ("ar", 1), ("hr", 2)], "hin", hs_in_v) if fused else
+                              f"az += gs[b * {GH} + j];\nar += gs[b * {GH} + {H} + j];\n"
+                              f"hr += gs[b * {GH} + {2 * H} + j];\n")
+                       + "}\n"
+                       f"const {ct} zz = {clip('az')}, zr = {clip('ar')};\n"
+                       f"const {ct} z = {_act(acts[0], 'zz', ct)};\n"
+                       f"const {ct} r = {_act(acts[0], 'zr', ct)};\n"
+                       f"const {ct} zh = {clip('ah + r * hr')};\n")
+            else:  # h~ = g(x W_h + (r * h) R_h + Wb_h + Rb_h)
+                kb += (f"{ct} hp = {L(0)};\n"
+                       "if (hin != nullptr) {\n"
+                       f"  hp = hin[b * {hs_in_v} + j];\n"
+                       + _ind(dots([("az", 0)], "hin", hs_in_v) + dots([("ah", 2)], "aux", str(H)) if fused else
+                              f"az += gs[b * {2 * H} + j];\nah += ({gh})[b * {H} + j];\n")
+                       + "}\n"
+                       f"const {ct} zz = {clip('az')};\n"
+                       f"const {ct} z = {_act(acts[0], 'zz', ct)};\n"
+                       f"const {ct} zh = {clip('ah')};\n")
+            kb += f"const {ct} hn = ({L(1)} - z) * {_act(acts[1], 'zh', ct)} + z * hp;\n"
+        else:
+            kb += (f"{ct} a = {pre('j')};\n"
+                   "if (hin != nullptr) {\n"
+                   + _ind(dots([("a", 0)], "hin", hs_in_v) if fused else f"a += gs[b * {GH} + j];\n") + "}\n"
+                   f"const {ct} za = {clip('a')};\n"
+                   f"const {ct} hn = {_act(acts[0], 'za', ct)};\n")
+        kb += f"hout[b * {hs_out_v} + j] = hn;\n" + (f"{yo} = hn;\n" if y else "")
+        step += cg.par_for("i", D.norm(B * H), kb)
+        blk += f"for (int64_t s = 0; s < {Tc}; ++s) {{\n" + _ind(step) + "}\n"
+        code += f"// direction {d} ({'reverse' if rev else 'forward'})\n{{\n" + _ind(blk) + "}\n"
+    return code
+
+
+register("LSTM", "GRU", "RNN", infer=_infer, emit=_emit, check=_check, workspace=_workspace,
+         cuda=_emit_cuda)
