@@ -15,15 +15,10 @@ def strict_warnings():
 
     Use it with ``pytestmark = pytest.mark.usefixtures("strict_warnings")``.
     """
-    orig = build.flags
-
-    def strict(portable: bool = False, extra=None):
-        return orig(portable, extra) + ["-Wall", "-Wextra", "-Werror"]
-
-    build.flags = strict
+    orig = build.WARNING_FLAGS
+    build.WARNING_FLAGS = [*orig, "-Werror"]  # what every generated build's flags end with (Target.cxxflags)
     yield
-    build.flags = orig
-
+    build.WARNING_FLAGS = orig
 
 # ML4EP_DEVICE=cuda-host reruns the kernel tests through the CUDA code built for the host (make test): a test whose
 # model has an operator without CUDA code is skipped, naming it (tests/infer/cuda/test_cuda_coverage.py checks that the

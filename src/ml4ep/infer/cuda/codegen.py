@@ -19,7 +19,7 @@ import numpy as np
 from .. import dims as D
 from .. import ops as O
 from ..codegen import Emitter, InferCode, _derived_decl, _indent, ident, infer_code, prelude, reindent
-from ..graph import Graph, Node
+from ..graph import Graph
 from ..ops.common import ctype
 from ..passes.memory import Plan
 from ..._native.names import printf_text, string, text
@@ -216,7 +216,7 @@ def _source(g: Graph, name: str, code: InferCode, guard: str, em: CudaEmitter) -
         + "#if !ML4EP_ON_GPU\n  raise_kernel_errors(stream);  // the host build: this call's\n#endif\n"
     )
     messages = "".join(f"    {string(f'{name}: {msg}')},\n" for msg in em.errors)
-    raise_fn = (f"void Model::raise_kernel_errors(CUstream_st* stream) {{\n"
+    raise_fn = ("void Model::raise_kernel_errors(CUstream_st* stream) {\n"
                 + (f"  static const char* const kMessages[] = {{\n{messages}  }};\n"
                    "  const int code = impl_->session.status.take(stream);\n"
                    "  if (code > 0) throw std::out_of_range(kMessages[code - 1]);\n" if em.errors else
@@ -244,7 +244,7 @@ struct Model::Impl {{
 
 namespace detail {{
 // the kernels of one call, in order on `stream` (captured once in a CUDA graph per set of dimensions)
-inline void run(Model::Impl& m, {params + ", " if params else ""}ml4ep_cu::stream_t stream) {{
+inline void run([[maybe_unused]] Model::Impl& m, {params + ", " if params else ""}[[maybe_unused]] ml4ep_cu::stream_t stream) {{
 {run_body}}}
 }}  // namespace detail
 
@@ -324,6 +324,7 @@ ML4EP_EXPORT void {module}_destroy(void* h) {{ delete static_cast<{module}_bridg
 
 // p: the inputs then the outputs, device pointers; the kernels go to `stream` (nothing waits for them)
 ML4EP_EXPORT int {module}_run(void* h, void* const* p, const int64_t* dims, void* stream, char* err, int n) {{
+  (void)dims;
   try {{
     static_cast<{module}_bridge::Handle*>(h)->model.infer({call}{sep}static_cast<CUstream_st*>(stream));
     return 0;
@@ -335,6 +336,7 @@ ML4EP_EXPORT int {module}_run(void* h, void* const* p, const int64_t* dims, void
 // host arrays (p, with their sizes in bytes): copied to the device, run, copied back; returns when done
 ML4EP_EXPORT int {module}_run_host(void* h, void* const* host, const int64_t* bytes, const int64_t* dims, char* err,
                                    int n) {{
+  (void)dims;
   try {{
     auto* hd = static_cast<{module}_bridge::Handle*>(h);
     void* p[{module}_bridge::kInputs + {module}_bridge::kOutputs + 1];
@@ -389,7 +391,7 @@ def _example(g: Graph, name: str) -> str:
     lines.append("  std::vector<void*> device;  // the GPU copies of the inputs and outputs")
     for t in [*g.inputs, *g.outputs]:
         v = ident(t, "in_" if t in g.inputs else "out_")
-        lines.append(f"  device.push_back(nullptr);")
+        lines.append("  device.push_back(nullptr);")
         lines.append(f"  check(cudaMalloc(&device.back(), {v}.size() * sizeof({v}[0]) + 1), \"cudaMalloc\");")
         if t in g.inputs:
             lines.append(f"  check(cudaMemcpy(device.back(), {v}.data(), {v}.size() * sizeof({v}[0]), "

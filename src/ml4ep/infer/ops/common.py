@@ -184,7 +184,7 @@ def emit_broadcast(cg: "Emitter", out: str, ins: Sequence[str], expr_fn, out_cty
     if not extents:  # a scalar output
         vals = [f"{p}[0]" for p in iptrs]
         if cg.device != "cpu":
-            return cg.par_for("i", 1, f"{optr}[0] = {expr_fn(vals)};")
+            return cg.par_for("i", 1, f"{optr}[i] = {expr_fn(vals)};")
         return f"{optr}[0] = {expr_fn(vals)};\n"
     n = len(extents)
     idx = [f"i{k}" for k in range(n)]
