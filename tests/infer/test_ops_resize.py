@@ -230,6 +230,12 @@ def test_symbolic_batch_sizes_and_axes(mode):
     check_op("Resize", inputs, {"mode": mode}, const=const, symbolic={0: {0: "N"}}, opset=13)
 
 
+def test_two_symbolic_leading_axes():
+    # batch and channels both symbolic: one outer index over them
+    inputs, const = resize_inputs(rand(2, 3, 4, 5), scales=f32(1, 1, 2, 1.5))
+    check_op("Resize", inputs, {"mode": "linear"}, const=const, symbolic={0: {0: "N", 1: "C"}}, opset=19)
+
+
 @pytest.mark.parametrize("mode", ["nearest", "linear"])
 def test_crop_and_resize(mode):
     roi = f32(0, 0, 0.1, -0.2, 1, 1, 0.7, 1.3)

@@ -14,7 +14,9 @@ with its maximum subtracted; a row whose every key is disallowed becomes zeros (
 it; the ONNX reference soft-caps it.) For float32 the two products call BLAS (``cblas_sgemm``, the strides as
 leading dimensions) when a block is large; otherwise, and for other dtypes, K is transposed once per head
 into scratch so that both products are loops over contiguous rows that g++ vectorises. Arithmetic is in
-float (double for float64 tensors); elements are read and written through their own C++ type.
+float (double for float64 tensors); elements are read and written through their own C++ type. On CUDA one
+thread computes each query row (two passes over the keys, see ``_emit_attention_cuda``); RotaryEmbedding runs one
+thread per element, RMSNormalization one per normalised row.
 """
 
 from __future__ import annotations
@@ -553,7 +555,179 @@ def _copy_kv_named(cg: "Emitter", a: _Att, src: str, past: str, dst_expr: str, d
     return code + "  }\n"
 
 
-register("Attention", infer=_infer_attention, emit=_emit_attention, check=_check_attention, workspace=_att_ws)
+# ------------------------------------------------------------------------------------------------------
+# CUDA: one thread per query row (batch, head, row). A first pass over the keys finds the row's maximum score (and
+# writes qk_matmul_output for modes 0-2); a second computes the exponentials, their sum and the unnormalised
+# P V (in a local array for a static value head size up to ACC_MAX, else in Y's row), scaled by 1 / sum at the end.
+# The scores are computed twice instead of being kept: no scratch of the key length per thread.
+
+# the largest static value head size accumulated in registers (a local array) instead of in Y's row
+ACC_MAX = 64
+
+
+def _copy_kv_cuda(cg: "Emitter", a: _Att, src: str, past: str, dst: str, d: D.DimLike, strides) -> str:
+    """dst (b, hkv, t, d) = concat(past, rows of src with ``strides``) along the sequence axis: one thread per
+    element."""
+    sb, sh, ss = strides
+    Dd, T = D.cpp(d), D.cpp(a.t)
+    body = (
+        f"const int64_t dd = i % {Dd};\n"
+        f"const int64_t j = (i / {Dd}) % {T};\n"
+        f"const int64_t bh = i / ({Dd} * {T});\n"
+    )
+    new = (f"{cg.ptr(src)}[{cpp_sum([mul('(bh / ' + str(a.hkv) + ')', sb), mul('(bh % ' + str(a.hkv) + ')', sh)])}"
+           f" + {mul('(j - ' + D.cpp(a.sp) + ')' if past else 'j', ss)} + dd]")
+    if past:
+        body += (f"{dst}[i] = j < {D.cpp(a.sp)} ? {cg.ptr(past)}[(bh * {D.cpp(a.sp)} + j) * {Dd} + dd] : {new};\n")
+    else:
+        body += f"{dst}[i] = {new};\n"
+    return cg.par_for("i", D.norm(a.b * a.hkv * a.t * d), body)
+
+
+def _emit_attention_cuda(node: "Node", cg: "Emitter") -> str:
+    a = _att_plan(node, cg.g)
+    qn, kn, vn = node.inputs[:3]
+    y, pres_k, pres_v, qk_out = (_out(node, i) for i in range(4))
+    qt, kt, vt = cg.ctype(qn), cg.ctype(kn), cg.ctype(vn)
+    ft = _acc_type(cg.dtype(qn), cg.dtype(kn), cg.dtype(vn))
+    ninf = literal(-np.inf, ft)
+    mode = int(node.attr("qk_matmul_output_mode", 0))
+    softcap = float(node.attr("softcap", 0.0) or 0.0)
+    causal = bool(int(node.attr("is_causal", 0)))
+    left, right = int(node.attr("left_window_size", -1)), int(node.attr("right_window_size", -1))
+    T, Sq, Dk, Dv = D.cpp(a.t), D.cpp(a.sq), D.cpp(a.dk), D.cpp(a.dv)
+    reps = a.hq // a.hkv
+    q_st = _strides4(a, a.rank3, a.hq, a.sq, a.dk)
+    y_st = _strides4(a, a.rank3, a.hq, a.sq, a.dv)
+    k_st = _strides4(a, a.rank3, a.hkv, a.skv, a.dk)
+    v_st = _strides4(a, a.rank3, a.hkv, a.skv, a.dv)
+    code = f"const {ft} scale = static_cast<{ft}>({_scale(node, a, cg.dtype(qn))});\n"
+    kp, vp = cg.ptr(kn), cg.ptr(vn)
+    if a.past_k:  # keys and values with their past: into the present outputs, or scratch
+        kp = cg.ptr(pres_k) if pres_k else cg.workspace(3, kt)
+        vp = cg.ptr(pres_v) if pres_v else cg.workspace(4, vt)
+        code += _copy_kv_cuda(cg, a, kn, a.past_k, kp, a.dk, k_st)
+        code += _copy_kv_cuda(cg, a, vn, a.past_v, vp, a.dv, v_st)
+        k_st = (D.norm(a.hkv * a.t * a.dk), D.norm(a.t * a.dk), a.dk)
+        v_st = (D.norm(a.hkv * a.t * a.dv), D.norm(a.t * a.dv), a.dv)
+    else:
+        if pres_k:
+            code += _copy_kv_cuda(cg, a, kn, "", cg.ptr(pres_k), a.dk, k_st)
+        if pres_v:
+            code += _copy_kv_cuda(cg, a, vn, "", cg.ptr(pres_v), a.dv, v_st)
+    if not y and not qk_out:
+        return code
+    body = (
+        f"const int64_t i = n % {Sq};\n"
+        f"const int64_t h = (n / {Sq}) % {a.hq};\n"
+        f"const int64_t b = n / ({Sq} * {a.hq});\n"
+        f"const int64_t hk = h / {reps};\n"
+        f"const {qt}* __restrict qr = {cg.ptr(qn)} + {cpp_sum([mul('b', q_st[0]), mul('h', q_st[1]), mul('i', q_st[2])])};\n"
+        f"const {kt}* __restrict kb = {kp} + {cpp_sum([mul('b', k_st[0]), mul('hk', k_st[1])])};\n"
+    )
+    if a.nonpad:
+        body += f"const int64_t nvalid = static_cast<int64_t>({cg.ptr(a.nonpad)}[b]);\n"
+    if causal or left >= 0 or right >= 0:  # the query rows' offset in the keys
+        body += f"const int64_t off = {'nvalid - ' + Sq if a.nonpad else D.cpp(a.sp)};\n"
+    # the allowed key range [jlo, jhi) from the causal / window frontiers and the padding
+    body += f"int64_t jlo = 0, jhi = {T};\n"
+    if a.nonpad:
+        body += "jhi = std::min<int64_t>(jhi, nvalid);\n"
+    if causal:
+        body += "jhi = std::min<int64_t>(jhi, i + off + 1);\n"
+    if right >= 0:
+        body += f"jhi = std::min<int64_t>(jhi, i + off + {right} + 1);\n"
+    if left >= 0:
+        body += f"jlo = std::max<int64_t>(jlo, i + off - {left});\n"
+    body += "jhi = std::max<int64_t>(jhi, int64_t(0));\njlo = std::min<int64_t>(jlo, jhi);\n"
+    mask_dt = cg.dtype(a.mask) if a.mask else None
+    if a.mask:
+        ms = list(cg.shape(a.mask))
+        pad = [1] * (4 - len(ms)) + ms
+        st: list[D.DimLike] = []
+        acc_st: D.DimLike = 1
+        for m in reversed(pad):
+            st.insert(0, 0 if m == 1 else acc_st)
+            acc_st = D.norm(acc_st * m)
+        moff = cpp_sum([mul("b", st[0]), mul("h", st[1]), mul("i", st[2])])
+        body += f"const {cg.ctype(a.mask)}* __restrict mr = {cg.ptr(a.mask)} + {moff};\n"
+        body += f"const int64_t mhi = std::min<int64_t>(jhi, {D.cpp(ms[-1])});\n"
+    if qk_out:
+        qkt = cg.ctype(qk_out)
+        body += f"{qkt}* __restrict qkr = {cg.ptr(qk_out)} + n * {T};\n"
+
+    def score(ind: str, first: bool) -> str:
+        """Statements giving ``s``, the masked score of key j (pass 1 also writes modes 0-2 and counts)."""
+        c = (f"{ind}const {kt}* __restrict kr = kb + {mul('j', k_st[2])};\n"
+             f"{ind}{ft} s = 0;\n"
+             f"{ind}for (int64_t d = 0; d < {Dk}; ++d) s += scale * static_cast<{ft}>(qr[d]) * static_cast<{ft}>(kr[d]);\n")
+        if first and qk_out and mode == 0:
+            c += f"{ind}qkr[j] = static_cast<{qkt}>(s);\n"
+        if softcap > 0:
+            sc_ = literal(softcap, ft)
+            th = "ml4ep_rt::tanhf" if ft == "float" else "std::tanh"
+            c += f"{ind}s = {sc_} * {th}(s / {sc_});\n"
+        if first and qk_out and mode == 1:
+            c += f"{ind}qkr[j] = static_cast<{qkt}>(s);\n"
+        if a.mask:
+            c += f"{ind}if (j < jlo || j >= mhi) {{\n{ind}  s = {ninf};\n{ind}}} else {{\n"
+            if mask_dt == np.bool_:
+                c += f"{ind}  if (!mr[j]) s = {ninf};\n"
+                if first:
+                    c += f"{ind}  else ++allowed;\n"
+            else:
+                c += f"{ind}  const {ft} m = static_cast<{ft}>(mr[j]);\n{ind}  s += m;\n"
+                if first:
+                    c += f"{ind}  allowed += m == {ninf} ? 0 : 1;\n"
+            c += f"{ind}}}\n"
+        else:
+            c += f"{ind}if (j < jlo || j >= jhi) s = {ninf};\n"
+        if first and qk_out and mode == 2:
+            c += f"{ind}qkr[j] = static_cast<{qkt}>(s);\n"
+        return c
+
+    ex = "ml4ep_rt::expf" if ft == "float" else "std::exp"
+    body += "int64_t allowed = 0;\n" if a.mask else "const int64_t allowed = jhi - jlo;\n"
+    body += f"{ft} mx = {ninf};\n"
+    body += f"for (int64_t j = 0; j < {T}; ++j) {{\n" + score("  ", True) + "  mx = std::max(mx, s);\n}\n"
+    local = bool(y) and D.is_static(a.dv) and 0 < int(a.dv) <= ACC_MAX
+    if y:
+        yt = cg.ctype(y)
+        body += f"{yt}* __restrict yr = {cg.ptr(y)} + {cpp_sum([mul('b', y_st[0]), mul('h', y_st[1]), mul('i', y_st[2])])};\n"
+        body += f"const {vt}* __restrict vb = {vp} + {cpp_sum([mul('b', v_st[0]), mul('hk', v_st[1])])};\n"
+        acc = "acc" if local else "yr"
+        if local:
+            body += f"{ft} acc[{Dv}];\n"
+        body += f"for (int64_t d = 0; d < {Dv}; ++d) {acc}[d] = 0;\n"
+    body += "if (allowed > 0) {\n"
+    body += f"  if (mx == {ninf}) mx = 0;\n  {ft} sm = 0;\n"
+    body += f"  for (int64_t j = 0; j < {T}; ++j) {{\n" + score("    ", False)
+    body += f"    const {ft} e = {ex}(s - mx);\n    sm += e;\n"
+    if qk_out and mode == 3:
+        body += f"    qkr[j] = static_cast<{qkt}>(e);\n"
+    if y:
+        body += (f"    const {vt}* __restrict vr = vb + {mul('j', v_st[2])};\n"
+                 f"    for (int64_t d = 0; d < {Dv}; ++d) {acc}[d] += e * static_cast<{ft}>(vr[d]);\n")
+    body += "  }\n"
+    body += f"  const {ft} inv = sm == 0 ? {ft}(1) : {ft}(1) / sm;\n"
+    if qk_out and mode == 3:
+        body += f"  for (int64_t j = 0; j < {T}; ++j) qkr[j] = static_cast<{qkt}>(static_cast<{ft}>(qkr[j]) * inv);\n"
+    if y:
+        body += f"  for (int64_t d = 0; d < {Dv}; ++d) yr[d] = static_cast<{yt}>({acc}[d] * inv);\n"
+    body += "}"
+    if (y and local) or (qk_out and mode == 3):
+        body += " else {\n"
+        if y and local:
+            body += f"  for (int64_t d = 0; d < {Dv}; ++d) yr[d] = static_cast<{yt}>(0);\n"
+        if qk_out and mode == 3:
+            body += f"  for (int64_t j = 0; j < {T}; ++j) qkr[j] = static_cast<{qkt}>(0);\n"
+        body += "}"
+    body += "\n"
+    return code + cg.par_for("n", D.norm(a.b * a.hq * a.sq), body)
+
+
+register("Attention", infer=_infer_attention, emit=_emit_attention, check=_check_attention, workspace=_att_ws,
+         cuda=_emit_attention_cuda)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -680,7 +854,53 @@ def _emit_rot(node: "Node", cg: "Emitter") -> str:
     return code
 
 
-register("RotaryEmbedding", infer=_infer_rot, emit=_emit_rot, check=_check_rot)
+def _emit_rot_cuda(node: "Node", cg: "Emitter") -> str:
+    """One thread per output element: the rotated pair it belongs to (or a copy beyond the rotated width). A
+    position id out of range throws in the host build (as the CPU code) and gives a zero rotation on the GPU."""
+    r = _rot_plan(node, cg.g)
+    x, c, s_, y = node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0]
+    xt = cg.ctype(x)
+    ft = _acc_type(cg.dtype(x), cg.dtype(c))
+    half = r.rd // 2
+    S, Dh = D.cpp(r.s), D.cpp(r.d)
+    xp, yp = cg.ptr(x), cg.ptr(y)
+    body = f"const int64_t e = t % {Dh};\n"
+    if r.rank3:
+        body += f"const int64_t bs = t / {D.cpp(D.norm(r.h * r.d))};\n"
+    else:
+        body += f"const int64_t bs = (t / {D.cpp(D.norm(r.h * r.s * r.d))}) * {S} + (t / {Dh}) % {S};\n"
+    interleaved = bool(int(node.attr("interleaved", 0) or 0))
+    if interleaved:
+        body += ("const bool first = e % 2 == 0;\nconst int64_t k = e / 2;\n"
+                 "const int64_t i1 = t - e + 2 * k, i2 = i1 + 1;\n")
+    else:
+        body += (f"const bool first = e < {half};\nconst int64_t k = first ? e : e - {half};\n"
+                 f"const int64_t i1 = t - e + k, i2 = i1 + {half};\n")
+    if r.pos:
+        n_pos = D.cpp(cg.shape(c)[0])
+        msg = f"node '{node.name}' (RotaryEmbedding): position id out of range"
+        body += (
+            f"const int64_t p = static_cast<int64_t>({cg.ptr(r.pos)}[bs]);\n"
+            f"if (p < 0 || p >= {n_pos}) {cg.kernel_error(msg)}\n"
+            f"const bool ok = p >= 0 && p < {n_pos};\n"
+            f"const int64_t cs = ok ? p * {half} + k : 0;\n"
+        )
+        cv = f"ok ? static_cast<{ft}>({cg.ptr(c)}[cs]) : {ft}(0)"
+        sv = f"ok ? static_cast<{ft}>({cg.ptr(s_)}[cs]) : {ft}(0)"
+    else:
+        body += f"const int64_t cs = bs * {half} + k;\n"
+        cv, sv = f"static_cast<{ft}>({cg.ptr(c)}[cs])", f"static_cast<{ft}>({cg.ptr(s_)}[cs])"
+    body += (
+        f"if (e >= {r.rd}) {{\n  {yp}[t] = {xp}[t];\n}} else {{\n"
+        f"  const {ft} cv = {cv}, sv = {sv};\n"
+        f"  const {ft} x1 = static_cast<{ft}>({xp}[i1]), x2 = static_cast<{ft}>({xp}[i2]);\n"
+        f"  {yp}[t] = static_cast<{xt}>(first ? cv * x1 - sv * x2 : sv * x1 + cv * x2);\n"
+        "}\n"
+    )
+    return cg.par_for("t", cg.numel(x), body)
+
+
+register("RotaryEmbedding", infer=_infer_rot, emit=_emit_rot, check=_check_rot, cuda=_emit_rot_cuda)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -763,12 +983,21 @@ def _emit_rms(node: "Node", cg: "Emitter") -> str:
                  f"static_cast<{ft}>(wr[{wo}]));\n")
         for i in range(len(extents) - 1, -1, -1):
             body += "  " * (i + 1) + "}\n"
+    square = lambda r: f"static_cast<{ft}>(xr[{r}]) * static_cast<{ft}>(xr[{r}])"  # noqa: E731
+    if cg.device != "cpu":  # one thread per row, the scale pointer declared in it
+        return cg.par_for("o", outer, (
+            code
+            + f"const {xt}* __restrict xr = {cg.ptr(x)} + {mul('o', ext)};\n"
+            f"{xt}* __restrict yr = {cg.ptr(y)} + {mul('o', ext)};\n"
+            f"{ft} ss = 0;\n"
+            f"for (int64_t r = 0; r < {D.cpp(ext)}; ++r) ss += {square('r')};\n"
+            f"const {ft} inv = {ft}(1) / std::sqrt(ss / {n} + {literal(eps, ft)});\n"
+            + body))
     code += (
         f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n"
         f"  const {xt}* __restrict xr = {cg.ptr(x)} + {mul('o', ext)};\n"
         f"  {xt}* __restrict yr = {cg.ptr(y)} + {mul('o', ext)};\n"
-        + row_reduce("ss", ft, ext, lambda r: f"static_cast<{ft}>(xr[{r}]) * static_cast<{ft}>(xr[{r}])",
-                     _add, "0", "  ")
+        + row_reduce("ss", ft, ext, square, _add, "0", "  ")
         + f"  const {ft} inv = {ft}(1) / std::sqrt(ss / {n} + {literal(eps, ft)});\n"
         + body
         + "}\n"
@@ -776,4 +1005,4 @@ def _emit_rms(node: "Node", cg: "Emitter") -> str:
     return code
 
 
-register("RMSNormalization", infer=_infer_rms, emit=_emit_rms, check=_check_rms)
+register("RMSNormalization", infer=_infer_rms, emit=_emit_rms, check=_check_rms, cuda=True)

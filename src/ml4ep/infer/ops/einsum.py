@@ -7,7 +7,8 @@ Two float32 operands whose labels form a batched matrix product (batch labels le
 column and contracted groups contiguous in each operand, in the same order) run one ``gemm`` per batch
 (BLAS for large products, either operand may be transposed). Everything else is printed as loops: the
 output labels outside, the summed labels inside, accumulating in ``float`` (``double`` for float64, 64-bit
-integers for integer types).
+integers for integer types). On CUDA the product is one strided-batched cuBLAS call and the loops one thread per
+output element.
 """
 
 from __future__ import annotations
@@ -242,8 +243,52 @@ def _emit(node: "Node", cg: "Emitter") -> str:
     return "{\n" + _ind(code) + "}\n" if not p.out_labels else code
 
 
+def _emit_cuda(node: "Node", cg: "Emitter") -> str:
+    """The batched matrix product as one strided-batched cuBLAS call; everything else one thread per output
+    element, summing over the summed labels (as the CPU loops)."""
+    ins, y = node.inputs, node.outputs[0]
+    shapes = [cg.shape(i) for i in ins]
+    p = _plan(node, shapes)
+    dt = cg.dtype(y)
+    yt = cg.ctype(y)
+    if dt == np.float32 and all(cg.dtype(i) == np.float32 for i in ins):
+        mm = _as_gemm(p, shapes)
+        if mm is not None:
+            nb, M, N, K, ta, tb, swap = mm
+            a, b = (ins[1], ins[0]) if swap else (ins[0], ins[1])
+            mk, kn, mn = (D.cpp(D.norm(u * v)) for u, v in ((M, K), (K, N), (M, N)))
+            return (f"ml4ep_cu::gemm_batched({cg.blas}, {D.cpp(M)}, {D.cpp(N)}, {D.cpp(K)}, 1.0f, {cg.ptr(a)}, "
+                    f"{'true' if ta else 'false'}, {mk}, {cg.ptr(b)}, {'true' if tb else 'false'}, {kn}, 0.0f, "
+                    f"{cg.ptr(y)}, {mn}, {D.cpp(nb)});\n")
+    at = _acc_type(dt)
+    strides = p.strides(shapes)
+    var = {lab: f"i{k}" for k, lab in enumerate(p.out_labels + p.sum_labels)}
+    ptrs = [cg.ptr(i) for i in ins]
+
+    def off(st: dict[str, D.DimLike]) -> str:
+        terms = [var[lab] if s == 1 else f"{var[lab]} * {D.cpp(s)}" for lab, s in st.items() if s != 0]
+        return " + ".join(terms) if terms else "0"
+
+    used = {lab for st in strides for lab, s in st.items() if s != 0}
+    body = ""
+    acc: D.DimLike = 1
+    for k in range(len(p.out_labels) - 1, -1, -1):  # the output labels' indices from the element's index
+        lab = p.out_labels[k]
+        if lab in used:
+            q = "t" if acc == 1 else f"(t / {D.cpp(acc)})"
+            body += f"const int64_t {var[lab]} = {q if k == 0 else f'{q} % {D.cpp(p.sizes[lab])}'};\n"
+        acc = D.norm(acc * p.sizes[lab])
+    prod = " * ".join(f"static_cast<{at}>({ptr}[{off(st)}])" for ptr, st in zip(ptrs, strides))
+    zero = "0.0f" if at == "float" else f"{at}(0)"
+    inner = f"acc += {prod};\n"
+    for lab in reversed(p.sum_labels):
+        inner = f"for (int64_t {var[lab]} = 0; {var[lab]} < {D.cpp(p.sizes[lab])}; ++{var[lab]})\n" + _ind(inner)
+    body += f"{at} acc = {zero};\n" + inner + f"{cg.ptr(y)}[t] = static_cast<{yt}>(acc);\n"
+    return cg.par_for("t", cg.numel(y), body)
+
+
 def _ind(code: str, pre: str = "  ") -> str:
     return "".join(pre + ln if ln.strip() else ln for ln in code.splitlines(True))
 
 
-register("Einsum", infer=_infer, emit=_emit, fold=_fold, check=_check)
+register("Einsum", infer=_infer, emit=_emit, fold=_fold, check=_check, cuda=_emit_cuda)

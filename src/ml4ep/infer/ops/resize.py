@@ -21,6 +21,9 @@ the input repeat the edge (or are dropped and the rest renormalised with ``exclu
 length, not its truncation (onnxruntime uses the truncated length: the two differ when the product is not an
 integer); this follows the specification.
 
+On CUDA one thread computes each output element from the same tables (its index on every axis from the first
+resized one, then the offsets and weights).
+
 Not supported (``check`` says so): scales or sizes known only at run time.
 """
 
@@ -524,4 +527,93 @@ def _emit(node: "Node", cg: "Emitter") -> str:
     return "\n".join(lines) + "\n"
 
 
-register("Resize", infer=_infer, emit=_emit, check=_check, const_inputs=(1, 2, 3), shape_inputs=())
+def _emit_cuda(node: "Node", cg: "Emitter") -> str:
+    """One thread per output element: its index on each axis from the first resized one, the input offsets (and
+    weights) from the same tables as the CPU code, the n-linear combination or the sum over the taps."""
+    x, y = node.inputs[0], node.outputs[0]
+    plan = make_plan(node, cg.g)
+    in_shape = cg.shape(x)
+    ct = cg.ctype(x)
+    xp, yp = cg.ptr(x), cg.ptr(y)
+    mapped = [a for a, m in enumerate(plan.axes) if m.idx is not None]
+    if not mapped:
+        return cg.copy(yp, xp, f"sizeof({ct}) * size_t({cg.numel(x)})")
+    first, rank = mapped[0], len(in_shape)
+    in_strides = {a: int(D.prod(in_shape[a + 1:])) for a in range(first, rank)}  # (the leading ones may be symbolic)
+    in_block = int(D.prod(in_shape[first:]))
+    wdt = np.float64 if ct == "double" else np.float32
+    wct = "double" if ct == "double" else "float"
+    exv = literal(plan.extrapolation, ct) if is_floating(ct) \
+        else f"static_cast<{ct}>({literal(plan.extrapolation, 'float')})"
+    # the output index on each axis from `first` on (innermost first), the outer block index last
+    body, acc = "", 1
+    for a in range(rank - 1, first - 1, -1):
+        n_out = int(plan.axes[a].n_out)
+        q = "t" if acc == 1 else f"(t / {acc})"
+        body += f"const int64_t j{a} = {q} % {n_out};\n"
+        acc *= n_out
+    body += f"const {ct}* __restrict p_ = {xp} + {'t' if acc == 1 else f'(t / {acc})'} * {in_block};\n"
+    offs = [f"j{a} * {in_strides[a]}" if in_strides[a] != 1 else f"j{a}"
+            for a in range(first, rank) if plan.axes[a].idx is None]  # the axes read straight through
+    weights: list[tuple[str, str]] = []
+    taps: list[tuple[int, int]] = []  # (axis, taps per output index)
+    extrap: list[str] = []  # conditions for the extrapolation value
+    for a in mapped:
+        m = plan.axes[a]
+        st = in_strides[a]
+        tab = cg.weight(np.ascontiguousarray(np.where(m.idx >= 0, m.idx * st, -1).astype(np.int64)).reshape(-1),
+                        f"{node.name}.offsets{a}")
+        if plan.mode == "nearest":
+            body += f"const int64_t t{a} = {tab}[j{a}];\n"
+            extrap.append(f"t{a} < 0")
+            offs.append(f"t{a}")
+            continue
+        wtab = cg.weight(np.ascontiguousarray(m.w, dtype=wdt).reshape(-1), f"{node.name}.weights{a}")
+        if plan.mode == "linear":
+            body += (f"const int64_t ta{a} = {tab}[2 * j{a}], tb{a} = {tab}[2 * j{a} + 1];\n"
+                     f"const {wct} wa{a} = {wtab}[2 * j{a}], wb{a} = {wtab}[2 * j{a} + 1];\n")
+            extrap.append(f"ta{a} < 0")
+            weights.append((f"wa{a}", f"wb{a}"))
+        else:
+            k = int(m.w.shape[1])
+            body += (f"const int64_t* __restrict o{a} = {tab} + j{a} * {k};\n"
+                     f"const {wct}* __restrict w{a} = {wtab} + j{a} * {k};\n")
+            extrap.append(f"o{a}[0] < 0")
+            taps.append((a, k))
+    base = " + ".join(offs) or "0"
+    if plan.mode == "taps":
+        inner = f"s{taps[-1][0]} += w{taps[-1][0]}[u{taps[-1][0]}] * static_cast<{wct}>(p_[{base}" \
+                + "".join(f" + o{a}[u{a}]" for a, _ in taps) + "]);\n"
+        for depth in range(len(taps) - 1, -1, -1):
+            a, k = taps[depth]
+            loop = f"for (int64_t u{a} = 0; u{a} < {k}; ++u{a}) {{\n" + _ind(inner)
+            if depth + 1 < len(taps):
+                loop += f"  s{a} += w{a}[u{a}] * s{taps[depth + 1][0]};\n"
+            inner = f"{wct} s{a} = 0;\n" + loop + "}\n"
+        value = f"static_cast<{ct}>(s{taps[0][0]})"
+        compute = inner
+    else:
+        lin = list(mapped) if plan.mode == "linear" else []
+
+        def corner(bits: str) -> str:
+            terms = [base] + [f"t{b}{a}" for a, b in zip(lin, bits)]  # ta or tb per linear axis
+            return f"p_[{' + '.join(t for t in terms if t != '0') or '0'}]"
+
+        def comb(bits: str) -> str:
+            if len(bits) == len(weights):
+                return corner(bits)
+            wa, wb = weights[len(bits)]
+            return f"{wa} * ({comb(bits + 'a')}) + {wb} * ({comb(bits + 'b')})"
+
+        value, compute = comb(""), ""
+    if any(np.any((m.idx if m.w is None else m.idx[:, 0]) < 0) for m in plan.axes if m.idx is not None):
+        body += f"if ({' || '.join(extrap)}) {{\n  {yp}[t] = {exv};\n  return;\n}}\n"
+    body += compute + f"{yp}[t] = {value};\n"
+    return cg.par_for("t", cg.numel(y), body)
+
+
+def _ind(code: str, pre: str = "  ") -> str:
+    return "".join(pre + ln if ln.strip() else ln for ln in code.splitlines(True))
+
+
+register("Resize", infer=_infer, emit=_emit, check=_check, const_inputs=(1, 2, 3), shape_inputs=(), cuda=_emit_cuda)
