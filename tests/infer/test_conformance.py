@@ -106,12 +106,18 @@ def _run_cases(names: list[str]) -> list[str]:
         if isinstance(m, SpecializingModel):
             feeds = [dict(zip(_graph_inputs(cases[n].model), _arrays(ins))) for ins, _ in cases[n].data_sets]
             pending += [(m, key, proto, vname) for key, proto, vname in m.pending(feeds)]
+    errors, refused = [], []
     if pending:
         for (m, key, _, _), v in zip(pending, mi.compile_many([p[2] for p in pending], names=[p[3] for p in pending])):
             if not isinstance(v, BaseException):
                 m.adopt(key, v)
-    errors, refused = [], []
+            elif isinstance(v, UnsupportedOperatorError) and "(device='cuda')" in str(v):
+                case = next(n for n, c in zip(names, compiled) if c is m)
+                if case not in refused:
+                    refused.append(case)
     for n, m in zip(names, compiled):
+        if n in refused:
+            continue
         if isinstance(m, UnsupportedOperatorError) and "(device='cuda')" in str(m):
             refused.append(n)
             continue
