@@ -76,6 +76,14 @@ def test_dynamic_quantize_all_positive_and_zero():
     assert not out["y"].any() and out["z"] == 0 and out["s"] == np.float32(1.0) / np.float32(255.0)
 
 
+def test_dynamic_quantize_many_elements():
+    # more elements than the CUDA code's 256 partial ranges (each thread strides over several), the extremes late
+    x = rand(7, 300)
+    x[6, 299], x[5, 123] = 3.5, -2.75
+    model = _graph_model({"x": x}, {}, [("DynamicQuantizeLinear", ["x"], ["y", "s", "z"], {})], ["y", "s", "z"])
+    _check(model, {"x": x})
+
+
 def test_integer_matmuls():
     n = 6
     RNG = np.random.default_rng(2024)  # noqa: N806 - this test's own data, whatever ran before it

@@ -5,6 +5,10 @@ eps)`` and ``b = B - mean * a`` computed once at code generation (a fusion pass 
 where it can; this is the standalone case, e.g. after a Gemm). LayerNormalization and InstanceNormalization
 compute the mean, then the variance from the centred values (two passes over a row in cache, robust against
 large offsets), then write the scaled row.
+
+CUDA (``cg.device == "cuda"``): BatchNormalization is one thread per element; LayerNormalization and
+InstanceNormalization one thread per normalised row (plain sequential sums instead of the CPU's interleaved
+partial sums); LRN one thread per element summing its channel window.
 """
 
 from __future__ import annotations
@@ -38,9 +42,19 @@ def _check_float(g: "Graph", name: str) -> str | None:
 
 
 
-def _row_stats(ext: D.DimLike, eps: float, ind: str) -> str:
-    """Statements computing ``mean`` and ``inv`` (1 / standard deviation) of the row ``xr[0:ext]``."""
+def _row_stats(ext: D.DimLike, eps: float, ind: str, device: str = "cpu") -> str:
+    """Statements computing ``mean`` and ``inv`` (1 / standard deviation) of the row ``xr[0:ext]``; on a GPU
+    (one thread per row) plain sequential sums, without the partial-sum arrays that vectorise on the CPU."""
     n = literal(int(ext), "float") if D.is_static(ext) else f"static_cast<float>({D.cpp(ext)})"
+    if device != "cpu":
+        e = D.cpp(ext)
+        return (
+            f"{ind}float s = 0.0f;\n{ind}for (int64_t r = 0; r < {e}; ++r) s += xr[r];\n"
+            f"{ind}const float mean = s / {n};\n"
+            f"{ind}float q = 0.0f;\n"
+            f"{ind}for (int64_t r = 0; r < {e}; ++r) {{ const float d = xr[r] - mean; q += d * d; }}\n"
+            f"{ind}const float inv = 1.0f / std::sqrt(q / {n} + {literal(eps, 'float')});\n"
+        )
     return (
         row_reduce("s", "float", ext, lambda r: f"xr[{r}]", _add, "0.0f", ind)
         + f"{ind}const float mean = s / {n};\n"
@@ -116,6 +130,10 @@ def _emit_bn(node: "Node", cg: "Emitter") -> str:
             f"    const float a = {sp}[c] / std::sqrt({vp}[c] + {literal(eps, 'float')});\n"
             f"    const float b = {bp_}[c] - {mp}[c] * a;\n"
         )
+    if cg.device != "cpu":  # one thread per element
+        ch = "0" if c == 1 else (f"i % {D.cpp(c)}" if inner == 1 else f"(i / {D.cpp(inner)}) % {D.cpp(c)}")
+        return decl + cg.par_for("i", cg.numel(y), f"const int64_t c = {ch};\n{coef.strip()}\n"
+                                                    f"float v = a * {xp}[i] + b; {act}{yp}[i] = v;\n")
     if inner == 1:
         body = f"    float v = a * xr[0] + b; {act}yr[0] = v;\n"
     else:
@@ -134,7 +152,7 @@ def _emit_bn(node: "Node", cg: "Emitter") -> str:
     )
 
 
-register("BatchNormalization", infer=_infer_bn, emit=_emit_bn, check=_check_bn, batch=BR.nchw)
+register("BatchNormalization", infer=_infer_bn, emit=_emit_bn, check=_check_bn, batch=BR.nchw, cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -241,6 +259,13 @@ def _emit_ln(node: "Node", cg: "Emitter") -> str:
         stats += f"  {cg.ptr(mean_out)}[o] = mean;\n"
     if inv_out:
         stats += f"  {cg.ptr(inv_out)}[o] = inv;\n"
+    if cg.device != "cpu":  # one thread per row
+        return decl + cg.par_for("o", outer, (
+            f"const float* xr = {cg.ptr(x)} + {mul('o', ext)};\n"
+            f"float* yr = {cg.ptr(y)} + {mul('o', ext)};\n"
+            + _row_stats(ext, eps, "", cg.device)
+            + f"for (int64_t r = 0; r < {D.cpp(ext)}; ++r) yr[r] = {val};\n"
+            + stats.replace("  ", "", 1).replace("\n  ", "\n")))
     return (
         decl + f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n"
         f"  const float* __restrict xr = {cg.ptr(x)} + {mul('o', ext)};\n"
@@ -259,7 +284,7 @@ def _batch_ln(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bool:
         all(a in (None, ins[0]) for a in outs)
 
 
-register("LayerNormalization", infer=_infer_ln, emit=_emit_ln, check=_check_ln, batch=_batch_ln)
+register("LayerNormalization", infer=_infer_ln, emit=_emit_ln, check=_check_ln, batch=_batch_ln, cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -293,6 +318,14 @@ def _emit_in(node: "Node", cg: "Emitter") -> str:
     n, c, ext = shape[0], shape[1], D.prod(shape[2:])
     eps = float(node.attr("epsilon", 1e-5))
     sp, bp = cg.ptr(node.inputs[1]), cg.ptr(node.inputs[2])
+    if cg.device != "cpu":  # one thread per (sample, channel) plane
+        return cg.par_for("k", D.norm(n * c), (
+            f"const int64_t c = k % {D.cpp(c)};\n"
+            f"const float* xr = {cg.ptr(x)} + {mul('k', ext)};\n"
+            f"float* yr = {cg.ptr(y)} + {mul('k', ext)};\n"
+            + _row_stats(ext, eps, "", cg.device)
+            + f"const float a = inv * {sp}[c], b = {bp}[c] - mean * a;\n"
+            f"for (int64_t r = 0; r < {D.cpp(ext)}; ++r) yr[r] = a * xr[r] + b;\n"))
     return (
         f"for (int64_t k = 0; k < {D.cpp(D.norm(n * c))}; ++k) {{\n"
         f"  const int64_t c = k % {D.cpp(c)};\n"
@@ -305,7 +338,7 @@ def _emit_in(node: "Node", cg: "Emitter") -> str:
     )
 
 
-register("InstanceNormalization", infer=_infer_in, emit=_emit_in, check=_check_in, batch=BR.nchw)
+register("InstanceNormalization", infer=_infer_in, emit=_emit_in, check=_check_in, batch=BR.nchw, cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -341,6 +374,19 @@ def _emit_lrn(node: "Node", cg: "Emitter") -> str:
     ft = "double" if cg.ctype(x) == "double" else "float"
     alpha, beta, bias = (float(node.attr(k, d)) for k, d in (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0)))
     xp, yp, yt = cg.ptr(x), cg.ptr(y), cg.ctype(y)
+    if cg.device != "cpu":  # one thread per element: its channel window's sum of squares, in the CPU's order
+        return f"""const int64_t C = {c}, E = {ext};
+const {ft} a_over_n = {literal(alpha / size, ft)}, beta = {literal(beta, ft)};
+const {ft} bias = {literal(bias, ft)};
+""" + cg.par_for("i", cg.numel(y), f"""const int64_t e = i % E, ch = (i / E) % C, b = i / (C * E);
+const int64_t c0 = std::max<int64_t>(0, ch - {lo}), c1 = std::min<int64_t>(C - 1, ch + {hi});
+{ft} s = 0;
+for (int64_t k = c0; k <= c1; ++k) {{
+  const {ft} v = static_cast<{ft}>({xp}[(b * C + k) * E + e]);
+  s += v * v;
+}}
+{yp}[i] = static_cast<{yt}>(static_cast<{ft}>({xp}[i]) / std::pow(bias + a_over_n * s, beta));
+""")
     return f"""{ft}* __restrict s = {cg.workspace(0, ft)};
 const int64_t C = {c}, E = {ext};
 const {ft} a_over_n = {literal(alpha / size, ft)}, beta = {literal(beta, ft)};
@@ -368,4 +414,4 @@ def _ws_lrn(node: "Node", g: "Graph"):
     return [(D.prod(t.shape[2:]), np.float64 if t.dtype == np.float64 else np.float32)]
 
 
-register("LRN", infer=_infer_lrn, emit=_emit_lrn, check=_check_lrn, workspace=_ws_lrn, batch=BR.nchw)
+register("LRN", infer=_infer_lrn, emit=_emit_lrn, check=_check_lrn, workspace=_ws_lrn, batch=BR.nchw, cuda=True)

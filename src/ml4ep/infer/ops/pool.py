@@ -6,6 +6,9 @@ read from small constant tables, and AveragePool multiplies by a precomputed tab
 (``count_include_pad`` decides which taps count). Axes whose windows are never clipped get plain loops with
 constant bounds. Output sizes follow the ONNX specification, ``ceil_mode`` included (windows that would start
 in the end padding are dropped).
+
+CUDA (``cg.device == "cuda"``): one thread per output element, skipping the taps outside the input (no padded
+copy), the same reciprocal table for AveragePool; global pooling is one thread per (sample, channel) plane.
 """
 
 from __future__ import annotations
@@ -128,8 +131,86 @@ def _pool_workspace(node: "Node", g: "Graph"):
     return [(int(np.prod(_padded(geo))), g.t(node.inputs[0]).dtype)]
 
 
+def _avg_scale(node: "Node", cg: "Emitter", geo: PoolGeom, ct: str, lines: list[str], oidx: str) -> str:
+    """AveragePool's ``acc * 1 / count`` for the output index ``oidx`` of a plane: a constant, or a table of
+    reciprocal window sizes (declared into ``lines``)."""
+    if node.attr("count_include_pad", 0):
+        counts = [geo.padded_taps(a) for a in range(3)]
+    else:
+        counts = [[h - lo_ for lo_, h in zip(*geo.taps(a))] for a in range(3)]
+    div = np.einsum("i,j,k->ijk", *[np.asarray(c_, dtype=np.float64) for c_ in counts]).reshape(-1)
+    if np.all(div == div[0]):  # (windows without a tap, all in the padding, give 0 as in the table below)
+        return f"acc * {literal(1.0 / float(div[0]) if div[0] else 0.0, ct)}"
+    inv = np.where(div > 0, 1.0 / np.maximum(div, 1), 0.0).astype(cg.dtype(node.inputs[0]))
+    lines.append(f"const {ct}* __restrict inv = {cg.weight(inv, f'{node.name}.inv_count')};")
+    return f"acc * inv[{oidx}]"
+
+
+def _emit_pool_cuda(node: "Node", cg: "Emitter", geo: PoolGeom) -> str:
+    """One thread per output element; taps outside the input are skipped (they hold no candidate for the maximum
+    and add nothing to the sum)."""
+    x, y = node.inputs[0], node.outputs[0]
+    ct = cg.ctype(x)
+    is_max = node.op_type == "MaxPool"
+    osp = int(np.prod(geo.outs))
+    lines = [f"// {'max' if is_max else 'average'} pooling: kernel {geo.ks}, strides {geo.st}, "
+             f"dilations {geo.dl}, pads {geo.pb} / {geo.pe}; one thread per output element"]
+    outv, tapv, inv_ = ("a", "b", "e"), ("i", "j", "k"), ("z", "u", "w")
+    nest = Nest(a=geo.outs[0], b=geo.outs[1], e=geo.outs[2], i=geo.ks[0], j=geo.ks[1], k=geo.ks[2])
+    # the output index split into the plane p and the output coordinates
+    body = [f"const int64_t p = t / {osp};"] if osp > 1 else ["const int64_t p = t;"]
+    ostr = [geo.outs[1] * geo.outs[2], geo.outs[2], 1]
+    for ax in range(3):
+        if geo.outs[ax] > 1:
+            q = f"(t / {ostr[ax]})" if ostr[ax] > 1 else "t"
+            body.append(f"const int64_t {outv[ax]} = {q} % {geo.outs[ax]};")
+    body.append(f"const {ct}* __restrict xp = {cg.ptr(x)} + p * {int(np.prod(geo.ins))};")
+    init = _lowest(ct) if is_max else literal(0, ct)
+    body.append(f"{ct} acc = {init};")
+    # per axis: whether some window reaches outside the input, and the input coordinate (None: always 0)
+    clipped = [geo.pb[ax] > 0 or _padded(geo)[ax] > geo.ins[ax] for ax in range(3)]
+    coords = [None if geo.ins[ax] == 1 and not clipped[ax] else inv_[ax] for ax in range(3)]
+    depth, closes = 0, []
+    for ax in range(3):
+        coord = nest.lin([(outv[ax], geo.st[ax]), (tapv[ax], geo.dl[ax])], -geo.pb[ax])
+        ind = "  " * depth
+        if geo.ks[ax] > 1:
+            body.append(f"{ind}for (int64_t {tapv[ax]} = 0; {tapv[ax]} < {geo.ks[ax]}; ++{tapv[ax]}) {{")
+            closes.append("}")
+            depth += 1
+            ind = "  " * depth
+        if coords[ax] is None:
+            continue
+        body.append(f"{ind}const int64_t {inv_[ax]} = {coord};")
+        if clipped[ax]:
+            cond = f"{inv_[ax]} >= {geo.ins[ax]}"
+            if geo.pb[ax] > 0:
+                cond = f"{inv_[ax]} < 0 || {cond}"
+            if geo.ks[ax] > 1:
+                body.append(f"{ind}if ({cond}) continue;")
+            else:
+                body.append(f"{ind}if (!({cond})) {{")
+                closes.append("}")
+                depth += 1
+    istr = [geo.ins[1] * geo.ins[2], geo.ins[2], 1]
+    xoff = " + ".join(c_ if istr[ax] == 1 else f"{c_} * {istr[ax]}" for ax, c_ in enumerate(coords)
+                      if c_ is not None) or "0"
+    upd = f"acc = std::max(acc, xp[{xoff}]);" if is_max else f"acc += xp[{xoff}];"
+    body.append("  " * depth + upd)
+    for k_ in range(len(closes)):
+        body.append("  " * (len(closes) - 1 - k_) + closes[k_])
+    if is_max:
+        fin = "acc"
+    else:
+        fin = _avg_scale(node, cg, geo, ct, lines, f"t % {osp}" if osp > 1 else "0")
+    body.append(f"{cg.ptr(y)}[t] = {fin};")
+    return "\n".join(lines) + "\n" + cg.par_for("t", cg.numel(y), "\n".join(body) + "\n")
+
+
 def _emit_pool(node: "Node", cg: "Emitter") -> str:
     geo = PoolGeom(node, cg.g)
+    if cg.device != "cpu":
+        return _emit_pool_cuda(node, cg, geo)
     x, y = node.inputs[0], node.outputs[0]
     ct = cg.ctype(x)
     is_max = node.op_type == "MaxPool"
@@ -165,17 +246,7 @@ def _emit_pool(node: "Node", cg: "Emitter") -> str:
         upd, fin = f"acc = std::max(acc, {src}[{xoff}]);", "acc"
     else:
         upd = f"acc += {src}[{xoff}];"
-        if node.attr("count_include_pad", 0):
-            counts = [geo.padded_taps(a) for a in range(3)]
-        else:
-            counts = [[h - lo_ for lo_, h in zip(*geo.taps(a))] for a in range(3)]
-        div = np.einsum("i,j,k->ijk", *[np.asarray(c_, dtype=np.float64) for c_ in counts]).reshape(-1)
-        if np.all(div == div[0]):
-            fin = f"acc * {literal(1.0 / float(div[0]), ct)}"
-        else:
-            inv = np.where(div > 0, 1.0 / np.maximum(div, 1), 0.0).astype(cg.dtype(x))
-            lines.append(f"const {ct}* __restrict inv = {cg.weight(inv, f'{node.name}.inv_count')};")
-            fin = f"acc * inv[{nest.lin([('a', oh * ow), ('b', ow), ('e', 1)])}]"
+        fin = _avg_scale(node, cg, geo, ct, lines, nest.lin([("a", oh * ow), ("b", ow), ("e", 1)]))
     body = [f"{ct} acc = {pad_value};"]
     body += nest.loops(["i", "j", "k"], [upd])
     body.append(f"yp[{nest.lin([('a', oh * ow), ('b', ow), ('e', 1)])}] = {fin};")
@@ -187,9 +258,9 @@ def _emit_pool(node: "Node", cg: "Emitter") -> str:
 
 
 register("MaxPool", infer=_infer_pool, emit=_emit_pool, check=_check_maxpool, workspace=_pool_workspace,
-         batch=BR.nchw)
+         batch=BR.nchw, cuda=True)
 register("AveragePool", infer=_infer_pool, emit=_emit_pool, check=_check_avgpool, workspace=_pool_workspace,
-         batch=BR.nchw)
+         batch=BR.nchw, cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -219,6 +290,10 @@ def _emit_global(node: "Node", cg: "Emitter") -> str:
     else:
         init, comb = literal(0, ct), "{a} + {b}"
         fin = f"r * {literal(1.0 / n, ct)}"
+    if cg.device != "cpu":  # one thread per plane, a sequential loop over it
+        return cg.par_for("p", D.norm(xs[0] * xs[1]), (
+            f"const {ct}* xp = {xp} + p * {n};\n{ct} r = {init};\n"
+            f"for (int64_t e = 0; e < {n}; ++e) r = {comb.format(a='r', b='xp[e]')};\n{yp}[p] = {fin};\n"))
     if lanes == 1:
         red = [f"{ct} r = {init};",
                f"for (int64_t e = 0; e < {n}; ++e) r = {comb.format(a='r', b='xp[e]')};"]
@@ -241,4 +316,4 @@ def _emit_global(node: "Node", cg: "Emitter") -> str:
 
 
 register("GlobalAveragePool", "GlobalMaxPool", infer=_infer_global, emit=_emit_global, check=_check_global,
-         batch=BR.nchw)
+         batch=BR.nchw, cuda=True)

@@ -13,6 +13,12 @@ A QDQ model (``quantize_static``) keeps its weights as integer initializers behi
 fold at compile time, so the MatMul/Gemm after them sees constant float weights and takes the dense kernels;
 the activations' QuantizeLinear -> DequantizeLinear pairs are two vectorised loops. Integer products
 (MatMulInteger, QLinearMatMul) accumulate in int32, a constant B stored once with its zero point subtracted.
+
+CUDA (``cg.device == "cuda"``): QuantizeLinear/DequantizeLinear are one thread per element (the scale and zero
+point read in the kernel); DynamicQuantizeLinear finds the range in 256 strided partial results (workspace), then
+one thread combines them, then one thread per element quantizes; the integer products and convolutions are one
+thread per output element, a sequential int32 dot product each. The 4-bit, 2-bit and float8/float4 types stay
+CPU-only (refused centrally by dtype).
 """
 
 from __future__ import annotations
@@ -120,6 +126,8 @@ def _emit_affine(node: "Node", cg: "Emitter", params: list[str], body, f: str) -
     xp, yp = cg.ptr(x), cg.ptr(y)
     pptr = [cg.ptr(p) for p in params]
     modes = {m for m, _, _ in layouts}
+    if cg.device != "cpu":
+        return _emit_affine_cuda(node, cg, layouts, pptr, body, f)
     pre = "".join(f"  const {f} p{k} = static_cast<{f}>({p}[0]);\n"
                   for k, ((m, _, _), p) in enumerate(zip(layouts, pptr)) if m == "tensor")
     if modes == {"tensor"}:
@@ -149,6 +157,37 @@ def _emit_affine(node: "Node", cg: "Emitter", params: list[str], body, f: str) -
         f"      {body(f'{xp}[{off}]', f'{yp}[{off}]', vals)}\n"
         "    }\n  }\n}\n}\n"
     )
+
+
+def _emit_affine_cuda(node: "Node", cg: "Emitter", layouts: list, pptr: list[str], body, f: str) -> str:
+    """:func:`_emit_affine` on a GPU: one thread per element ``t``, which reads its parameters itself (on the
+    host they are device memory)."""
+    x, y = node.inputs[0], node.outputs[0]
+    xp, yp = cg.ptr(x), cg.ptr(y)
+    lines, vals = [], []
+    if all(m == "tensor" for m, _, _ in layouts):
+        for k, p in enumerate(pptr):
+            lines.append(f"const {f} p{k} = static_cast<{f}>({p}[0]);")
+            vals.append(f"p{k}")
+        lines.append(body(f"{xp}[t]", f"{yp}[t]", vals))
+        return cg.par_for("t", cg.numel(y), "\n".join(lines) + "\n")
+    axis = next(a for m, a, _ in layouts if m != "tensor")
+    shape = cg.shape(x)
+    ext, inner = shape[axis], D.prod(shape[axis + 1:])
+    E, I = D.cpp(ext), D.cpp(inner)  # noqa: E741
+    blocked = any(m == "block" for m, _, _ in layouts)
+    lines.append(f"const int64_t a = {'t' if inner == 1 else f'(t / {I})'} % {E};")
+    if blocked:
+        lines.append(f"const int64_t o = t / {D.cpp(D.norm(ext * inner))}, i = t % {I};")
+    for k, ((m, _, b), p) in enumerate(zip(layouts, pptr)):
+        if m == "block":
+            nb = -(-int(ext) // b)
+            vals.append(f"static_cast<{f}>({p}[(o * {nb} + a / {b}) * {I} + i])")
+            continue
+        lines.append(f"const {f} p{k} = static_cast<{f}>({p}[{'0' if m == 'tensor' else 'a'}]);")
+        vals.append(f"p{k}")
+    lines.append(body(f"{xp}[t]", f"{yp}[t]", vals))
+    return cg.par_for("t", cg.numel(y), "\n".join(lines) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -293,8 +332,8 @@ def _emit_dq(node: "Node", cg: "Emitter") -> str:
     return _emit_affine(node, cg, params, body, f)
 
 
-register("QuantizeLinear", infer=_infer_q, emit=_emit_q, check=_check_q)
-register("DequantizeLinear", infer=_infer_dq, emit=_emit_dq, check=_check_dq)
+register("QuantizeLinear", infer=_infer_q, emit=_emit_q, check=_check_q, cuda=True)
+register("DequantizeLinear", infer=_infer_dq, emit=_emit_dq, check=_check_dq, cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -317,6 +356,8 @@ def _emit_dyn(node: "Node", cg: "Emitter") -> str:
     n = cg.numel(x)
     xp = cg.ptr(x)
     outs = list(node.outputs) + [""] * (3 - len(node.outputs))
+    if cg.device != "cpu":
+        return _emit_dyn_cuda(node, cg, outs)
     code = (
         "{\n"
         "  float mn = 0.0f, mx = 0.0f;\n"
@@ -334,7 +375,50 @@ def _emit_dyn(node: "Node", cg: "Emitter") -> str:
     return code + "}\n"
 
 
-register("DynamicQuantizeLinear", infer=_infer_dyn, emit=_emit_dyn, check=_check_dyn)
+_DYN_PARTS = 256  # the GPU's partial minima and maxima
+
+
+def _emit_dyn_cuda(node: "Node", cg: "Emitter", outs: list[str]) -> str:
+    """The range in ``_DYN_PARTS`` strided partial results (coalesced reads), combined by one thread, which also
+    writes the scale and zero point (to the workspace for the last kernel, and to the outputs); then one thread
+    per element. Min and max are exact: the same results as the CPU's single loop."""
+    x = node.inputs[0]
+    n = cg.numel(x)
+    xp = cg.ptr(x)
+    numel = cg.g.t(x).numel
+    parts = max(1, min(_DYN_PARTS, int(numel))) if D.is_static(numel) else _DYN_PARTS
+    code = f"float* const part = {cg.workspace(0)};  // [0, {parts}): minima, [{_DYN_PARTS}, ...): maxima\n"
+    code += cg.par_for("t", parts, (
+        "float mn = 0.0f, mx = 0.0f;\n"
+        f"for (int64_t i = t; i < {n}; i += {parts}) {{ const float v = {xp}[i]; mn = v < mn ? v : mn; "
+        "mx = v > mx ? v : mx; }\n"
+        f"part[t] = mn;\npart[{_DYN_PARTS} + t] = mx;\n"))
+    fin = (
+        "float mn = 0.0f, mx = 0.0f;\n"
+        f"for (int k = 0; k < {parts}; ++k) {{ mn = part[k] < mn ? part[k] : mn; "
+        f"mx = part[{_DYN_PARTS} + k] > mx ? part[{_DYN_PARTS} + k] : mx; }}\n"
+        "const float scale = (mx == mn ? 1.0f : mx - mn) / 255.0f;\n"
+        "const float zp = std::nearbyint(std::min(std::max(0.0f - mn / scale, 0.0f), 255.0f));\n"
+        "part[0] = scale;\npart[1] = zp;\n"
+    )
+    if outs[1]:
+        fin += f"{cg.ptr(outs[1])}[0] = scale;\n"
+    if outs[2]:
+        fin += f"{cg.ptr(outs[2])}[0] = static_cast<uint8_t>(zp);\n"
+    code += cg.par_for("t", 1, fin)
+    if outs[0]:
+        code += cg.par_for("i", n, (
+            "const float scale = part[0], zp = part[1];\n"
+            f"{cg.ptr(outs[0])}[i] = static_cast<uint8_t>("
+            f"std::min(std::max(0.0f, std::nearbyint({xp}[i] / scale) + zp), 255.0f));\n"))
+    return code
+
+
+def _ws_dyn(node: "Node", g: "Graph"):
+    return [(2 * _DYN_PARTS, np.float32)]  # the GPU code's partial results (unused on the CPU)
+
+
+register("DynamicQuantizeLinear", infer=_infer_dyn, emit=_emit_dyn, check=_check_dyn, workspace=_ws_dyn, cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -441,10 +525,13 @@ def _emit_mm(node: "Node", cg: "Emitter") -> str:
                 else w - np.int32(np.asarray(zbv).reshape(-1)[0])
         bp = cg.weight(np.ascontiguousarray(w, dtype=np.int32), f"{node.name}.B")
         bexpr = f"{bp}[kk * {N} + j]"
+        bfun = lambda ob: bexpr  # noqa: E731 - one matrix for every product
         extents, sa, sb, sy = [], [], [], []
     else:
         bp = cg.ptr(b)
-        bexpr = f"(static_cast<int32_t>({bp}[ob + kk * {N} + j]) - {_pval(cg, node, izb, kzb, 'j')})"
+        zb = _pval(cg, node, izb, kzb, 'j')
+        bfun = lambda ob: f"(static_cast<int32_t>({bp}[{ob}kk * {N} + j]) - {zb})"  # noqa: E731 - ob: "offset + "
+        bexpr = bfun("ob + ")
         if batch:
             extents, (sa, sb) = broadcast_index_plan(batch, [a2[:-2], b2[:-2]])
             sy = []
@@ -460,6 +547,8 @@ def _emit_mm(node: "Node", cg: "Emitter") -> str:
         terms = [f"{idx[j]} * {D.cpp(D.norm(s * unit))}" for j, s in enumerate(st) if s != 0]
         return " + ".join(terms) if terms else "0"
 
+    if cg.device != "cpu":
+        return _emit_mm_cuda(node, cg, m, k, n, kza, bfun, extents, idx, sa, sb, off)
     for j, e in enumerate(extents):
         lines.append(f"for (int64_t {idx[j]} = 0; {idx[j]} < {D.cpp(e)}; ++{idx[j]}) {{")
     lines.append(f"const int64_t oa = {off(sa, D.prod([m, k]))}; const int64_t ob = {off(sb, D.prod([k, n]))}; "
@@ -499,7 +588,49 @@ def _emit_mm(node: "Node", cg: "Emitter") -> str:
     return "{\n" + "\n".join("  " + s for s in lines) + "\n}\n"
 
 
-register("MatMulInteger", "QLinearMatMul", infer=_infer_mm, emit=_emit_mm, check=_check_mm, workspace=_ws_mm)
+def _emit_mm_cuda(node: "Node", cg: "Emitter", m, k, n, kza: str, bfun, extents, idx, sa, sb, off) -> str:
+    """:func:`_emit_mm` on a GPU: one thread per output element ``t`` (row-major over the batch, i, j), an int32
+    dot product over K, requantized in the thread for QLinearMatMul."""
+    g = cg.g
+    ia, ib, iza, _ = _mm_io(node)
+    a, y = node.inputs[ia], node.outputs[0]
+    M, K, N = D.cpp(m), D.cpp(k), D.cpp(n)
+    L = [f"const int64_t j = t % {N}, i = (t / {N}) % {M};" if extents else f"const int64_t j = t % {N}, i = t / {N};"]
+    if extents:
+        L.append(f"const int64_t bt = t / {D.cpp(D.prod([m, n]))};")
+        inner: D.DimLike = 1
+        split = []
+        for j in range(len(extents) - 1, -1, -1):
+            if sa[j] != 0 or sb[j] != 0:
+                q = f"(bt / {D.cpp(inner)})" if inner != 1 else "bt"
+                split.insert(0, f"const int64_t {idx[j]} = {q} % {D.cpp(extents[j])};")
+            inner = D.norm(inner * extents[j])
+        L += split
+    oa = off(sa, D.prod([m, k])) if extents else "0"
+    ob = off(sb, D.prod([k, n])) if extents else "0"
+    L.append(f"const int32_t za = {_pval(cg, node, iza, kza, 'i')};")
+    bexpr = bfun("" if ob == "0" else f"{ob} + ")  # B's element (kk, j), at B's batch offset ob
+    arow = f"{cg.ptr(a)} + " + (f"{oa} + " if oa != "0" else "") + f"i * {K}"
+    L += [f"const auto* ar = {arow};",
+          "int32_t acc = 0;",
+          f"for (int64_t kk = 0; kk < {K}; ++kk) acc += (static_cast<int32_t>(ar[kk]) - za) * {bexpr};"]
+    if node.op_type == "QLinearMatMul":
+        ty = cg.ctype(y)
+        lo, hi = _QRANGE[np.dtype(cg.dtype(y))]
+        sa_ = _pval(cg, node, 1, _vec_param(node, g, 1, m, "a_scale"), "i", "float")
+        sb_ = _pval(cg, node, 4, _vec_param(node, g, 4, n, "b_scale"), "j", "float")
+        sy_ = _pval(cg, node, 6, "s", "0", "float")
+        zy = _pval(cg, node, 7, "s" if node.input(7) else "", "0", "double")
+        L += [f"const float mult = {sa_} * {sb_} / {sy_};",
+              f"{cg.ptr(y)}[t] = static_cast<{ty}>(std::min(std::max(double({lo}), std::nearbyint("
+              f"static_cast<double>(acc) * static_cast<double>(mult) + {zy})), double({hi})));"]
+    else:
+        L.append(f"{cg.ptr(y)}[t] = acc;")
+    return cg.par_for("t", cg.numel(y), "\n".join(L) + "\n")
+
+
+register("MatMulInteger", "QLinearMatMul", infer=_infer_mm, emit=_emit_mm, check=_check_mm, workspace=_ws_mm,
+         cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -586,6 +717,8 @@ def _emit_conv_int(node: "Node", cg: "Emitter") -> str:
     ksz, osp = k0 * k1 * k2, o0 * o1 * o2
     q = node.op_type == "QLinearConv"
     bias = f"{cg.ptr(node.inputs[8])}[oc]" if q and node.input(8) else "0"
+    if cg.device != "cpu":
+        return _emit_conv_int_cuda(node, cg, geo, kzx, wexpr, bias)
     L = [
         f"const int32_t xz = {_pval(cg, node, izx, kzx, '0')};",
         f"for (int64_t b = 0; b < {D.cpp(geo.batch)}; ++b) {{",
@@ -626,4 +759,47 @@ def _emit_conv_int(node: "Node", cg: "Emitter") -> str:
     return "{\n" + "\n".join("  " + s for s in L) + "\n}\n"
 
 
-register("ConvInteger", "QLinearConv", infer=_infer_conv_int, emit=_emit_conv_int, check=_check_conv)
+def _emit_conv_int_cuda(node: "Node", cg: "Emitter", geo, kzx: str, wexpr: str, bias: str) -> str:
+    """:func:`_emit_conv_int` on a GPU: one thread per output element ``t`` (b, oc, od, oh, ow), the same int32
+    loop nest over the window; the zero points and scales read in the thread."""
+    g = cg.g
+    ix, _, izx, _ = _conv_io(node)
+    x, y = node.inputs[ix], node.outputs[0]
+    m, cgi = geo.cout, geo.cg
+    (i0, i1, i2), (k0, k1, k2), (o0, o1, o2) = geo.ins, geo.ks, geo.outs
+    (s0, s1, s2), (d0, d1, d2), (p0, p1, p2) = geo.st, geo.dl, geo.pb
+    ksz, osp = k0 * k1 * k2, o0 * o1 * o2
+    L = [
+        f"const int64_t ow = t % {o2}, oh = (t / {o2}) % {o1}, od = (t / {o1 * o2}) % {o0};",
+        f"const int64_t oc = (t / {osp}) % {m}, b = t / {m * osp};",
+        f"const int32_t xz = {_pval(cg, node, izx, kzx, '0')};",
+        f"const int64_t xc0 = b * {geo.cin} + (oc / {geo.mg}) * {cgi};",
+        f"int32_t acc = {bias};",
+        f"for (int64_t ic = 0; ic < {cgi}; ++ic) {{",
+        f"  for (int64_t kd = 0; kd < {k0}; ++kd) {{",
+        f"    const int64_t id = od * {s0} - {p0} + kd * {d0}; if (id < 0 || id >= {i0}) continue;",
+        f"    for (int64_t kh = 0; kh < {k1}; ++kh) {{",
+        f"      const int64_t ih = oh * {s1} - {p1} + kh * {d1}; if (ih < 0 || ih >= {i1}) continue;",
+        f"      for (int64_t kw = 0; kw < {k2}; ++kw) {{",
+        f"        const int64_t iw = ow * {s2} - {p2} + kw * {d2}; if (iw < 0 || iw >= {i2}) continue;",
+        f"        const int64_t widx = (oc * {cgi} + ic) * {ksz} + (kd * {k1} + kh) * {k2} + kw;",
+        f"        acc += (static_cast<int32_t>({cg.ptr(x)}[(((xc0 + ic) * {i0} + id) * {i1} + ih) * {i2} + iw])"
+        f" - xz) * {wexpr};",
+        "      }", "    }", "  }", "}",
+    ]
+    if node.op_type == "QLinearConv":
+        ty = cg.ctype(y)
+        lo, hi = _QRANGE[np.dtype(cg.dtype(y))]
+        sx = _pval(cg, node, 1, "s", "0", "float")
+        sw = _pval(cg, node, 4, _vec_param(node, g, 4, m, "w_scale"), "oc", "float")
+        sy = _pval(cg, node, 6, "s", "0", "float")
+        zy = _pval(cg, node, 7, "s" if node.input(7) else "", "0", "double")
+        L += [f"const double mult = static_cast<double>({sx} * {sw} / {sy});",
+              f"{cg.ptr(y)}[t] = static_cast<{ty}>(std::nearbyint(std::min(std::max(double({lo}), "
+              f"static_cast<double>(acc) * mult + {zy}), double({hi}))));"]
+    else:
+        L.append(f"{cg.ptr(y)}[t] = acc;")
+    return cg.par_for("t", cg.numel(y), "\n".join(L) + "\n")
+
+
+register("ConvInteger", "QLinearConv", infer=_infer_conv_int, emit=_emit_conv_int, check=_check_conv, cuda=True)
