@@ -226,6 +226,40 @@ def test_conv_transpose_runtime_weights():
 
 
 # ------------------------------------------------------------------------------------------------------
+# the ways the CUDA code runs a convolution (conv.py, "CUDA"; under ML4EP_DEVICE=cuda-host these run through them,
+# on the CPU they are more cases of the CPU kernels)
+
+CUDA_PATHS = [
+    conv((2, 4, 5, 6), (6, 2, 1, 1), group=2),  # pointwise, grouped: a cuBLAS product per group
+    conv((2, 16, 4, 4), (16, 1, 1, 1), group=16),  # pointwise, many groups: the direct kernel
+    conv((2, 3, 7, 7), (4, 3, 1, 1), strides=[2, 2], pads=[1, 1, 1, 1]),  # 1x1 reading padding: direct
+    conv((2, 3, 6, 5), (13, 3, 3, 3), pads=[1, 1, 1, 1]),  # 13 = 3 blocks of 4 + a padded one
+    convt((2, 4, 5, 6), (4, 3, 1, 1)),  # pointwise transposed: a cuBLAS product (transposed weights)
+    convt((2, 4, 5, 6), (4, 3, 1, 1), bias=False, group=2),
+    convt((2, 2, 3, 3), (2, 2, 1, 1), pads=[1, 1, 0, 0]),  # 1x1 transposed, cropped: direct
+]
+
+# batch 1024 of small images: enough threads for the direct kernel's widest channel blocks (conv.CU_WIDE_THREADS)
+CUDA_WIDE = [
+    conv((1024, 3, 8, 8), (13, 3, 3, 3), pads=[1, 1, 1, 1]),
+    conv((1024, 4, 12, 12), (8, 2, 3, 3), group=2, strides=[2, 1], pads=[1, 0, 1, 1]),
+    convt((1024, 4, 7, 7), (4, 6, 3, 3), strides=[2, 2], pads=[1, 1, 1, 1]),
+]
+
+
+@pytest.mark.parametrize("symbolic", [False, True])
+def test_conv_cuda_paths(symbolic):
+    check_cases(CUDA_PATHS, symbolic_batch=symbolic, activation="Relu" if symbolic else None)
+
+
+@pytest.mark.parametrize("symbolic", [False, True])
+def test_conv_cuda_wide_blocks(symbolic):
+    check_cases(CUDA_WIDE, symbolic_batch=symbolic)
+    check_op("Conv", [rand(1024, 4, 8, 8), rand(8, 4, 3, 3), rand(8)], {"pads": [1, 1, 1, 1]},
+             symbolic={0: {0: "N"}} if symbolic else None, **TOL)
+
+
+# ------------------------------------------------------------------------------------------------------
 # what check() and shape inference reject
 
 

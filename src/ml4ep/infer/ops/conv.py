@@ -26,6 +26,8 @@ per-tap valid input ranges from small constant tables: no bounds checks in the l
 
 Output shapes follow the ONNX operator specification (explicit pads, ``auto_pad`` SAME_UPPER / SAME_LOWER /
 VALID, ConvTranspose ``output_padding`` and ``output_shape``).
+
+The CUDA code (device="cuda", docs/cuda.md) has emitters of its own: see the section "CUDA" below.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import batch_rules as BR, register
-from .gemm import activation_code
+from .gemm import _epilogue, activation_code
 from .. import dims as D
 from ...errors import ShapeError
 
@@ -652,8 +654,280 @@ def _emit_conv_blas(node: "Node", cg: "Emitter", geo: Geom) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------------------------------------------
+# CUDA (docs/cuda.md). A pointwise convolution (1x1, stride 1, no padding) with few groups is a cuBLAS product
+# per group, strided over the batch (Y[n] = W @ X[n], the weights repeated by a stride of 0), then one kernel adds
+# the bias and applies the fused activations. Every other Conv and ConvTranspose is a direct kernel: one thread per
+# output position and block of MB output channels, whose MB accumulators stay in registers over the kernel taps
+# (bounds checked only on the axes where a window can reach the padding) and the input channels; the bias and the
+# activations are applied as it stores. Adjacent threads take adjacent output positions (coalesced input reads and
+# output writes) and read the same weights (one broadcast load per warp). No workspace is used.
+
+# output channels per thread (at most): accumulators in registers. More would save input loads, but ptxas, which
+# aims the kernels (__launch_bounds__(256), no minimum of blocks) at full occupancy, then spills some of them
+CU_MB = 4
+# pointwise convolutions with more groups than this take the direct kernel (one cuBLAS call per group)
+CU_GEMM_GROUPS = 8
+# the widest channel block is used when it gives at least this many threads (a batch that fills the GPU) ...
+CU_WIDE_THREADS = 1 << 17
+# ... else the widest block that gives a sample at least this many threads (batch-1 latency), or one channel
+CU_MIN_THREADS = 1 << 15
+
+
+def _cu_blocks(mg: int, const_w: bool) -> list[int]:
+    """Channels per thread the direct kernel may take, widest first: the widest (a divisor of ``mg`` for run-time
+    weights, which are read in place; constant weights are padded to whole blocks), then its halvings."""
+    mb = min(CU_MB, mg)
+    if not const_w:
+        while mg % mb:
+            mb -= 1
+    out = [mb]
+    while out[-1] > 1:
+        out.append(out[-1] // 2 if out[-1] % 2 == 0 else 1)
+    return out
+
+
+def _cu_axis(v: str, o: int, n: int, k: int, s: int, d: int, pb: int, kv: str,
+             transposed: bool) -> tuple[list[str], list[str], str] | None:
+    """The loop over kernel offset ``kv`` on one axis (output index ``v`` < ``o``, input extent ``n``, kernel
+    extent ``k``, stride, dilation, begin pad): (opening lines, closing lines, the input index) with the bounds
+    checks that can fail; None when the axis is a constant 0 (an axis of extent 1 added to make the problem 3-D)."""
+    if n == 1 and o == 1 and k == 1 and pb == 0:
+        return None
+    iv = f"i{v}"
+    vv = v if o > 1 else "0"
+    open_ = [f"for (int {kv} = 0; {kv} < {k}; ++{kv}) {{"] if k > 1 else []
+    kd = (kv if d == 1 else f"{kv} * {d}") if k > 1 else "0"
+    checks = []
+    if not transposed:
+        # input index v*s - pb + kv*d
+        expr = _cu_sum([(vv, s), (kd, 1)], -pb)
+        open_.append(f"const int {iv} = {expr};")
+        if pb > 0:
+            checks.append(f"{iv} < 0")
+        if (o - 1) * s - pb + (k - 1) * d >= n:
+            checks.append(f"{iv} >= {n}")
+    else:
+        # output v = iv*s - pb + kv*d: iv = (v + pb - kv*d) / s where that divides
+        expr = _cu_sum([(vv, 1), (kd, -1)], pb)
+        uv = f"u{v}" if s > 1 else iv
+        open_.append(f"const int {uv} = {expr};")
+        if pb - (k - 1) * d < 0:
+            checks.append(f"{uv} < 0")
+        if s > 1:
+            checks.append(f"{uv} % {s} != 0")
+        if (o - 1 + pb) // s >= n:
+            checks.append(f"{uv} >= {n * s}" if s > 1 else f"{uv} >= {n}")
+        if s > 1:
+            open_.append(f"const int {iv} = {uv} / {s};")
+    close = []
+    if checks:
+        # before the division (if any), which they do not need; a kernel extent of 1: a block instead of a loop
+        at = len(open_) - 1 if s > 1 and transposed else len(open_)
+        if k > 1:
+            open_.insert(at, f"if ({' || '.join(checks)}) continue;")
+        else:
+            open_.insert(at, f"if (!({' || '.join(checks)})) {{")
+            close.append("}")
+    if k > 1:
+        close.append("}")
+    return open_, close, iv
+
+
+def _cu_sum(terms: list[tuple[str, int]], const: int) -> str:
+    """``sum(var * coeff) + const`` as C++, without zero terms (a var "0" is a zero term)."""
+    parts = []
+    for var, c in terms:
+        if var == "0" or c == 0:
+            continue
+        t = var if abs(c) == 1 else f"{var} * {abs(c)}"
+        parts.append(("- " if c < 0 else "+ ") + t)
+    if const:
+        parts.append(("- " if const < 0 else "+ ") + str(abs(const)))
+    if not parts:
+        return "0"
+    s = " ".join(parts)
+    return s[2:] if s.startswith("+ ") else "-" + s[2:]
+
+
+def _cu_direct_body(node: "Node", cg: "Emitter", geo: Geom, transposed: bool, wptr: str, const_w: bool,
+                    mgp: int, mb: int) -> str:
+    """The body of the direct kernel over thread ``t`` with ``mb`` output channels per thread."""
+    x, y, b = node.inputs[0], node.outputs[0], node.input(2)
+    group, cgr, mg, ksz, isp, osp = geo.group, geo.cg, geo.mg, geo.ksz, geo.isp, geo.osp
+    nblk = -(-mg // mb)  # constant weights are padded to whole blocks: the last may be partial
+    od, oh, ow = geo.outs
+    ih, iw = geo.ins[1:]
+    lines = []
+    # t = ((n * group + gr) * nblk + blk) * osp + p
+    if osp > 1:
+        lines.append(f"const int p = int(t % {osp});")
+    r = f"t / {osp}" if osp > 1 else "t"
+    if nblk > 1:
+        lines += [f"const int64_t r = {r};", f"const int blk = int(r % {nblk});", f"const int64_t ng = r / {nblk};"]
+    else:
+        lines.append(f"const int64_t ng = {r};")
+    gr = "0"
+    if group > 1:
+        lines.append(f"const int gr = int(ng % {group});")
+        gr = "gr"
+    blk = "blk" if nblk > 1 else "0"
+    # output coordinates
+    if od > 1:
+        lines.append(f"const int a = p / {oh * ow};")
+    if oh > 1:
+        lines.append(f"const int b = p / {ow}{f' % {oh}' if od > 1 else ''};")
+    if ow > 1:
+        lines.append(f"const int e = p{f' % {ow}' if od > 1 or oh > 1 else ''};")
+    lines.append(f"const float* __restrict__ xg = {cg.ptr(x)} + ng * {cgr * isp};")
+    # the weights of tap, channel and output channel q of the block: wb + tap * ts + c * cs + q * qs
+    m0 = _cu_sum([(blk, mb)], 0)
+    if const_w:  # packed (group, tap, C, Mg padded)
+        wb = _cu_sum([(gr, ksz * cgr * mgp), (blk, mb)], 0)
+        ts, cs, qs = cgr * mgp, mgp, 1
+    elif not transposed:  # (group * Mg, C, taps)
+        wb = _cu_sum([(gr, mg * cgr * ksz), (blk, mb * cgr * ksz)], 0)
+        ts, cs, qs = 1, ksz, cgr * ksz
+    else:  # (group * C, Mg, taps)
+        wb = _cu_sum([(gr, cgr * mg * ksz), (blk, mb * ksz)], 0)
+        ts, cs, qs = 1, mg * ksz, ksz
+    lines.append(f"const float* __restrict__ wb = {_plus(wptr, wb)};")
+    lines.append(f"float acc[{mb}] = {{}};")
+    # the tap loops, outermost axis first
+    opens, closes, idx = [], [], []
+    kdims = geo.ks
+    tapn = Nest(i=kdims[0], j=kdims[1], k=kdims[2])
+    strides_in = [ih * iw, iw, 1]
+    for ax, (v, kv) in enumerate([("a", "i"), ("b", "j"), ("e", "k")]):
+        got = _cu_axis(v, geo.outs[ax], geo.ins[ax], kdims[ax], geo.st[ax], geo.dl[ax], geo.pb[ax], kv, transposed)
+        if got is None:
+            continue
+        o_, c_, iv = got
+        opens.append(o_)
+        closes.insert(0, c_)
+        idx.append((iv, strides_in[ax]))
+    tap = tapn.lin([("i", kdims[1] * kdims[2]), ("j", kdims[2]), ("k", 1)])
+    xoff = _cu_sum(idx, 0)
+    inner = [f"const float* __restrict__ xt = {_plus('xg', xoff)};"]
+    if ts != 1 and "+" in tap:
+        tap = f"({tap})"
+    wt = "wb" if tap == "0" else (f"wb + {tap}" if ts == 1 else f"wb + {tap} * {ts}")
+    inner.append(f"const float* __restrict__ wt = {wt};")
+    chan = [f"const float xv = xt[{'c * ' + str(isp) if isp > 1 else 'c'}];",
+            f"const float* __restrict__ wc = wt + c{f' * {cs}' if cs != 1 else ''};"]
+    chan.append(f"for (int q = 0; q < {mb}; ++q) acc[q] += wc[{'q' if qs == 1 else f'q * {qs}'}] * xv;")
+    inner.append(f"for (int c = 0; c < {cgr}; ++c) {{")
+    inner += _indent(chan)
+    inner.append("}")
+    depth = 0
+    nest_lines = []
+    for o_ in opens:
+        for ln in o_:
+            nest_lines.append("  " * depth + ln)
+            if ln.endswith("{"):
+                depth += 1
+    nest_lines += ["  " * depth + ln for ln in inner]
+    for c_ in closes:
+        for ln in c_:
+            depth -= 1
+            nest_lines.append("  " * depth + ln)
+    lines += nest_lines
+    # the stores: bias, activations
+    act = activation_code(node, "v")
+    bias = ""
+    if b:
+        bias = f" + {cg.ptr(b)}[{_cu_sum([(gr, mg), ('m', 1)], 0)}]"
+    lines.append(f"float* __restrict__ yo = {cg.ptr(y)} + ng * {mg * osp}{' + p' if osp > 1 else ''};")
+    store = [f"const int m = {_cu_sum([(m0, 1), ('q', 1)], 0)};"]
+    if mg % mb:
+        store.append(f"if (m >= {mg}) break;")
+    store.append(f"float v = acc[q]{bias}; {act}yo[m{f' * {osp}' if osp > 1 else ''}] = v;")
+    lines.append(f"for (int q = 0; q < {mb}; ++q) {{")
+    lines += _indent(store)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _cu_direct(node: "Node", cg: "Emitter", geo: Geom, transposed: bool) -> str:
+    w = node.inputs[1]
+    wv = cg.const(w)
+    const_w = wv is not None
+    group, cgr, mg, ksz = geo.group, geo.cg, geo.mg, geo.ksz
+    blocks = _cu_blocks(mg, const_w)
+    mgp = -(-mg // blocks[0]) * blocks[0]
+    if const_w:
+        wf = wv.astype(np.float32)
+        if transposed:  # (group * C, Mg, taps) -> (group, taps, C, Mg)
+            packed = wf.reshape(group, cgr, mg, ksz).transpose(0, 3, 1, 2)
+        else:  # (group * Mg, C, taps) -> (group, taps, C, Mg)
+            packed = wf.reshape(group, mg, cgr, ksz).transpose(0, 3, 2, 1)
+        full = np.zeros((group, ksz, cgr, mgp), dtype=np.float32)
+        full[..., :mg] = packed
+        wptr = cg.weight(full, f"{node.name}.W_packed")
+    else:
+        wptr = cg.ptr(w)
+
+    def per_sample(mb: int) -> int:
+        return group * -(-mg // mb) * geo.osp
+
+    wide = blocks[0]
+    narrow = next((mb for mb in blocks if per_sample(mb) >= CU_MIN_THREADS), blocks[-1])
+    kind = "transposed convolution" if transposed else "convolution"
+    head = (f"// direct {kind} kernel: {group} group(s) of {cgr} -> {mg} channels, kernel {geo.ks}, "
+            f"strides {geo.st}, dilations {geo.dl}, pads {geo.pb} / {geo.pe}; a thread per output position and "
+            f"block of {{mb}} output channels\n")
+
+    def launch(mb: int) -> str:
+        total = D.cpp(D.norm(geo.batch * per_sample(mb)))
+        body = _cu_direct_body(node, cg, geo, transposed, wptr, const_w, mgp, mb)
+        return head.format(mb=mb) + cg.par_for("t", total, body)
+
+    if D.is_static(geo.batch):
+        n = int(geo.batch)
+        use = wide if n * per_sample(wide) >= CU_WIDE_THREADS else \
+            next((mb for mb in blocks if n * per_sample(mb) >= CU_MIN_THREADS), blocks[-1])
+        return launch(use)
+    if wide == narrow:
+        return launch(wide)
+    # the batch is known at run time: wide blocks for large batches, narrow ones for small
+    return (f"if (int64_t({D.cpp(geo.batch)}) * {per_sample(wide)} >= {CU_WIDE_THREADS}) {{\n"
+            + "".join("  " + ln + "\n" for ln in launch(wide).splitlines()) + "} else {\n"
+            + "".join("  " + ln + "\n" for ln in launch(narrow).splitlines()) + "}\n")
+
+
+def _cu_pointwise(node: "Node", cg: "Emitter", geo: Geom, transposed: bool) -> str:
+    """A 1x1 (transposed) convolution, stride 1, no padding: per group, Y[n] = W @ X[n] over the batch."""
+    x, w, y, b = node.inputs[0], node.inputs[1], node.outputs[0], node.input(2)
+    group, cgr, mg, osp = geo.group, geo.cg, geo.mg, geo.osp
+    lines = [f"// pointwise {'transposed ' if transposed else ''}convolution as cuBLAS products over the batch: "
+             f"{group} group(s) of {cgr} -> {mg} channels, {osp} positions\n"]
+    for gr in range(group):
+        # Conv weights (group * Mg, C): A = W[gr]; ConvTranspose weights (group * C, Mg): A = W[gr]^T
+        a = _plus(cg.ptr(w), str(gr * mg * cgr) if gr else "0")
+        xg = _plus(cg.ptr(x), str(gr * cgr * osp) if gr else "0")
+        yg = _plus(cg.ptr(y), str(gr * mg * osp) if gr else "0")
+        lines.append(f"ml4ep_cu::gemm_batched({cg.blas}, {mg}, {osp}, {cgr}, 1.0f, {a}, "
+                     f"{'true' if transposed else 'false'}, 0, {xg}, false, {geo.cin * osp}, 0.0f, {yg}, "
+                     f"{geo.cout * osp}, {D.cpp(geo.batch)});\n")
+    return "".join(lines) + _epilogue(cg, node, y, osp, cg.ptr(b) if b else None, per_row=geo.cout)
+
+
+def _emit_conv_cuda(node: "Node", cg: "Emitter") -> str:
+    geo = conv_geometry(node, cg.g)
+    if _pointwise(geo) and geo.group <= CU_GEMM_GROUPS:
+        return _cu_pointwise(node, cg, geo, False)
+    return _cu_direct(node, cg, geo, False)
+
+
+def _emit_convt_cuda(node: "Node", cg: "Emitter") -> str:
+    geo = convt_geometry(node, cg.g)
+    if _pointwise(geo) and geo.outs == geo.ins and geo.group <= CU_GEMM_GROUPS:
+        return _cu_pointwise(node, cg, geo, True)
+    return _cu_direct(node, cg, geo, True)
+
+
 register("Conv", infer=_infer_conv, emit=_emit_conv, check=_common_check, workspace=_conv_workspace,
-         batch=BR.nchw)
+         batch=BR.nchw, cuda=_emit_conv_cuda)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -861,4 +1135,4 @@ def _emit_convt(node: "Node", cg: "Emitter") -> str:
 
 
 register("ConvTranspose", infer=_infer_convt, emit=_emit_convt, check=_common_check,
-         workspace=_convt_workspace, batch=BR.nchw)
+         workspace=_convt_workspace, batch=BR.nchw, cuda=_emit_convt_cuda)
