@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import ml4ep.infer as mi
 from ml4ep.infer.dims import Dim
 from ml4ep.infer.graph import Node
 from ml4ep.infer.ops import OPS, get
@@ -103,6 +104,20 @@ def test_logsumexp_large_values_stable():
 )
 def test_other_dtypes(op, dtype):
     check_op(op, [rand(3, 5, 4, dtype=dtype, low=-3, high=4), axes(1)], const=(1,), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "op,dtype", [("ReduceMax", np.int8), ("ReduceMin", np.uint8), ("ReduceMax", np.bool_), ("ReduceMin", np.bool_)]
+)
+def test_small_int_and_bool(op, dtype):
+    check_op(op, [rand(3, 4, 5, dtype=dtype, low=0, high=9), axes(0, 2)], const=(1,))
+
+
+def test_l1_unsigned():
+    # onnxruntime has no unsigned ReduceL1: NumPy is the reference
+    x = rand(3, 4, 5, dtype=np.uint8, low=0, high=9)
+    got = mi.compile(make_model("ReduceL1", [x, axes(1)], {"keepdims": 0}, const=(1,)))(x)
+    np.testing.assert_array_equal(got, np.abs(x).sum(axis=1).astype(np.uint8))
 
 
 @pytest.mark.parametrize(

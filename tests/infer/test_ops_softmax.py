@@ -1,11 +1,12 @@
-"""Softmax and LogSoftmax against onnxruntime."""
+"""Softmax, LogSoftmax and Hardmax against onnxruntime."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from opcheck import check_op, rand
+import ml4ep.infer as mi
+from opcheck import check_op, make_model, rand
 
 
 @pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
@@ -38,3 +39,21 @@ def test_masked_rows_and_rank1():
     x[:, ::3] = -np.inf  # attention masks: those entries get probability 0
     check_op("Softmax", [x], {}, rtol=1e-5, atol=1e-6)
     check_op("LogSoftmax", [rand(11)], {}, rtol=1e-5, atol=1e-6)
+
+
+# (Hardmax before opset 13 is not tested: onnx's version converter, which lifts such models to opset 13, keeps
+# its axis unchanged instead of flattening the input at it)
+@pytest.mark.parametrize("shape,axis", [((6, 203), -1), ((3, 4, 5), 1), ((4, 3, 2), 0)])
+def test_hardmax(shape, axis):
+    x = rand(*shape)
+    x.reshape(-1)[::7] = 2.0  # ties: the first maximum wins
+    x.reshape(-1)[3::7] = 2.0
+    check_op("Hardmax", [x], {"axis": axis})
+
+
+def test_hardmax_float64_and_symbolic_batch():
+    x = rand(5, 3, 4)
+    x[:, 1:, 2] = 3.0
+    got = check_op("Hardmax", [x], {"axis": 1}, symbolic={0: {0: "N"}})[0]
+    got64 = mi.compile(make_model("Hardmax", [x.astype(np.float64)], {"axis": 1}))(x.astype(np.float64))
+    np.testing.assert_array_equal(got64, got.astype(np.float64))  # onnxruntime has Hardmax for float only

@@ -6,7 +6,8 @@ constant second input. After dropping axes of extent 1 and merging neighbouring 
 all kept, most reductions have the form ``(outer, R, inner)``: reduce the middle axis of a 3-D view. That case
 gets dedicated loops (a scalar accumulator split into partial sums when ``inner == 1``, whole rows
 accumulated at once otherwise, both contiguous in memory); other patterns, such as axes 1 and 3 of an NCHW
-tensor, accumulate into the output in one pass over the input.
+tensor, accumulate into the output in one pass over the input. The CUDA code (``_emit_reduce_cuda``,
+``_emit_arg_cuda``) is one thread per output value looping over its reduced elements, for every pattern.
 """
 
 from __future__ import annotations
@@ -249,11 +250,7 @@ def _emit_reduce(node: "Node", cg: "Emitter") -> str:
     xp, yp = cg.ptr(x), cg.ptr(y)
     if node.op_type == "ReduceLogSumExp":
         return _emit_logsumexp(node, cg, segs, ct, xp, yp)
-    red = REDUCTIONS[node.op_type]
-    if ct in ("float", "double") and node.op_type in NAN_COMBINE:
-        red = replace(red, combine=NAN_COMBINE[node.op_type])
-    elif node.op_type in INT_COMBINE and np.dtype(cg.dtype(x)).kind in "iu":
-        red = replace(red, **INT_COMBINE[node.op_type])
+    red = _reduction(node, cg)
     n_red = sum(1 for _, r in segs if r)
     if n_red <= 1:
         k = next((i for i, (_, r) in enumerate(segs) if r), len(segs))
@@ -262,6 +259,19 @@ def _emit_reduce(node: "Node", cg: "Emitter") -> str:
         inner = D.prod(e for e, _ in segs[k + 1 :])
         return _emit_ori(red, ct, xp, yp, outer, extent, inner, count_expr(count, ct))
     return _emit_general(red, ct, xp, yp, segs, cg.numel(y), count_expr(count, ct))
+
+
+def _reduction(node: "Node", cg: "Emitter") -> Reduction:
+    """The arithmetic of the node's reduction for its input type (NaN-aware maxima, wrapping integer sums)."""
+    red = REDUCTIONS[node.op_type]
+    if cg.ctype(node.inputs[0]) in ("float", "double") and node.op_type in NAN_COMBINE:
+        return replace(red, combine=NAN_COMBINE[node.op_type])
+    kind = np.dtype(cg.dtype(node.inputs[0])).kind
+    if node.op_type in INT_COMBINE and kind in "iu":
+        red = replace(red, **INT_COMBINE[node.op_type])
+        if kind == "u" and node.op_type == "ReduceL1":  # |v| = v (nvcc warns of iabs's test v < 0 there)
+            red = replace(red, pre=_ident)
+    return red
 
 
 def _post(red: Reduction, acc: str, cnt: str) -> str:
@@ -383,6 +393,77 @@ def _lse_rowwise(segs) -> bool:
     return sum(1 for _, r in segs if r) == 1 and segs[-1][1]
 
 
+# ------------------------------------------------------------------------------------------------------
+# CUDA: one thread per output value, looping over the reduced elements (for an (outer, R, inner) view with
+# inner > 1, neighbouring threads read neighbouring values: coalesced)
+
+
+def thread_view(segs, var: str = "i") -> tuple[str, list[tuple[str, D.DimLike]], str]:
+    """The input elements thread ``var`` (one output value) reduces, from the (extent, reduced) runs ``segs``:
+    ``(base, loops, offset)`` with ``base`` the C++ offset of its first element (an expression of ``var``),
+    ``loops`` the ``(index, extent)`` of the reduced runs, outermost first, and ``offset`` the C++ offset of
+    an element from ``base`` (an expression of the loop indices)."""
+    strides: list[D.DimLike] = []
+    acc: D.DimLike = 1
+    for e, _ in reversed(segs):
+        strides.insert(0, acc)
+        acc = D.norm(acc * e)
+    kept = [(e, s) for (e, r), s in zip(segs, strides) if not r]
+    terms, ystride = [], 1
+    for k in range(len(kept) - 1, -1, -1):
+        e, s = kept[k]
+        q = f"{var} / {D.cpp(ystride)}" if ystride != 1 else var
+        idx = q if k == 0 else f"{q if q == var else f'({q})'} % {D.cpp(e)}"
+        terms.insert(0, mul(idx if idx == var else f"({idx})", s))
+        ystride = D.norm(ystride * e)
+    loops, off = [], []
+    for (e, r), s in zip(segs, strides):
+        if r:
+            v = f"r{len(loops)}"
+            loops.append((v, e))
+            off.append(mul(v, s))
+    return " + ".join(terms) or "0", loops, " + ".join(off) or "0"
+
+
+def _loops(loops: list[tuple[str, D.DimLike]], stmt: str) -> str:
+    """``stmt`` inside sequential loops over ``loops``."""
+    code, ind = "", ""
+    for v, e in loops:
+        code += f"{ind}for (int64_t {v} = 0; {v} < {D.cpp(e)}; ++{v})\n"
+        ind += "  "
+    return code + ind + stmt + "\n"
+
+
+def _emit_reduce_cuda(node: "Node", cg: "Emitter") -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    shape = cg.shape(x)
+    ct = cg.ctype(x)
+    axes = _axes(node, cg.g, len(shape)) or []  # None (noop): each value on its own, through pre and post
+    segs = segments(shape, axes)
+    base, loops, off = thread_view(segs)
+    xp, yp = cg.ptr(x), cg.ptr(y)
+    body = f"const {ct}* __restrict xr = {xp} + {base};\n"
+    if node.op_type == "ReduceLogSumExp":  # m + log(sum(exp(x - m))), m the maximum (as the CPU code)
+        exp = "ml4ep_rt::expf" if ct == "float" else "std::exp"
+        zero = init_value("zero", ct)
+        body += (
+            f"{ct} mx = {init_value('lowest', ct)};\n"
+            + _loops(loops, f"mx = std::max(mx, xr[{off}]);")
+            + f"const {ct} mm = std::isinf(mx) ? {zero} : mx;\n{ct} s = {zero};\n"
+            + _loops(loops, f"s = s + {exp}(xr[{off}] - mm);")
+            + f"{yp}[i] = mm + std::log(s);\n"
+        )
+    else:
+        red = _reduction(node, cg)
+        cnt = count_expr(D.prod(shape[a] for a in axes), ct)
+        body += (
+            f"{ct} acc = {init_value(red.init, ct)};\n"
+            + _loops(loops, f"{{ const {ct} v = {red.pre(f'xr[{off}]')}; acc = {red.combine('acc', 'v')}; }}")
+            + f"{yp}[i] = {_post(red, 'acc', cnt)};\n"
+        )
+    return cg.par_for("i", cg.numel(y), body)
+
+
 def _workspace_reduce(node: "Node", g: "Graph"):
     if node.op_type != "ReduceLogSumExp":
         return []
@@ -477,6 +558,7 @@ register(
     const_inputs=(1,),
     shape_inputs=(),  # the axes
     batch=_batch_reduce,
+    cuda=_emit_reduce_cuda,
 )
 
 
@@ -539,6 +621,33 @@ def _emit_arg(node: "Node", cg: "Emitter") -> str:
     )
 
 
+def _emit_arg_cuda(node: "Node", cg: "Emitter") -> str:
+    """One thread per output value, scanning its run of the axis (the CPU code's comparisons)."""
+    x, y = node.inputs[0], node.outputs[0]
+    shape = cg.shape(x)
+    ct = cg.ctype(x)
+    outer, extent, inner = split_axis(shape, _arg_axis(node, len(shape)))
+    better = ">" if node.op_type == "ArgMax" else "<"
+    if int(node.attr("select_last_index", 0)):
+        better += "="
+    if inner == 1:
+        base = mul("i", extent)
+    else:
+        inn = D.cpp(inner)
+        base = f"{mul(f'(i / {inn})', D.norm(extent * inner))} + i % {inn}"
+    body = (
+        f"const {ct}* __restrict xr = {cg.ptr(x)} + {base};\n"
+        f"{ct} best = xr[0];\n"
+        "int64_t at = 0;\n"
+        f"for (int64_t r = 1; r < {D.cpp(extent)}; ++r) {{\n"
+        f"  const {ct} v = xr[{mul('r', inner)}];\n"
+        f"  if (v {better} best) {{ best = v; at = r; }}\n"
+        "}\n"
+        f"{cg.ptr(y)}[i] = at;\n"
+    )
+    return cg.par_for("i", D.norm(outer * inner), body)
+
+
 def _workspace_arg(node: "Node", g: "Graph"):
     t = g.t(node.inputs[0])
     _, _, inner = split_axis(t.shape, _arg_axis(node, t.rank))
@@ -568,4 +677,5 @@ register(
     fold=_fold_arg,
     check=_check_arg,
     workspace=_workspace_arg,
+    cuda=_emit_arg_cuda,
 )

@@ -5,7 +5,8 @@ Opset 13 semantics normalise along one axis (default -1); older opsets (default 
 ``(outer, R, inner)`` view; the maximum is subtracted before exponentiating, so no input overflows.
 Hardmax writes 1 at the first maximum of each row (ties go to the lowest index) and 0 elsewhere, for every
 floating-point type (compared in ``float``, ``double`` for float64). NaNs after the first element are skipped; a
-row whose first element is NaN (an all-NaN row) is all 0, as onnxruntime gives.
+row whose first element is NaN (an all-NaN row) is all 0, as onnxruntime gives. The CUDA code is one thread
+per row of the view (the same arithmetic).
 """
 
 from __future__ import annotations
@@ -119,6 +120,48 @@ def _emit_float(node: "Node", cg: "Emitter") -> str:
     return code + "}\n"
 
 
+def _rows(node: "Node", cg: "Emitter") -> tuple[D.DimLike, D.DimLike, D.DimLike, str]:
+    """CUDA: (rows, R, inner, the C++ offset of row ``i``'s first element) of the (outer, R, inner) view, one
+    thread per row (for inner > 1, neighbouring threads read neighbouring values)."""
+    outer, ext, inner = _view(node, cg.shape(node.inputs[0]), cg.g.opset)
+    if inner == 1:
+        return outer, ext, inner, mul("i", ext)
+    inn = D.cpp(inner)
+    return D.norm(outer * inner), ext, inner, f"{mul(f'(i / {inn})', D.norm(ext * inner))} + i % {inn}"
+
+
+def _emit_cuda(node: "Node", cg: "Emitter") -> str:
+    """One thread per row: its maximum, the sum of exponentials, the normalised values (the CPU code's
+    arithmetic)."""
+    x, y = node.inputs[0], node.outputs[0]
+    rows, ext, inner, base = _rows(node, cg)
+    ct = cg.ctype(x)
+    exp, zero, one = ("ml4ep_rt::expf", "0.0f", "1.0f") if ct == "float" else ("std::exp", "0.0", "1.0")
+    at = mul("r", inner)
+    loop = f"for (int64_t r = 0; r < {D.cpp(ext)}; ++r)"
+    body = (
+        f"const {ct}* __restrict xr = {cg.ptr(x)} + {base};\n"
+        f"{ct}* __restrict yr = {cg.ptr(y)} + {base};\n"
+        f"{ct} mx = -std::numeric_limits<{ct}>::infinity();\n"
+        f"{loop} mx = std::max(mx, xr[{at}]);\n"
+        f"{ct} s = {zero};\n"
+    )
+    if node.op_type == "LogSoftmax":
+        body += (
+            f"{loop} s += {exp}(xr[{at}] - mx);\n"
+            f"const {ct} ls = std::log(s);\n"
+            f"{loop} yr[{at}] = (xr[{at}] - mx) - ls;\n"
+        )
+    else:
+        # the exponentials computed twice instead of stored and read back: one pass over y, the same values
+        body += (
+            f"{loop} s += {exp}(xr[{at}] - mx);\n"
+            f"const {ct} inv = {one} / s;\n"
+            f"{loop} yr[{at}] = {exp}(xr[{at}] - mx) * inv;\n"
+        )
+    return cg.par_for("i", rows, body)
+
+
 def _workspace(node: "Node", g: "Graph"):
     _, _, inner = _view(node, g.t(node.inputs[0]).shape, g.opset)
     dt = np.float64 if g.t(node.inputs[0]).dtype == np.float64 else np.float32
@@ -134,7 +177,7 @@ def _batch_softmax(node: "Node", g: "Graph", ins, outs, in_rank, out_rank) -> bo
 
 
 register("Softmax", "LogSoftmax", infer=_infer, emit=_emit, check=_check, workspace=_workspace,
-         batch=_batch_softmax)
+         batch=_batch_softmax, cuda=_emit_cuda)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -175,4 +218,30 @@ def _emit_hardmax(node: "Node", cg: "Emitter") -> str:
     )
 
 
-register("Hardmax", infer=_infer, emit=_emit_hardmax, check=_check_hardmax, batch=_batch_softmax)
+def _emit_hardmax_cuda(node: "Node", cg: "Emitter") -> str:
+    """One thread per row: the first maximum (compared as the CPU code), then the row of 0s and its 1."""
+    x, y = node.inputs[0], node.outputs[0]
+    rows, ext, inner, base = _rows(node, cg)
+    if D.norm(rows * ext) == 0:
+        return ""
+    ct = cg.ctype(y)
+    a = "double" if cg.dtype(y) == np.float64 else "float"
+    one, zero = (f"static_cast<{ct}>(1.0f)", f"static_cast<{ct}>(0.0f)") if ct != "double" else ("1.0", "0.0")
+    at = mul("r", inner)
+    body = (
+        f"const {ct}* __restrict xr = {cg.ptr(x)} + {base};\n"
+        f"{ct}* __restrict yr = {cg.ptr(y)} + {base};\n"
+        f"{a} best = static_cast<{a}>(xr[0]);\n"
+        "int64_t arg = 0;\n"
+        f"for (int64_t r = 1; r < {D.cpp(ext)}; ++r) {{\n"
+        f"  const {a} v = static_cast<{a}>(xr[{at}]);\n"
+        "  if (v > best) {\n    best = v;\n    arg = r;\n  }\n"
+        "}\n"
+        "if (!(best == best)) arg = -1;  // a NaN first: all 0\n"
+        f"for (int64_t r = 0; r < {D.cpp(ext)}; ++r) yr[{at}] = r == arg ? {one} : {zero};\n"
+    )
+    return cg.par_for("i", rows, body)
+
+
+register("Hardmax", infer=_infer, emit=_emit_hardmax, check=_check_hardmax, batch=_batch_softmax,
+         cuda=_emit_hardmax_cuda)
