@@ -102,10 +102,43 @@ def _opset(proto: onnx.ModelProto) -> int:
     return 0
 
 
+def _hardmax_as_2d(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Hardmax before opset 13 works on its input coerced to 2-D at ``axis`` (the leading axes as rows); the version
+    converter rewrites Softmax and LogSoftmax so (Flatten, op, Reshape) but leaves Hardmax's axis, which from opset
+    13 names one axis: write Hardmax out the same way before converting (the main graph and subgraphs)."""
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+
+    def rewrite(graph: onnx.GraphProto) -> None:
+        nodes = []
+        for k, n in enumerate(graph.node):
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    rewrite(a.g)
+                for sub in a.graphs:
+                    rewrite(sub)
+            if n.op_type != "Hardmax" or n.domain not in ("", "ai.onnx"):
+                nodes.append(n)
+                continue
+            axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+            base = f"{n.name or 'hardmax'}_{k}_2d"
+            x, y = n.input[0], n.output[0]
+            nodes += [helper.make_node("Shape", [x], [f"{base}_shape"], name=f"{base}_shape"),
+                      helper.make_node("Flatten", [x], [f"{base}_flat"], axis=axis, name=f"{base}_flatten"),
+                      helper.make_node("Hardmax", [f"{base}_flat"], [f"{base}_max"], axis=1, name=n.name),
+                      helper.make_node("Reshape", [f"{base}_max", f"{base}_shape"], [y], name=f"{base}_reshape")]
+        del graph.node[:]
+        graph.node.extend(nodes)
+
+    rewrite(proto.graph)
+    return proto
+
+
 def _convert(proto: onnx.ModelProto, source: str) -> onnx.ModelProto:
     opset = _opset(proto)
     if opset >= MIN_OPSET:
         return proto
+    if opset < 13:
+        proto = _hardmax_as_2d(proto)
     try:
         from onnx import version_converter
 

@@ -41,8 +41,10 @@ inline void check(cudaError_t e, const char* what) {
 // kernels: f(i) for every i in [0, n)
 #if ML4EP_ON_GPU
 constexpr int kThreads = 256;
+// (at least 2 blocks per SM: up to 128 registers a thread; without the minimum, ptxas aims at full occupancy and
+// spills in the heavier kernels, a direct convolution's accumulators say)
 template <class F>
-__global__ void __launch_bounds__(kThreads) each_index(int64_t n, F f) {
+__global__ void __launch_bounds__(kThreads, 2) each_index(int64_t n, F f) {
   const int64_t stride = int64_t(gridDim.x) * kThreads;
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride) f(i);
 }

@@ -141,7 +141,13 @@ ML4EP_HD ML4EP_ALWAYS_INLINE T imul(T a, T b) { return static_cast<T>(static_cas
 template <typename T>
 ML4EP_HD ML4EP_ALWAYS_INLINE T ineg(T a) { return static_cast<T>(uwide<T>(0) - static_cast<uwide<T>>(a)); }
 template <typename T>
-ML4EP_HD ML4EP_ALWAYS_INLINE T iabs(T a) { return a < T(0) ? ineg(a) : a; }
+ML4EP_HD ML4EP_ALWAYS_INLINE T iabs(T a) {
+  if constexpr (std::is_unsigned<T>::value) {
+    return a;  // (no comparison with zero: nvcc warns that it is pointless)
+  } else {
+    return a < T(0) ? ineg(a) : a;
+  }
+}
 template <typename T>
 ML4EP_HD inline T idiv(T a, T b) {  // truncating, as C++ and ONNX
   if constexpr (std::is_signed<T>::value) {
