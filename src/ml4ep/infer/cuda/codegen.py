@@ -11,6 +11,7 @@ then :class:`ml4ep_cu::Session` (cpp/cuda.hpp) runs ``run`` directly or replays 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from importlib import resources
 
@@ -43,9 +44,10 @@ class CudaEmitter(Emitter):
 
     def par_for(self, var: str, extent, body: str) -> str:
         ext = extent if isinstance(extent, str) else D.cpp(extent)
+        param = f"int64_t {var}" if re.search(rf"\b{re.escape(var)}\b", body) else "int64_t"  # (unused: unnamed)
         if "\n" not in body.strip():
-            return f"ml4ep_cu::launch(stream, {ext}, [=] ML4EP_HD (int64_t {var}) {{ {body.strip()} }});\n"
-        return f"ml4ep_cu::launch(stream, {ext}, [=] ML4EP_HD (int64_t {var}) {{\n{_indent(body, '  ')}}});\n"
+            return f"ml4ep_cu::launch(stream, {ext}, [=] ML4EP_HD ({param}) {{ {body.strip()} }});\n"
+        return f"ml4ep_cu::launch(stream, {ext}, [=] ML4EP_HD ({param}) {{\n{_indent(body, '  ')}}});\n"
 
     def copy(self, dst: str, src: str, nbytes: str) -> str:
         return f"ml4ep_cu::copy({dst}, {src}, {nbytes}, stream);\n"
@@ -179,7 +181,7 @@ def _source(g: Graph, name: str, code: InferCode, guard: str, em: CudaEmitter) -
     decl = list(code.decl)
     neg = [d for d in decl[:code.checks_at]]
     run_decl = decl[code.checks_at:]
-    derived = [_derived_decl(dn, poly) for dn, poly in g.derived.defs.items()]
+    derived = ["  [[maybe_unused]]" + _derived_decl(dn, poly)[1:] for dn, poly in g.derived.defs.items()]
     if em.errors:  # the word kernels report bad data into (Model::infer raises it)
         run_decl.insert(0, "  int* const err_ = m.session.status.device();  // errors found by the kernels\n")
         tail = f"  m.session.status.after(stream);\n  ml4ep_cu::launched(\"{name}\");\n"
