@@ -263,6 +263,14 @@ def _scale(node: "Node", a: _Att, dtype) -> str:
     return literal(r * r, "double")
 
 
+def _att_options(node: "Node") -> tuple[int, float, bool, int, int]:
+    """Attention's ``(qk_matmul_output_mode, softcap, is_causal, left_window_size, right_window_size)``, defaults
+    filled in."""
+    return (int(node.attr("qk_matmul_output_mode", 0)), float(node.attr("softcap", 0.0) or 0.0),
+            bool(int(node.attr("is_causal", 0))), int(node.attr("left_window_size", -1)),
+            int(node.attr("right_window_size", -1)))
+
+
 def _emit_attention(node: "Node", cg: "Emitter") -> str:
     a = _att_plan(node, cg.g)
     qn, kn, vn = node.inputs[:3]
@@ -270,10 +278,7 @@ def _emit_attention(node: "Node", cg: "Emitter") -> str:
     qt, kt, vt = cg.ctype(qn), cg.ctype(kn), cg.ctype(vn)
     ft = _acc_type(cg.dtype(qn), cg.dtype(kn), cg.dtype(vn))
     ninf = literal(-np.inf, ft)
-    mode = int(node.attr("qk_matmul_output_mode", 0))
-    softcap = float(node.attr("softcap", 0.0) or 0.0)
-    causal = bool(int(node.attr("is_causal", 0)))
-    left, right = int(node.attr("left_window_size", -1)), int(node.attr("right_window_size", -1))
+    mode, softcap, causal, left, right = _att_options(node)
     T, B, HKV = D.cpp(a.t), D.cpp(a.b), a.hkv
     reps = a.hq // a.hkv
 
@@ -591,10 +596,7 @@ def _emit_attention_cuda(node: "Node", cg: "Emitter") -> str:
     qt, kt, vt = cg.ctype(qn), cg.ctype(kn), cg.ctype(vn)
     ft = _acc_type(cg.dtype(qn), cg.dtype(kn), cg.dtype(vn))
     ninf = literal(-np.inf, ft)
-    mode = int(node.attr("qk_matmul_output_mode", 0))
-    softcap = float(node.attr("softcap", 0.0) or 0.0)
-    causal = bool(int(node.attr("is_causal", 0)))
-    left, right = int(node.attr("left_window_size", -1)), int(node.attr("right_window_size", -1))
+    mode, softcap, causal, left, right = _att_options(node)
     T, Sq, Dk, Dv = D.cpp(a.t), D.cpp(a.sq), D.cpp(a.dk), D.cpp(a.dv)
     reps = a.hq // a.hkv
     q_st = _strides4(a, a.rank3, a.hq, a.sq, a.dk)

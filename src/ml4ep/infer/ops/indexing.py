@@ -468,14 +468,19 @@ def _nd_offset(node: "Node", xs: list, first: int, m: int, ip: str, ioff: str, f
     return code
 
 
-def _emit_gathernd(node: "Node", cg: "Emitter") -> str:
-    x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    xs, isx = cg.shape(x), cg.shape(ind)
+def _gathernd_dims(node: "Node", cg: "Emitter") -> tuple[int, int, D.DimLike, D.DimLike, D.DimLike]:
+    """GatherND's ``(b, m, nb, nq, inner)``: ``b`` batch axes (``nb`` batches), index tuples of ``m`` entries
+    (``nq`` of them per batch), each selecting a slice of ``inner`` elements."""
+    xs, isx = cg.shape(node.inputs[0]), cg.shape(node.inputs[1])
     b = int(node.attr("batch_dims", 0))
     m = int(isx[-1])
-    nb = D.prod(xs[:b])
-    nq = D.prod(isx[b:-1])
-    inner = D.prod(xs[b + m:])
+    return b, m, D.prod(xs[:b]), D.prod(isx[b:-1]), D.prod(xs[b + m:])
+
+
+def _emit_gathernd(node: "Node", cg: "Emitter") -> str:
+    x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    xs = cg.shape(x)
+    b, m, nb, nq, inner = _gathernd_dims(node, cg)
     if D.norm(nb * nq * inner) == 0:
         return ""
     bstride = D.prod(xs[b:])
@@ -495,12 +500,8 @@ def _emit_gathernd(node: "Node", cg: "Emitter") -> str:
 def _emit_gathernd_cuda(node: "Node", cg: "Emitter") -> str:
     """One thread per output element (its index tuple read by each thread of the slice)."""
     x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    xs, isx = cg.shape(x), cg.shape(ind)
-    b = int(node.attr("batch_dims", 0))
-    m = int(isx[-1])
-    nb = D.prod(xs[:b])
-    nq = D.prod(isx[b:-1])
-    inner = D.prod(xs[b + m:])
+    xs = cg.shape(x)
+    b, m, nb, nq, inner = _gathernd_dims(node, cg)
     total = D.norm(nb * nq * inner)
     if total == 0:
         return ""
@@ -529,13 +530,19 @@ def _infer_scatternd(node: "Node", g: "Graph"):
     return [(t.dtype, t.shape)]
 
 
+def _scatternd_dims(node: "Node", cg: "Emitter") -> tuple[int, D.DimLike, D.DimLike]:
+    """ScatterND's ``(m, nq, inner)``: ``nq`` index tuples of ``m`` entries, each updating a slice of ``inner``
+    elements."""
+    xs, isx = cg.shape(node.inputs[0]), cg.shape(node.inputs[1])
+    m = int(isx[-1])
+    return m, D.prod(isx[:-1]), D.prod(xs[m:])
+
+
 def _emit_scatternd(node: "Node", cg: "Emitter") -> str:
     x, ind, upd, y = node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0]
-    xs, isx = cg.shape(x), cg.shape(ind)
+    xs = cg.shape(x)
     code = _copy_data(cg, x, y)
-    m = int(isx[-1])
-    nq = D.prod(isx[:-1])
-    inner = D.prod(xs[m:])
+    m, nq, inner = _scatternd_dims(node, cg)
     if D.norm(nq * inner) == 0:
         return code
     ip, up, yp = cg.ptr(ind), cg.ptr(upd), cg.ptr(y)
@@ -559,11 +566,9 @@ def _emit_scatternd_cuda(node: "Node", cg: "Emitter") -> str:
     for its slice; larger ones one thread per element of a slice (``inner`` of them), applying the updates of
     every tuple in order (one thread in all for element updates)."""
     x, ind, upd, y = node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0]
-    xs, isx = cg.shape(x), cg.shape(ind)
+    xs = cg.shape(x)
     code = _copy_data(cg, x, y)
-    m = int(isx[-1])
-    nq = D.prod(isx[:-1])
-    inner = D.prod(xs[m:])
+    m, nq, inner = _scatternd_dims(node, cg)
     if D.norm(nq * inner) == 0:
         return code
     ip, up, yp, dt = cg.ptr(ind), cg.ptr(upd), cg.ptr(y), cg.dtype(y)
@@ -814,20 +819,24 @@ def _infer_cum(node: "Node", g: "Graph"):
     return [(t.dtype, t.shape)]
 
 
+def _cum_plan(node: "Node", cg: "Emitter") -> tuple[D.DimLike, D.DimLike, D.DimLike, str, int, bool, bool]:
+    """CumSum/CumProd's ``(outer, n, inner, op, identity, exclusive, reverse)``: ``n`` steps along the axis,
+    ``outer`` and ``inner`` elements before and after it; the C++ operator accumulating and its identity."""
+    xs = cg.shape(node.inputs[0])
+    axis = _cum_axis(node, cg.g, len(xs))
+    prod = node.op_type == "CumProd"
+    return (D.prod(xs[:axis]), xs[axis], D.prod(xs[axis + 1:]), "*" if prod else "+", 1 if prod else 0,
+            int(node.attr("exclusive", 0)) != 0, int(node.attr("reverse", 0)) != 0)
+
+
 def _emit_cum(node: "Node", cg: "Emitter") -> str:
     x, y = node.inputs[0], node.outputs[0]
-    xs = cg.shape(x)
-    axis = _cum_axis(node, cg.g, len(xs))
-    outer, n, inner = D.prod(xs[:axis]), xs[axis], D.prod(xs[axis + 1:])
+    outer, n, inner, op, identity, exclusive, reverse = _cum_plan(node, cg)
     if D.norm(outer * n * inner) == 0:
         return ""
     dt = cg.dtype(y)
     ct, a = cg.ctype(y), _sum_acc(dt)
-    prod = node.op_type == "CumProd"
-    op = "*" if prod else "+"
-    init = literal(1 if prod else 0, dt)
-    exclusive = int(node.attr("exclusive", 0)) != 0
-    reverse = int(node.attr("reverse", 0)) != 0
+    init = literal(identity, dt)
     n_c = D.cpp(n)
     # position of step s along the axis
     pos = f"({n_c} - 1 - s)" if reverse else "s"
@@ -864,17 +873,11 @@ def _emit_cum(node: "Node", cg: "Emitter") -> str:
 def _emit_cum_cuda(node: "Node", cg: "Emitter") -> str:
     """One thread per line along the axis (``outer * inner`` of them), accumulating as the CPU code does."""
     x, y = node.inputs[0], node.outputs[0]
-    xs = cg.shape(x)
-    axis = _cum_axis(node, cg.g, len(xs))
-    outer, n, inner = D.prod(xs[:axis]), xs[axis], D.prod(xs[axis + 1:])
+    outer, n, inner, op, identity, exclusive, reverse = _cum_plan(node, cg)
     if D.norm(outer * n * inner) == 0:
         return ""
     dt = cg.dtype(y)
     ct, a = cg.ctype(y), _sum_acc(dt)
-    prod = node.op_type == "CumProd"
-    op = "*" if prod else "+"
-    exclusive = int(node.attr("exclusive", 0)) != 0
-    reverse = int(node.attr("reverse", 0)) != 0
     n_c = D.cpp(n)
     pos = mul(f"({n_c} - 1 - s)" if reverse else "s", inner)
     if inner == 1:
@@ -882,7 +885,7 @@ def _emit_cum_cuda(node: "Node", cg: "Emitter") -> str:
     else:
         body = f"const int64_t base = {mul(f't / {D.cpp(inner)}', D.norm(n * inner))} + t % {D.cpp(inner)};\n"
     body += (f"const {ct}* xr = {cg.ptr(x)} + base;\n{ct}* yr = {cg.ptr(y)} + base;\n"
-             f"{a} acc = static_cast<{a}>({literal(1 if prod else 0, dt)});\n"
+             f"{a} acc = static_cast<{a}>({literal(identity, dt)});\n"
              f"for (int64_t s = 0; s < {n_c}; ++s) {{\n")
     if exclusive:
         body += (f"  const {a} v = static_cast<{a}>(xr[{pos}]);\n"

@@ -585,14 +585,19 @@ def _infer_arg(node: "Node", g: "Graph"):
     return [(np.dtype(np.int64), _out_shape(t.shape, [axis], bool(node.attr("keepdims", 1))))]
 
 
+def _arg_better(node: "Node") -> str:
+    """The C++ comparison by which ArgMax/ArgMin takes a value as the new best: ``>``/``<``, or ``>=``/``<=``
+    with select_last_index (the last of equal values wins)."""
+    better = ">" if node.op_type == "ArgMax" else "<"
+    return better + "=" if int(node.attr("select_last_index", 0)) else better
+
+
 def _emit_arg(node: "Node", cg: "Emitter") -> str:
     x, y = node.inputs[0], node.outputs[0]
     shape = cg.shape(x)
     ct = cg.ctype(x)
     outer, extent, inner = split_axis(shape, _arg_axis(node, len(shape)))
-    better = ">" if node.op_type == "ArgMax" else "<"
-    if int(node.attr("select_last_index", 0)):
-        better += "="
+    better = _arg_better(node)
     xp, yp = cg.ptr(x), cg.ptr(y)
     if inner == 1:
         return (
@@ -627,9 +632,7 @@ def _emit_arg_cuda(node: "Node", cg: "Emitter") -> str:
     shape = cg.shape(x)
     ct = cg.ctype(x)
     outer, extent, inner = split_axis(shape, _arg_axis(node, len(shape)))
-    better = ">" if node.op_type == "ArgMax" else "<"
-    if int(node.attr("select_last_index", 0)):
-        better += "="
+    better = _arg_better(node)
     if inner == 1:
         base = mul("i", extent)
     else:

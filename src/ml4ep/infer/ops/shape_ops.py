@@ -568,24 +568,30 @@ def _fold_concat(node: "Node", vals: list):
     return [tidy(np.concatenate(xs, axis=axis))]
 
 
-def _emit_concat(node: "Node", cg: "Emitter") -> str:
-    y = node.outputs[0]
-    out_shape = cg.shape(y)
+def _concat_parts(node: "Node", cg: "Emitter") -> tuple[D.DimLike, D.DimLike, list[tuple[str, D.DimLike, D.DimLike]]]:
+    """Concat's output as ``outer`` rows of ``row`` elements (the concatenation axis and those after it), and
+    its parts ``(input, width, offset)``: every present input fills ``width`` elements of each row from ``offset``
+    on (inputs of width 0 included)."""
+    out_shape = cg.shape(node.outputs[0])
     axis = norm_axis(node, int(node.attrs.get("axis", 0)), len(out_shape))
-    outer = D.prod(out_shape[:axis])
-    row = D.prod(out_shape[axis:])
     rest = D.prod(out_shape[axis + 1:])
-    ct = cg.ctype(y)
-    code = []
+    parts = []
     off: D.DimLike = 0
     for x in node.inputs:
         if not x:
             continue
         width = D.norm(cg.shape(x)[axis] * rest)
-        code.append(copy_nd(ct, cg.ptr(y), cg.ptr(x), [outer, width], [row, 1], [width, 1],
-                            dst_off=D.cpp(off)))
+        parts.append((x, width, off))
         off = D.norm(off + width)
-    return "".join(code)
+    return D.prod(out_shape[:axis]), D.prod(out_shape[axis:]), parts
+
+
+def _emit_concat(node: "Node", cg: "Emitter") -> str:
+    y = node.outputs[0]
+    outer, row, parts = _concat_parts(node, cg)
+    ct = cg.ctype(y)
+    return "".join(copy_nd(ct, cg.ptr(y), cg.ptr(x), [outer, width], [row, 1], [width, 1], dst_off=D.cpp(off))
+                   for x, width, off in parts)
 
 
 def _parts_chain(c: str, parts: list[tuple], width, stmt: Callable[[str, Any, Any], str]) -> str:
@@ -611,21 +617,9 @@ def _parts_chain(c: str, parts: list[tuple], width, stmt: Callable[[str, Any, An
 def _emit_concat_cuda(node: "Node", cg: "Emitter") -> str:
     """Concat on the GPU: one kernel over the output, each thread reading its element from the input holding it."""
     y = node.outputs[0]
-    out_shape = cg.shape(y)
-    axis = norm_axis(node, int(node.attrs.get("axis", 0)), len(out_shape))
-    outer = D.prod(out_shape[:axis])
-    row = D.prod(out_shape[axis:])
-    rest = D.prod(out_shape[axis + 1:])
+    outer, row, parts = _concat_parts(node, cg)
+    parts = [p for p in parts if p[1] != 0]
     ct = cg.ctype(y)
-    parts = []
-    off: D.DimLike = 0
-    for x in node.inputs:
-        if not x:
-            continue
-        width = D.norm(cg.shape(x)[axis] * rest)
-        if width != 0:
-            parts.append((x, width, off))
-        off = D.norm(off + width)
     if not parts or outer == 0:
         return ""
     yp = cg.ptr(y)
@@ -706,41 +700,37 @@ def _fold_split(node: "Node", vals: list):
     return [tidy(p) for p in np.split(x, bounds, axis=axis)]
 
 
-def _emit_split(node: "Node", cg: "Emitter") -> str:
-    x = node.inputs[0]
-    shape = cg.shape(x)
+def _split_parts(node: "Node", cg: "Emitter") -> tuple[D.DimLike, D.DimLike, list[tuple[str, D.DimLike, D.DimLike]]]:
+    """Split's input as ``outer`` rows of ``row`` elements (the split axis and those after it), and its parts
+    ``(output, width, offset)``: every present output takes ``width`` elements of each row from ``offset`` on
+    (outputs of width 0 included)."""
+    shape = cg.shape(node.inputs[0])
     axis = norm_axis(node, int(node.attrs.get("axis", 0)), len(shape))
-    outer = D.prod(shape[:axis])
-    row = D.prod(shape[axis:])
     rest = D.prod(shape[axis + 1:])
-    ct = cg.ctype(x)
-    code = []
+    parts = []
     off: D.DimLike = 0
     for y in node.outputs:
         width = D.norm(cg.g.t(y).shape[axis] * rest) if y else 0
         if y:
-            code.append(copy_nd(ct, cg.ptr(y), cg.ptr(x), [outer, width], [width, 1], [row, 1],
-                                src_off=D.cpp(off)))
+            parts.append((y, width, off))
         off = D.norm(off + width)
-    return "".join(code)
+    return D.prod(shape[:axis]), D.prod(shape[axis:]), parts
+
+
+def _emit_split(node: "Node", cg: "Emitter") -> str:
+    x = node.inputs[0]
+    outer, row, parts = _split_parts(node, cg)
+    ct = cg.ctype(x)
+    return "".join(copy_nd(ct, cg.ptr(y), cg.ptr(x), [outer, width], [width, 1], [row, 1], src_off=D.cpp(off))
+                   for y, width, off in parts)
 
 
 def _emit_split_cuda(node: "Node", cg: "Emitter") -> str:
     """Split on the GPU: one kernel over the input, each thread writing its element to the output holding it."""
     x = node.inputs[0]
-    shape = cg.shape(x)
-    axis = norm_axis(node, int(node.attrs.get("axis", 0)), len(shape))
-    outer = D.prod(shape[:axis])
-    row = D.prod(shape[axis:])
-    rest = D.prod(shape[axis + 1:])
+    outer, row, parts = _split_parts(node, cg)
+    parts = [p for p in parts if p[1] != 0]
     ct = cg.ctype(x)
-    parts = []
-    off: D.DimLike = 0
-    for y in node.outputs:
-        width = D.norm(cg.g.t(y).shape[axis] * rest) if y else 0
-        if y and width != 0:
-            parts.append((y, width, off))
-        off = D.norm(off + width)
     if not parts or outer == 0:
         return ""
     xp = cg.ptr(x)
@@ -998,45 +988,59 @@ def _fold_gather(node: "Node", vals: list):
     return [tidy(np.take(x, i, axis=axis))]
 
 
+def _gather_dims(node: "Node", cg: "Emitter") -> tuple[Any, Any, Any, Any]:
+    """Gather's ``(n_ax, outer, inner, nidx)``: the data's extent on the gather axis, the products of its extents
+    before and after that axis, and the number of indices."""
+    shape = cg.shape(node.inputs[0])
+    axis = _gather_axis(node, len(shape))
+    return shape[axis], D.prod(shape[:axis]), D.prod(shape[axis + 1:]), D.prod(cg.shape(node.inputs[1]))
+
+
+def _gather_const_indices(node: "Node", cg: "Emitter", n_ax: D.DimLike) -> np.ndarray | None:
+    """Gather's indices as a flat int64 array when they are constant and known to be in range at compile time
+    (on a static axis checked, negative ones made positive; on a symbolic axis all of them non-negative and below
+    its coefficient); None otherwise."""
+    v = cg.const(node.inputs[1])
+    if v is None or v.dtype == object:
+        return None
+    iv = np.asarray(v).astype(np.int64).reshape(-1)
+    if D.is_static(n_ax):
+        return _check_indices(node, iv, int(n_ax)).reshape(-1)
+    if iv.size > 0 and iv.min() >= 0 and int(iv.max()) < n_ax.coeff:
+        return iv
+    return None
+
+
 def _emit_gather(node: "Node", cg: "Emitter") -> str:
     x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    shape = cg.shape(x)
-    axis = _gather_axis(node, len(shape))
-    n_ax = shape[axis]
-    outer, inner = D.prod(shape[:axis]), D.prod(shape[axis + 1:])
-    nidx = D.prod(cg.shape(ind))
+    n_ax, outer, inner, nidx = _gather_dims(node, cg)
     if nidx == 0 or outer == 0 or inner == 0:
         return ""
     ct = cg.ctype(y)
-    v = cg.const(ind)
-    if v is not None and v.dtype != object:
-        iv = np.asarray(v).astype(np.int64).reshape(-1)
-        static_ok = D.is_static(n_ax) or (iv.size > 0 and iv.min() >= 0 and int(iv.max()) < n_ax.coeff)
-        if static_ok:
-            if D.is_static(n_ax):
-                iv = _check_indices(node, iv, int(n_ax)).reshape(-1)
-            if iv.size == 0:
-                return ""
-            k0 = int(iv[0])
-            if np.array_equal(iv, np.arange(k0, k0 + iv.size)):  # a contiguous block of rows: a slice
-                return copy_nd(ct, cg.ptr(y), cg.ptr(x), [outer, iv.size, inner],
-                               [D.norm(iv.size * inner), inner, 1], [D.norm(n_ax * inner), inner, 1],
-                               src_off=D.cpp(D.norm(k0 * inner)))
-            if iv.size <= GATHER_UNROLL:  # one copy per index and outer row, offsets known at compile time
-                o = "o" if outer != 1 else ""
-                body = ""
-                for j, k in enumerate(iv.tolist()):
-                    doff = cpp_sum([_term(o, D.norm(nidx * inner)) if o else "", D.cpp(D.norm(j * inner))])
-                    soff = cpp_sum([_term(o, D.norm(n_ax * inner)) if o else "", D.cpp(D.norm(k * inner))])
-                    body += _row_copy(ct, cg.ptr(y), doff, cg.ptr(x), soff, inner)
-                if not o:
-                    return body
-                return f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n" + "".join(
-                    "  " + line + "\n" for line in body.splitlines()) + "}\n"
-            wp = cg.weight(iv.astype(np.int64), f"{node.name}.indices")
-            body = _gather_body(ct, cg.ptr(y), cg.ptr(x), "k", outer, n_ax, nidx, inner)
-            return (f"const int64_t* idx = {wp};\n"
-                    + _gather_loops(outer, nidx, f"const int64_t k = idx[j];\n{body}"))
+    iv = _gather_const_indices(node, cg, n_ax)
+    if iv is not None:
+        if iv.size == 0:
+            return ""
+        k0 = int(iv[0])
+        if np.array_equal(iv, np.arange(k0, k0 + iv.size)):  # a contiguous block of rows: a slice
+            return copy_nd(ct, cg.ptr(y), cg.ptr(x), [outer, iv.size, inner],
+                           [D.norm(iv.size * inner), inner, 1], [D.norm(n_ax * inner), inner, 1],
+                           src_off=D.cpp(D.norm(k0 * inner)))
+        if iv.size <= GATHER_UNROLL:  # one copy per index and outer row, offsets known at compile time
+            o = "o" if outer != 1 else ""
+            body = ""
+            for j, k in enumerate(iv.tolist()):
+                doff = cpp_sum([_term(o, D.norm(nidx * inner)) if o else "", D.cpp(D.norm(j * inner))])
+                soff = cpp_sum([_term(o, D.norm(n_ax * inner)) if o else "", D.cpp(D.norm(k * inner))])
+                body += _row_copy(ct, cg.ptr(y), doff, cg.ptr(x), soff, inner)
+            if not o:
+                return body
+            return f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o) {{\n" + "".join(
+                "  " + line + "\n" for line in body.splitlines()) + "}\n"
+        wp = cg.weight(iv.astype(np.int64), f"{node.name}.indices")
+        body = _gather_body(ct, cg.ptr(y), cg.ptr(x), "k", outer, n_ax, nidx, inner)
+        return (f"const int64_t* idx = {wp};\n"
+                + _gather_loops(outer, nidx, f"const int64_t k = idx[j];\n{body}"))
     ict = cg.ctype(ind)
     msg = string(f"node '{node.name}' (Gather): index out of range")
     n_c = D.cpp(n_ax)
@@ -1055,29 +1059,21 @@ def _emit_gather_cuda(node: "Node", cg: "Emitter") -> str:
     A run-time index out of range gives 0 on the GPU, which cannot throw (as onnxruntime's CUDA Gather); the host
     build of the same code (cuda-host) throws as the CPU code does."""
     x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    shape = cg.shape(x)
-    axis = _gather_axis(node, len(shape))
-    n_ax = shape[axis]
-    outer, inner = D.prod(shape[:axis]), D.prod(shape[axis + 1:])
-    nidx = D.prod(cg.shape(ind))
+    n_ax, outer, inner, nidx = _gather_dims(node, cg)
     if nidx == 0 or outer == 0 or inner == 0:
         return ""
     ct = cg.ctype(y)
     yp, xp = cg.ptr(y), cg.ptr(x)
-    v = cg.const(ind)
+    iv = _gather_const_indices(node, cg, n_ax)
     idx, checked = cg.ptr(ind), False
-    if v is not None and v.dtype != object:
-        iv = np.asarray(v).astype(np.int64).reshape(-1)
-        if D.is_static(n_ax) or (iv.size > 0 and iv.min() >= 0 and int(iv.max()) < n_ax.coeff):
-            if D.is_static(n_ax):
-                iv = _check_indices(node, iv, int(n_ax)).reshape(-1)
-            if iv.size == 0:
-                return ""
-            k0 = int(iv[0])
-            if np.array_equal(iv, np.arange(k0, k0 + iv.size)):  # a contiguous block of rows: a slice
-                return strided_copy(cg, ct, yp, xp, [outer, iv.size, inner], [D.norm(iv.size * inner), inner, 1],
-                                    [D.norm(n_ax * inner), inner, 1], src_off=D.cpp(D.norm(k0 * inner)))
-            idx, checked = cg.weight(iv.astype(np.int64), f"{node.name}.indices"), True
+    if iv is not None:
+        if iv.size == 0:
+            return ""
+        k0 = int(iv[0])
+        if np.array_equal(iv, np.arange(k0, k0 + iv.size)):  # a contiguous block of rows: a slice
+            return strided_copy(cg, ct, yp, xp, [outer, iv.size, inner], [D.norm(iv.size * inner), inner, 1],
+                                [D.norm(n_ax * inner), inner, 1], src_off=D.cpp(D.norm(k0 * inner)))
+        idx, checked = cg.weight(iv.astype(np.int64), f"{node.name}.indices"), True
     decl = unflatten([("o" if outer != 1 else None, outer), ("j" if nidx != 1 else None, nidx),
                       ("r" if inner != 1 else None, inner)])
     j = "j" if nidx != 1 else "0"
@@ -1457,12 +1453,28 @@ def _fold_pad(node: "Node", vals: list):
     return [np.pad(x, width, mode={"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode])]
 
 
+def _pad_plan(node: "Node", cg: "Emitter") -> tuple[Sequence, Sequence, list[tuple[int, int]], str, Any]:
+    """Pad's ``(input shape, output shape, (begin, end) pads per axis, mode, constant value or None)``."""
+    shape, out = cg.shape(node.inputs[0]), cg.shape(node.outputs[0])
+    pads, axes, cv = _pad_inputs(node, cg.g)
+    return shape, out, _pad_setup(node, shape, pads, axes), _str_attr(node, "mode", "constant"), cv
+
+
+def _pad_source(mode: str, i: str, s: str, b: int, n: int) -> list[str]:
+    """The lines that set ``s``, the source index of the output index ``i`` on an axis of ``n`` elements padded
+    by ``b`` in front, in the edge, reflect or wrap ``mode``."""
+    if mode == "edge":
+        return [f"const int64_t {s} = std::min<int64_t>(std::max<int64_t>({i} - {b}, 0), {n - 1});"]
+    if mode == "reflect":
+        return [f"int64_t {s} = {i} - {b};",
+                f"{s} = {s} < 0 ? -{s} : {s};",
+                f"{s} = {s} >= {n} ? {2 * (n - 1)} - {s} : {s};"]
+    return [f"const int64_t {s} = (({i} - {b}) % {n} + {n}) % {n};"]  # wrap
+
+
 def _emit_pad(node: "Node", cg: "Emitter") -> str:
     x, y = node.inputs[0], node.outputs[0]
-    shape, out = cg.shape(x), cg.shape(y)
-    pads, axes, cv = _pad_inputs(node, cg.g)
-    pp = _pad_setup(node, shape, pads, axes)
-    mode = _str_attr(node, "mode", "constant")
+    shape, out, pp, mode, cv = _pad_plan(node, cg)
     ct = cg.ctype(y)
     ist, ost = strides(shape), strides(out)
     if mode == "constant" or all(b == 0 and e == 0 for b, e in pp):
@@ -1495,16 +1507,7 @@ def _emit_pad(node: "Node", cg: "Emitter") -> str:
         if not pp[a][0] and not pp[a][1]:
             sterms.append(_term(f"i{a}", ist[a]))
             continue
-        n = int(d)
-        if mode == "edge":
-            lines.append(f"{ind}  const int64_t s{a} = "
-                         f"std::min<int64_t>(std::max<int64_t>(i{a} - {b}, 0), {n - 1});")
-        elif mode == "reflect":
-            lines.append(f"{ind}  int64_t s{a} = i{a} - {b};")
-            lines.append(f"{ind}  s{a} = s{a} < 0 ? -s{a} : s{a};")
-            lines.append(f"{ind}  s{a} = s{a} >= {n} ? {2 * (n - 1)} - s{a} : s{a};")
-        else:  # wrap
-            lines.append(f"{ind}  const int64_t s{a} = ((i{a} - {b}) % {n} + {n}) % {n};")
+        lines += [f"{ind}  {line}" for line in _pad_source(mode, f"i{a}", f"s{a}", b, int(d))]
         sterms.append(_term(f"s{a}", ist[a]))
     ind = "  " * (last + 1)
     doff, soff = cpp_sum(dterms), cpp_sum(sterms)
@@ -1521,10 +1524,7 @@ def _emit_pad(node: "Node", cg: "Emitter") -> str:
 def _emit_pad_cuda(node: "Node", cg: "Emitter") -> str:
     """Pad on the GPU: one thread per output element, its source index per padded axis (or the padding value)."""
     x, y = node.inputs[0], node.outputs[0]
-    shape, out = cg.shape(x), cg.shape(y)
-    pads, axes, cv = _pad_inputs(node, cg.g)
-    pp = _pad_setup(node, shape, pads, axes)
-    mode = _str_attr(node, "mode", "constant")
+    shape, out, pp, mode, cv = _pad_plan(node, cg)
     ct = cg.ctype(y)
     yp, xp = cg.ptr(y), cg.ptr(x)
     n_out = D.norm(cg.g.t(y).numel)
@@ -1548,14 +1548,8 @@ def _emit_pad_cuda(node: "Node", cg: "Emitter") -> str:
         if mode == "constant":
             lines.append(f"const int64_t s{k} = {cpp_sum([f'i{k}', str(-b)])};")
             conds += ([f"s{k} >= 0"] if b > 0 else []) + ([f"s{k} < {n}"] if e > 0 else [])
-        elif mode == "edge":
-            lines.append(f"const int64_t s{k} = std::min<int64_t>(std::max<int64_t>(i{k} - {b}, 0), {n - 1});")
-        elif mode == "reflect":
-            lines.append(f"int64_t s{k} = i{k} - {b};")
-            lines.append(f"s{k} = s{k} < 0 ? -s{k} : s{k};")
-            lines.append(f"s{k} = s{k} >= {n} ? {2 * (n - 1)} - s{k} : s{k};")
-        else:  # wrap
-            lines.append(f"const int64_t s{k} = ((i{k} - {b}) % {n} + {n}) % {n};")
+        else:
+            lines += _pad_source(mode, f"i{k}", f"s{k}", b, n)
         sterms.append(_term(f"s{k}", st))
     code = "".join(line + "\n" for line in lines) + cpp_sum(sterms)
     decl = unflatten([(f"i{k}" if re.search(rf"\bi{k}\b", code) else None, g[0]) for k, g in enumerate(groups)])
