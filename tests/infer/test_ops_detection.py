@@ -113,3 +113,10 @@ def test_bad_input_names_the_node():
         mi.compile(make_model("Det", [rand(2, 3, 4)]))
     with pytest.raises(Ml4epError, match="lrn_node.*rank"):
         mi.compile(make_model("LRN", [rand(5)], {"size": 3}))
+
+
+def test_det_cuda_refuses_large_matrices():
+    # the CUDA code factors each matrix in a local array: static sizes up to 16 (the CPU code takes any)
+    assert mi.check(make_model("Det", [rand(2, 16, 16)]), device="cuda") == []
+    problems = mi.check(make_model("Det", [rand(2, 17, 17)]), device="cuda")
+    assert [p.op_type for p in problems] == ["Det"] and "up to 16" in problems[0].reason

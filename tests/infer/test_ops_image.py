@@ -10,6 +10,7 @@ from functools import partial
 
 import numpy as np
 import pytest
+from onnx.reference import ReferenceEvaluator
 
 import ml4ep.infer as mi
 from ml4ep.errors import Ml4epError
@@ -110,6 +111,27 @@ def test_col2im_and_maxunpool():
     want[:, :, :h, :w] = got["u0"]
     np.testing.assert_array_equal(got["u1"], want)
 
+
+def test_col2im_with_gaps_and_maxunpool_1d_3d():
+    # Col2Im: strides larger than the block leave image positions that no block covers (0)
+    cols = _f(2, 4, 4)
+    # MaxUnpool 1-D (stride 3 > kernel 2) and 3-D, indices into the inferred output
+    xv, ix = _f(1, 2, 4), np.array([[[0, 4, 6, 10], [13, 15, 19, 21]]], np.int64)
+    xv3, ix3 = _f(1, 1, 1, 2, 2), np.array([[[[[0, 3], [10, 15]]]]], np.int64)
+    nodes = [("Col2Im", ["cols", "img", "blk"], ["im"], {"strides": [3, 2]}),
+             ("MaxUnpool", ["xv", "ix"], ["u"], {"kernel_shape": [2], "strides": [3]}),
+             ("MaxUnpool", ["xv3", "ix3"], ["u3"], {"kernel_shape": [2, 2, 2], "strides": [2, 2, 2]})]
+    inits = {"img": np.array([5, 4], np.int64), "blk": np.array([2, 1], np.int64)}
+    feeds = {"cols": cols, "xv": xv, "ix": ix, "xv3": xv3, "ix3": ix3}
+    model = _model(nodes, feeds, ["im", "u", "u3"], inits=inits, sym={"cols": {0: "N"}}, opset=18)
+    _check(model, feeds)
+    # a 1-D image, padded and dilated: onnxruntime gets it wrong, the ONNX reference is the oracle
+    cols1 = _f(1, 6, 6)
+    model = _model([("Col2Im", ["cols1", "img1", "blk1"], ["im1"], {"pads": [1, 2], "dilations": [2]})],
+                   {"cols1": cols1}, ["im1"], inits={"img1": np.array([7], np.int64), "blk1": np.array([3], np.int64)},
+                   opset=18)
+    want = ReferenceEvaluator(model).run(None, {"cols1": cols1})[0]
+    np.testing.assert_allclose(mi.compile(model).run({"cols1": cols1})["im1"], want, rtol=1e-6, atol=1e-6)
 
 def test_roialign_and_deformconv():
     x = _f(2, 3, 9, 11, low=-2, high=2)

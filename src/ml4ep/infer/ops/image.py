@@ -8,6 +8,11 @@ be symbolic. GridSample follows the ONNX reference: a coordinate outside the val
 padding rule (zero, clamped, or reflected index); ``cubic`` uses Keys' kernel with ``a = -0.75`` and, with
 ``border``, clamps only the taps, as onnxruntime and PyTorch do (the reference also clamps the coordinate; no
 ONNX node test covers the pair); ``nearest`` rounds half to even. RoiAlign follows onnxruntime (``max`` takes the largest weighted corner of each sample).
+CUDA (docs/cuda.md): one thread per output element (GridSample and AffineGrid per output point, LpNormalization
+per line), the CPU code's arithmetic in each; Col2Im gathers the column entries of each image element from a
+constant table instead of scattering them; MaxUnpool zeroes, then scatters one thread per input element (of two
+equal indices, either value wins); DeformConv weights its group's samples as it makes them (no column scratch);
+RoiAlign reports a batch index outside X (``cg.kernel_error``) and writes 0 for that region.
 """
 
 from __future__ import annotations
@@ -194,6 +199,9 @@ def _emit_gridsample(node: "Node", cg: "Emitter") -> str:
     inner.append(f"  {cg.ptr(y)}[(n * {c} + c) * {D.cpp(p_out)} + p] = static_cast<{ct}>(acc);")
     inner.append("}")
     body += inner
+    if cg.device != "cpu":  # one thread per (n, output point), the helpers defined inside the kernel
+        head = [f"const int64_t n = u / {D.cpp(p_out)};", f"const int64_t p = u % {D.cpp(p_out)};"]
+        return cg.par_for("u", D.norm(xs[0] * p_out), "\n".join(head + lines + body) + "\n")
     lines.append(f"for (int64_t n = 0; n < {D.cpp(xs[0])}; ++n)")
     lines.append(f"  for (int64_t p = 0; p < {D.cpp(p_out)}; ++p) {{")
     lines += ["    " + s for s in body]
@@ -201,7 +209,7 @@ def _emit_gridsample(node: "Node", cg: "Emitter") -> str:
     return "\n".join(lines) + "\n"
 
 
-register("GridSample", infer=_infer_gridsample, emit=_emit_gridsample, check=_check_gridsample)
+register("GridSample", infer=_infer_gridsample, emit=_emit_gridsample, check=_check_gridsample, cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -250,6 +258,17 @@ def _emit_affine(node: "Node", cg: "Emitter") -> str:
     pts = np.concatenate([pts, np.ones((pts.shape[0], 1))], axis=1).astype(np.float64 if a == "double" else np.float32)
     wp = cg.weight(pts, f"{node.name}.base")
     npts = pts.shape[0]
+    if cg.device != "cpu":  # one thread per (n, output point)
+        return f"const {a}* __restrict base = {wp};\n" + cg.par_for("u", D.norm(ys[0] * npts), (
+            f"const int64_t q = u % {npts};\n"
+            f"const {cg.ctype(th)}* __restrict tn = {cg.ptr(th)} + (u / {npts}) * {nsp * (nsp + 1)};\n"
+            f"{ct}* __restrict yq = {cg.ptr(y)} + u * {nsp};\n"
+            f"for (int64_t r = 0; r < {nsp}; ++r) {{\n"
+            f"  {a} s = 0;\n"
+            f"  for (int64_t k = 0; k < {nsp + 1}; ++k) s += static_cast<{a}>(tn[r * {nsp + 1} + k]) * "
+            f"base[q * {nsp + 1} + k];\n"
+            f"  yq[r] = static_cast<{ct}>(s);\n"
+            "}\n"))
     return (
         f"const {a}* __restrict base = {wp};\n"
         f"for (int64_t n = 0; n < {D.cpp(ys[0])}; ++n) {{\n"
@@ -268,7 +287,7 @@ def _emit_affine(node: "Node", cg: "Emitter") -> str:
 
 
 register("AffineGrid", infer=_infer_affine, emit=_emit_affine, check=lambda n, g: _float_check(n, g, (0,)),
-         const_inputs=(1,), shape_inputs=())
+         const_inputs=(1,), shape_inputs=(), cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -301,6 +320,22 @@ def _emit_lppool(node: "Node", cg: "Emitter") -> str:
         term, fin = f"std::pow(std::abs(v), {L(p)})", f"std::pow(acc, {L(1.0 / p)})"
     od, oh, ow = geo.outs
     idd, ih, iw = geo.ins
+    if cg.device != "cpu":  # one thread per output element: its plane and coordinates from the index
+        body = [f"const int64_t pl = t / {od * oh * ow};",
+                f"const int64_t a = t / {oh * ow} % {od};",
+                f"const int64_t b = t / {ow} % {oh};",
+                f"const int64_t e = t % {ow};",
+                f"const {ct}* __restrict xp = {cg.ptr(x)} + pl * {idd * ih * iw};",
+                f"{a} acc = {L(0)};"]
+        for var, o, k, extent, ax in (("i", "a", "zi", idd, 0), ("j", "b", "zj", ih, 1), ("k", "e", "zk", iw, 2)):
+            body.append(f"for (int64_t {var} = 0; {var} < {geo.ks[ax]}; ++{var}) {{")
+            body.append(f"  const int64_t {k} = {o} * {geo.st[ax]} - {geo.pb[ax]} + {var} * {geo.dl[ax]};")
+            body.append(f"  if ({k} < 0 || {k} >= {extent}) continue;")
+        body.append(f"  const {a} v = static_cast<{a}>(xp[(zi * {ih} + zj) * {iw} + zk]);")
+        body.append(f"  acc += {term};")
+        body.append("}}}")
+        body.append(f"{cg.ptr(y)}[t] = static_cast<{ct}>({fin});")
+        return cg.par_for("t", cg.numel(y), "\n".join(body) + "\n")
     lines = [f"for (int64_t pl = 0; pl < {D.cpp(geo.planes)}; ++pl) {{",
              f"  const {ct}* __restrict xp = {cg.ptr(x)} + pl * {idd * ih * iw};",
              f"  {ct}* __restrict yp = {cg.ptr(y)} + pl * {od * oh * ow};",
@@ -321,7 +356,7 @@ def _emit_lppool(node: "Node", cg: "Emitter") -> str:
     return "\n".join(lines) + "\n"
 
 
-register("LpPool", infer=_infer_lppool, emit=_emit_lppool, check=_check_lppool, batch=BR.nchw)
+register("LpPool", infer=_infer_lppool, emit=_emit_lppool, check=_check_lppool, batch=BR.nchw, cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -354,6 +389,21 @@ def _emit_lpnorm(node: "Node", cg: "Emitter") -> str:
     p1 = int(node.attr("p", 2)) == 1
     term = "std::abs(v)" if p1 else "v * v"
     norm = "s" if p1 else "std::sqrt(s)"
+    if cg.device != "cpu":  # one thread per (outer, inner) line, as the CPU's loop body
+        return cg.par_for("t", D.norm(outer * inner), (
+            f"const {ct}* __restrict xr = {cg.ptr(x)} + (t / {D.cpp(inner)}) * {D.cpp(D.norm(ext * inner))} "
+            f"+ t % {D.cpp(inner)};\n"
+            f"{ct}* __restrict yr = {cg.ptr(y)} + (t / {D.cpp(inner)}) * {D.cpp(D.norm(ext * inner))} "
+            f"+ t % {D.cpp(inner)};\n"
+            f"{a} s = 0;\n"
+            f"for (int64_t r = 0; r < {D.cpp(ext)}; ++r) {{\n"
+            f"  const {a} v = static_cast<{a}>(xr[r * {D.cpp(inner)}]);\n"
+            f"  s += {term};\n"
+            "}\n"
+            f"const {a} nrm = {norm};\n"
+            f"const {a} inv = nrm == 0 ? {a}(0) : {a}(1) / nrm;\n"
+            f"for (int64_t r = 0; r < {D.cpp(ext)}; ++r)\n"
+            f"  yr[r * {D.cpp(inner)}] = static_cast<{ct}>(static_cast<{a}>(xr[r * {D.cpp(inner)}]) * inv);\n"))
     return (
         f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o)\n"
         f"  for (int64_t i = 0; i < {D.cpp(inner)}; ++i) {{\n"
@@ -372,7 +422,7 @@ def _emit_lpnorm(node: "Node", cg: "Emitter") -> str:
     )
 
 
-register("LpNormalization", infer=_infer_lpnorm, emit=_emit_lpnorm, check=_check_lpnorm)
+register("LpNormalization", infer=_infer_lpnorm, emit=_emit_lpnorm, check=_check_lpnorm, cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -434,6 +484,8 @@ def _emit_col2im(node: "Node", cg: "Emitter") -> str:
         ok &= (coord >= 0) & (coord < img[i])
         pos = pos * img[i] + coord
     pos = np.where(ok, pos, -1).astype(np.int64)
+    if cg.device != "cpu":
+        return _emit_col2im_cuda(node, cg, pos.reshape(-1), c, isz)
     tab = cg.weight(pos, f"{node.name}.positions")
     return (
         f"const int64_t* __restrict pos = {tab};\n"
@@ -449,8 +501,30 @@ def _emit_col2im(node: "Node", cg: "Emitter") -> str:
     )
 
 
+def _emit_col2im_cuda(node: "Node", cg: "Emitter", pos: np.ndarray, c: int, isz: int) -> str:
+    """One thread per output element, summing the column entries that land on it (no two threads write one
+    element): the entries of each image position, in the CPU's order, from a constant table (CSR)."""
+    x, y = node.inputs[0], node.outputs[0]
+    ct, a = cg.ctype(x), _acc(cg, x)
+    order = np.argsort(pos, kind="stable")  # the entries k by position, ascending k within one
+    order = order[pos[order] >= 0]
+    start = np.searchsorted(pos[order], np.arange(isz + 1)).astype(np.int64)
+    nk = pos.shape[0]
+    if order.size == 0:  # no block reaches the image: all zeros
+        return cg.par_for("t", D.norm(cg.shape(y)[0] * c * isz), f"{cg.ptr(y)}[t] = static_cast<{ct}>({a}(0));\n")
+    ks = cg.weight(order.astype(np.int64), f"{node.name}.entries")
+    st = cg.weight(start, f"{node.name}.starts")
+    return cg.par_for("t", D.norm(cg.shape(y)[0] * c * isz), (
+        f"const {ct}* __restrict xc = {cg.ptr(x)} + (t / {isz}) * {nk};\n"
+        f"const int64_t px = t % {isz};\n"
+        f"{ct} v = static_cast<{ct}>({a}(0));\n"
+        f"for (int64_t j = {st}[px]; j < {st}[px + 1]; ++j) "
+        f"v = static_cast<{ct}>(static_cast<{a}>(v) + static_cast<{a}>(xc[{ks}[j]]));\n"
+        f"{cg.ptr(y)}[t] = v;\n"))
+
+
 register("Col2Im", infer=_infer_col2im, emit=_emit_col2im, check=lambda n, g: _float_check(n, g, (0,)),
-         const_inputs=(1, 2), shape_inputs=())
+         const_inputs=(1, 2), shape_inputs=(), cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -511,6 +585,15 @@ def _emit_unpool(node: "Node", cg: "Emitter") -> str:
     for k in range(nsp):
         remap.append(f"o += (r / {st_inf[k]}) * {st_out[k]};")
         remap.append(f"r %= {st_inf[k]};")
+    if cg.device != "cpu":  # zero the output, then one thread per input element (indices outside: skipped)
+        total = D.cpp(D.norm(planes * inf_sz))
+        return cg.par_for("q", D.norm(planes * osz), f"{cg.ptr(y)}[q] = static_cast<{ct}>(0);\n") + cg.par_for(
+            "u", D.norm(planes * isz), (
+                f"const int64_t q = {cg.ptr(ix)}[u];\n"
+                f"if (q >= 0 && q < {total}) {{\n"
+                + "".join("  " + s + "\n" for s in remap) +
+                f"  {cg.ptr(y)}[(q / {inf_sz}) * {osz} + o] = {cg.ptr(x)}[u];\n"
+                "}\n"))
     body = "\n".join("      " + s for s in remap)
     return (
         f"for (int64_t q = 0; q < {D.cpp(D.norm(planes * osz))}; ++q) {cg.ptr(y)}[q] = static_cast<{ct}>(0);\n"
@@ -527,7 +610,7 @@ def _emit_unpool(node: "Node", cg: "Emitter") -> str:
 
 
 register("MaxUnpool", infer=_infer_unpool, emit=_emit_unpool, check=_check_unpool, const_inputs=(2,),
-         shape_inputs=())
+         shape_inputs=(), cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -582,6 +665,8 @@ def _emit_roialign(node: "Node", cg: "Emitter") -> str:
         upd = "acc += w1 * v1 + w2 * v2 + w3 * v3 + w4 * v4;"
         fin = "acc / static_cast<{a}>(count)"
     upd, fin = upd.format(a=a), fin.format(a=a)
+    if cg.device != "cpu":
+        return _emit_roialign_cuda(node, cg, grid_h, grid_w, minsize, upd, fin)
     return (
         f"for (int64_t r = 0; r < {D.cpp(nr)}; ++r) {{\n"
         f"  const {cg.ctype(rois)}* __restrict rr = {cg.ptr(rois)} + r * 4;\n"
@@ -633,7 +718,74 @@ def _emit_roialign(node: "Node", cg: "Emitter") -> str:
     )
 
 
-register("RoiAlign", infer=_infer_roialign, emit=_emit_roialign, check=_check_roialign)
+def _emit_roialign_cuda(node: "Node", cg: "Emitter", grid_h: str, grid_w: str, minsize: str, upd: str,
+                        fin: str) -> str:
+    """One thread per output element (region, channel, bin): the region's geometry, then the CPU's sampling loop;
+    a batch index outside X is reported (``cg.kernel_error``) and its outputs set to 0."""
+    x, rois, bi, y = node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0]
+    xs = cg.shape(x)
+    c, h, w = int(xs[1]), int(xs[2]), int(xs[3])
+    oh, ow = int(node.attr("output_height", 1)), int(node.attr("output_width", 1))
+    scale = float(node.attr("spatial_scale", 1.0))
+    half = _str_attr(node, "coordinate_transformation_mode", "half_pixel") == "half_pixel"
+    is_max = _str_attr(node, "mode", "avg") == "max"
+    a, ct = _acc(cg, x), cg.ctype(x)
+    L = lambda v: literal(v, a)  # noqa: E731
+    off = L(0.5 if half else 0.0)
+    bad = cg.kernel_error(f"node '{node.name}' (RoiAlign): batch index out of range")
+    body = (
+        f"const int64_t pw = t % {ow};\n"
+        f"const int64_t ph = t / {ow} % {oh};\n"
+        f"const int64_t c = t / {oh * ow} % {c};\n"
+        f"const int64_t r = t / {c * oh * ow};\n"
+        f"const {cg.ctype(rois)}* __restrict rr = {cg.ptr(rois)} + r * 4;\n"
+        f"const int64_t b = static_cast<int64_t>({cg.ptr(bi)}[r]);\n"
+        f"if (b < 0 || b >= {D.cpp(xs[0])}) {{\n"
+        f"  {bad}\n"
+        f"  {cg.ptr(y)}[t] = static_cast<{ct}>(0);\n"
+        "  return;\n"
+        "}\n"
+        f"const {a} sw = static_cast<{a}>(rr[0]) * {L(scale)} - {off};\n"
+        f"const {a} sh = static_cast<{a}>(rr[1]) * {L(scale)} - {off};\n"
+        f"{a} rw = static_cast<{a}>(rr[2]) * {L(scale)} - {off} - sw;\n"
+        f"{a} rh = static_cast<{a}>(rr[3]) * {L(scale)} - {off} - sh;\n"
+        + minsize.replace("  ", "", 1).replace("\n  ", "\n") +
+        f"const {a} bh = rh / {L(oh)}, bw = rw / {L(ow)};\n"
+        f"const int64_t gh = {grid_h}, gw = {grid_w};\n"
+        + ("" if is_max else "const int64_t count = std::max<int64_t>(gh * gw, 1);\n") +
+        f"const {ct}* __restrict xc = {cg.ptr(x)} + (b * {c} + c) * {h * w};\n"
+        f"{a} acc = 0;\n"
+        + ("bool first = true;\n" if is_max else "") +
+        "for (int64_t iy = 0; iy < gh; ++iy)\n"
+        "  for (int64_t ix = 0; ix < gw; ++ix) {\n"
+        f"    {a} yy = sh + static_cast<{a}>(ph) * bh + (static_cast<{a}>(iy) + {L(0.5)}) * bh / "
+        f"static_cast<{a}>(gh);\n"
+        f"    {a} xx = sw + static_cast<{a}>(pw) * bw + (static_cast<{a}>(ix) + {L(0.5)}) * bw / "
+        f"static_cast<{a}>(gw);\n"
+        f"    {a} w1 = 0, w2 = 0, w3 = 0, w4 = 0;\n"
+        "    int64_t p1 = 0, p2 = 0, p3 = 0, p4 = 0;\n"
+        f"    if (yy >= {L(-1)} && yy <= {L(h)} && xx >= {L(-1)} && xx <= {L(w)}) {{\n"
+        f"      yy = std::max(yy, {a}(0));\n"
+        f"      xx = std::max(xx, {a}(0));\n"
+        "      int64_t yl = static_cast<int64_t>(yy), xl = static_cast<int64_t>(xx), yhh, xhh;\n"
+        f"      if (yl >= {h - 1}) {{ yhh = yl = {h - 1}; yy = static_cast<{a}>(yl); }} else yhh = yl + 1;\n"
+        f"      if (xl >= {w - 1}) {{ xhh = xl = {w - 1}; xx = static_cast<{a}>(xl); }} else xhh = xl + 1;\n"
+        f"      const {a} ly = yy - static_cast<{a}>(yl), lx = xx - static_cast<{a}>(xl);\n"
+        f"      const {a} hy = {L(1)} - ly, hx = {L(1)} - lx;\n"
+        "      w1 = hy * hx; w2 = hy * lx; w3 = ly * hx; w4 = ly * lx;\n"
+        f"      p1 = yl * {w} + xl; p2 = yl * {w} + xhh; p3 = yhh * {w} + xl; p4 = yhh * {w} + xhh;\n"
+        "    }\n"
+        f"    const {a} v1 = static_cast<{a}>(xc[p1]), v2 = static_cast<{a}>(xc[p2]);\n"
+        f"    const {a} v3 = static_cast<{a}>(xc[p3]), v4 = static_cast<{a}>(xc[p4]);\n"
+        f"    {upd.replace(chr(10) + '            ', chr(10) + '    ')}\n"
+        "  }\n"
+        f"{cg.ptr(y)}[t] = static_cast<{ct}>({fin});\n"
+    )
+    return cg.par_for("t", cg.numel(y), body)
+
+
+register("RoiAlign", infer=_infer_roialign, emit=_emit_roialign, check=_check_roialign,
+         cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -693,9 +845,45 @@ def _emit_deform(node: "Node", cg: "Emitter") -> str:
     bias = f"static_cast<{a}>({cg.ptr(node.inputs[3])}[mo])" if node.input(3) else L(0)
     mask = (f"static_cast<{a}>({cg.ptr(node.inputs[4])}[((n * {og * kh * kw} + gi * {kh * kw} + ki * {kw} + kj) "
             f"* {oh} + i) * {ow} + j])") if node.input(4) else None
+    ksz = cpg * kh * kw
+    if cg.device != "cpu":  # one thread per output element: its group's samples, weighted as they are made
+        return cg.par_for("t", cg.numel(y), (
+            f"const int64_t j = t % {ow};\n"
+            f"const int64_t i = t / {ow} % {oh};\n"
+            f"const int64_t mo = t / {oh * ow} % {m};\n"
+            f"const int64_t n = t / {m * oh * ow};\n"
+            f"const {cg.ctype(wt)}* __restrict wm = {cg.ptr(wt)} + mo * {ksz};\n"
+            f"{a} s = {bias};\n"
+            f"for (int64_t cl = 0; cl < {cpg}; ++cl) {{\n"
+            f"  const int64_t ci = (mo / {mpg}) * {cpg} + cl;\n"
+            f"  const int64_t gi = ci / {cpog};\n"
+            f"  const {ct}* __restrict xc = {cg.ptr(x)} + (n * {c} + ci) * {h * w};\n"
+            f"  for (int64_t ki = 0; ki < {kh}; ++ki)\n"
+            f"    for (int64_t kj = 0; kj < {kw}; ++kj) {{\n"
+            f"      const int64_t oc = (n * {og * kh * kw * 2} + ((gi * {kh} + ki) * {kw} + kj) * 2) * {oh * ow}"
+            f" + i * {ow} + j;\n"
+            f"      const {a} py = static_cast<{a}>(i * {gm['st'][0]} - {gm['pads'][0]} + ki * {gm['dl'][0]}) + "
+            f"static_cast<{a}>({cg.ptr(off)}[oc]);\n"
+            f"      const {a} px = static_cast<{a}>(j * {gm['st'][1]} - {gm['pads'][1]} + kj * {gm['dl'][1]}) + "
+            f"static_cast<{a}>({cg.ptr(off)}[oc + {oh * ow}]);\n"
+            f"      const {a} fy = std::floor(py), fx = std::floor(px);\n"
+            "      const int64_t y0 = ml4ep_rt::to_index(fy), x0 = ml4ep_rt::to_index(fx);\n"
+            f"      const {a} ty = py - fy, tx = px - fx;\n"
+            f"      {a} v = 0;\n"
+            "      for (int64_t dy = 0; dy < 2; ++dy)\n"
+            "        for (int64_t dx = 0; dx < 2; ++dx) {\n"
+            "          const int64_t yy = y0 + dy, xx = x0 + dx;\n"
+            f"          if (yy < 0 || yy >= {h} || xx < 0 || xx >= {w}) continue;\n"
+            f"          v += (dy ? ty : {L(1)} - ty) * (dx ? tx : {L(1)} - tx) * "
+            f"static_cast<{a}>(xc[yy * {w} + xx]);\n"
+            "        }\n"
+            + (f"      v *= {mask};\n" if mask else "")
+            + f"      s += static_cast<{a}>(wm[(cl * {kh} + ki) * {kw} + kj]) * v;\n"
+            "    }\n"
+            "}\n"
+            f"{cg.ptr(y)}[t] = static_cast<{ct}>(s);\n"))
     ws = cg.workspace(0, a)
     # per (n, output position, input channel, tap): the bilinear sample, then a dot product per output channel
-    ksz = cpg * kh * kw
     return (
         f"{a}* __restrict col = {ws};\n"
         f"for (int64_t n = 0; n < {D.cpp(cg.shape(x)[0])}; ++n)\n"
@@ -745,4 +933,4 @@ def _deform_workspace(node: "Node", g: "Graph"):
 
 
 register("DeformConv", infer=_infer_deform, emit=_emit_deform, workspace=_deform_workspace,
-         check=lambda n, g: _float_check(n, g, (0, 1, 2)))
+         check=lambda n, g: _float_check(n, g, (0, 1, 2)), cuda=True)

@@ -6,7 +6,8 @@ and accumulated in double precision (a float32 sum of n products would drift pas
 ``[..., 2]`` (complex); the output is complex ``[..., 2]`` except for the inverse one-sided DFT (a real signal
 ``[..., 1]``, as ``numpy.fft.irfft``: the imaginary parts of the DC and Nyquist bins are ignored). The
 transform length, the axis, the frame step and the frame length must be compile-time constants. The window
-generators and MelWeightMatrix only fold: all their inputs must be constant.
+generators and MelWeightMatrix only fold: all their inputs must be constant. On CUDA, DFT and STFT run one thread
+per output bin, each the CPU code's sum.
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ def _emit_dft(node: "Node", cg: "Emitter") -> str:
     inn = D.cpp(inner)
     xi = "static_cast<{a}>(xr[t * {s} + 1])".format(a=a, s=f"{inn} * {cin}") if cin == 2 else None
     xre = f"static_cast<{a}>(xr[t * {inn} * {cin}])"
+    if cg.device != "cpu":
+        return _emit_dft_cuda(node, cg, tw, xre, xi)
     lines = [f"const {a}* __restrict tw = {tw};",
              f"for (int64_t o = 0; o < {D.cpp(outer)}; ++o)",
              f"  for (int64_t i = 0; i < {inn}; ++i) {{",
@@ -140,7 +143,48 @@ def _emit_dft(node: "Node", cg: "Emitter") -> str:
     return "\n".join(lines) + "\n"
 
 
-register("DFT", infer=_infer_dft, emit=_emit_dft, check=_check_dft, const_inputs=(1, 2), shape_inputs=())
+def _emit_dft_cuda(node: "Node", cg: "Emitter", tw: str, xre: str, xi: str | None) -> str:
+    """One thread per output element (outer, bin, inner): the CPU's sum over the signal for that bin."""
+    x, y = node.inputs[0], node.outputs[0]
+    axis, m, n, out_len, inverse, onesided, _ = _dft_geom(node, cg.g)
+    xs = cg.shape(x)
+    cin = int(xs[-1])
+    outer, inner = D.prod(xs[:axis]), D.prod(xs[axis + 1:-1])
+    a, ct = "double", cg.ctype(x)
+    inn = D.cpp(inner)
+    comps = 1 if inverse and onesided else 2
+    body = [f"const int64_t i = u % {inn};",
+            f"const int64_t k = u / {inn} % {out_len};",
+            f"const {ct}* __restrict xr = {cg.ptr(x)} + ((u / {D.cpp(D.norm(inner * out_len))}) * {m} * {inn} + i)"
+            f" * {cin};",
+            f"{ct}* __restrict yr = {cg.ptr(y)} + u * {comps};",
+            f"{a} re = 0" + (";" if comps == 1 else ", im = 0;")]
+    if comps == 1:
+        half = n // 2
+        body += [f"for (int64_t t = 0; t < {min(m, half + 1)}; ++t) {{",
+                 f"  const int64_t q = (t * k) % {n};",
+                 f"  const {a} c = tw[2 * q], s = tw[2 * q + 1];",
+                 f"  const {a} wgt = (t == 0 || 2 * t == {n}) ? {a}(1) : {a}(2);",
+                 f"  re += wgt * ({xre} * c" + (f" - {xi} * s" if xi else "") + ");",
+                 "}",
+                 f"yr[0] = static_cast<{ct}>(re * {literal(1.0 / n, a)});"]
+    else:
+        sgn = "+" if inverse else "-"
+        body += [f"for (int64_t t = 0; t < {min(m, n)}; ++t) {{",
+                 f"  const int64_t q = (t * k) % {n};",
+                 f"  const {a} c = tw[2 * q], s = {sgn}tw[2 * q + 1];",
+                 f"  const {a} xre = {xre};"]
+        if xi:
+            body += [f"  const {a} xim = {xi};", "  re += xre * c - xim * s;", "  im += xre * s + xim * c;"]
+        else:
+            body += ["  re += xre * c;", "  im += xre * s;"]
+        scale = f" * {literal(1.0 / n, a)}" if inverse else ""
+        body += ["}", f"yr[0] = static_cast<{ct}>(re{scale});", f"yr[1] = static_cast<{ct}>(im{scale});"]
+    return f"const {a}* __restrict tw = {tw};\n" + cg.par_for("u", D.norm(outer * out_len * inner),
+                                                              "\n".join(body) + "\n")
+
+
+register("DFT", infer=_infer_dft, emit=_emit_dft, check=_check_dft, const_inputs=(1, 2), shape_inputs=(), cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -188,6 +232,28 @@ def _emit_stft(node: "Node", cg: "Emitter") -> str:
     wv = f"static_cast<{a}>({cg.ptr(win)}[t])" if win else None
     xre = f"static_cast<{a}>(xf[t * {cin}])"
     xim = f"static_cast<{a}>(xf[t * {cin} + 1])" if cin == 2 else None
+    if cg.device != "cpu":  # one thread per output bin (batch, frame, bin)
+        head = [f"const int64_t k = u % {bins};",
+                f"const {ct}* __restrict xf = {cg.ptr(x)} + ((u / {frames * bins}) * {length} + "
+                f"(u / {bins} % {frames}) * {step}) * {cin};",
+                f"{a} re = 0, im = 0;",
+                f"for (int64_t t = 0; t < {fl}; ++t) {{",
+                f"  const int64_t q = (t * k) % {fl};",
+                f"  const {a} c = tw[2 * q], s = -tw[2 * q + 1];",
+                f"  {a} xr = {xre};"]
+        if xim:
+            head.append(f"  {a} xi = {xim};")
+        if wv:
+            head.append(f"  xr *= {wv};")
+            if xim:
+                head.append(f"  xi *= {wv};")
+        if xim:
+            head += ["  re += xr * c - xi * s;", "  im += xr * s + xi * c;"]
+        else:
+            head += ["  re += xr * c;", "  im += xr * s;"]
+        head += ["}", f"{cg.ptr(y)}[2 * u] = static_cast<{ct}>(re);", f"{cg.ptr(y)}[2 * u + 1] = static_cast<{ct}>(im);"]
+        return f"const {a}* __restrict tw = {tw};\n" + cg.par_for(
+            "u", D.norm(cg.shape(x)[0] * frames * bins), "\n".join(head) + "\n")
     lines = [f"const {a}* __restrict tw = {tw};",
              f"for (int64_t b = 0; b < {D.cpp(cg.shape(x)[0])}; ++b)",
              f"  for (int64_t f = 0; f < {frames}; ++f) {{",
@@ -224,7 +290,8 @@ def _check_stft(node: "Node", g: "Graph") -> str | None:
     return None
 
 
-register("STFT", infer=_infer_stft, emit=_emit_stft, check=_check_stft, const_inputs=(1, 3), shape_inputs=())
+register("STFT", infer=_infer_stft, emit=_emit_stft, check=_check_stft, const_inputs=(1, 3), shape_inputs=(),
+         cuda=True)
 
 
 # ------------------------------------------------------------------------------------------------------
