@@ -162,6 +162,12 @@ def test_roialign_and_deformconv():
     compiled = _check(model, {"x": x, "rois": rois, "bi": bi, "xd": xd, "off": off, "mask": mask}, atol=1e-4)
     feeds = {"x": x, "rois": rois[:2], "bi": bi[:2], "xd": xd[:1], "off": off[:1], "mask": mask[:1]}
     _check(model, feeds, compiled, atol=1e-4)
+    # a batch index outside X: an error naming the node (before, the CPU code read past X's end)
+    for b in (2, -1):
+        bad = dict(feeds, bi=np.array([0, b], np.int64))
+        if getattr(compiled, "available", True):
+            with pytest.raises(Ml4epError, match="roialign_0.*batch index out of range"):
+                compiled.run(bad)
 
 
 def test_bad_models_name_the_node():

@@ -671,6 +671,8 @@ def _emit_roialign(node: "Node", cg: "Emitter") -> str:
         f"for (int64_t r = 0; r < {D.cpp(nr)}; ++r) {{\n"
         f"  const {cg.ctype(rois)}* __restrict rr = {cg.ptr(rois)} + r * 4;\n"
         f"  const int64_t b = static_cast<int64_t>({cg.ptr(bi)}[r]);\n"
+        f"  if (b < 0 || b >= {D.cpp(cg.shape(x)[0])}) "
+        f"{cg.kernel_error(f'node {chr(39)}{node.name}{chr(39)} (RoiAlign): batch index out of range')}\n"
         f"  const {a} sw = static_cast<{a}>(rr[0]) * {L(scale)} - {off};\n"
         f"  const {a} sh = static_cast<{a}>(rr[1]) * {L(scale)} - {off};\n"
         f"  {a} rw = static_cast<{a}>(rr[2]) * {L(scale)} - {off} - sw;\n"
