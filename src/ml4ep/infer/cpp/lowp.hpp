@@ -12,6 +12,14 @@
 //   undefined; ml4ep_rt::to_int does the same for every integer type).
 #ifndef ML4EP_LOWP_V1
 #define ML4EP_LOWP_V1
+// (every conversion also runs in CUDA kernels: ML4EP_HD, defined by cpp/prelude.hpp, or here when this file stands alone)
+#ifndef ML4EP_HD
+#if defined(__CUDACC__)
+#define ML4EP_HD __host__ __device__
+#else
+#define ML4EP_HD
+#endif
+#endif
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -20,17 +28,17 @@
 namespace ml4ep_rt {
 
 namespace lowp {
-inline uint32_t bits_of(float f) {
+ML4EP_HD inline uint32_t bits_of(float f) {
   uint32_t x;
   std::memcpy(&x, &f, sizeof(x));
   return x;
 }
-inline float float_of(uint32_t x) {
+ML4EP_HD inline float float_of(uint32_t x) {
   float f;
   std::memcpy(&f, &x, sizeof(f));
   return f;
 }
-inline uint64_t bits_of(double d) {
+ML4EP_HD inline uint64_t bits_of(double d) {
   uint64_t x;
   std::memcpy(&x, &d, sizeof(x));
   return x;
@@ -41,7 +49,7 @@ constexpr uint64_t kAbs64 = 0x7fffffffffffffffull, kInf64 = 0x7ff0000000000000ul
 // exponent bias Bias: its magnitude code, (biased exponent << M) | mantissa, subnormals below 2^(1 - Bias). A code
 // beyond the format's largest finite one means overflow; the caller maps it to inf, NaN or the largest value.
 template <int M, int Bias>
-inline uint64_t round_code(uint64_t ax) {
+ML4EP_HD inline uint64_t round_code(uint64_t ax) {
   constexpr int emin = 1 - Bias;
   if (ax < (uint64_t(1) << 52)) return 0;  // zero and double subnormals: below half of every target's smallest
   const int e = static_cast<int>(ax >> 52) - 1023;
@@ -68,22 +76,22 @@ struct bfloat16 {
   uint16_t bits;
   bfloat16() = default;
   template <typename U, lowp::if_arith<U> = 0>
-  bfloat16(U v)  // NOLINT: implicit on purpose
+  ML4EP_HD bfloat16(U v)  // NOLINT: implicit on purpose
       : bits(std::is_same<U, float>::value ? from_float(static_cast<float>(v)) : from_double(static_cast<double>(v))) {}
   template <typename U, lowp::if_class<U> = 0>
-  bfloat16(const U& v) : bits(from_float(static_cast<float>(v))) {}  // NOLINT
-  operator float() const { return lowp::float_of(static_cast<uint32_t>(bits) << 16); }  // NOLINT
-  static bfloat16 from_bits(uint16_t b) {
+  ML4EP_HD bfloat16(const U& v) : bits(from_float(static_cast<float>(v))) {}  // NOLINT
+  ML4EP_HD operator float() const { return lowp::float_of(static_cast<uint32_t>(bits) << 16); }  // NOLINT
+  ML4EP_HD static bfloat16 from_bits(uint16_t b) {
     bfloat16 h;
     h.bits = b;
     return h;
   }
-  static uint16_t from_float(float f) {
+  ML4EP_HD static uint16_t from_float(float f) {
     const uint32_t x = lowp::bits_of(f);
     if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>(((x >> 16) & 0x8000u) | 0x7fc0u);
     return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
   }
-  static uint16_t from_double(double d) {
+  ML4EP_HD static uint16_t from_double(double d) {
     const uint64_t x = lowp::bits_of(d), ax = x & lowp::kAbs64;
     const uint16_t sign = static_cast<uint16_t>((x >> 48) & 0x8000u);
     if (ax > lowp::kInf64) return static_cast<uint16_t>(sign | 0x7fc0u);
@@ -102,20 +110,20 @@ struct minifloat {
   uint8_t bits;
   minifloat() = default;
   template <typename U, lowp::if_arith<U> = 0>
-  minifloat(U v) : bits(encode(static_cast<double>(v), true)) {}  // NOLINT: implicit on purpose
+  ML4EP_HD minifloat(U v) : bits(encode(static_cast<double>(v), true)) {}  // NOLINT: implicit on purpose
   template <typename U, lowp::if_class<U> = 0>
-  minifloat(const U& v) : bits(encode(static_cast<float>(v), true)) {}  // NOLINT
-  operator float() const { return decode(bits); }  // NOLINT
-  static minifloat from_bits(uint8_t b) {
+  ML4EP_HD minifloat(const U& v) : bits(encode(static_cast<float>(v), true)) {}  // NOLINT
+  ML4EP_HD operator float() const { return decode(bits); }  // NOLINT
+  ML4EP_HD static minifloat from_bits(uint8_t b) {
     minifloat h;
     h.bits = b;
     return h;
   }
   // ONNX Cast: saturate clamps out-of-range values (and inf) to the largest finite value of their sign;
   // without it they become inf (Kind 0) or NaN (Kinds 1, 2); float4e2m1 always saturates
-  static minifloat cast(double x, bool saturate) { return from_bits(encode(x, saturate)); }
+  ML4EP_HD static minifloat cast(double x, bool saturate) { return from_bits(encode(x, saturate)); }
 
-  static float decode(uint8_t b) {
+  ML4EP_HD static float decode(uint8_t b) {
     // float4e2m1: bytes with bits above the 4 set read as negative (as ml_dtypes)
     const uint32_t sign = Kind == 3 ? (b >= 8u ? 1u : 0u) : static_cast<uint32_t>(b >> 7);
     const uint32_t mag = Kind == 3 ? b & 7u : b & 0x7fu;
@@ -131,7 +139,7 @@ struct minifloat {
     return sign ? -v : v;
   }
 
-  static uint8_t encode(double d, bool saturate) {
+  ML4EP_HD static uint8_t encode(double d, bool saturate) {
     const uint64_t x = lowp::bits_of(d), ax = x & lowp::kAbs64;
     const uint32_t sign = static_cast<uint32_t>(x >> 63);
     if (ax > lowp::kInf64) {  // NaN (ml_dtypes: float4e2m1 gives the zero of the opposite sign)
@@ -167,22 +175,22 @@ struct float8e8m0 {
   uint8_t bits;
   float8e8m0() = default;
   template <typename U, lowp::if_arith<U> = 0>
-  float8e8m0(U v) : bits(encode(static_cast<float>(v), true, 0)) {}  // NOLINT: implicit on purpose
+  ML4EP_HD float8e8m0(U v) : bits(encode(static_cast<float>(v), true, 0)) {}  // NOLINT: implicit on purpose
   template <typename U, lowp::if_class<U> = 0>
-  float8e8m0(const U& v) : bits(encode(static_cast<float>(v), true, 0)) {}  // NOLINT
-  operator float() const {  // NOLINT
+  ML4EP_HD float8e8m0(const U& v) : bits(encode(static_cast<float>(v), true, 0)) {}  // NOLINT
+  ML4EP_HD operator float() const {  // NOLINT
     if (bits == 0xffu) return std::numeric_limits<float>::quiet_NaN();
     return lowp::float_of(bits == 0 ? 0x00400000u : static_cast<uint32_t>(bits) << 23);
   }
-  static float8e8m0 from_bits(uint8_t b) {
+  ML4EP_HD static float8e8m0 from_bits(uint8_t b) {
     float8e8m0 h;
     h.bits = b;
     return h;
   }
-  static float8e8m0 cast(float f, bool saturate, int round_mode = 0) {
+  ML4EP_HD static float8e8m0 cast(float f, bool saturate, int round_mode = 0) {
     return from_bits(encode(f, saturate, round_mode));
   }
-  static uint8_t encode(float f, bool saturate, int round_mode) {
+  ML4EP_HD static uint8_t encode(float f, bool saturate, int round_mode) {
     const uint32_t x = lowp::bits_of(f);
     const uint32_t e = (x >> 23) & 0xffu;
     if (e == 0xffu) return 0xffu;
@@ -206,20 +214,20 @@ struct smallint {
   uint8_t bits;
   smallint() = default;
   template <typename U, lowp::if_arith<U> = 0>
-  smallint(U v) : bits(encode(v)) {}  // NOLINT: implicit on purpose
+  ML4EP_HD smallint(U v) : bits(encode(v)) {}  // NOLINT: implicit on purpose
   template <typename U, lowp::if_class<U> = 0>
-  smallint(const U& v) : bits(encode(static_cast<float>(v))) {}  // NOLINT
-  operator int() const {  // NOLINT
+  ML4EP_HD smallint(const U& v) : bits(encode(static_cast<float>(v))) {}  // NOLINT
+  ML4EP_HD operator int() const {  // NOLINT
     const int u = static_cast<int>(bits & kMask);
     return Signed ? (u ^ static_cast<int>(kSign)) - static_cast<int>(kSign) : u;
   }
-  static smallint from_bits(uint8_t b) {
+  ML4EP_HD static smallint from_bits(uint8_t b) {
     smallint h;
     h.bits = b;
     return h;
   }
   template <typename U>
-  static uint8_t encode(U v) {
+  ML4EP_HD static uint8_t encode(U v) {
     if constexpr (std::is_floating_point<U>::value) {
       constexpr U lo = Signed ? -U(kSign) : U(0), hi = Signed ? U(kSign - 1u) : U(kMask);
       const U c = v < lo ? lo : (v > hi ? hi : (v == v ? v : U(0)));  // clamped first: the cast is in range
@@ -245,13 +253,13 @@ class numeric_limits<ml4ep_rt::bfloat16> {
   static constexpr bool is_specialized = true, is_signed = true, is_integer = false, is_exact = false;
   static constexpr bool has_infinity = true, has_quiet_NaN = true;
   static constexpr int digits = 8;
-  static T min() { return T::from_bits(0x0080u); }
-  static T max() { return T::from_bits(0x7f7fu); }
-  static T lowest() { return T::from_bits(0xff7fu); }
-  static T epsilon() { return T::from_bits(0x3c00u); }
-  static T infinity() { return T::from_bits(0x7f80u); }
-  static T quiet_NaN() { return T::from_bits(0x7fc0u); }
-  static T denorm_min() { return T::from_bits(0x0001u); }
+  ML4EP_HD static T min() { return T::from_bits(0x0080u); }
+  ML4EP_HD static T max() { return T::from_bits(0x7f7fu); }
+  ML4EP_HD static T lowest() { return T::from_bits(0xff7fu); }
+  ML4EP_HD static T epsilon() { return T::from_bits(0x3c00u); }
+  ML4EP_HD static T infinity() { return T::from_bits(0x7f80u); }
+  ML4EP_HD static T quiet_NaN() { return T::from_bits(0x7fc0u); }
+  ML4EP_HD static T denorm_min() { return T::from_bits(0x0001u); }
 };
 
 // types without inf give their largest finite value for infinity() (so -infinity() starts a max-reduction),
@@ -264,15 +272,15 @@ class numeric_limits<ml4ep_rt::minifloat<M, Bias, MaxCode, Kind>> {
   static constexpr bool is_specialized = true, is_signed = true, is_integer = false, is_exact = false;
   static constexpr bool has_infinity = Kind == 0, has_quiet_NaN = Kind != 3;
   static constexpr int digits = M + 1;
-  static T min() { return T::from_bits(static_cast<uint8_t>(1u << M)); }
-  static T max() { return T::from_bits(static_cast<uint8_t>(MaxCode)); }
-  static T lowest() { return T::from_bits(static_cast<uint8_t>(MaxCode | (1u << T::kSignShift))); }
-  static T epsilon() { return T(1.0f / static_cast<float>(1u << M)); }
-  static T infinity() { return T::from_bits(static_cast<uint8_t>(Kind == 0 ? 0x7cu : MaxCode)); }
-  static T quiet_NaN() {
+  ML4EP_HD static T min() { return T::from_bits(static_cast<uint8_t>(1u << M)); }
+  ML4EP_HD static T max() { return T::from_bits(static_cast<uint8_t>(MaxCode)); }
+  ML4EP_HD static T lowest() { return T::from_bits(static_cast<uint8_t>(MaxCode | (1u << T::kSignShift))); }
+  ML4EP_HD static T epsilon() { return T(1.0f / static_cast<float>(1u << M)); }
+  ML4EP_HD static T infinity() { return T::from_bits(static_cast<uint8_t>(Kind == 0 ? 0x7cu : MaxCode)); }
+  ML4EP_HD static T quiet_NaN() {
     return T::from_bits(static_cast<uint8_t>(Kind == 0 ? 0x7eu : Kind == 1 ? 0x7fu : Kind == 2 ? 0x80u : 0u));
   }
-  static T denorm_min() { return T::from_bits(1u); }
+  ML4EP_HD static T denorm_min() { return T::from_bits(1u); }
 };
 
 template <>
@@ -283,13 +291,13 @@ class numeric_limits<ml4ep_rt::float8e8m0> {
   static constexpr bool is_specialized = true, is_signed = false, is_integer = false, is_exact = false;
   static constexpr bool has_infinity = false, has_quiet_NaN = true;
   static constexpr int digits = 1;
-  static T min() { return T::from_bits(0u); }
-  static T max() { return T::from_bits(0xfeu); }
-  static T lowest() { return T::from_bits(0u); }
-  static T epsilon() { return T::from_bits(127u); }
-  static T infinity() { return T::from_bits(0xfeu); }
-  static T quiet_NaN() { return T::from_bits(0xffu); }
-  static T denorm_min() { return T::from_bits(0u); }
+  ML4EP_HD static T min() { return T::from_bits(0u); }
+  ML4EP_HD static T max() { return T::from_bits(0xfeu); }
+  ML4EP_HD static T lowest() { return T::from_bits(0u); }
+  ML4EP_HD static T epsilon() { return T::from_bits(127u); }
+  ML4EP_HD static T infinity() { return T::from_bits(0xfeu); }
+  ML4EP_HD static T quiet_NaN() { return T::from_bits(0xffu); }
+  ML4EP_HD static T denorm_min() { return T::from_bits(0u); }
 };
 
 template <bool Signed, int Bits>
@@ -300,13 +308,13 @@ class numeric_limits<ml4ep_rt::smallint<Signed, Bits>> {
   static constexpr bool is_specialized = true, is_signed = Signed, is_integer = true, is_exact = true;
   static constexpr bool has_infinity = false, has_quiet_NaN = false;
   static constexpr int digits = Signed ? Bits - 1 : Bits;
-  static T min() { return T::from_bits(static_cast<uint8_t>(Signed ? T::kSign : 0u)); }
-  static T max() { return T::from_bits(static_cast<uint8_t>(Signed ? T::kSign - 1u : T::kMask)); }
-  static T lowest() { return min(); }
-  static T epsilon() { return T::from_bits(0u); }
-  static T infinity() { return T::from_bits(0u); }
-  static T quiet_NaN() { return T::from_bits(0u); }
-  static T denorm_min() { return T::from_bits(0u); }
+  ML4EP_HD static T min() { return T::from_bits(static_cast<uint8_t>(Signed ? T::kSign : 0u)); }
+  ML4EP_HD static T max() { return T::from_bits(static_cast<uint8_t>(Signed ? T::kSign - 1u : T::kMask)); }
+  ML4EP_HD static T lowest() { return min(); }
+  ML4EP_HD static T epsilon() { return T::from_bits(0u); }
+  ML4EP_HD static T infinity() { return T::from_bits(0u); }
+  ML4EP_HD static T quiet_NaN() { return T::from_bits(0u); }
+  ML4EP_HD static T denorm_min() { return T::from_bits(0u); }
 };
 }  // namespace std
 #endif  // ML4EP_LOWP_V1

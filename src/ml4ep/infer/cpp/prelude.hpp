@@ -169,17 +169,17 @@ ML4EP_HD inline T irem(T a, T b) {  // the remainder of idiv (the dividend's sig
 struct half {
   uint16_t bits;
   half() = default;
-  half(float f) : bits(from_float(f)) {}  // NOLINT: implicit on purpose
-  half(double d) : bits(from_double(d)) {}  // NOLINT
+  ML4EP_HD half(float f) : bits(from_float(f)) {}  // NOLINT: implicit on purpose
+  ML4EP_HD half(double d) : bits(from_double(d)) {}  // NOLINT
   template <typename U, std::enable_if_t<std::is_integral<U>::value, int> = 0>
-  half(U v) : bits(from_double(static_cast<double>(v))) {}  // NOLINT
-  operator float() const { return to_float(bits); }  // NOLINT
-  static half from_bits(uint16_t b) {
+  ML4EP_HD half(U v) : bits(from_double(static_cast<double>(v))) {}  // NOLINT
+  ML4EP_HD operator float() const { return to_float(bits); }  // NOLINT
+  ML4EP_HD static half from_bits(uint16_t b) {
     half h;
     h.bits = b;
     return h;
   }
-  static float to_float(uint16_t h) {
+  ML4EP_HD static float to_float(uint16_t h) {
     const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
     const uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
     if (e == 0) {  // zero or subnormal: m * 2^-24
@@ -191,7 +191,7 @@ struct half {
     std::memcpy(&out, &bits, sizeof(out));
     return out;
   }
-  static uint16_t from_float(float f) {
+  ML4EP_HD static uint16_t from_float(float f) {
     uint32_t x;
     std::memcpy(&x, &f, sizeof(x));
     const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
@@ -209,7 +209,7 @@ struct half {
     ax += 0xc8000fffu + ((ax >> 13) & 1u);  // rebias the exponent (-112) and round to nearest even
     return static_cast<uint16_t>(sign | (ax >> 13));
   }
-  static uint16_t from_double(double d) {
+  ML4EP_HD static uint16_t from_double(double d) {
     uint64_t x;
     std::memcpy(&x, &d, sizeof(x));
     const uint16_t sign = static_cast<uint16_t>((x >> 48) & 0x8000u);
@@ -421,13 +421,13 @@ class numeric_limits<ml4ep_rt::half> {
   static constexpr bool is_specialized = true, is_signed = true, is_integer = false, is_exact = false;
   static constexpr bool has_infinity = true, has_quiet_NaN = true;
   static constexpr int digits = 11;
-  static ml4ep_rt::half min() { return ml4ep_rt::half::from_bits(0x0400u); }
-  static ml4ep_rt::half max() { return ml4ep_rt::half::from_bits(0x7bffu); }
-  static ml4ep_rt::half lowest() { return ml4ep_rt::half::from_bits(0xfbffu); }
-  static ml4ep_rt::half epsilon() { return ml4ep_rt::half::from_bits(0x1400u); }
-  static ml4ep_rt::half infinity() { return ml4ep_rt::half::from_bits(0x7c00u); }
-  static ml4ep_rt::half quiet_NaN() { return ml4ep_rt::half::from_bits(0x7e00u); }
-  static ml4ep_rt::half denorm_min() { return ml4ep_rt::half::from_bits(0x0001u); }
+  ML4EP_HD static ml4ep_rt::half min() { return ml4ep_rt::half::from_bits(0x0400u); }
+  ML4EP_HD static ml4ep_rt::half max() { return ml4ep_rt::half::from_bits(0x7bffu); }
+  ML4EP_HD static ml4ep_rt::half lowest() { return ml4ep_rt::half::from_bits(0xfbffu); }
+  ML4EP_HD static ml4ep_rt::half epsilon() { return ml4ep_rt::half::from_bits(0x1400u); }
+  ML4EP_HD static ml4ep_rt::half infinity() { return ml4ep_rt::half::from_bits(0x7c00u); }
+  ML4EP_HD static ml4ep_rt::half quiet_NaN() { return ml4ep_rt::half::from_bits(0x7e00u); }
+  ML4EP_HD static ml4ep_rt::half denorm_min() { return ml4ep_rt::half::from_bits(0x0001u); }
 };
 }  // namespace std
 #endif  // ML4EP_PRELUDE_V1

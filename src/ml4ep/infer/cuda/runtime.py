@@ -66,6 +66,14 @@ def _preload_cublas() -> None:
                     continue
 
 
+def _torch_dtype(torch, dt: np.dtype, model: str):
+    """The torch dtype of a tensor type (float16, bfloat16, the float8 types, ...); an error for those torch lacks."""
+    found = getattr(torch, "bool" if dt == np.bool_ else str(dt), None)
+    if not isinstance(found, torch.dtype):
+        raise InputError(f"model '{model}': torch has no dtype {dt}; pass NumPy arrays (or CuPy) for this model")
+    return found
+
+
 def _kind(x: Any) -> str:
     mod = type(x).__module__.split(".")[0]
     if mod == "torch":
@@ -288,8 +296,8 @@ class CudaModel:
         dev = feeds[0].device
         self._fast[tuple(x.shape for x in feeds)] = (
             (ctypes.c_int64 * max(1, len(dims)))(*dims), shapes,
-            [getattr(torch, "bool" if dt == np.bool_ else str(dt)) for dt, _ in self._in],
-            [getattr(torch, "bool" if dt == np.bool_ else str(dt)) for dt, _ in self._out], dev, torch)
+            [_torch_dtype(torch, dt, self.name) for dt, _ in self._in],
+            [_torch_dtype(torch, dt, self.name) for dt, _ in self._out], dev, torch)
 
     def _run_fast(self, fast, inputs) -> list | None:
         """A call with torch tensors like those of an earlier call (~the cost of the tensors' allocation); None when the
@@ -331,7 +339,7 @@ class CudaModel:
 
             device = feeds[0].device if feeds else torch.device("cuda" if self.device == "cuda" else "cpu",
                                                                  self.device_index if self.device == "cuda" else None)
-            outs = [torch.empty(s, dtype=getattr(torch, "bool" if dt == np.bool_ else str(dt)), device=device)
+            outs = [torch.empty(s, dtype=_torch_dtype(torch, dt, self.name), device=device)
                     for s, (dt, _) in zip(shapes, self._out)]
             ptrs = [t.data_ptr() for t in [*feeds, *outs]]
             stream = torch.cuda.current_stream(device).cuda_stream if self.device == "cuda" else 0
