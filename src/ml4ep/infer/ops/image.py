@@ -848,6 +848,28 @@ def _emit_deform(node: "Node", cg: "Emitter") -> str:
     mask = (f"static_cast<{a}>({cg.ptr(node.inputs[4])}[((n * {og * kh * kw} + gi * {kh * kw} + ki * {kw} + kj) "
             f"* {oh} + i) * {ow} + j])") if node.input(4) else None
     ksz = cpg * kh * kw
+
+    def sample(pre: str) -> str:
+        """The lines giving ``v``: the bilinear sample of plane ``xc`` at tap (ki, kj) of output position (i, j), moved
+        by its offset (sample n, offset group gi), times the mask when there is one (CPU and CUDA code alike)."""
+        return "".join(pre + ln + "\n" for ln in (
+            f"const int64_t oc = (n * {og * kh * kw * 2} + ((gi * {kh} + ki) * {kw} + kj) * 2) * {oh * ow} + i * {ow} + j;",
+            f"const {a} py = static_cast<{a}>(i * {gm['st'][0]} - {gm['pads'][0]} + ki * {gm['dl'][0]}) + "
+            f"static_cast<{a}>({cg.ptr(off)}[oc]);",
+            f"const {a} px = static_cast<{a}>(j * {gm['st'][1]} - {gm['pads'][1]} + kj * {gm['dl'][1]}) + "
+            f"static_cast<{a}>({cg.ptr(off)}[oc + {oh * ow}]);",
+            f"const {a} fy = std::floor(py), fx = std::floor(px);",
+            "const int64_t y0 = ml4ep_rt::to_index(fy), x0 = ml4ep_rt::to_index(fx);",
+            f"const {a} ty = py - fy, tx = px - fx;",
+            f"{a} v = 0;",
+            "for (int64_t dy = 0; dy < 2; ++dy)",
+            "  for (int64_t dx = 0; dx < 2; ++dx) {",
+            "    const int64_t yy = y0 + dy, xx = x0 + dx;",
+            f"    if (yy < 0 || yy >= {h} || xx < 0 || xx >= {w}) continue;",
+            f"    v += (dy ? ty : {L(1)} - ty) * (dx ? tx : {L(1)} - tx) * static_cast<{a}>(xc[yy * {w} + xx]);",
+            "  }",
+            *([f"v *= {mask};"] if mask else [])))
+
     if cg.device != "cpu":  # one thread per output element: its group's samples, weighted as they are made
         return cg.par_for("t", cg.numel(y), (
             f"const int64_t j = t % {ow};\n"
@@ -862,24 +884,7 @@ def _emit_deform(node: "Node", cg: "Emitter") -> str:
             f"  const {ct}* __restrict xc = {cg.ptr(x)} + (n * {c} + ci) * {h * w};\n"
             f"  for (int64_t ki = 0; ki < {kh}; ++ki)\n"
             f"    for (int64_t kj = 0; kj < {kw}; ++kj) {{\n"
-            f"      const int64_t oc = (n * {og * kh * kw * 2} + ((gi * {kh} + ki) * {kw} + kj) * 2) * {oh * ow}"
-            f" + i * {ow} + j;\n"
-            f"      const {a} py = static_cast<{a}>(i * {gm['st'][0]} - {gm['pads'][0]} + ki * {gm['dl'][0]}) + "
-            f"static_cast<{a}>({cg.ptr(off)}[oc]);\n"
-            f"      const {a} px = static_cast<{a}>(j * {gm['st'][1]} - {gm['pads'][1]} + kj * {gm['dl'][1]}) + "
-            f"static_cast<{a}>({cg.ptr(off)}[oc + {oh * ow}]);\n"
-            f"      const {a} fy = std::floor(py), fx = std::floor(px);\n"
-            "      const int64_t y0 = ml4ep_rt::to_index(fy), x0 = ml4ep_rt::to_index(fx);\n"
-            f"      const {a} ty = py - fy, tx = px - fx;\n"
-            f"      {a} v = 0;\n"
-            "      for (int64_t dy = 0; dy < 2; ++dy)\n"
-            "        for (int64_t dx = 0; dx < 2; ++dx) {\n"
-            "          const int64_t yy = y0 + dy, xx = x0 + dx;\n"
-            f"          if (yy < 0 || yy >= {h} || xx < 0 || xx >= {w}) continue;\n"
-            f"          v += (dy ? ty : {L(1)} - ty) * (dx ? tx : {L(1)} - tx) * "
-            f"static_cast<{a}>(xc[yy * {w} + xx]);\n"
-            "        }\n"
-            + (f"      v *= {mask};\n" if mask else "")
+            + sample("      ")
             + f"      s += static_cast<{a}>(wm[(cl * {kh} + ki) * {kw} + kj]) * v;\n"
             "    }\n"
             "}\n"
@@ -896,24 +901,7 @@ def _emit_deform(node: "Node", cg: "Emitter") -> str:
         f"        const {ct}* __restrict xc = {cg.ptr(x)} + (n * {c} + ci) * {h * w};\n"
         f"        for (int64_t ki = 0; ki < {kh}; ++ki)\n"
         f"          for (int64_t kj = 0; kj < {kw}; ++kj) {{\n"
-        f"            const int64_t oc = (n * {og * kh * kw * 2} + ((gi * {kh} + ki) * {kw} + kj) * 2) * {oh * ow}"
-        f" + i * {ow} + j;\n"
-        f"            const {a} py = static_cast<{a}>(i * {gm['st'][0]} - {gm['pads'][0]} + ki * {gm['dl'][0]}) + "
-        f"static_cast<{a}>({cg.ptr(off)}[oc]);\n"
-        f"            const {a} px = static_cast<{a}>(j * {gm['st'][1]} - {gm['pads'][1]} + kj * {gm['dl'][1]}) + "
-        f"static_cast<{a}>({cg.ptr(off)}[oc + {oh * ow}]);\n"
-        f"            const {a} fy = std::floor(py), fx = std::floor(px);\n"
-        "            const int64_t y0 = ml4ep_rt::to_index(fy), x0 = ml4ep_rt::to_index(fx);\n"
-        f"            const {a} ty = py - fy, tx = px - fx;\n"
-        f"            {a} v = 0;\n"
-        "            for (int64_t dy = 0; dy < 2; ++dy)\n"
-        "              for (int64_t dx = 0; dx < 2; ++dx) {\n"
-        "                const int64_t yy = y0 + dy, xx = x0 + dx;\n"
-        f"                if (yy < 0 || yy >= {h} || xx < 0 || xx >= {w}) continue;\n"
-        f"                v += (dy ? ty : {L(1)} - ty) * (dx ? tx : {L(1)} - tx) * "
-        f"static_cast<{a}>(xc[yy * {w} + xx]);\n"
-        "              }\n"
-        + (f"            v *= {mask};\n" if mask else "")
+        + sample("            ")
         + f"            col[(ci * {kh} + ki) * {kw} + kj] = v;\n"
         "          }\n"
         "      }\n"
