@@ -65,7 +65,9 @@ class CompiledModel:
     by output name, ``model.save(dir)`` writes the header, weights, ``example.cpp`` and ``CMakeLists.txt``.
     """
 
-    def __init__(self, directory: str | os.PathLike):
+    def _read_meta(self, directory: str | os.PathLike) -> None:
+        """The build folder's meta.json: name, inputs and outputs (dtypes, symbolic shapes), dimensions (also the
+        CUDA model's, :class:`ml4ep.infer.cuda.runtime.CudaModel`)."""
         self.directory = Path(directory)
         self.meta: dict = json.loads((self.directory / "meta.json").read_text())
         self.name: str = self.meta["name"]
@@ -75,6 +77,9 @@ class CompiledModel:
         self._derived = D.Derived.from_json(self.meta.get("derived", {}))
         self._in = [(_dtype(i["dtype"]), [D.from_json(d) for d in i["shape"]]) for i in self.meta["inputs"]]
         self._out = [(_dtype(o["dtype"]), [D.from_json(d) for d in o["shape"]]) for o in self.meta["outputs"]]
+
+    def __init__(self, directory: str | os.PathLike):
+        self._read_meta(directory)
         self._out_dtypes = [dt for dt, _ in self._out]
         self._runtime_dims = list(self._derived.runtime)
         self._one_to_one = len(self._in) == 1 and len(self._out) == 1 and not self._runtime_dims

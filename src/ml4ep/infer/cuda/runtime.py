@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import glob
-import json
 import os
 import shutil
 import sys
@@ -24,7 +23,7 @@ import numpy as np
 
 from .. import dims as D
 from .. import limits
-from ..runtime import CompiledModel, _dtype
+from ..runtime import CompiledModel
 from ...errors import DeviceError, InputError, Ml4epError
 
 _ERR = 2048
@@ -93,18 +92,11 @@ class CudaModel:
     """
 
     _bind = CompiledModel._bind
+    _read_meta = CompiledModel._read_meta
 
     def __init__(self, directory: str | os.PathLike, device_index: int | None = None):
-        self.directory = Path(directory)
-        self.meta: dict = json.loads((self.directory / "meta.json").read_text())
-        self.name: str = self.meta["name"]
+        self._read_meta(directory)
         self.device: str = self.meta["device"]
-        self.input_names: list[str] = [i["name"] for i in self.meta["inputs"]]
-        self.output_names: list[str] = [o["name"] for o in self.meta["outputs"]]
-        self.symbols: list[str] = list(self.meta["symbols"])
-        self._derived = D.Derived.from_json(self.meta.get("derived", {}))
-        self._in = [(_dtype(i["dtype"]), [D.from_json(d) for d in i["shape"]]) for i in self.meta["inputs"]]
-        self._out = [(_dtype(o["dtype"]), [D.from_json(d) for d in o["shape"]]) for o in self.meta["outputs"]]
         self._plans: dict[tuple, tuple[list[int], list[tuple[int, ...]]]] = {}
         self._fast: dict[tuple, tuple] = {}  # input shapes -> what a call with torch tensors needs (_remember)
         n = len(self._in) + len(self._out)
