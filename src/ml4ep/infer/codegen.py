@@ -685,8 +685,10 @@ PyMODINIT_FUNC PyInit_{module}(void) {{ return PyModule_Create(&{module}_bridge:
 """
 
 
-def _example(g: Graph, name: str) -> str:
-    """A standalone program: reads raw inputs (or makes them), runs the model, writes raw outputs."""
+def example_inputs(g: Graph, name: str) -> list[str]:
+    """The first lines of an example program's main (the CPU one, and the CUDA one of ml4ep.infer.cuda.codegen): the
+    symbolic dimensions from the command line, the host buffers of the inputs and outputs, the inputs read from a raw
+    file (or made up), the model constructed from its weights file."""
     lines = []
     lines.append("  // symbolic dimensions (batch size, ...): from the command line, default 1")
     for k, s in enumerate(g.symbols):
@@ -716,6 +718,12 @@ def _example(g: Graph, name: str) -> str:
         lines.append(f"    for (size_t j = 0; j < {v}.size(); ++j) {v}[j] = static_cast<{ctype(g.t(i).dtype)}>((j % 7) * 0.25);")
     lines.append("  }")
     lines.append(f"  {name}::Model model(argc > 1 ? argv[1] : \"{name}.bin\");")
+    return lines
+
+
+def _example(g: Graph, name: str) -> str:
+    """A standalone program: reads raw inputs (or makes them), runs the model, writes raw outputs."""
+    lines = example_inputs(g, name)
     def data(o: str, pre: str) -> str:
         d = ident(o, pre) + ".data()"
         return f"reinterpret_cast<bool*>({d})" if ctype(g.t(o).dtype) == "bool" else d

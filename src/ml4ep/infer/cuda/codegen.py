@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import dims as D
 from .. import ops as O
-from ..codegen import Emitter, InferCode, _derived_decl, _indent, ident, infer_code, prelude, reindent
+from ..codegen import Emitter, InferCode, _derived_decl, _indent, example_inputs, ident, infer_code, prelude, reindent
 from ..graph import Graph
 from ..ops.common import CTYPES, ctype
 from ..passes.memory import Plan
@@ -369,31 +369,7 @@ ML4EP_EXPORT int {module}_run_host(void* h, void* const* host, const int64_t* by
 
 def _example(g: Graph, name: str) -> str:
     """A standalone CUDA program: inputs from a raw file (or made up), copied to the GPU, run, outputs summed."""
-    lines = ["  // symbolic dimensions (batch size, ...): from the command line, default 1"]
-    for k, s in enumerate(g.symbols):
-        lines.append(f"  const int64_t {D.cpp_name(s)} = argc > {k + 3} ? std::atoll(argv[{k + 3}]) : 1;")
-    for dname, poly in g.derived.defs.items():
-        lines.append(_derived_decl(dname, poly).strip() + f"  (void){D.cpp_name(dname)};")
-    for i in g.inputs:
-        t = g.t(i)
-        ct = "unsigned char" if ctype(t.dtype) == "bool" else ctype(t.dtype)
-        lines.append(f"  std::vector<{ct}> {ident(i, 'in_')}(static_cast<size_t>({D.cpp(t.numel)}));")
-    for o in g.outputs:
-        t = g.t(o)
-        ct = "unsigned char" if ctype(t.dtype) == "bool" else ctype(t.dtype)
-        lines.append(f"  std::vector<{ct}> {ident(o, 'out_')}(static_cast<size_t>({D.cpp(t.numel)}));")
-    lines.append("  if (argc > 2 && std::string(argv[2]) != \"-\") {  // inputs: raw little-endian, in ONNX order")
-    lines.append("    std::ifstream f(argv[2], std::ios::binary);")
-    for i in g.inputs:
-        v = ident(i, "in_")
-        lines.append(f"    f.read(reinterpret_cast<char*>({v}.data()), std::streamsize({v}.size() * sizeof({v}[0])));")
-    lines.append("    if (!f) { std::fprintf(stderr, \"cannot read the inputs from %s\\n\", argv[2]); return 1; }")
-    lines.append("  } else {")
-    for i in g.inputs:
-        v = ident(i, "in_")
-        lines.append(f"    for (size_t j = 0; j < {v}.size(); ++j) {v}[j] = static_cast<{ctype(g.t(i).dtype)}>((j % 7) * 0.25);")
-    lines.append("  }")
-    lines.append(f"  {name}::Model model(argc > 1 ? argv[1] : \"{name}.bin\");")
+    lines = example_inputs(g, name)
     lines.append("  std::vector<void*> device;  // the GPU copies of the inputs and outputs")
     for t in [*g.inputs, *g.outputs]:
         v = ident(t, "in_" if t in g.inputs else "out_")
