@@ -641,6 +641,36 @@ def _infer_roialign(node: "Node", g: "Graph"):
     return [(x.dtype, (rois.shape[0], x.shape[1], oh, ow))]
 
 
+def _roi_samples(a: str, L, h: int, w: int, upd: str, pre: str) -> str:
+    """The lines of RoiAlign's sampling grid of one output bin (CPU and CUDA code alike): each sample point's four
+    bilinear taps of plane ``xc`` (none outside the plane, NaN coordinates included), then ``upd`` accumulates them."""
+    lines = [
+        "for (int64_t iy = 0; iy < gh; ++iy)",
+        "  for (int64_t ix = 0; ix < gw; ++ix) {",
+        f"    {a} yy = sh + static_cast<{a}>(ph) * bh + (static_cast<{a}>(iy) + {L(0.5)}) * bh / static_cast<{a}>(gh);",
+        f"    {a} xx = sw + static_cast<{a}>(pw) * bw + (static_cast<{a}>(ix) + {L(0.5)}) * bw / static_cast<{a}>(gw);",
+        f"    {a} w1 = 0, w2 = 0, w3 = 0, w4 = 0;",
+        "    int64_t p1 = 0, p2 = 0, p3 = 0, p4 = 0;",
+        # NaN coordinates fail the test (they are outside): no index is made of them
+        f"    if (yy >= {L(-1)} && yy <= {L(h)} && xx >= {L(-1)} && xx <= {L(w)}) {{",
+        f"      yy = std::max(yy, {a}(0));",
+        f"      xx = std::max(xx, {a}(0));",
+        "      int64_t yl = static_cast<int64_t>(yy), xl = static_cast<int64_t>(xx), yhh, xhh;",
+        f"      if (yl >= {h - 1}) {{ yhh = yl = {h - 1}; yy = static_cast<{a}>(yl); }} else yhh = yl + 1;",
+        f"      if (xl >= {w - 1}) {{ xhh = xl = {w - 1}; xx = static_cast<{a}>(xl); }} else xhh = xl + 1;",
+        f"      const {a} ly = yy - static_cast<{a}>(yl), lx = xx - static_cast<{a}>(xl);",
+        f"      const {a} hy = {L(1)} - ly, hx = {L(1)} - lx;",
+        "      w1 = hy * hx; w2 = hy * lx; w3 = ly * hx; w4 = ly * lx;",
+        f"      p1 = yl * {w} + xl; p2 = yl * {w} + xhh; p3 = yhh * {w} + xl; p4 = yhh * {w} + xhh;",
+        "    }",
+        f"    const {a} v1 = static_cast<{a}>(xc[p1]), v2 = static_cast<{a}>(xc[p2]);",
+        f"    const {a} v3 = static_cast<{a}>(xc[p3]), v4 = static_cast<{a}>(xc[p4]);",
+        *[f"    {ln.strip()}" for ln in upd.split("\n")],
+        "  }",
+    ]
+    return "".join(pre + ln + "\n" for ln in lines)
+
+
 def _emit_roialign(node: "Node", cg: "Emitter") -> str:
     x, rois, bi, y = node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0]
     _, c, h, w = cg.shape(x)
@@ -686,33 +716,8 @@ def _emit_roialign(node: "Node", cg: "Emitter") -> str:
         f"    for (int64_t ph = 0; ph < {oh}; ++ph)\n"
         f"      for (int64_t pw = 0; pw < {ow}; ++pw) {{\n"
         f"        {a} acc = 0;\n"
-        + ("        bool first = true;\n" if is_max else "") +
-        "        for (int64_t iy = 0; iy < gh; ++iy)\n"
-        "          for (int64_t ix = 0; ix < gw; ++ix) {\n"
-        f"            {a} yy = sh + static_cast<{a}>(ph) * bh + (static_cast<{a}>(iy) + {L(0.5)}) * bh / "
-        f"static_cast<{a}>(gh);\n"
-        f"            {a} xx = sw + static_cast<{a}>(pw) * bw + (static_cast<{a}>(ix) + {L(0.5)}) * bw / "
-        f"static_cast<{a}>(gw);\n"
-        f"            {a} w1 = 0, w2 = 0, w3 = 0, w4 = 0;\n"
-        "            int64_t p1 = 0, p2 = 0, p3 = 0, p4 = 0;\n"
-        # NaN coordinates fail the test (they are outside): no index is made of them
-        f"            if (yy >= {L(-1)} && yy <= {L(h)} && xx >= {L(-1)} && xx <= {L(w)}) {{\n"
-        f"              yy = std::max(yy, {a}(0));\n"
-        f"              xx = std::max(xx, {a}(0));\n"
-        "              int64_t yl = static_cast<int64_t>(yy), xl = static_cast<int64_t>(xx), yhh, xhh;\n"
-        f"              if (yl >= {h - 1}) {{ yhh = yl = {h - 1}; yy = static_cast<{a}>(yl); }} "
-        "else yhh = yl + 1;\n"
-        f"              if (xl >= {w - 1}) {{ xhh = xl = {w - 1}; xx = static_cast<{a}>(xl); }} "
-        "else xhh = xl + 1;\n"
-        f"              const {a} ly = yy - static_cast<{a}>(yl), lx = xx - static_cast<{a}>(xl);\n"
-        f"              const {a} hy = {L(1)} - ly, hx = {L(1)} - lx;\n"
-        "              w1 = hy * hx; w2 = hy * lx; w3 = ly * hx; w4 = ly * lx;\n"
-        f"              p1 = yl * {w} + xl; p2 = yl * {w} + xhh; p3 = yhh * {w} + xl; p4 = yhh * {w} + xhh;\n"
-        "            }\n"
-        f"            const {a} v1 = static_cast<{a}>(xc[p1]), v2 = static_cast<{a}>(xc[p2]);\n"
-        f"            const {a} v3 = static_cast<{a}>(xc[p3]), v4 = static_cast<{a}>(xc[p4]);\n"
-        f"            {upd}\n"
-        "          }\n"
+        + ("        bool first = true;\n" if is_max else "")
+        + _roi_samples(a, L, h, w, upd, "        ") +
         f"        {cg.ptr(y)}[((r * {c} + c) * {oh} + ph) * {ow} + pw] = static_cast<{ct}>({fin});\n"
         "      }\n"
         "  }\n"
@@ -757,30 +762,8 @@ def _emit_roialign_cuda(node: "Node", cg: "Emitter", grid_h: str, grid_w: str, m
         + ("" if is_max else "const int64_t count = std::max<int64_t>(gh * gw, 1);\n") +
         f"const {ct}* __restrict xc = {cg.ptr(x)} + (b * {c} + c) * {h * w};\n"
         f"{a} acc = 0;\n"
-        + ("bool first = true;\n" if is_max else "") +
-        "for (int64_t iy = 0; iy < gh; ++iy)\n"
-        "  for (int64_t ix = 0; ix < gw; ++ix) {\n"
-        f"    {a} yy = sh + static_cast<{a}>(ph) * bh + (static_cast<{a}>(iy) + {L(0.5)}) * bh / "
-        f"static_cast<{a}>(gh);\n"
-        f"    {a} xx = sw + static_cast<{a}>(pw) * bw + (static_cast<{a}>(ix) + {L(0.5)}) * bw / "
-        f"static_cast<{a}>(gw);\n"
-        f"    {a} w1 = 0, w2 = 0, w3 = 0, w4 = 0;\n"
-        "    int64_t p1 = 0, p2 = 0, p3 = 0, p4 = 0;\n"
-        f"    if (yy >= {L(-1)} && yy <= {L(h)} && xx >= {L(-1)} && xx <= {L(w)}) {{\n"
-        f"      yy = std::max(yy, {a}(0));\n"
-        f"      xx = std::max(xx, {a}(0));\n"
-        "      int64_t yl = static_cast<int64_t>(yy), xl = static_cast<int64_t>(xx), yhh, xhh;\n"
-        f"      if (yl >= {h - 1}) {{ yhh = yl = {h - 1}; yy = static_cast<{a}>(yl); }} else yhh = yl + 1;\n"
-        f"      if (xl >= {w - 1}) {{ xhh = xl = {w - 1}; xx = static_cast<{a}>(xl); }} else xhh = xl + 1;\n"
-        f"      const {a} ly = yy - static_cast<{a}>(yl), lx = xx - static_cast<{a}>(xl);\n"
-        f"      const {a} hy = {L(1)} - ly, hx = {L(1)} - lx;\n"
-        "      w1 = hy * hx; w2 = hy * lx; w3 = ly * hx; w4 = ly * lx;\n"
-        f"      p1 = yl * {w} + xl; p2 = yl * {w} + xhh; p3 = yhh * {w} + xl; p4 = yhh * {w} + xhh;\n"
-        "    }\n"
-        f"    const {a} v1 = static_cast<{a}>(xc[p1]), v2 = static_cast<{a}>(xc[p2]);\n"
-        f"    const {a} v3 = static_cast<{a}>(xc[p3]), v4 = static_cast<{a}>(xc[p4]);\n"
-        f"    {upd.replace(chr(10) + '            ', chr(10) + '    ')}\n"
-        "  }\n"
+        + ("bool first = true;\n" if is_max else "")
+        + _roi_samples(a, L, h, w, upd, "") +
         f"{cg.ptr(y)}[t] = static_cast<{ct}>({fin});\n"
     )
     return cg.par_for("t", cg.numel(y), body)
