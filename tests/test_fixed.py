@@ -56,7 +56,7 @@ def oracle(tmp_path_factory, ap_types):
              f"static const long long raws[] = {{{', '.join(str(int(r)) for r in raws)}}};",
              "template <class A> long long bits(const A& a, int F) { return (long long)std::ldexp(a.to_double(), F); }",
              "int main() {"]
-    for k, spec in enumerate(TYPES):
+    for spec in TYPES:
         t = fixed.parse(spec)
         lines += [f"  {{ using A = {spec}; using M = {t.cpp()};",
                   "    for (double v : vals) { A a = v; std::printf(\"%lld %lld\\n\", bits(a, M::F), "
