@@ -243,12 +243,27 @@ class Forest:
             return out.astype(np.float64)
         return out + self.base_score
 
-    def compile(self, name: str = "forest", threads: int = 1, portable: bool = False, march: str | None = None):
+    def compile(self, name: str = "forest", threads: int = 1, portable: bool = False, march: str | None = None,
+                precision=None):
         """The forest as generated, compiled C++ behind the same ``predict`` (cached by content). ``march``: the
-        target ISA (default ``$ML4EP_MARCH``, else native; ``portable=True`` is ``march="x86-64-v2"``)."""
+        target ISA (default ``$ML4EP_MARCH``, else native; ``portable=True`` is ``march="x86-64-v2"``).
+
+        ``precision`` (e.g. ``"ap_fixed<18,8>"``): instead, a :class:`~ml4ep.bdt.fixed.FixedForest` whose
+        ``decision_function(X)`` is conifer's fixed-point one, bit for bit, for the model :meth:`to_conifer` writes."""
+        if precision is not None:
+            from .fixed import FixedForest
+
+            return FixedForest(self, precision, name=name, threads=threads, portable=portable, march=march)
         from .compiled import CompiledForest
 
         return CompiledForest(self, name=name, threads=threads, portable=portable, march=march)
+
+    def to_conifer(self, path=None) -> dict:
+        """conifer's model JSON (``conifer.model.load_model`` reads it), written to ``path`` if given; the dictionary
+        is returned. Refuses what conifer cannot represent (see :mod:`ml4ep.bdt.conifer`)."""
+        from .conifer import to_conifer
+
+        return to_conifer(self, path)
 
     def save(self, outdir, name: str = "forest"):
         """``outdir/<name>.hpp`` (C++17 only: ``name::predict(x, n, y)``) and ``outdir/example.cpp``."""
