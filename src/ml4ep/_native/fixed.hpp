@@ -89,10 +89,11 @@ inline int64_t cast(int64_t v) {
   }
 }
 
-// a double converted to T as ap_fixed's constructor does (the exact value quantised, then overflowed); NaN is 0
+// a double converted to T as ap_fixed's constructor does (the exact value quantised, then overflowed); NaN counts
+// as an infinity of its sign (0 when wrapping, the end of the range when saturating), as in ap_fixed
 template <class T>
 inline int64_t from_double(double x) {
-  if (std::isnan(x)) return 0;
+  if (std::isnan(x)) x = std::copysign(HUGE_VAL, x);
   double s = std::ldexp(x, T::F);
   // beyond double's range (or infinite): a multiple of 2^W, which wraps to 0 and saturates as infinity does
   if (!(s < 0x1p1000)) s = 0x1p1000;

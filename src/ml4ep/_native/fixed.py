@@ -130,9 +130,9 @@ class FixedType:
     def raw_of(self, x) -> np.ndarray:
         """The raw integers (int64) of the values ``x`` (float32 or float64) converted to this type, as
         ``ap_fixed``'s constructor from ``double`` converts: the exact value quantised, then overflowed.
-        NaN becomes 0, +-inf the type's overflow of a huge value."""
+        +-inf is the type's overflow of a huge value (0 when wrapping), NaN an infinity of its sign."""
         x = np.asarray(x, dtype=np.float64)
-        x = np.where(np.isnan(x), 0.0, x)
+        x = np.where(np.isnan(x), np.copysign(np.inf, x), x)
         with np.errstate(over="ignore"):
             s = np.ldexp(x, self.frac)  # exact: a power-of-two scaling (or +-inf beyond double's range)
         s = np.clip(s, -2.0**1000, 2.0**1000)  # a multiple of 2^W: wraps to 0, saturates as infinity does
