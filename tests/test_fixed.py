@@ -119,3 +119,27 @@ def test_parse_errors(bad, msg):
     with pytest.raises(InputError, match=msg) as e:
         fixed.parse(bad, "layer 'fc1' weight")
     assert "layer 'fc1' weight" in str(e.value)
+
+
+def test_cast_dropping_63_bits_or_more(tmp_path):
+    """Exact values with 63 to 70 fraction bits more than the target (wide products): fixed.hpp and fixed.py agree."""
+    vals = [-14096, -(1 << 62), -(1 << 63), -1, 1, (1 << 62), (1 << 63) - 1, 0]
+    types = ["ap_fixed<8,8,AP_RND>", "ap_fixed<8,8,AP_RND_CONV>", "ap_fixed<8,8,AP_TRN_ZERO>", "ap_fixed<8,8>",
+             "ap_fixed<8,8,AP_RND_MIN_INF>", "ap_fixed<8,8,AP_RND_ZERO>"]
+    lines = ['#include "fixed.hpp"', "#include <cstdio>", "int main() {"]
+    expected = []
+    for spec in types:
+        t = fixed.parse(spec)
+        for d in (63, 64, 70):
+            src = t.frac + d
+            for v in vals:
+                lit = "INT64_MIN" if v == -(1 << 63) else f"int64_t({v}LL)"
+                lines.append(f"  std::printf(\"%lld\\n\", (long long)ml4ep_fx::cast<{t.cpp()}, {src}>({lit}));")
+                expected.append(int(t.cast_raw([v], src)[0]))
+    lines.append("}")
+    (tmp_path / "c.cpp").write_text("\n".join(lines) + "\n")
+    subprocess.run(["g++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{NATIVE}", str(tmp_path / "c.cpp"),
+                    "-o", str(tmp_path / "c")], check=True)
+    got = [int(v) for v in subprocess.run([str(tmp_path / "c")], check=True, capture_output=True,
+                                          text=True).stdout.split()]
+    assert got == expected

@@ -76,10 +76,13 @@ inline int64_t cast(int64_t v) {
       if (v < -lim) return overflow<T>(INT64_MIN);
       return overflow<T>(v * (int64_t(1) << up));
     }
-  } else if constexpr (d >= 63) {
-    const bool dropped = v != 0, neg = v < 0;
-    const int64_t fl = neg ? -1 : 0;  // the floor of a value below one step
-    return overflow<T>(round_up<T::Q>(dropped, -1, neg, fl != 0) ? fl + 1 : fl);
+  } else if constexpr (d >= 64) {
+    // |v| < 2^63 <= half a step: the floor is 0 (v >= 0) or -1 (v < 0), whose remainder v + 2^d is above half a
+    // step except for v = -2^63 at d = 64 (exactly half)
+    const bool neg = v < 0;
+    const int64_t fl = neg ? -1 : 0;
+    const int hc = !neg ? -1 : (d == 64 && v == INT64_MIN ? 0 : 1);
+    return overflow<T>(round_up<T::Q>(v != 0, hc, neg, fl != 0) ? fl + 1 : fl);
   } else {
     const int64_t fl = v >> d;  // arithmetic shift: the floor
     const uint64_t rest = static_cast<uint64_t>(v) & ((uint64_t(1) << d) - 1);
@@ -101,7 +104,7 @@ inline int64_t from_double(double x) {
   const double fl = std::floor(s);
   const double rest = s - fl;
   const int hc = rest < 0.5 ? -1 : (rest == 0.5 ? 0 : 1);
-  const bool odd = std::fmod(fl, 2.0) != 0.0;
+  const bool odd = T::Q == RND_CONV && std::fmod(fl, 2.0) != 0.0;  // only round-to-even asks (fmod is slow)
   const double q = round_up<T::Q>(rest > 0.0, hc, s < 0.0, odd) ? fl + 1.0 : fl;
   if (q >= -9.2e18 && q <= 9.2e18) return overflow<T>(static_cast<int64_t>(q));
   if (T::O == WRAP) {  // only the low W bits matter: q mod 2^W, exactly
