@@ -1,7 +1,8 @@
 """The ``ml4ep`` command: one argparse subcommand per job.
 
 - ``ml4ep compile MODEL.onnx -o DIR``, ``ml4ep check MODEL.onnx``, ``ml4ep operators``: :mod:`ml4ep.infer`;
-- ``ml4ep bdt compile MODEL -o DIR``: :mod:`ml4ep.bdt`;
+- ``ml4ep hls4ml MODEL.onnx -o DIR``: an hls4ml project (:func:`ml4ep.infer.to_hls4ml`);
+- ``ml4ep bdt compile MODEL -o DIR``, ``ml4ep bdt conifer MODEL -o JSON``: :mod:`ml4ep.bdt`;
 - ``ml4ep data inspect FILES``: :mod:`ml4ep.data`'s readers;
 - ``ml4ep bench``: :mod:`ml4ep.bench` (:func:`ml4ep.bench.run.run`, with a progress bar on a terminal);
 - ``ml4ep fastsim simulate | train | generate | export | evaluate``: :mod:`ml4ep.fastsim`, whose parsers live in
@@ -24,7 +25,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     import ml4ep.infer as mi
 
     model = mi.compile(args.model, name=args.name, portable=args.portable, march=args.march, device=args.device,
-                       cuda_archs=args.cuda_archs)
+                       cuda_archs=args.cuda_archs, precision=args.precision, accum=args.accum,
+                       layer_precision=_layer_precision(args.layer_precision))
     out = model.save(args.output)
     if args.print_code:
         sys.stdout.write(model.source)
@@ -33,6 +35,39 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     print(f"{args.model}: wrote {out}/ {', '.join(files)}")
     print(f"  {model!r}")
     return 0
+
+
+def _layer_precision(items: list[str] | None) -> dict | None:
+    """``--layer-precision NODE:KEY=TYPE`` (repeated) as ``{NODE: {KEY: TYPE}}``."""
+    out: dict = {}
+    for item in items or []:
+        node, sep, rest = item.rpartition(":")
+        key, eq, typ = rest.partition("=")
+        if not sep or not eq or not node or not key:
+            raise Ml4epError(f"--layer-precision {item!r}: expected NODE:KEY=TYPE, e.g. fc1:weight=ap_fixed<8,3>")
+        out.setdefault(node, {})[key] = typ
+    return out or None
+
+
+def _cmd_hls4ml(args: argparse.Namespace) -> int:
+    import ml4ep.infer as mi
+
+    hls = mi.to_hls4ml(args.model, args.output, precision=args.precision, accum=args.accum,
+                       layer_precision=_layer_precision(args.layer_precision), backend=args.backend,
+                       io_type=args.io_type, reuse_factor=args.reuse_factor, project_name=args.project)
+    hls.write()
+    print(f"{args.model}: hls4ml project {args.output}/ ({args.backend}, {len(list(hls.get_layers()))} layers); "
+          f"the same arithmetic in C++: mi.compile(..., precision={args.precision!r})")
+    return 0
+
+
+def _add_precision(parser: argparse.ArgumentParser, default: str | None) -> None:
+    parser.add_argument("--precision", default=default,
+                        help="fixed-point type of inputs, weights, biases and results, e.g. 'ap_fixed<16,6>'"
+                             + ("" if default else " (compile: the bit-exact emulation of the hls4ml design)"))
+    parser.add_argument("--accum", default=None, help="the accumulators' type (default: --precision)")
+    parser.add_argument("--layer-precision", action="append", metavar="NODE:KEY=TYPE",
+                        help="one layer's type by ONNX node name, e.g. fc1:weight=ap_fixed<8,3> (repeatable)")
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -91,6 +126,19 @@ def _cmd_bdt_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bdt_conifer(args: argparse.Namespace) -> int:
+    import ml4ep.bdt as mb
+
+    forest = mb.load(args.model)
+    if args.precision:  # proves the fixed-point emulation compiles here (before anything is written)
+        forest.compile(precision=args.precision)
+    model = forest.to_conifer(args.output)
+    n_scores = len(model["init_predict"])
+    print(f"{args.model}: wrote {args.output} (conifer JSON: {model['n_trees']} trees x {n_scores} score(s), "
+          f"{model['n_features']} features, depth {model['max_depth']}, split '{model['splitting_convention']}')")
+    return 0
+
+
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -136,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--cuda-archs", default=None, help="GPU architectures of a CUDA build, e.g. 80,90 (default "
                                                       "$ML4EP_CUDA_ARCHS, else 80,90)")
     c.add_argument("--print", dest="print_code", action="store_true", help="print the generated C++")
+    _add_precision(c, None)
     c.set_defaults(func=_cmd_compile)
 
     k = sub.add_parser("check", help="list the nodes of an ONNX model that ml4ep cannot compile")
@@ -145,6 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     o = sub.add_parser("operators", help="list the ONNX operators ml4ep compiles")
     o.set_defaults(func=_cmd_ops)
+
+    h = sub.add_parser("hls4ml", help="an ONNX model as an hls4ml project (FPGA), from ml4ep's lowered graph")
+    h.add_argument("model", help="the .onnx file")
+    h.add_argument("-o", "--output", required=True, help="the project directory")
+    _add_precision(h, "ap_fixed<16,6>")
+    h.add_argument("--backend", default="Vitis", help="hls4ml backend: Vitis (default) or Vivado")
+    h.add_argument("--io-type", default="io_parallel", help="io_parallel")
+    h.add_argument("--reuse-factor", type=int, default=1, help="hls4ml's ReuseFactor (default 1)")
+    h.add_argument("--project", default="myproject", help="the project's (top function's) name")
+    h.set_defaults(func=_cmd_hls4ml)
 
     b = sub.add_parser("bdt", help="ml4ep.bdt: boosted decision trees to C++")
     bsub = b.add_subparsers(dest="bdt_command", required=True)
@@ -156,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "$ML4EP_MARCH, else native); the header itself picks its kernel "
                                                   "from the ISA it is compiled for")
     bc.set_defaults(func=_cmd_bdt_compile)
+    bk = bsub.add_parser("conifer", help="a tree model to conifer's model JSON (conifer.model.load_model reads it)")
+    bk.add_argument("model", help="the model file (XGBoost .json/.ubj, LightGBM .txt, TMVA .xml, ONNX-ML .onnx)")
+    bk.add_argument("-o", "--output", required=True, help="the conifer JSON file to write")
+    bk.add_argument("--precision", default=None, help="also compile ml4ep's bit-exact emulation of conifer in this "
+                                                      "fixed-point type (e.g. 'ap_fixed<18,8>') as a check")
+    bk.set_defaults(func=_cmd_bdt_conifer)
 
     d = sub.add_parser("data", help="ml4ep.data: look into ROOT, HDF5 and Parquet files")
     dsub = d.add_subparsers(dest="data_command", required=True)

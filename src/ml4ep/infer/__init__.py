@@ -28,7 +28,15 @@ from .pipeline import compile, compile_many, lower  # noqa: A004 - compile is th
 from .runtime import CompiledModel
 from .specialize import SpecializingModel
 
-__all__ = ["compile", "compile_many", "check", "supported_operators", "partially_supported_operators", "CompiledModel", "SpecializingModel", "Problem", "lower"]
+__all__ = ["compile", "compile_many", "check", "to_hls4ml", "supported_operators", "partially_supported_operators", "CompiledModel", "SpecializingModel", "Problem", "lower"]
+
+
+def to_hls4ml(model: ModelLike, output_dir, **kwargs):
+    """An ONNX model as an hls4ml ``ModelGraph`` (:func:`ml4ep.infer.hls.to_hls4ml`, docs/fpga.md); ``mi.compile``
+    with the same ``precision``, ``accum`` and ``layer_precision`` gives its bit-exact emulation."""
+    from .hls import to_hls4ml as export
+
+    return export(model, output_dir, **kwargs)
 
 
 class Problem(NamedTuple):

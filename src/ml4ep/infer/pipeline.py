@@ -77,6 +77,9 @@ def compile(  # noqa: A001 - the natural name, as in torch.compile
     constants: dict | None = None,
     device: str | None = None,
     cuda_archs=None,
+    precision: str | None = None,
+    accum: str | None = None,
+    layer_precision: dict | None = None,
 ):
     """Compile an ONNX model (path, bytes or ``ModelProto``) into a callable C++ model.
 
@@ -93,9 +96,18 @@ def compile(  # noqa: A001 - the natural name, as in torch.compile
     :class:`~ml4ep.infer.cuda.runtime.CudaModel` taking torch or CuPy tensors; "cuda-host" builds the same CUDA
     source with the host compiler (its kernels as loops: the CUDA code, tested on any machine). What the CUDA code
     refuses is listed at once (:func:`ml4ep.infer.check` with ``device="cuda"``).
+
+    ``precision`` (with ``accum`` and ``layer_precision``, as :func:`ml4ep.infer.to_hls4ml` takes them): the model
+    computed in fixed point exactly as the hls4ml design of those settings computes it in its C-simulation
+    (bit for bit; docs/fpga.md), at compiled speed; float32 in and out.
     """
+    fx = None
+    if precision is not None:
+        fx = (precision, accum, layer_precision)
+    elif accum is not None or layer_precision:
+        raise InputError("accum and layer_precision go with precision= (the fixed-point emulation)")
     job = _plan(model, name, build.target(march, portable), extra_flags, cache, constants, _device(device),
-                cuda_archs)
+                cuda_archs, fx)
     if not isinstance(job, _Job):
         return job
     res = _build([job])[0]
@@ -179,8 +191,10 @@ def _loaded(target: Path, dev: tuple):
     return CudaModel(target, dev[1])
 
 
-def _plan(model, name, tgt: build.Target, extra_flags, cache, constants, dev=("cpu", None), cuda_archs=None):
-    """A cached model, a ``SpecializingModel``, or a :class:`_Job` to build."""
+def _plan(model, name, tgt: build.Target, extra_flags, cache, constants, dev=("cpu", None), cuda_archs=None,
+          fx=None):
+    """A cached model, a ``SpecializingModel``, or a :class:`_Job` to build (``fx``: the fixed-point settings
+    ``(precision, accum, layer_precision)`` of the hls4ml emulation)."""
     proto, source = load_proto(model)
     name = _cpp_name(name) if name else _model_name(model, proto)
     if constants:
@@ -189,6 +203,9 @@ def _plan(model, name, tgt: build.Target, extra_flags, cache, constants, dev=("c
             raise InputError(f"{source}: constants {sorted(unknown)} are not graph inputs")
         proto = specialize.freeze(proto, constants)
     params = specialize.shape_inputs(proto)
+    if fx is not None and (params or dev[0] != "cpu"):
+        raise InputError(f"{source}: the fixed-point emulation (precision=) runs on the CPU, for models whose shape "
+                         "arguments are constants")
     if params:
         def build_variants(protos, variant_names):
             return compile_many(protos, names=variant_names, march=tgt.march, extra_flags=extra_flags, cache=cache,
@@ -207,14 +224,29 @@ def _plan(model, name, tgt: build.Target, extra_flags, cache, constants, dev=("c
     else:
         flags = tgt.cxxflags(extra_flags)
         cxx = build.compiler()
+        extra = [kind] if kind != "cpu" else []
+        if fx is not None:
+            from .hls import settings_key
+
+            extra = ["hls4ml-emulation", settings_key(*fx)]
         key = build.cache_key(proto.SerializeToString(deterministic=True), " ".join(flags), tgt.key, name, source,
-                              *([kind] if kind != "cpu" else []))
+                              *extra)
         target = build.cache_dir("infer") / (f"{name}-{key[:20]}" if kind == "cpu" else f"{name}-{kind}-{key[:20]}")
     if cache and build.cached(target):
         log.info("%s: cached build %s", source, target)
         return _loaded(target, dev)
 
     t0 = time.perf_counter()
+    if fx is not None:
+        from .hls import codegen as hls_codegen
+        from .hls.layers import from_graph
+
+        g, _plan_unused = lower(proto, name)
+        g.source = source
+        design = from_graph(g, *fx)
+        gen = hls_codegen.generate(g, design, name, f"ml4ep_{name}_{key[:16]}", tgt.march)
+        log.info("%s: fixed-point emulation generated in %.2f s", source, time.perf_counter() - t0)
+        return _Job(target, name, f"ml4ep_{name}_{key[:16]}", gen, flags, cxx, source, tgt, dev)
     g, plan = lower(proto, name)
     g.source = source
     from .codegen import generate
