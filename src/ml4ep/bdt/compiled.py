@@ -26,6 +26,42 @@ from .forest import Forest, ModelError
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def load_extension(source: str, name: str, target: build.Target, module_prefix: str, folder_prefix: str,
+                   model: str):
+    """Build (once: cached by the header, the bridge and the flags) and load the CPython extension around a forest
+    header ``source`` (namespace ``name``, ``cpp/bridge.cpp``): ``(library path, module)``, or the
+    ``UnsupportedCPUError`` instead of the module when the build is for a CPU with extensions this one lacks.
+    ``model`` names the model in errors."""
+    cxxflags = target.cxxflags()
+    bridge = template.load("ml4ep.bdt", "cpp/bridge.cpp")
+    key = build.cache_key(source, bridge, " ".join(cxxflags), target.key)[:24]
+    module = f"{module_prefix}_{name}_{key}"
+    folder = build.cache_dir("bdt") / f"{folder_prefix}{key}"
+    if not build.cached(folder):  # built in a private folder of its own, then moved in place at once
+        tmp = build.new_build("bdt", name)
+        (tmp / f"{name}.hpp").write_text(source)
+        src = tmp / "bridge.cpp"
+        src.write_text(codegen.bridge(name, module))
+        try:
+            build.compile_shared(src, tmp / f"lib{name}.so", cxxflags + ["-pthread"], use_blas=False)
+            build.seal(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        build.install(tmp, folder)
+    lib = folder / f"lib{name}.so"
+    try:
+        build.check_cpu(target.features, f"the compiled forest {name} ({lib})")
+    except UnsupportedCPUError as exc:
+        return lib, exc
+    spec = importlib.util.spec_from_file_location(module, lib)
+    if spec is None or spec.loader is None:
+        raise ModelError(f"{model}: cannot load the compiled forest {lib}")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    return lib, ext
+
+
 class CompiledForest:
     """``forest.compile()``: ``predict(X)`` gives the same values and shape as ``forest.predict(X)``."""
 
@@ -34,41 +70,16 @@ class CompiledForest:
         self.forest, self.name, self.threads = forest, identifier(name or "forest", unique=False), int(threads)
         self.source = codegen.header(forest, self.name)
         self.target = build.target(march, portable)  # $ML4EP_MARCH unless march= (or portable=True) says otherwise
-        cxxflags = self.target.cxxflags()
-        bridge = template.load("ml4ep.bdt", "cpp/bridge.cpp")
-        key = build.cache_key(self.source, bridge, " ".join(cxxflags), self.target.key)[:24]
-        module = f"ml4ep_bdt_{self.name}_{key}"
-        folder = build.cache_dir("bdt") / key
-        if not build.cached(folder):  # built in a private folder of its own, then moved in place at once
-            tmp = build.new_build("bdt", self.name)
-            (tmp / f"{self.name}.hpp").write_text(self.source)
-            src = tmp / "bridge.cpp"
-            src.write_text(codegen.bridge(self.name, module))
-            try:
-                build.compile_shared(src, tmp / f"lib{self.name}.so", cxxflags + ["-pthread"], use_blas=False)
-                build.seal(tmp)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            build.install(tmp, folder)
-        lib = folder / f"lib{self.name}.so"
-        self.path = lib
+        self.path, ext = load_extension(self.source, self.name, self.target, "ml4ep_bdt", "", forest.source)
         self._n_features = forest.n_features
         f = forest
         self._vector = bool(f.meta.get("argmax") or f.output_shape == "vector"
                             or (f.output_shape == "auto" and f.n_outputs == 1))
         # built for a CPU with extensions this one lacks: not loaded (SIGILL), predict names them
-        self._refused: UnsupportedCPUError | None = None
-        try:
-            build.check_cpu(self.target.features, f"the compiled forest {self.name} ({lib})")
-        except UnsupportedCPUError as exc:
-            self._refused = exc
+        self._refused: UnsupportedCPUError | None = ext if isinstance(ext, UnsupportedCPUError) else None
+        if self._refused is not None:
             return
-        spec = importlib.util.spec_from_file_location(module, lib)
-        if spec is None or spec.loader is None:
-            raise ModelError(f"{forest.source}: cannot load the compiled forest {lib}")
-        self._ext = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(self._ext)
+        self._ext = ext
         self._predict = self._ext.predict
         self._outputs = int(self._ext.OUTPUTS_PER_ROW)
 

@@ -26,9 +26,7 @@ way (:mod:`ml4ep._native.build`).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +36,7 @@ from .._native import fixed as fx
 from .._native.names import identifier, text
 from ..errors import InputError, UnsupportedCPUError
 from . import codegen
+from .compiled import load_extension
 from .conifer import convert
 from .forest import Forest, ModelError
 
@@ -157,36 +156,11 @@ class FixedForest:
         self.conifer = convert(forest, weights=False)  # the model to_conifer writes, less the one-hot weights
         self.source = header(self.conifer, self.precision, self.name, forest.source)
         self.target = build.target(march, portable)
-        cxxflags = self.target.cxxflags()
-        bridge = template.load("ml4ep.bdt", "cpp/bridge.cpp")
-        key = build.cache_key(self.source, bridge, " ".join(cxxflags), self.target.key)[:24]
-        module = f"ml4ep_bdtfx_{self.name}_{key}"
-        folder = build.cache_dir("bdt") / f"fx-{key}"
-        if not build.cached(folder):  # built in a private folder, then moved in place at once
-            tmp = build.new_build("bdt", self.name)
-            (tmp / f"{self.name}.hpp").write_text(self.source)
-            src = tmp / "bridge.cpp"
-            src.write_text(codegen.bridge(self.name, module))
-            try:
-                build.compile_shared(src, tmp / f"lib{self.name}.so", cxxflags + ["-pthread"], use_blas=False)
-                build.seal(tmp)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            build.install(tmp, folder)
-        self.path = folder / f"lib{self.name}.so"
+        self.path, ext = load_extension(self.source, self.name, self.target, "ml4ep_bdtfx", "fx-", forest.source)
         self._n_features = forest.n_features
-        self._refused: UnsupportedCPUError | None = None
-        try:
-            build.check_cpu(self.target.features, f"the compiled forest {self.name} ({self.path})")
-        except UnsupportedCPUError as exc:
-            self._refused = exc
+        self._refused: UnsupportedCPUError | None = ext if isinstance(ext, UnsupportedCPUError) else None
+        if self._refused is not None:
             return
-        spec = importlib.util.spec_from_file_location(module, self.path)
-        if spec is None or spec.loader is None:
-            raise ModelError(f"{forest.source}: cannot load the compiled forest {self.path}")
-        ext = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(ext)
         self._predict = ext.predict
         self._outputs = int(ext.OUTPUTS_PER_ROW)
 
