@@ -17,6 +17,7 @@
 #ifndef ML4EP_HLS_LAYERS_HPP
 #define ML4EP_HLS_LAYERS_HPP
 #include <cstdint>
+#include <type_traits>
 
 namespace ml4ep_layers {
 
@@ -81,8 +82,12 @@ struct Mac {
   static constexpr int Fp = X::F + Wt::F;  // the exact product's fraction bits
   static constexpr bool kWrap = A::O == ml4ep_fx::WRAP;
   static constexpr bool kScaleLater = kWrap && Fp <= A::F;  // sum the products, scale the sum once
-  uint64_t acc[N];                                             // WRAP: modulo 2^64
-  int64_t sat[N];                                              // other overflow modes: accum_t values
+  // WRAP: sums modulo 2^64, or modulo 2^32 where the accumulator has at most 32 bits and the products are only
+  // summed (the low W bits of a modular sum are exact; 32-bit lanes vectorise twice as wide, also on AVX2)
+  using U = std::conditional_t<kScaleLater && A::W <= 32, uint32_t, uint64_t>;
+  static constexpr bool kSkipZeros = !kWrap;  // adding accum_t(0) changes nothing; branch-free sums vectorise
+  U acc[N];
+  int64_t sat[N];  // other overflow modes: accum_t values
 
   template <class B>
   inline void reset(const int64_t* b) {
@@ -97,8 +102,8 @@ struct Mac {
   // acc[j] += accum_t(xi * w[j]) for j < N
   inline void row(int64_t xi, const int64_t* w) {
     if constexpr (kScaleLater) {
-      const uint64_t ux = static_cast<uint64_t>(xi);
-      for (int j = 0; j < N; ++j) acc[j] += ux * static_cast<uint64_t>(w[j]);
+      const U ux = static_cast<U>(xi);
+      for (int j = 0; j < N; ++j) acc[j] += ux * static_cast<U>(w[j]);
     } else if constexpr (kWrap) {
       for (int j = 0; j < N; ++j) acc[j] += static_cast<uint64_t>(quant<A, Fp>(xi * w[j]));
     } else {
@@ -111,7 +116,7 @@ struct Mac {
     for (int j = 0; j < N; ++j) {
       int64_t a;
       if constexpr (kWrap) {
-        uint64_t s = acc[j];
+        uint64_t s = acc[j];  // from 32 bits: zero-extended, the low 32 bits are the ones that matter
         if constexpr (kScaleLater) s = static_cast<uint64_t>(quant<A, Fp>(static_cast<int64_t>(s)));
         s += static_cast<uint64_t>(cvt<A, B::F>(b[j]));
         a = ml4ep_fx::overflow<A>(static_cast<int64_t>(s));
@@ -130,7 +135,7 @@ inline void dense(const int64_t* x, int64_t* y, const int64_t* w, const int64_t*
   m.template reset<B>(b);
   for (int i = 0; i < NIN; ++i) {
     const int64_t xi = x[i];
-    if (xi == 0) continue;  // adds accum_t(0) = 0: no change in any mode
+    if (decltype(m)::kSkipZeros && xi == 0) continue;  // adds accum_t(0) = 0: no change in any mode
     m.row(xi, w + static_cast<int64_t>(i) * NOUT);
   }
   m.template result<B, R>(b, y);
@@ -155,7 +160,7 @@ inline void conv2d(const int64_t* x, int64_t* y, const int64_t* w, const int64_t
           const int64_t* wp = w + static_cast<int64_t>(kh * KW + kw) * CI * CO;
           for (int c = 0; c < CI; ++c) {
             const int64_t xi = xp[c];
-            if (xi == 0) continue;
+            if (decltype(m)::kSkipZeros && xi == 0) continue;
             m.row(xi, wp + static_cast<int64_t>(c) * CO);
           }
         }
