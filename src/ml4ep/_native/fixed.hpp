@@ -46,6 +46,13 @@ constexpr bool round_up(bool dropped, int half, bool neg, bool odd) {
 // an exact integer v on T's grid brought into T's range by T's overflow mode
 template <class T>
 inline int64_t overflow(int64_t v) {
+  if constexpr (T::O == WRAP) {  // branch-free: the low W bits, sign-extended (arithmetic right shift)
+    if constexpr (T::S) {
+      return static_cast<int64_t>(static_cast<uint64_t>(v) << (64 - T::W)) >> (64 - T::W);
+    } else {
+      return static_cast<int64_t>(static_cast<uint64_t>(v) & ((uint64_t(1) << T::W) - 1));
+    }
+  }
   if (T::O == SAT_SYM && T::S && v <= T::kMin) return -T::kMax;  // ap_types: the most negative value too
   if (v >= T::kMin && v <= T::kMax) return v;
   switch (T::O) {

@@ -99,8 +99,9 @@ struct Mac {
       }
     }
   }
-  // acc[j] += accum_t(xi * w[j]) for j < N
-  inline void row(int64_t xi, const int64_t* w) {
+  // acc[j] += accum_t(xi * w[j]) for j < N (w: the raw weights, or their low 32 bits where U is 32 bits wide)
+  template <class WP>
+  inline void row(int64_t xi, const WP* w) {
     if constexpr (kScaleLater) {
       const U ux = static_cast<U>(xi);
       for (int j = 0; j < N; ++j) acc[j] += ux * static_cast<U>(w[j]);
@@ -144,8 +145,8 @@ inline void dense(const int64_t* x, int64_t* y, const int64_t* w, const int64_t*
 // Conv2D (Conv1D: H = KH = SH = 1, PT = 0): x (H, W, CI), w (KH, KW, CI, CO), b (CO) -> y (OH, OW, CO).
 // hls4ml's im2col order: for each output pixel, the taps (kh, kw, ci) in order; padded taps are zeros (skipped).
 template <class X, class Wt, class B, class A, class R, int H, int W, int CI, int KH, int KW, int CO, int SH, int SW,
-          int PT, int PL, int OH, int OW>
-inline void conv2d(const int64_t* x, int64_t* y, const int64_t* w, const int64_t* b) {
+          int PT, int PL, int OH, int OW, class WP>
+inline void conv2d_taps(const int64_t* x, int64_t* y, const WP* w, const int64_t* b) {
   Mac<X, Wt, A, CO> m;
   for (int oh = 0; oh < OH; ++oh) {
     for (int ow = 0; ow < OW; ++ow) {
@@ -157,7 +158,7 @@ inline void conv2d(const int64_t* x, int64_t* y, const int64_t* w, const int64_t
           const int iw = ow * SW + kw - PL;
           if (iw < 0 || iw >= W) continue;
           const int64_t* xp = x + (static_cast<int64_t>(ih) * W + iw) * CI;
-          const int64_t* wp = w + static_cast<int64_t>(kh * KW + kw) * CI * CO;
+          const WP* wp = w + static_cast<int64_t>(kh * KW + kw) * CI * CO;
           for (int c = 0; c < CI; ++c) {
             const int64_t xi = xp[c];
             if (decltype(m)::kSkipZeros && xi == 0) continue;
@@ -167,6 +168,20 @@ inline void conv2d(const int64_t* x, int64_t* y, const int64_t* w, const int64_t
       }
       m.template result<B, R>(b, y + (static_cast<int64_t>(oh) * OW + ow) * CO);
     }
+  }
+}
+
+template <class X, class Wt, class B, class A, class R, int H, int W, int CI, int KH, int KW, int CO, int SH, int SW,
+          int PT, int PL, int OH, int OW>
+inline void conv2d(const int64_t* x, int64_t* y, const int64_t* w, const int64_t* b) {
+  constexpr int kTaps = KH * KW * CI * CO;
+  if constexpr (std::is_same_v<typename Mac<X, Wt, A, CO>::U, uint32_t> && kTaps <= 16384) {
+    // 32-bit sums: the weights' low 32 bits, read by every output pixel, converted once per call
+    uint32_t wl[kTaps];
+    for (int i = 0; i < kTaps; ++i) wl[i] = static_cast<uint32_t>(w[i]);
+    conv2d_taps<X, Wt, B, A, R, H, W, CI, KH, KW, CO, SH, SW, PT, PL, OH, OW>(x, y, wl, b);
+  } else {
+    conv2d_taps<X, Wt, B, A, R, H, W, CI, KH, KW, CO, SH, SW, PT, PL, OH, OW>(x, y, w, b);
   }
 }
 
