@@ -15,6 +15,7 @@ Sub-packages, each imported only when used so that ``import ml4ep`` stays cheap 
   generator, two generative models (a Par04-style VAE, a CaloDiT-style flow-matching transformer), every
   CaloChallenge metric, and a C++ fast-simulation hook around the compiled models; ``ml4ep fastsim ...``
   (docs/fastsim.md);
+- ``ml4ep.root``: compiled models and BDTs as ROOT RDataFrame columns (``ml4ep.root.define``; docs/root.md);
 - ``ml4ep.bench``: ``ml4ep bench``, the CPU time and memory of HEP models across inference engines (ml4ep, SOFIE,
   ONNX Runtime, PyTorch, torch.compile, JAX/XLA), and the helpers the ``benchmarks/`` scripts share (docs/bench.md).
 
