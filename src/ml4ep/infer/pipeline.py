@@ -80,8 +80,11 @@ def compile(  # noqa: A001 - the natural name, as in torch.compile
     precision: str | None = None,
     accum: str | None = None,
     layer_precision: dict | None = None,
+    example_inputs=None,
+    dynamic_axes: str | dict | None = "batch",
 ):
-    """Compile an ONNX model (path, bytes or ``ModelProto``) into a callable C++ model.
+    """Compile an ONNX model (path, bytes or ``ModelProto``), a PyTorch ``nn.Module`` or a Keras 3 model into a
+    callable C++ model.
 
     Results are cached by the hash of the model, the code generator, the flags and the compiler version.
     ``march`` is the target ISA (``-march``: "native", "x86-64-v3", "znver4", ...; default ``$ML4EP_MARCH``, else
@@ -100,7 +103,38 @@ def compile(  # noqa: A001 - the natural name, as in torch.compile
     ``precision`` (with ``accum`` and ``layer_precision``, as :func:`ml4ep.infer.to_hls4ml` takes them): the model
     computed in fixed point exactly as the hls4ml design of those settings computes it in its C-simulation
     (bit for bit; docs/fpga.md), at compiled speed; float32 in and out.
+
+    A torch ``nn.Module`` (in eval mode) is exported to ONNX first (:mod:`ml4ep.infer.torch_import`), called on
+    ``example_inputs`` (a tensor or array, or a tuple of them: ``forward``'s positional arguments, which name the
+    ONNX inputs): by torch's dynamo exporter, by the TorchScript one where dynamo fails (or its model does not
+    compile or disagrees). A Keras 3 model (any backend; a Keras model is recognised before a torch module) is
+    exported by Keras's own ``model.export(format="onnx")`` (:mod:`ml4ep.infer.keras_import`); ``example_inputs``
+    are then optional (what ``predict`` takes; by default random inputs of the model's input shapes). Parameters and
+    buffers become weights. ``dynamic_axes``: "batch" (axis 0 of every input and output dynamic, the default), None
+    (the examples' shapes fixed) or torch's dict ``{name: {axis: dim_name}}``. The compiled model is checked against
+    the framework's own outputs on the examples (and, with a dynamic batch, on a second batch size) before it is
+    returned: a difference beyond 1e-4 relative raises a :class:`~ml4ep.infer.torch_import.MismatchError` naming the
+    output and the largest difference (not checked for the fixed-point emulation). Its ``exporter`` attribute says
+    which exporter made it ("dynamo", "torchscript", "keras-<backend>"); its name is the class name unless ``name``
+    is given.
     """
+    from . import keras_import, torch_import
+
+    framework = keras_import if keras_import.is_model(model) else torch_import if torch_import.is_model(model) else None
+    if framework is not None:
+        exporters = keras_import.exporters(model) if framework is keras_import else torch_import.EXPORTERS
+
+        def export(exporter: str):
+            return framework.to_onnx(model, example_inputs, dynamic_axes, exporter=exporter)
+
+        def build_proto(proto, default_name: str):
+            return compile(proto, name=name or default_name, march=march, portable=portable, extra_flags=extra_flags,
+                           cache=cache, constants=constants, device=device, cuda_archs=cuda_archs,
+                           precision=precision, accum=accum, layer_precision=layer_precision)
+
+        return torch_import.compile_converted(exporters, export, build_proto, check=precision is None)
+    if example_inputs is not None:
+        raise InputError("example_inputs= goes with a torch nn.Module or a Keras model, not with an ONNX model")
     fx = None
     if precision is not None:
         fx = (precision, accum, layer_precision)
