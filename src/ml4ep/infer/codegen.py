@@ -322,15 +322,34 @@ def infer_code(g: Graph, name: str, plan: Plan, em: "Emitter | None" = None) -> 
         decl.append("  // the other tensors, in the order the nodes below first use them\n")
         decl.extend(_tensor_decl(g, t, plan.storage_of[t]) for t in tensors)
 
-    payload = bytearray(em.size)
-    for off, data in em.blobs:
-        payload[off:off + len(data)] = data
-    model_id = int.from_bytes(hashlib.sha256(bytes(payload) + name.encode()).digest()[:8], "little")
-    weights = b"ML4EPW01" + struct.pack("<QQ", model_id, len(payload)) + bytes(40) + bytes(payload)
+    weights, model_id = weights_file(em.size, em.blobs, name)
 
     arg_names = [ident(i, "in_") for i in g.inputs] + [ident(o, "out_") for o in g.outputs] + \
         [D.cpp_name(s) for s in syms]
     return InferCode(params, arg_names, decl, checks_at, checks, body, weights, model_id, runtime)
+
+
+def weights_file(size: int, blobs, name: str) -> tuple[bytes, int]:
+    """``(<name>.bin's bytes, model id)``: the 64-byte header (``ML4EPW01``, the id, the payload size) and a payload
+    of ``size`` bytes holding each ``(offset, bytes)`` of ``blobs``; the id hashes the payload and the name."""
+    payload = bytearray(size)
+    for off, data in blobs:
+        payload[off:off + len(data)] = data
+    model_id = int.from_bytes(hashlib.sha256(bytes(payload) + name.encode()).digest()[:8], "little")
+    return b"ML4EPW01" + struct.pack("<QQ", model_id, len(payload)) + bytes(40) + bytes(payload), model_id
+
+
+def model_members(name: str, model_id: int, payload_bytes: int) -> str:
+    """The first members of every CPU ``Model`` class (also the fixed-point emulation's, ml4ep.infer.hls): the id
+    and size its weights file must have, the constructor loading it, the copy sharing the weights."""
+    return f"""  static constexpr uint64_t kModelId = {model_id}ULL;
+  static constexpr uint64_t kWeightBytes = {payload_bytes}ULL;
+  explicit Model(const std::string& weights_path)
+      : weights_(std::make_shared<ml4ep_rt::Weights>(weights_path, kModelId, kWeightBytes, "{name}")) {{}}
+  // a copy shares the weights and has a workspace of its own: one Model per thread
+  Model(const Model& other) : weights_(other.weights_) {{}}
+  Model& operator=(const Model&) = delete;
+"""
 
 
 def generate(g: Graph, name: str, plan: Plan, module: str | None = None, march: str = "native") -> Generated:
@@ -374,14 +393,7 @@ namespace {name} {{
 
 class Model {{
  public:
-  static constexpr uint64_t kModelId = {model_id}ULL;
-  static constexpr uint64_t kWeightBytes = {len(weights) - 64}ULL;
-  explicit Model(const std::string& weights_path)
-      : weights_(std::make_shared<ml4ep_rt::Weights>(weights_path, kModelId, kWeightBytes, "{name}")) {{}}
-  // a copy shares the weights and has a workspace of its own: one Model per thread
-  Model(const Model& other) : weights_(other.weights_) {{}}
-  Model& operator=(const Model&) = delete;
-
+{model_members(name, model_id, len(weights) - 64)}
   void infer({params});
 {rt_members}
  private:

@@ -12,7 +12,6 @@ type, every layer in hls4ml's fixed-point arithmetic (the templates of ``cpp/*.h
 from __future__ import annotations
 
 import hashlib
-import struct
 from importlib import resources
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 from ..._native import fixed
 from ..._native.names import text
 from .. import dims as D
-from ..codegen import Generated, _bridge, _cmake, _example, ident, prelude
+from ..codegen import Generated, _bridge, _cmake, _example, ident, model_members, prelude, weights_file
 from ..graph import Graph
 from .layer import Layer
 from .layers import Design, family
@@ -54,11 +53,7 @@ def generate(g: Graph, design: Design, name: str, module: str, march: str = "nat
             offsets[(lay.ident, key)] = size
             blobs.append((size, raw.tobytes()))
             size += (raw.nbytes + 63) // 64 * 64
-    payload = bytearray(size)
-    for off, data in blobs:
-        payload[off:off + len(data)] = data
-    model_id = int.from_bytes(hashlib.sha256(bytes(payload) + name.encode()).digest()[:8], "little")
-    weights = b"ML4EPW01" + struct.pack("<QQ", model_id, len(payload)) + bytes(40) + bytes(payload)
+    weights, model_id = weights_file(size, blobs, name)
 
     # the per-sample buffers, one after the other in one workspace
     buf_off, work = {}, 0
@@ -120,14 +115,7 @@ namespace {name} {{
 
 class Model {{
  public:
-  static constexpr uint64_t kModelId = {model_id}ULL;
-  static constexpr uint64_t kWeightBytes = {len(payload)}ULL;
-  static constexpr int kRuntimeDims = 0;
-  explicit Model(const std::string& weights_path)
-      : weights_(std::make_shared<ml4ep_rt::Weights>(weights_path, kModelId, kWeightBytes, "{name}")) {{}}
-  // a copy shares the weights and has a workspace of its own: one Model per thread
-  Model(const Model& other) : weights_(other.weights_) {{}}
-  Model& operator=(const Model&) = delete;
+{model_members(name, model_id, size)}  static constexpr int kRuntimeDims = 0;
 
   void infer({params});
 
