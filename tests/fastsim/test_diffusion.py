@@ -123,7 +123,7 @@ def test_pre_and_postprocessing_invert_each_other():
     e, s = gflash.simulate(geo, 60, energy=(1.0, 100.0), seed=3)
     sizes = [lay.n_voxels for lay in geo.layers]
     cfg = DiffusionConfig(n_voxels=geo.n_voxels, n_tokens=6, layer_sizes=sizes, dim=8, depth=1, heads=2,
-                          threshold_mev=geo.threshold)
+                          threshold_mev=geo.threshold, energy="log")  # the u-variables: test_energy_guard.py
     m = ShowerFlow(cfg)
     ys, ls = [], []
     for a, b in zip(geo.offsets[:-1], geo.offsets[1:]):

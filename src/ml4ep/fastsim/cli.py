@@ -31,16 +31,19 @@ def parse_energy(text: str):
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    from ..bench.progress import progress
     from . import gflash, io
     from .geometry import get
 
     geo = get(args.geometry)
     energy = parse_energy(args.energy)
     seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % (2**63))
-    with io.ShowerWriter(args.output, geo) as w:
+    with io.ShowerWriter(args.output, geo) as w, \
+            progress(total=args.n, desc="simulate", unit="shower", enabled=not args.quiet) as bar:
         for e_inc, showers in gflash.simulate_chunks(geo, args.n, energy=energy, seed=seed, angle=args.angle,
                                                      chunk_size=args.chunk_size):
             w.append(e_inc, showers)
+            bar.update(len(e_inc))
     print(f"{args.output}: {args.n} {geo.name} showers ({geo.n_voxels} voxels), E {args.energy} GeV, seed {seed}")
     return 0
 
@@ -54,7 +57,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         classifier["n_hidden_layers"] = args.cls_layers
     result = evaluate(args.reference, args.generated, args.geometry, args.output, metrics=metrics,
                       chunk_size=args.chunk_size, classifier=classifier, seed=args.seed, plots=not args.no_plots,
-                      max_showers=args.max_showers, workers=args.workers)
+                      max_showers=args.max_showers, workers=args.workers, progress=not args.quiet)
     lines = [f"{args.generated} vs {args.reference} ({result['geometry']}, {result['n_generated']} vs "
              f"{result['n_reference']} showers):"]
     for key in ("fpd", "kpd"):
@@ -85,7 +88,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
               progress=not args.quiet, hidden=hidden, beta=args.beta, loss=args.loss, conditions=conds,
               geometry=args.geometry, dim=args.dim, depth=args.depth, heads=args.heads, tokens=args.tokens,
               steps=args.steps, sampler=args.sampler, ema_decay=args.ema, warmup=args.warmup,
-              init_from=args.init_from, max_seconds=args.max_seconds, workers=args.workers, head=args.head)
+              init_from=args.init_from, max_seconds=args.max_seconds, workers=args.workers, head=args.head,
+              energy=args.energy, schedule=args.schedule)
     print(f"{args.output}: {r['epochs_run']} epoch(s) run, at epoch {r['epoch']} (step {r['steps']}), best epoch "
           f"{r['best_epoch']} "
           f"(loss {r['best_val_loss']:.4g}){', stopped early' if r['stopped_early'] else ''}; {r['seconds']:.1f} s")
@@ -101,7 +105,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
              else rng.choice(np.asarray(energy, float), args.n))
     seed = int(rng.integers(2**62))  # the latent noise: its own stream from the same seed
     generate(args.model, e_gev * 1e3, backend=args.backend, seed=seed, batch_size=args.batch_size,
-             output=args.output, geometry=args.geometry, steps=args.steps, sampler=args.sampler)
+             output=args.output, geometry=args.geometry, steps=args.steps, sampler=args.sampler,
+             progress=not args.quiet)
     print(f"{args.output}: {args.n} showers from {args.model} ({args.backend}), E {args.energy} GeV, "
           f"seed {args.seed}")
     return 0
@@ -145,6 +150,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one, printed)")
     s.add_argument("--chunk-size", type=int, default=2000, help="showers generated and written at a time")
     s.add_argument("-o", "--output", required=True, help="the CaloChallenge HDF5 file to write")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_simulate)
 
     e = fsub.add_parser("evaluate", help="CaloChallenge metrics and plots, generated vs reference")
@@ -163,6 +169,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-plots", action="store_true", help="metrics.json only")
     e.add_argument("--json", action="store_true", help="also print the timings as JSON")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=_cmd_evaluate)
 
     t = fsub.add_parser("train", help="train a shower model (Par04-style VAE or CaloDiT-style flow matching) on "
@@ -188,6 +195,10 @@ def add_parsers(sub) -> None:
     t.add_argument("--tokens", type=int, default=None, help="diffusion: tokens (default: one per layer)")
     t.add_argument("--head", choices=["switch", "mlp", "none"], default="switch",
                    help="diffusion: output head (switch: a + c tanh(s x + b) per state number)")
+    t.add_argument("--energy", choices=["u", "log"], default="u",
+                   help="diffusion: layer energies as u-variables (bounded, sum to E_tot exactly) or log fractions")
+    t.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                   help="learning rate after the warm-up (cosine: down to 5%% of --lr over --epochs)")
     t.add_argument("--steps", type=int, default=20, help="diffusion: default sampler network evaluations (<= 20)")
     t.add_argument("--sampler", choices=["euler", "midpoint", "heun"], default="midpoint",
                    help="diffusion: default ODE sampler")
@@ -214,6 +225,7 @@ def add_parsers(sub) -> None:
     g.add_argument("--sampler", choices=["euler", "midpoint", "heun"], default=None, help="diffusion: ODE sampler")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("-o", "--output", required=True, help="the CaloChallenge HDF5 file to write")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_cmd_generate)
 
     x = fsub.add_parser("export", help="export a trained model to ONNX (and C++ with the fast-simulation hook with "

@@ -112,11 +112,17 @@ def flow_moments(loader, model) -> dict:
     return {"y_coef": mean["y"], "y_var": var["y"], "l_coef": mean["l"], "l_var": var["l"]}
 
 
-def preprocessing(loader, conditions: Sequence[str]) -> dict:
+def preprocessing(loader, conditions: Sequence[str], sizes: Sequence[int] | None = None) -> dict:
     """One pass over the training split (in order): the per-voxel largest fraction of the incident energy, the
-    incident-energy range (MeV) and the extra conditions' mean and standard deviation."""
+    incident-energy range (MeV), the extra conditions' mean and standard deviation and the energy guard's running
+    maxima (``"guard"``, a :class:`~ml4ep.fastsim.models.guard.GuardStats` over the layers of voxel counts ``sizes``,
+    default one layer of all voxels)."""
+    from .models.guard import GuardStats
+
     scale, e_min, e_max, n = None, math.inf, 0.0, 0
     c_sum = c_sq = f_sum = None
+    sizes = tuple(int(k) for k in sizes) if sizes else None
+    guard = member = None
     for batch in loader.train.numpy(as_dict=True):
         e = np.asarray(batch[io.E_KEY], np.float64).reshape(-1, 1)
         s = np.asarray(batch[io.S_KEY], np.float64).reshape(len(e), -1)
@@ -126,6 +132,13 @@ def preprocessing(loader, conditions: Sequence[str]) -> dict:
             raise TrainError(f"{loader._files[0][0]}: '{io.S_KEY}' must be finite and non-negative")
         if not len(e):
             continue
+        if guard is None:
+            sizes = sizes or (s.shape[1],)
+            if sum(sizes) != s.shape[1]:
+                raise TrainError(f"{loader._files[0][0]}: {s.shape[1]} voxels do not fit layers of {sizes} voxels")
+            guard, member = GuardStats(len(sizes)), np.zeros((s.shape[1], len(sizes)))
+            member[np.arange(s.shape[1]), np.repeat(np.arange(len(sizes)), sizes)] = 1.0
+        guard.add(e, s @ member)
         frac = s / e
         f_max, f_tot = frac.max(axis=0), frac.sum(axis=0)
         scale = f_max if scale is None else np.maximum(scale, f_max)
@@ -140,7 +153,7 @@ def preprocessing(loader, conditions: Sequence[str]) -> dict:
     from .models.vae import MIN_SCALE
 
     out = {"voxel_scale": scale, "e_min_mev": e_min, "e_max_mev": e_max, "n_train": n,
-           "mean_target": f_sum / n / np.maximum(scale, MIN_SCALE)}
+           "mean_target": f_sum / n / np.maximum(scale, MIN_SCALE), "guard": guard}
     if conditions:
         mean = c_sum / n
         out["cond_mean"], out["cond_std"] = mean, np.sqrt(np.maximum(c_sq / n - mean**2, 0.0))
@@ -222,9 +235,16 @@ def _config(kind: str, config: dict, path=None):
         raise TrainError(f"{path or 'config'}: invalid {kind} configuration: {exc}") from None
 
 
+def _guard_sizes(net) -> tuple[int, ...] | None:
+    """The layers (voxel counts) over which the guard of ``net`` is fitted: the flow model's, or None (the VAE)."""
+    return tuple(net.config.layer_sizes) if hasattr(net.config, "layer_sizes") else None
+
+
 def _load_state(net, state: dict, path) -> None:
+    from .models.guard import fill_missing_guard
+
     try:
-        net.load_state_dict(state)
+        net.load_state_dict(fill_missing_guard(net, state, path))
     except (RuntimeError, TypeError, ValueError) as exc:
         raise TrainError(f"{path}: the weights do not fit the configured model: {exc}") from None
 
@@ -288,33 +308,77 @@ def _evaluate(model, loader, conditions, device, seed: int, epoch: int) -> float
 
 
 class _Progress:
-    def __init__(self, enabled: bool, stream=None):
-        self.enabled, self.stream = enabled, stream or sys.stderr
-        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+    """What :func:`train` shows while it runs, when ``enabled``: a tqdm bar per epoch over its steps with the running
+    mean of the loss and of its terms, drawn only on a terminal (``stream``, default the current ``sys.stderr``); the
+    bar stays up through the validation and the epoch's summary line is printed above it (on any stream)."""
 
-    def batch(self, epoch: int, epochs: int, i: int, n: int, values, names) -> None:
-        if self.tty:
-            parts = ", ".join(f"{k} {v:.4g}" for k, v in zip(names, values[1:]))
-            self.stream.write(f"\repoch {epoch}/{epochs} [{i}/{n}] loss {values[0]:.4g} ({parts})")
-            self.stream.flush()
+    def __init__(self, enabled: bool, stream=None):
+        self.enabled, self.stream, self.bar = enabled, stream, None
+
+    def steps(self, batches, epoch: int, epochs: int, n: int):
+        """The items of ``batches`` under a new bar for epoch ``epoch`` of ``epochs`` (``n`` steps; 0: unknown)."""
+        from ..bench.progress import progress as progress_bar
+
+        self.close()
+        self.bar = progress_bar(total=n or None, desc=f"epoch {epoch}/{epochs}", unit="step", file=self.stream,
+                                enabled=self.enabled, leave=False)
+        try:
+            yield from batches
+        except BaseException:  # an error or an interruption in the loop: the bar goes before the traceback
+            self.close()
+            raise
+        self.bar.refresh()  # the last step and the epoch's mean loss, shown through the validation
+
+    def batch(self, sums, n: int, names) -> None:
+        """A step done; ``sums / n``: the running means of the loss and of its terms ``names``."""
+        if not self.bar.disable:
+            means = sums / max(n, 1)
+            parts = ", ".join(f"{k} {v:.4g}" for k, v in zip(names, means[1:]))
+            self.bar.set_postfix_str(f"loss {means[0]:.4g} ({parts})", refresh=False)
+        self.bar.update()
 
     def line(self, text: str) -> None:
         if self.enabled:
-            self.stream.write(("\r" if self.tty else "") + text + "\n")
-            self.stream.flush()
+            from ..bench.progress import write
+
+            write(text, file=self.stream if self.stream is not None else sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _fit_preprocessing(net, model: str, pre_loader, pre: dict, init_output: bool) -> None:
     """Set the preprocessing of ``net`` from the training split (``pre`` from :func:`preprocessing`); a VAE's output
     biases start at the mean shower when ``init_output``."""
+    layer_max, total_max = pre["guard"].bounds(pre["e_min_mev"], pre["e_max_mev"])
     if model == "vae":
         net.set_preprocessing(pre["voxel_scale"], pre["e_min_mev"], pre["e_max_mev"], pre.get("cond_mean"),
                               pre.get("cond_std"), pre["mean_target"] if init_output else None)
+        net.set_guard(total_max[:, None], total_max)  # the whole shower as one layer
         return
+    if layer_max.shape[1] != len(net.config.layer_sizes):
+        raise TrainError(f"the data's {layer_max.shape[1]} layers do not fit the model's {len(net.config.layer_sizes)}")
     net._set_condition_stats(pre["e_min_mev"], pre["e_max_mev"], pre.get("cond_mean"), pre.get("cond_std"))
+    net.set_guard(layer_max, total_max)  # before the moments: the u-variables use the guard's bound on E_tot
     mom = flow_moments(pre_loader, net)
     net.set_preprocessing(pre["e_min_mev"], pre["e_max_mev"], mom["y_coef"], mom["y_var"], mom["l_coef"],
                           mom["l_var"], pre.get("cond_mean"), pre.get("cond_std"))
+
+
+#: learning-rate schedules after the warm-up: constant, or a cosine from lr to LR_FLOOR lr over the planned steps
+SCHEDULES = ("constant", "cosine")
+LR_FLOOR = 0.05
+
+
+def _lr_factor(step: int, warm: int, schedule: str, planned: int) -> float:
+    """The learning rate of optimizer step ``step`` (from 0) as a fraction of ``lr``."""
+    f = min(1.0, (step + 1) / warm) if warm else 1.0
+    if schedule == "cosine":
+        x = min(1.0, step / max(planned, 1))
+        f *= LR_FLOOR + (1.0 - LR_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * x))
+    return f
 
 
 def _check_positive_int(name: str, v) -> None:
@@ -333,7 +397,7 @@ def train(path, out_dir, *, model: str = "vae", epochs: int = 20, batch_size: in
           heads: int = 4, mlp_ratio: float = 2.0, tokens: int | None = None, steps: int = 20,
           sampler: str = "midpoint", ema_decay: float = 0.999, warmup: int = 200, init_from=None,
           refit_preprocessing: bool = False, max_seconds: float | None = None, workers: int = 0,
-          head: str = "switch") -> dict:
+          head: str = "switch", energy: str = "u", schedule: str = "constant") -> dict:
     """Train a model on the showers of ``path`` and checkpoint it in ``out_dir``; returns ``{"epochs_run",
     "epoch", "steps", "best_epoch", "best_val_loss", "stopped_early", "history", "best", "last", "seconds"}``.
 
@@ -343,7 +407,9 @@ def train(path, out_dir, *, model: str = "vae", epochs: int = 20, batch_size: in
     default ``steps`` and ``sampler``, ``ema_decay`` (the exponential moving average of the weights that is
     validated, saved and used for generation; 0 disables it) and ``warmup`` (optimizer steps of linear learning-rate
     warm-up), ``head`` (the output head: ``switch``, ``mlp`` or ``none``, see
-    :class:`~ml4ep.fastsim.models.diffusion.DiffusionConfig`)).
+    :class:`~ml4ep.fastsim.models.diffusion.DiffusionConfig`), ``energy`` (the layer energies' representation: ``u``,
+    bounded by construction, or ``log``)). ``schedule``: the learning rate after the warm-up, ``constant`` or
+    ``cosine`` (down to 5% of ``lr`` over the planned ``epochs``).
 
     ``patience``: stop after that many epochs without a lower validation loss (the training loss without a
     validation split; ``None`` never stops early). ``max_seconds``: the run's training-time budget, earlier sessions of
@@ -372,6 +438,8 @@ a resumed run included: training stops after the epoch that exceeds it.
         raise TrainError(f"patience must be >= 1 or None, got {patience!r}")
     if not 0 <= float(ema_decay) < 1:
         raise TrainError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
+    if schedule not in SCHEDULES:
+        raise TrainError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     conditions = list(conditions)
     meta = io.info(path)  # a clear ShowerFileError naming the file for a missing file or wrong keys
     geo = None
@@ -393,6 +461,8 @@ a resumed run included: training stops after the epoch that exceeds it.
         run_args.update(latent=int(latent), hidden=[int(h) for h in hidden], beta=float(beta), loss=loss)
     else:
         run_args.update(model=model, ema_decay=float(ema_decay), warmup=int(warmup))
+    if schedule != "constant":  # absent from the runs that predate the schedules, so they still resume
+        run_args["schedule"] = schedule
     pre_ck = None
     if init_from is not None:
         pre_ck = load_checkpoint(init_from)
@@ -427,12 +497,13 @@ a resumed run included: training stops after the epoch that exceeds it.
         _load_state(net, pre_ck["model"], pre_ck["path"])
         if refit_preprocessing:  # the pretrained network, the preprocessing of the new data
             pre_loader = _loader(str(path), meta["n_voxels"], conditions, 4096, int(seed), float(validation_split), shuffle=False)
-            _fit_preprocessing(net, model, pre_loader, preprocessing(pre_loader, conditions), init_output=False)
+            _fit_preprocessing(net, model, pre_loader, preprocessing(pre_loader, conditions, _guard_sizes(net)),
+                               init_output=False)
     else:
         if resume:
             log.info("%s: no checkpoint to resume from; starting a new run", out / LAST)
         pre_loader = _loader(str(path), meta["n_voxels"], conditions, 4096, int(seed), float(validation_split), shuffle=False)
-        pre = preprocessing(pre_loader, conditions)
+        pre = preprocessing(pre_loader, conditions, layer_sizes(meta["n_voxels"], geo) if model != "vae" else None)
         if model == "vae":
             from .models.vae import VAEConfig
 
@@ -448,6 +519,7 @@ a resumed run included: training stops after the epoch that exceeds it.
                 cfg = DiffusionConfig(n_voxels=meta["n_voxels"], n_tokens=n_tok,
                                       layer_sizes=layer_sizes(meta["n_voxels"], geo), dim=dim, depth=depth, heads=heads,
                                       mlp_ratio=float(mlp_ratio), n_conditions=len(conditions), head=head,
+                                      energy=energy,
                                       condition_names=tuple(conditions), steps=steps, sampler=sampler,
                                       threshold_mev=float(geo.threshold) if geo is not None else 0.0)
             except DiffusionConfigError as exc:
@@ -493,12 +565,12 @@ a resumed run included: training stops after the epoch that exceeds it.
         net.train()
         loader.train.set_epoch(epoch)
         sums, n = np.zeros(1 + len(names)), 0
-        for i, batch in enumerate(loader.train.torch(num_workers=int(workers), pin_memory=dev.type == "cuda",
-                                                     as_dict=True)):
+        batches = loader.train.torch(num_workers=int(workers), pin_memory=dev.type == "cuda", as_dict=True)
+        for batch in prog.steps(batches, epoch + 1, epochs, n_batches):
             e, s, c = _unpack(batch, conditions, dev)
-            if warm:
+            if warm or schedule == "cosine":
                 for g in opt.param_groups:
-                    g["lr"] = float(lr) * min(1.0, (state["step"] + 1) / warm)
+                    g["lr"] = float(lr) * _lr_factor(state["step"], warm, schedule, int(epochs) * n_batches)
             terms = net(s, e, c, generator=gen)
             opt.zero_grad(set_to_none=True)
             terms[0].backward()
@@ -511,13 +583,15 @@ a resumed run included: training stops after the epoch that exceeds it.
                         pe.mul_(d).add_(pn.detach(), alpha=1 - d)
             vals = torch.stack([t.detach() for t in terms]).cpu().numpy().astype(np.float64)
             sums, n = sums + vals * len(e), n + len(e)
-            prog.batch(epoch + 1, epochs, i + 1, n_batches, vals, names)
+            prog.batch(sums, n, names)
         if n == 0:
+            prog.close()
             raise TrainError(f"{path}: the training split is empty (validation_split {validation_split})")
         means = (sums / n).tolist()
         val = _evaluate(ema if ema is not None else net, loader, conditions, dev, int(seed), epoch)
         monitored = val if val is not None else means[0]
         if not math.isfinite(monitored):
+            prog.close()
             raise TrainError(f"epoch {epoch + 1}: the loss is {monitored} (lower lr?)")
         improved = monitored < state["best_val_loss"]
         if improved:
@@ -553,6 +627,7 @@ a resumed run included: training stops after the epoch that exceeds it.
         if max_seconds is not None and spent + time.perf_counter() - t0 > float(max_seconds):
             prog.line(f"stopping after epoch {epoch + 1}: the time budget of {max_seconds} s is used")
             break
+    prog.close()
     return {"epochs_run": epochs_run, "epoch": state["epoch"], "steps": state["step"],
             "best_epoch": state["best_epoch"], "best_val_loss": state["best_val_loss"],
             "stopped_early": state["stopped_early"], "history": list(state["history"]), "best": str(out / BEST),

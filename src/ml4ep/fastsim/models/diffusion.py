@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from .conditioning import Conditioned
+from .guard import EnergyGuard
 from ..sampler import MAX_STEPS, SAMPLERS, DiffusionConfigError, check_sampler, integrate
 
 __all__ = ["DEGREE", "LAYER_EPS", "LOG_EPS", "MAX_STEPS", "MIN_LAYER_STD", "MIN_VOXEL_STD", "STATE_CLIP", "ZERO_SNAP", "SAMPLERS", "DenoiserGraph", "DiffusionConfig",
@@ -62,6 +63,11 @@ HEADS = ("switch", "mlp", "none")
 #: (shares below (e^3 - 1) 1e-6 = 1.9e-5 of the layer; 0.1% of the hits of ds2 GFlash showers lie there, while the
 #: flow's spread around the empty value would otherwise turn a third of the empty voxels into hits)
 ZERO_SNAP = 3.0
+#: the layer energies' representation (DiffusionConfig.energy)
+ENERGIES = ("u", "log")
+#: "u" representation: every layer holds at least U_DELTA E_inc more than its energy (so the ratios are defined for
+#: empty layers), and the ratios are clipped to [U_CLIP, 1 - U_CLIP] before the logit
+U_DELTA, U_CLIP = 1e-7, 1e-7
 
 
 @dataclass
@@ -94,6 +100,12 @@ class DiffusionConfig:
     head: str = "switch"
     head_hidden: int = 16
     min_voxel_std: float = MIN_VOXEL_STD
+    #: how the layer energies enter the state. "u" (CaloFlow's u-variables): layer i's number is the logit of
+    #: u_i = E_i / sum_{j>=i} E_j, the last layer's the logit of E_tot / (b(E) E_inc) with b the energy guard's
+    #: bound on E_tot / E_inc; the inverse (sigmoid, telescoping product) gives layers that sum to E_tot exactly and
+    #: E_tot <= b(E) E_inc by construction. "log" (the first checkpoints): ln(E_i / E_inc + 1e-5) per layer, unbounded
+    #: but for the guard.
+    energy: str = "u"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -121,6 +133,8 @@ class DiffusionConfig:
             raise DiffusionConfigError(f"head must be one of {HEADS}, got {self.head!r}")
         if self.skip not in ("gaussian", "none"):
             raise DiffusionConfigError(f"skip must be 'gaussian' or 'none', got {self.skip!r}")
+        if self.energy not in ENERGIES:
+            raise DiffusionConfigError(f"energy must be one of {ENERGIES}, got {self.energy!r}")
         if not (self.threshold_mev >= 0 and math.isfinite(self.threshold_mev)):
             raise DiffusionConfigError(f"threshold_mev must be >= 0, got {self.threshold_mev}")
 
@@ -140,7 +154,7 @@ class DiffusionConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> DiffusionConfig:
-        return cls(**{"skip": "none", "min_voxel_std": 0.5, "head": "none", **d})  # the first checkpoints' settings
+        return cls(**{"skip": "none", "min_voxel_std": 0.5, "head": "none", "energy": "log", **d})  # the first checkpoints
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -188,7 +202,7 @@ class _Block(nn.Module):
         return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
 
 
-class ShowerFlow(Conditioned, nn.Module):
+class ShowerFlow(Conditioned, EnergyGuard, nn.Module):
     """Conditional flow-matching transformer; ``forward(showers, energy, cond, generator)`` returns ``(loss,)``."""
 
     loss_terms = ("mse",)
@@ -242,6 +256,14 @@ class ShowerFlow(Conditioned, nn.Module):
         weight[state_of_layer] = float(c.layer_weight)
         self.register_buffer("loss_weight", torch.as_tensor(weight / weight.sum()), persistent=False)
         self._register_condition_buffers(c.n_conditions)
+        self._register_guard_buffers(n_layers)
+        # u-variables: remaining energy from layer i on = a @ tail (a_j summed over j >= i); log of the share left
+        # before layer i = log(1 - u) @ before (summed over j < i, j < L - 1)
+        idx = np.arange(n_layers)
+        self.register_buffer("tail", torch.as_tensor((idx[:, None] >= idx[None, :]).astype(np.float32)),
+                             persistent=False)
+        self.register_buffer("before", torch.as_tensor((idx[:-1, None] < idx[None, :]).astype(np.float32)),
+                             persistent=False)
 
     # -- preprocessing ----------------------------------------------------------------------------------
     def set_preprocessing(self, e_min_mev: float, e_max_mev: float, y_coef, y_var, l_coef, l_var, cond_mean=None,
@@ -278,7 +300,30 @@ class ShowerFlow(Conditioned, nn.Module):
         layer_e = showers @ self.member
         share = showers / torch.clamp(layer_e, min=1e-30)[:, self.layer_of_voxel]
         frac = layer_e / energy.reshape(-1, 1)
-        return torch.log(torch.clamp(share, 0.0, 1.0) + LOG_EPS), torch.log(frac + LAYER_EPS)
+        y = torch.log(torch.clamp(share, 0.0, 1.0) + LOG_EPS)
+        if self.config.energy == "log":
+            return y, torch.log(frac + LAYER_EPS)
+        return y, self.energy_to_u(frac, energy)
+
+    def energy_to_u(self, frac: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+        """Layer fractions of E_inc ``(N, L)`` -> the logits of the u-variables ``(N, L)``: ``u_i = a_i / sum_{j>=i}
+        a_j`` for the first L - 1 layers (``a = frac + U_DELTA``), then ``sum_j a_j / b(E)`` with ``b`` the guard's
+        bound on E_tot / E_inc."""
+        a = frac + U_DELTA
+        rest = a @ self.tail  # (N, L): sum_{j>=i} a_j
+        total_max = self.guard_bounds(energy)[1]
+        u = torch.cat([a[:, :-1] / rest[:, :-1], rest[:, :1] / total_max], dim=1)
+        u = torch.clamp(u, U_CLIP, 1.0 - U_CLIP)
+        return torch.log(u) - torch.log1p(-u)
+
+    def u_to_energy(self, z: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`energy_to_u`: logits ``(N, L)`` -> layer fractions of E_inc ``(N, L)`` that sum to at most
+        the guard's bound b(E) (exactly to the generated total, up to the U_DELTA offsets)."""
+        u = torch.clamp(torch.sigmoid(z), U_CLIP, 1.0 - U_CLIP)  # as in energy_to_u; log(1 - u) stays finite
+        total = u[:, -1:] * self.guard_bounds(energy)[1]  # sum of a, <= b(E)
+        left = torch.exp(torch.log1p(-u[:, :-1]) @ self.before)  # (N, L): share of the total left before layer i
+        a = total * left * torch.cat([u[:, :-1], torch.ones_like(u[:, -1:])], dim=1)
+        return torch.clamp(a - U_DELTA, min=0.0)
 
     def preprocess(self, showers: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
         """Voxel energies (MeV) -> the standardised state ``(N, S)`` the flow models (clipped to +-STATE_CLIP)."""
@@ -297,7 +342,12 @@ class ShowerFlow(Conditioned, nn.Module):
         x = torch.clamp(x, -STATE_CLIP, STATE_CLIP)  # no further out than any training shower
         y = x[:, self.state_of_voxel] * y_std + y_mean
         share = torch.where(y < math.log(LOG_EPS) + ZERO_SNAP, torch.zeros_like(y), torch.exp(y) - LOG_EPS)
-        frac = torch.clamp(torch.exp(x[:, self.state_of_layer] * l_std + l_mean) - LAYER_EPS, min=0.0)
+        ell = x[:, self.state_of_layer] * l_std + l_mean
+        if self.config.energy == "log":
+            frac = torch.clamp(torch.exp(ell) - LAYER_EPS, min=0.0)
+        else:
+            frac = self.u_to_energy(ell, energy)
+        frac = self.guard_fractions(frac, energy)  # within the training data's bounds at this energy, every layer
         scale = frac * energy.reshape(-1, 1) / torch.clamp(share @ self.member, min=1e-20)  # (N, L)
         e = share * (scale @ self.member_t)
         return torch.where(e < self.config.threshold_mev, torch.zeros_like(e), e)

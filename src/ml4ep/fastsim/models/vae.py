@@ -7,7 +7,9 @@ needs nothing else:
 * every voxel energy is divided by the incident energy and by a per-voxel scale (the largest fraction of the
   incident energy that voxel takes in the training data), giving targets in [0, 1];
 * the decoder ends in a sigmoid per voxel, multiplied back by the scale and the incident energy, so
-  :meth:`ShowerVAE.decode` returns voxel energies in MeV.
+  :meth:`ShowerVAE.decode` returns voxel energies in MeV;
+* the energy guard (:mod:`.guard`, the whole shower as one layer) scales a decoded shower down where its total
+  would exceed the training showers' largest E_tot / E_inc at that energy (times 1.1).
 
 Loss: binary cross-entropy on the scaled fractions (summed over voxels, as in Par04) plus ``beta`` times the KL
 divergence to the unit Gaussian (summed over the latent dimensions), both averaged over the batch.
@@ -24,6 +26,7 @@ from torch.nn import functional as F
 
 from ...errors import Ml4epError
 from .conditioning import Conditioned
+from .guard import EnergyGuard
 
 #: smallest per-voxel scale (fraction of the incident energy): voxels never hit in training stay near 0
 MIN_SCALE = 1e-6
@@ -81,7 +84,7 @@ def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class ShowerVAE(Conditioned, nn.Module):
+class ShowerVAE(Conditioned, EnergyGuard, nn.Module):
     """Conditional VAE; ``forward(showers, energy, cond)`` returns ``(loss, recon, kl)`` (batch means)."""
 
     loss_terms = ("recon", "kl")
@@ -99,6 +102,7 @@ class ShowerVAE(Conditioned, nn.Module):
         # preprocessing (set by set_preprocessing from the training data)
         self.register_buffer("voxel_scale", torch.ones(v))
         self._register_condition_buffers(c.n_conditions)
+        self._register_guard_buffers(1)
 
     # -- preprocessing ----------------------------------------------------------------------------------
     def set_preprocessing(self, voxel_scale, e_min_mev: float, e_max_mev: float, cond_mean=None,
@@ -133,7 +137,10 @@ class ShowerVAE(Conditioned, nn.Module):
     def decode(self, z: torch.Tensor, energy: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Voxel energies in MeV, ``(N, n_voxels)``, for latent ``z`` ``(N, latent)`` and incident energies in
         MeV ``(N, 1)``."""
-        return self.decode_fractions(z, energy, cond) * self.voxel_scale * energy.reshape(-1, 1)
+        frac = self.decode_fractions(z, energy, cond) * self.voxel_scale
+        total = frac.sum(dim=1, keepdim=True)
+        factor = self.guard_fractions(total, energy) / torch.clamp(total, min=1e-30)  # <= 1: the energy guard
+        return frac * (factor * energy.reshape(-1, 1))
 
     def forward(self, showers: torch.Tensor, energy: torch.Tensor, cond: torch.Tensor | None = None,
                 generator: torch.Generator | None = None):
