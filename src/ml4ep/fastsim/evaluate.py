@@ -28,11 +28,12 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
+from ..bench.progress import progress as progress_bar
 from ..errors import Ml4epError
 from . import features, io
 from .geometry import get
@@ -98,15 +99,27 @@ def _pool(workers: int):
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
 
 
-def _run(pool, fn, tasks):
+def _run(pool, fn, tasks, done=None):
+    """``fn(*task)`` for every task (in the pool when there is one), in order; ``done(task)`` after each one."""
     if pool is None:
-        return [fn(*t) for t in tasks]
-    return [f.result() for f in [pool.submit(fn, *t) for t in tasks]]
+        results = []
+        for t in tasks:
+            results.append(fn(*t))
+            if done is not None:
+                done(t)
+        return results
+    futures = {pool.submit(fn, *t): t for t in tasks}
+    if done is not None:
+        for f in as_completed(futures):
+            f.result()  # a task's error now, not after the others
+            done(futures[f])
+    return [f.result() for f in futures]
 
 
 def _pass(pool, path, geo, n: int, chunk_size: int, edges=None, spill_dir: str | None = None,
-          low_level: bool = False) -> Sample:
-    """One pass over the first ``n`` showers of a file, split into worker tasks."""
+          low_level: bool = False, label: str = "showers", progress: bool = False) -> Sample:
+    """One pass over the first ``n`` showers of a file, split into worker tasks (``progress``: a bar in showers,
+    named ``label``)."""
     # about four tasks per worker keeps them all busy to the end
     workers = pool._max_workers if pool is not None else 1
     rows = max(min(TASK_ROWS, -(-n // (4 * workers))), 1000)
@@ -117,7 +130,8 @@ def _pass(pool, path, geo, n: int, chunk_size: int, edges=None, spill_dir: str |
         tasks.append((path, geo, a, b, chunk_size, None if edges is None else edges["voxel"], spill, low_level))
     if not tasks:
         raise EvaluationError(f"{path}: no showers")
-    results = _run(pool, _scan, tasks)
+    with progress_bar(total=n, desc=label, unit="shower", enabled=progress, leave=False) as bar:
+        results = _run(pool, _scan, tasks, done=lambda t: bar.update(t[3] - t[2]))
     hlf = features.HLF.concatenate([r[0] for r in results])
     hist = None
     if edges is not None:
@@ -131,7 +145,7 @@ def _pass(pool, path, geo, n: int, chunk_size: int, edges=None, spill_dir: str |
 
 def evaluate(reference, generated, geometry, outdir=None, metrics=DEFAULT_METRICS, chunk_size: int = 10000,
              classifier: dict | None = None, fpd_kpd: dict | None = None, seed: int = 0, plots: bool = True,
-             max_showers: int | None = None, workers: int | None = None) -> dict:
+             max_showers: int | None = None, workers: int | None = None, progress: bool = False) -> dict:
     """Compares two CaloChallenge HDF5 files; returns the metrics (and writes ``outdir/metrics.json`` and the
     plots when ``outdir`` is given).
 
@@ -139,6 +153,8 @@ def evaluate(reference, generated, geometry, outdir=None, metrics=DEFAULT_METRIC
     ``classifier``: keyword arguments of ``metrics.classifier_metric`` (e.g. ``{"hidden": 256, "epochs": 10}``).
     ``fpd_kpd``: keyword arguments of ``metrics.fpd`` / ``metrics.kpd`` sample sizes, e.g. for small samples.
     ``workers``: processes reading and computing features (default: the CPU count, at most 8).
+    ``progress``: bars (on stderr, when it is a terminal) over the stages: the showers read of each sample, the
+    FPD and KPD batches, each classifier's epochs.
     """
     geo = get(geometry)
     chosen = [x for x in (metrics or DEFAULT_METRICS)]
@@ -162,7 +178,8 @@ def evaluate(reference, generated, geometry, outdir=None, metrics=DEFAULT_METRIC
     pool = _pool(n_workers) if n_workers > 1 else None
     try:
         with tempfile.TemporaryDirectory(prefix="ml4ep-evaluate-") as spill_dir:
-            ref = _pass(pool, reference, geo, n_ref, chunk_size, spill_dir=spill_dir, low_level=low)
+            ref = _pass(pool, reference, geo, n_ref, chunk_size, spill_dir=spill_dir, low_level=low,
+                        label="reference", progress=progress)
             edges = features.binnings(geo, ref.hlf, ref.max_voxel)
             ref.hist = features.Histograms(edges)
             ref.hist.fill(ref.hlf)
@@ -170,17 +187,18 @@ def evaluate(reference, generated, geometry, outdir=None, metrics=DEFAULT_METRIC
             ref.hist.counts["voxel"] += sum(_run(pool, _spill_counts, [(str(f), edges["voxel"]) for f in spills]))
             timing["reference_s"] = time.perf_counter() - t0
             t1 = time.perf_counter()
-            gen = _pass(pool, generated, geo, n_gen, chunk_size, edges=edges, low_level=low)
+            gen = _pass(pool, generated, geo, n_gen, chunk_size, edges=edges, low_level=low, label="generated",
+                        progress=progress)
             timing["generated_s"] = time.perf_counter() - t1
         return _metrics(pool, chosen, geo, reference, generated, ref, gen, edges, outdir, plots, classifier,
-                        fpd_kpd, seed, timing, t0)
+                        fpd_kpd, seed, timing, t0, progress)
     finally:
         if pool is not None:
             pool.shutdown()
 
 
 def _metrics(pool, chosen, geo, reference, generated, ref: Sample, gen: Sample, edges, outdir, plots, classifier,
-             fpd_kpd, seed, timing, t0) -> dict:
+             fpd_kpd, seed, timing, t0, progress: bool = False) -> dict:
     from . import metrics as m
     from . import report
 
@@ -207,19 +225,21 @@ def _metrics(pool, chosen, geo, reference, generated, ref: Sample, gen: Sample, 
         a, b = m.normalise(hi_ref, hi_gen)
         opts = dict(fpd_kpd or {})
         if "fpd" in chosen:
-            v, e = m.fpd(a, b, seed=seed, **{k: v for k, v in opts.items() if k in _FPD_KEYS})
+            v, e = m.fpd(a, b, seed=seed, progress=progress, **{k: v for k, v in opts.items() if k in _FPD_KEYS})
             result["fpd"] = {"value": v, "error": e, "value_x1e3": v * 1e3, "error_x1e3": e * 1e3}
         if "kpd" in chosen:
-            v, e = m.kpd(a, b, seed=seed, **{k: v for k, v in opts.items() if k in _KPD_KEYS})
+            v, e = m.kpd(a, b, seed=seed, progress=progress, **{k: v for k, v in opts.items() if k in _KPD_KEYS})
             result["kpd"] = {"value": v, "error": e, "value_x1e3": v * 1e3, "error_x1e3": e * 1e3}
         timing["fpd_kpd_s"] = time.perf_counter() - t2
     if "cls-high" in chosen:
         t3 = time.perf_counter()
-        result["classifier_high"] = m.classifier_metric(hi_ref, hi_gen, seed=seed, **(classifier or {}))
+        result["classifier_high"] = m.classifier_metric(hi_ref, hi_gen, seed=seed, **(classifier or {}),
+                                                        progress="classifier, high-level" if progress else False)
         timing["classifier_high_s"] = time.perf_counter() - t3
     if "cls-low" in chosen:
         t3 = time.perf_counter()
-        result["classifier_low"] = m.classifier_metric(ref.low_level, gen.low_level, seed=seed, **(classifier or {}))
+        result["classifier_low"] = m.classifier_metric(ref.low_level, gen.low_level, seed=seed, **(classifier or {}),
+                                                       progress="classifier, low-level" if progress else False)
         timing["classifier_low_s"] = time.perf_counter() - t3
     result["timing"] = timing
     if out is not None:

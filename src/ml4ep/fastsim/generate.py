@@ -279,7 +279,7 @@ def _runner(src: Path, backend: str, steps=None, sampler=None):
 
 def generate(model_dir_or_onnx, energies, *, backend: str = "torch", seed: int | None = None, noise=None,
              conditions=None, batch_size: int = 10_000, output=None, geometry=None, steps: int | None = None,
-             sampler: str | None = None) -> np.ndarray:
+             sampler: str | None = None, progress: bool = False) -> np.ndarray:
     """Showers ``(N, V)`` float32 in MeV for incident ``energies`` (N values, MeV).
 
     ``model_dir_or_onnx``: a run directory or ``.pt`` checkpoint (every backend; the ONNX backends use its
@@ -288,7 +288,8 @@ def generate(model_dir_or_onnx, energies, *, backend: str = "torch", seed: int |
     otherwise standard normal from ``seed``. ``steps``/``sampler``: the flow model's network evaluations (at most
     20) and ODE sampler (``euler``, ``midpoint``, ``heun``); default: those stored with the model. ``conditions``: the extra
     condition columns ``(N, k)`` of a model trained with some. ``output``: also write the showers and energies to
-    this CaloChallenge HDF5 file (``geometry`` optionally checks the voxel count).
+    this CaloChallenge HDF5 file (``geometry`` optionally checks the voxel count). ``progress``: a bar in showers,
+    batch by batch, on stderr when it is a terminal.
     """
     if backend not in BACKENDS:
         raise GenerateError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -314,11 +315,15 @@ def generate(model_dir_or_onnx, energies, *, backend: str = "torch", seed: int |
     elif conditions is not None:
         raise GenerateError(f"{src}: the model takes no extra conditions")
     e32 = e64.astype(np.float32)
+    from ..bench.progress import progress as progress_bar
+
     parts = []
-    for i in range(0, n, int(batch_size)):
-        j = min(n, i + int(batch_size))
-        parts.append(np.asarray(run(np.ascontiguousarray(z[i:j]), np.ascontiguousarray(e32[i:j]),
-                                    None if c is None else np.ascontiguousarray(c[i:j])), dtype=np.float32))
+    with progress_bar(total=n, desc="generate", unit="shower", enabled=progress) as bar:
+        for i in range(0, n, int(batch_size)):
+            j = min(n, i + int(batch_size))
+            parts.append(np.asarray(run(np.ascontiguousarray(z[i:j]), np.ascontiguousarray(e32[i:j]),
+                                        None if c is None else np.ascontiguousarray(c[i:j])), dtype=np.float32))
+            bar.update(j - i)
     showers = np.concatenate(parts, axis=0)
     np.maximum(showers, 0.0, out=showers)  # the sigmoid is >= 0; this only removes -0.0 and rounding
     if output is not None:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
+from ..bench.progress import progress as progress_bar
 from ..errors import Ml4epError
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,7 @@ def fpd_points(
     *,
     dtype: str = "float32",
     normalised: bool = False,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batch sizes and the mean Frechet distance at each size (the points :func:`fpd` fits).
 
@@ -230,7 +232,8 @@ def fpd_points(
     times ``rng.integers(0, n_ref, size)`` then ``rng.integers(0, n_gen, size)``. ``dtype`` is the precision of the
     per-block products x^T x (blocks of 4096 rows, summed in float64); float32 (default) is ~2x faster and
     agrees with float64 to ~1e-8 relative on the challenge's 362 features.
-    ``normalised=True`` skips :func:`normalise` (inputs already normalised).
+    ``normalised=True`` skips :func:`normalise` (inputs already normalised). ``progress``: a bar over the batches
+    on stderr when it is a terminal.
     """
     x, y = _pair(ref, gen, "fpd")
     if not normalised:
@@ -245,16 +248,19 @@ def fpd_points(
     yc = (y - centre).astype(work)
     rng = np.random.default_rng(seed)
     values = np.empty(sizes.size)
-    for k, size in enumerate(sizes):
-        acc = 0.0
-        for _ in range(num_batches):
-            i1 = rng.integers(0, len(xc), size)
-            i2 = rng.integers(0, len(yc), size)
-            mu1, s1 = _batch_moments(xc, i1)
-            mu2, s2 = _batch_moments(yc, i2)
-            acc += _frechet_from_moments(mu1, s1, mu2, s2)
-        values[k] = acc / num_batches
-        log.debug("fpd: batch size %d -> mean distance %.6g", size, values[k])
+    with progress_bar(total=sizes.size * num_batches, desc="FPD", unit="batch", enabled=progress,
+                      leave=False) as bar:
+        for k, size in enumerate(sizes):
+            acc = 0.0
+            for _ in range(num_batches):
+                i1 = rng.integers(0, len(xc), size)
+                i2 = rng.integers(0, len(yc), size)
+                mu1, s1 = _batch_moments(xc, i1)
+                mu2, s2 = _batch_moments(yc, i2)
+                acc += _frechet_from_moments(mu1, s1, mu2, s2)
+                bar.update()
+            values[k] = acc / num_batches
+            log.debug("fpd: batch size %d -> mean distance %.6g", size, values[k])
     return sizes, values
 
 
@@ -269,14 +275,17 @@ def fpd(
     *,
     dtype: str = "float32",
     nonnegative: bool = True,
+    progress: bool = False,
 ) -> tuple[float, float]:
     """Frechet physics distance ``(value, error)``: the N -> infinity extrapolation of the Frechet distance.
 
     Features are normalised by ``max|ref|``; ``num_points`` batch sizes uniform in 1/N between ``min_samples``
     and ``max_samples`` (capped at the sample sizes), ``num_batches`` random batches per size (see
     :func:`fpd_points`), then :func:`fit_extrapolation` (``nonnegative`` as in the challenge's jetnet fit).
+    ``progress``: a bar over the batches on stderr when it is a terminal.
     """
-    sizes, values = fpd_points(ref, gen, min_samples, max_samples, num_batches, num_points, seed, dtype=dtype)
+    sizes, values = fpd_points(ref, gen, min_samples, max_samples, num_batches, num_points, seed, dtype=dtype,
+                               progress=progress)
     return fit_extrapolation(sizes, values, nonnegative=nonnegative)
 
 
@@ -365,13 +374,15 @@ def kpd_values(
     *,
     dtype: str = "float32",
     normalised: bool = False,
+    progress: bool = False,
 ) -> np.ndarray:
     """Per-batch unbiased MMD^2 values (the points :func:`kpd` summarises).
 
     Batch ``i`` draws with replacement from ``rng = np.random.default_rng(seed + 1000 * i)``:
     ``rng.integers(0, n_ref, b)`` then ``rng.integers(0, n_gen, b)``, with ``b = min(batch_size, n_ref, n_gen)``.
     ``dtype`` is the precision of the Gram products (d+1 terms each); kernel values and all sums are float64.
-    float32 (default) agrees with float64 to ~1e-13 absolute on the challenge's 362 features.
+    float32 (default) agrees with float64 to ~1e-13 absolute on the challenge's 362 features. ``progress``: a bar
+    over the batches on stderr when it is a terminal.
     """
     x, y = _pair(ref, gen, "kpd")
     if not normalised:
@@ -386,7 +397,7 @@ def kpd_values(
         log.warning("kpd: only %d events per sample; batch size capped at %d", min(len(x), len(y)), b)
     xw, yw = _augment(x, work), _augment(y, work)
     vals = np.empty(num_batches)
-    for i in range(num_batches):
+    for i in progress_bar(range(num_batches), desc="KPD", unit="batch", enabled=progress, leave=False):
         rng = np.random.default_rng(seed + 1000 * i)
         i1 = rng.integers(0, len(xw), b)
         i2 = rng.integers(0, len(yw), b)
@@ -403,12 +414,14 @@ def kpd(
     seed: int = 0,
     *,
     dtype: str = "float32",
+    progress: bool = False,
 ) -> tuple[float, float]:
     """Kernel physics distance ``(median, error)``: unbiased poly-kernel MMD^2 over random batches.
 
-    Features normalised by ``max|ref|``; see :func:`kpd_values` for the batches and :func:`median_and_error`.
+    Features normalised by ``max|ref|``; see :func:`kpd_values` for the batches (and ``progress``) and
+    :func:`median_and_error`.
     """
-    return median_and_error(kpd_values(ref, gen, num_batches, batch_size, seed, dtype=dtype))
+    return median_and_error(kpd_values(ref, gen, num_batches, batch_size, seed, dtype=dtype, progress=progress))
 
 
 # ------------------------------------------------------------------------------------------ classifier
@@ -442,6 +455,7 @@ def classifier_metric(
     split: tuple[float, float, float] = (0.6, 0.2, 0.2),
     dtype: str = "float64",
     standardise: bool = False,
+    progress: bool | str = False,
 ) -> dict:
     """Train a DNN to tell reference (label 1) from generated (label 0) events; AUC and JSD on validation.
 
@@ -451,7 +465,8 @@ def classifier_metric(
     regression fitted on the test predictions calibrates the validation predictions, on which
     ``auc = roc_auc_score`` and ``jsd = (ln 2 - BCE) / ln 2`` are computed. Inputs are used as given (as in the
     challenge) unless ``standardise``: then every feature is shifted and scaled by the training split's mean and
-    standard deviation, which lets small networks trained on small samples (quick runs) learn.
+    standard deviation, which lets small networks trained on small samples (quick runs) learn. ``progress`` (true or
+    the bar's label): a bar over the epochs with the test accuracy, on stderr when it is a terminal.
     Returns ``{"auc", "jsd", "n_train", "n_test", "n_val", "epochs_run", "best_test_accuracy"}``.
     """
     torch = require("torch", "torch", "the classifier metric")
@@ -527,25 +542,29 @@ def classifier_metric(
         return np.concatenate(out).astype(np.float64)
 
     best_acc, best_state, epochs_run = -1.0, None, 0
-    for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(len(xtr), generator=gen).to(dev)
-        for s in range(0, len(xtr), batch_size):
-            idx = perm[s:s + batch_size]
-            opt.zero_grad()
-            loss = loss_fn(model(xtr_t[idx]), ytr_t[idx])
-            loss.backward()
-            opt.step()
-        epochs_run = epoch + 1
-        acc = float(np.mean((predict(xte_t) > 0.5) == (yte > 0.5)))
-        log.info("classifier_metric: epoch %d, last batch loss %.5f, test accuracy %.5f", epochs_run,
-                 float(loss.detach()), acc)
-        if acc > best_acc:
-            best_acc = acc
-            best_state = copy.deepcopy(model.state_dict())
-        if acc >= 1.0:
-            log.info("classifier_metric: test accuracy 1 reached; stopping early")
-            break
+    with progress_bar(total=epochs, desc=progress if isinstance(progress, str) else "classifier", unit="epoch",
+                      enabled=bool(progress), leave=False) as bar:
+        for epoch in range(epochs):
+            model.train()
+            perm = torch.randperm(len(xtr), generator=gen).to(dev)
+            for s in range(0, len(xtr), batch_size):
+                idx = perm[s:s + batch_size]
+                opt.zero_grad()
+                loss = loss_fn(model(xtr_t[idx]), ytr_t[idx])
+                loss.backward()
+                opt.step()
+            epochs_run = epoch + 1
+            acc = float(np.mean((predict(xte_t) > 0.5) == (yte > 0.5)))
+            log.info("classifier_metric: epoch %d, last batch loss %.5f, test accuracy %.5f", epochs_run,
+                     float(loss.detach()), acc)
+            bar.set_postfix_str(f"test accuracy {acc:.4f}", refresh=False)
+            bar.update()
+            if acc > best_acc:
+                best_acc = acc
+                best_state = copy.deepcopy(model.state_dict())
+            if acc >= 1.0:
+                log.info("classifier_metric: test accuracy 1 reached; stopping early")
+                break
     model.load_state_dict(best_state)
 
     # calibrated probabilities are kept within [1e-6, 1 - 1e-6] as in the challenge (finite BCE)

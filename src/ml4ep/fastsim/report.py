@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -188,24 +189,48 @@ def _mean_showers(plt, geo, mean_ref, mean_gen):
     return fig
 
 
-def write_index(out: Path, result: dict, pngs: list[str]) -> None:
-    """``out/index.html``: the headline metrics and the plots."""
+def headline(result: dict) -> list[tuple[str, str]]:
+    """The headline numbers of an evaluation, those computed: the separation power of E_tot/E_inc and the mean
+    over every histogram, FPD and KPD x 1e3, the classifiers' AUC; ``(label, HTML-escaped value)`` rows."""
     rows = []
-    for key in ("n_reference", "n_generated"):
-        rows.append((key, str(result.get(key))))
+    sp = result.get("separation_power") or {}
+    if sp.get("e_ratio") is not None:
+        rows.append(("separation power, E_tot / E_inc", f"{sp['e_ratio']:.3g}"))
+    finite = [v for v in sp.values() if v is not None and math.isfinite(v)]
+    if finite:
+        rows.append((f"separation power, mean over {len(finite)} histograms", f"{np.mean(finite):.3g}"))
     for key, label in (("fpd", "FPD x 1e3"), ("kpd", "KPD x 1e3")):
         if key in result:
             rows.append((label, f"{result[key]['value_x1e3']:.4g} &plusmn; {result[key]['error_x1e3']:.2g}"))
+    for key, label in (("classifier_low", "AUC, low-level classifier"),
+                       ("classifier_high", "AUC, high-level classifier")):
+        if key in result:
+            rows.append((label, f"{result[key]['auc']:.4f}"))
+    return rows
+
+
+def _table(rows: list[tuple[str, str]], table_id: str) -> str:
+    body = "\n".join(f"<tr><td>{html.escape(a)}</td><td>{b}</td></tr>" for a, b in rows)
+    return f"<table id='{table_id}' border='1' cellpadding='4'>{body}</table>"
+
+
+def write_index(out: Path, result: dict, pngs: list[str]) -> None:
+    """``out/index.html``: the headline numbers first (:func:`headline`), then the sample sizes and the other
+    metrics, then the plots."""
+    rows = []
+    for key in ("n_reference", "n_generated"):
+        rows.append((key, str(result.get(key))))
     for key, label in (("classifier_low", "classifier, low-level"), ("classifier_high", "classifier, high-level")):
         if key in result:
             rows.append((label, f"AUC {result[key]['auc']:.4f}, JSD {result[key]['jsd']:.4f}"))
     for k, v in result.get("separation_power_summary", {}).items():
         rows.append((f"separation power, {k} (mean over layers)", f"{v:.3g}"))
-    table = "\n".join(f"<tr><td>{html.escape(a)}</td><td>{b}</td></tr>" for a, b in rows)
+    top = headline(result)
+    top_html = f"<h2>Headline</h2>{_table(top, 'headline')}" if top else ""
     imgs = "\n".join(f'<h3>{html.escape(p[:-4])}</h3><img src="{html.escape(p)}" style="max-width:100%">' for p in pngs)
     title = f"ml4ep fastsim evaluate: {html.escape(str(result.get('generated')))} vs " \
             f"{html.escape(str(result.get('reference')))} ({html.escape(str(result.get('geometry')))})"
     (out / "index.html").write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
-        f"<h1>{title}</h1><table border='1' cellpadding='4'>{table}</table>"
+        f"<h1>{title}</h1>{top_html}<h2>Details</h2>{_table(rows, 'details')}"
         f"<p>All metrics by name: <a href='metrics.json'>metrics.json</a></p>{imgs}</body></html>\n")
