@@ -339,3 +339,21 @@ def test_other_heads_agree_across_backends(run3, tmp_path, head):
     for backend in ("onnxruntime", "ml4ep"):
         got = generate(tmp_path, energies, backend=backend, noise=noise, steps=4)
         assert float((np.abs(got - ref) / scale).max()) < 1e-4, (head, backend)
+
+
+def test_alpha_rotation_matches_numpy_roll():
+    """rotate_alpha's augmentation: every shower turned by its own number of angular bins, the same in every layer
+    (against np.roll on the (layer, alpha, r) array); refused where the layers' binnings differ."""
+    from ml4ep.fastsim.train import _alpha_rotation
+
+    geo = geometry.get("ds2")
+    s = torch.from_numpy(np.random.default_rng(1).random((5, geo.n_voxels)).astype(np.float32))
+    gen = torch.Generator().manual_seed(3)
+    got = _alpha_rotation(geo, torch.device("cpu"))(s, gen).numpy()
+    k = torch.randint(0, 16, (5, 1), generator=torch.Generator().manual_seed(3)).numpy()[:, 0]
+    cube = s.numpy().reshape(5, 45, 16, 9)
+    want = np.stack([np.roll(cube[i], -int(k[i]), axis=1) for i in range(5)]).reshape(5, -1)
+    np.testing.assert_array_equal(got, want)
+    assert len(set(k.tolist())) > 1  # not one shift for the whole batch
+    with pytest.raises(TrainError, match="rotate_alpha needs a geometry"):
+        _alpha_rotation(geometry.get("ds1-photons"), torch.device("cpu"))

@@ -23,7 +23,8 @@ Evaluation: a generated sample against a reference sample
 
 Learning: the generative models and their training
     ``models/``      ``vae.py`` (Par04-style conditional VAE), ``diffusion.py`` (CaloDiT-style flow-matching
-    transformer), ``conditioning.py`` (the incident-energy and extra conditions they share);
+    transformer), ``conditioning.py`` (the incident-energy and extra conditions they share), ``guard.py`` (the
+    energy guard they share: no shower above the training data's energy bounds at its incident energy);
     ``train.py``     one training loop for both, through :class:`ml4ep.data.BatchLoader`, with checkpoints and resume;
     ``adapt.py``     fine-tuning a pretrained model to another calorimeter, against training from scratch;
     ``sampler.py``   the flow model's ODE sampler (Euler, midpoint, Heun), torch-free: the one loop that the model's
@@ -31,6 +32,7 @@ Learning: the generative models and their training
 
 Deployment: showers from a trained model, in Python and in C++
     ``generate.py``  export to ONNX; generation with PyTorch, ONNX Runtime or the model compiled by ml4ep.infer;
+    ``pretrained.py`` the shipped models (``ds2-default``; package data ``pretrained/``), usable without torch;
     ``hook.py``      the Geant4-style fast-simulation hook: the compiled models and ``shower_hook.hpp`` (no
     allocation per call), an example program and a CMake target;
     ``cpp/``         the hook's fixed C++ and CMake text, template files filled by :mod:`ml4ep._native.template`.

@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 
+from pathlib import Path
+
 import numpy as np
 
 from ..errors import Ml4epError
@@ -89,7 +91,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
               geometry=args.geometry, dim=args.dim, depth=args.depth, heads=args.heads, tokens=args.tokens,
               steps=args.steps, sampler=args.sampler, ema_decay=args.ema, warmup=args.warmup,
               init_from=args.init_from, max_seconds=args.max_seconds, workers=args.workers, head=args.head,
-              energy=args.energy, schedule=args.schedule)
+              energy=args.energy, schedule=args.schedule, rotate_alpha=args.rotate_alpha)
     print(f"{args.output}: {r['epochs_run']} epoch(s) run, at epoch {r['epoch']} (step {r['steps']}), best epoch "
           f"{r['best_epoch']} "
           f"(loss {r['best_val_loss']:.4g}){', stopped early' if r['stopped_early'] else ''}; {r['seconds']:.1f} s")
@@ -104,6 +106,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     e_gev = (np.exp(rng.uniform(np.log(energy[0]), np.log(energy[1]), args.n)) if isinstance(energy, tuple)
              else rng.choice(np.asarray(energy, float), args.n))
     seed = int(rng.integers(2**62))  # the latent noise: its own stream from the same seed
+    if args.backend is None:
+        from . import pretrained
+
+        onnx_like = str(args.model).endswith(".onnx") or pretrained.resolve(args.model) is not None
+        args.backend = "ml4ep" if onnx_like else "torch"
     generate(args.model, e_gev * 1e3, backend=args.backend, seed=seed, batch_size=args.batch_size,
              output=args.output, geometry=args.geometry, steps=args.steps, sampler=args.sampler,
              progress=not args.quiet)
@@ -119,7 +126,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise Ml4epError("export: --steps and --sampler set the C++ hook's sampler; they need --cpp")
     import onnx
 
-    path = export(args.model, args.output)
+    from . import pretrained
+
+    shipped = pretrained.resolve(args.model)
+    if shipped is None:
+        path = export(args.model, args.output)
+    elif args.output:  # the shipped pair, copied
+        import shutil
+
+        from .generate import POST_NAME
+
+        path = Path(args.output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shipped, path)
+        shutil.copyfile(shipped.with_name(POST_NAME), path.with_name(POST_NAME))
+    else:
+        path = shipped
     meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     if meta.get("ml4ep.model") == "fastsim.diffusion":
         msg = (f"{path}: denoiser ONNX (inputs x (N, V), t (N, 1), incident_energy (N, 1) MeV[, cond (N, k)]; output "
@@ -199,6 +221,8 @@ def add_parsers(sub) -> None:
                    help="diffusion: layer energies as u-variables (bounded, sum to E_tot exactly) or log fractions")
     t.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
                    help="learning rate after the warm-up (cosine: down to 5%% of --lr over --epochs)")
+    t.add_argument("--rotate-alpha", action="store_true",
+                   help="turn each training shower by a random number of angular bins (normal incidence)")
     t.add_argument("--steps", type=int, default=20, help="diffusion: default sampler network evaluations (<= 20)")
     t.add_argument("--sampler", choices=["euler", "midpoint", "heun"], default="midpoint",
                    help="diffusion: default ODE sampler")
@@ -215,10 +239,12 @@ def add_parsers(sub) -> None:
     t.set_defaults(func=_cmd_train)
 
     g = fsub.add_parser("generate", help="generate showers with a trained model")
-    g.add_argument("model", help="run directory or .pt checkpoint (any backend) or exported .onnx (onnxruntime, ml4ep)")
+    g.add_argument("model", help="run directory or .pt checkpoint (any backend), exported .onnx or a shipped model "
+                                 "(ds2-default) (onnxruntime, ml4ep)")
     g.add_argument("--n", type=int, required=True, help="number of showers")
     g.add_argument("--energy", default="1:1000", help="incident energy in GeV: lo:hi log-uniform, or a comma list")
-    g.add_argument("--backend", choices=["torch", "onnxruntime", "ml4ep"], default="torch")
+    g.add_argument("--backend", choices=["torch", "onnxruntime", "ml4ep"], default=None,
+                   help="default: ml4ep for an .onnx file or a shipped model, torch for a run")
     g.add_argument("--geometry", default=None, help="check the voxel count against this geometry")
     g.add_argument("--batch-size", type=int, default=10000)
     g.add_argument("--steps", type=int, default=None, help="diffusion: sampler network evaluations (<= 20)")
@@ -230,7 +256,7 @@ def add_parsers(sub) -> None:
 
     x = fsub.add_parser("export", help="export a trained model to ONNX (and C++ with the fast-simulation hook with "
                                        "--cpp)")
-    x.add_argument("model", help="run directory or .pt checkpoint")
+    x.add_argument("model", help="run directory or .pt checkpoint, or a shipped model (ds2-default)")
     x.add_argument("-o", "--output", default=None,
                    help="ONNX file (default beside the checkpoint: decoder.onnx for a VAE; denoiser.onnx for the flow "
                         "model, with postprocess.onnx beside it)")

@@ -283,8 +283,8 @@ def generate(model_dir_or_onnx, energies, *, backend: str = "torch", seed: int |
     """Showers ``(N, V)`` float32 in MeV for incident ``energies`` (N values, MeV).
 
     ``model_dir_or_onnx``: a run directory or ``.pt`` checkpoint (every backend; the ONNX backends use its
-    ``decoder.onnx`` or ``denoiser.onnx``, exported when needed) or an exported ``.onnx`` file (``onnxruntime``
-    and ``ml4ep``). ``noise``: the VAE's latent draws ``(N, latent)`` or the flow model's starting noise ``(N, S)``;
+    ``decoder.onnx`` or ``denoiser.onnx``, exported when needed), an exported ``.onnx`` file or the name of a shipped
+    model (``ds2-default``, :mod:`ml4ep.fastsim.pretrained`) (``onnxruntime`` and ``ml4ep``). ``noise``: the VAE's latent draws ``(N, latent)`` or the flow model's starting noise ``(N, S)``;
     otherwise standard normal from ``seed``. ``steps``/``sampler``: the flow model's network evaluations (at most
     20) and ODE sampler (``euler``, ``midpoint``, ``heun``); default: those stored with the model. ``conditions``: the extra
     condition columns ``(N, k)`` of a model trained with some. ``output``: also write the showers and energies to
@@ -295,9 +295,14 @@ def generate(model_dir_or_onnx, energies, *, backend: str = "torch", seed: int |
         raise GenerateError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise GenerateError(f"batch_size must be a positive integer, got {batch_size!r}")
-    src = Path(model_dir_or_onnx)
+    from . import pretrained
+
+    shipped = pretrained.resolve(model_dir_or_onnx)
+    src = shipped or Path(model_dir_or_onnx)
     if not src.exists():
-        raise GenerateError(f"{src}: file not found")
+        raise GenerateError(f"{src}: file not found (nor a shipped model: {', '.join(pretrained.names()) or 'none'})")
+    if shipped is not None and backend == "torch":
+        raise GenerateError(f"{model_dir_or_onnx}: the shipped model is ONNX; use backend 'ml4ep' or 'onnxruntime'")
     e64 = _energies(energies)
     n = len(e64)
     latent, n_cond, run = _runner(src, backend, steps, sampler)

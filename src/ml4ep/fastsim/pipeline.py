@@ -4,7 +4,8 @@
 2. **train** the Par04-style VAE and the CaloDiT-style flow model through ml4ep.data (:func:`.train.train`);
 3. **export** both to ONNX and **compile** them with ml4ep.infer, writing the C++ fast-simulation hooks
    (:func:`.hook.export_cpp`); optionally build the flow model's hook with CMake and run it (pure C++);
-4. **generate** as many showers as the reference holds, for its incident energies, with the compiled models;
+4. **generate** as many showers as the reference holds, for its incident energies, with the compiled models and, for
+   ds2 within 1 GeV - 1 TeV, with the shipped pretrained model ``ds2-default`` (:mod:`.pretrained`; no training);
 5. **evaluate** them, and a second GFlash sample as the ideal, against the reference (:func:`.evaluate.evaluate`);
 6. **report**: ``report.md`` and ``pipeline.json`` in the output folder, beside one HTML report per sample.
 
@@ -66,13 +67,15 @@ def _build_and_run_hook(cpp: Path, energies_gev, progress: bool) -> dict:
 def run(out_dir, *, geometry="ds2", n_train: int = 20_000, n_reference: int = 10_000, energy=(1.0, 1000.0),
         vae_epochs: int = 8, flow_epochs: int = 1000, flow_seconds: float = 240.0, flow_options: dict | None = None,
         seed: int = 1, classifier: dict | None = None, metrics=("hist", "fpd", "kpd", "cls-low", "cls-high"),
-        fpd_kpd: dict | None = None, build_cpp: bool = True, progress: bool = True, threads: int | None = None) -> dict:
+        fpd_kpd: dict | None = None, build_cpp: bool = True, progress: bool = True, threads: int | None = None,
+        shipped: str | None = "ds2-default") -> dict:
     """Run the pipeline into ``out_dir``; returns the summary (also written as ``pipeline.json``).
 
     ``energy``: incident energies in GeV (``(lo, hi)`` log-uniform). ``flow_seconds`` bounds the flow model's
     training time (``flow_epochs`` its epochs); ``flow_options`` go to :func:`.train.train` (e.g. ``dim``).
     ``classifier``: options of the classifier metric (default: a quick 2 x 64 network with standardised inputs; the
     challenge's is 3 x 2048 for 50 epochs). ``build_cpp``: also build and run the flow model's C++ hook.
+    ``shipped``: a shipped model also judged when it fits (its geometry, and the energies inside its range).
     """
     import torch
 
@@ -141,6 +144,15 @@ def run(out_dir, *, geometry="ds2", n_train: int = 20_000, n_reference: int = 10
         samples[label] = path
         _say(progress, f"{label}: generated {len(e_ref)} showers with the ml4ep-compiled model in "
                        f"{gen_seconds[label]:.1f} s ({gen_seconds[label] / len(e_ref) * 1e3:.2f} ms per shower)")
+    ship = _fitting_shipped(shipped, geo, energy)
+    if ship is not None:
+        t0 = time.perf_counter()
+        path = out / "generated_shipped.h5"
+        generate(ship, e_ref, backend="ml4ep", seed=seed + 7, output=path, geometry=geo, batch_size=1000)
+        label = f"{ship} (shipped)"
+        gen_seconds[label] = time.perf_counter() - t0
+        samples[label] = path
+        _say(progress, f"{label}: generated {len(e_ref)} showers, no training ({gen_seconds[label]:.1f} s)")
     timing["generate_s"] = float(sum(gen_seconds.values()))
 
     t0 = time.perf_counter()
@@ -150,7 +162,7 @@ def run(out_dir, *, geometry="ds2", n_train: int = 20_000, n_reference: int = 10
                                             "num_batches": 5, "num_points": 5, "batch_size": max(2, n_reference // 2)})
     rows = {}
     for label, path in samples.items():
-        key = label.split()[0].lower()
+        key = "shipped" if label.endswith("(shipped)") else label.split()[0].lower()
         r = evaluate(files["reference"], path, geo, out / f"report_{key}", metrics=metrics, classifier=cls,
                      fpd_kpd=small, seed=0)
         row = {"file": str(path), "report": str(out / f"report_{key}" / "index.html")}
@@ -179,6 +191,19 @@ def run(out_dir, *, geometry="ds2", n_train: int = 20_000, n_reference: int = 10
     (out / "report.md").write_text(_markdown(summary))
     _say(progress, f"report: {out / 'report.md'} ({timing['total_s']:.0f} s in all)")
     return summary
+
+
+def _fitting_shipped(name: str | None, geo, energy) -> str | None:
+    """``name`` when it is a shipped model for ``geo`` whose energy range holds ``energy`` (GeV); else None."""
+    from . import pretrained
+
+    if not name or name not in pretrained.names():
+        return None
+    meta = pretrained.info(name)
+    lo, hi = meta.get("energy_range_gev", (0.0, 0.0))
+    if meta.get("geometry") != geo.name or not lo <= float(energy[0]) <= float(energy[-1]) <= hi:
+        return None
+    return name
 
 
 def _markdown(s: dict) -> str:

@@ -381,6 +381,25 @@ def _lr_factor(step: int, warm: int, schedule: str, planned: int) -> float:
     return f
 
 
+def _alpha_rotation(geo, dev):
+    """``rotate(showers (N, V), generator) -> showers`` turned by a random number of angular bins per shower."""
+    import torch
+
+    if geo is None or len({(lay.n_alpha, lay.n_voxels) for lay in geo.layers}) != 1 or geo.layers[0].n_alpha < 2:
+        raise TrainError("rotate_alpha needs a geometry whose layers share one binning in (alpha, r) with several "
+                         f"angular bins (got {geo.name if geo is not None else 'no geometry'!r})")
+    n_layers, n_alpha = len(geo.layers), int(geo.layers[0].n_alpha)
+    n_r = geo.layers[0].n_voxels // n_alpha
+    base = torch.arange(n_alpha, device=dev)
+
+    def rotate(s, gen):
+        k = torch.randint(0, n_alpha, (s.shape[0], 1), generator=gen, device=dev)
+        idx = ((base + k) % n_alpha).view(-1, 1, n_alpha, 1).expand(-1, n_layers, n_alpha, n_r)
+        return torch.gather(s.view(-1, n_layers, n_alpha, n_r), 2, idx).reshape(s.shape)
+
+    return rotate
+
+
 def _check_positive_int(name: str, v) -> None:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
         raise TrainError(f"{name} must be a positive integer, got {v!r}")
@@ -397,7 +416,7 @@ def train(path, out_dir, *, model: str = "vae", epochs: int = 20, batch_size: in
           heads: int = 4, mlp_ratio: float = 2.0, tokens: int | None = None, steps: int = 20,
           sampler: str = "midpoint", ema_decay: float = 0.999, warmup: int = 200, init_from=None,
           refit_preprocessing: bool = False, max_seconds: float | None = None, workers: int = 0,
-          head: str = "switch", energy: str = "u", schedule: str = "constant") -> dict:
+          head: str = "switch", energy: str = "u", schedule: str = "constant", rotate_alpha: bool = False) -> dict:
     """Train a model on the showers of ``path`` and checkpoint it in ``out_dir``; returns ``{"epochs_run",
     "epoch", "steps", "best_epoch", "best_val_loss", "stopped_early", "history", "best", "last", "seconds"}``.
 
@@ -409,7 +428,9 @@ def train(path, out_dir, *, model: str = "vae", epochs: int = 20, batch_size: in
     warm-up), ``head`` (the output head: ``switch``, ``mlp`` or ``none``, see
     :class:`~ml4ep.fastsim.models.diffusion.DiffusionConfig`), ``energy`` (the layer energies' representation: ``u``,
     bounded by construction, or ``log``)). ``schedule``: the learning rate after the warm-up, ``constant`` or
-    ``cosine`` (down to 5% of ``lr`` over the planned ``epochs``).
+    ``cosine`` (down to 5% of ``lr`` over the planned ``epochs``). ``rotate_alpha``: turn every training shower by a
+    random number of angular bins (the same in every layer; needs a ``geometry`` whose layers share one (alpha, r)
+    binning), an augmentation that teaches the symmetry in alpha of showers at normal incidence.
 
     ``patience``: stop after that many epochs without a lower validation loss (the training loss without a
     validation split; ``None`` never stops early). ``max_seconds``: the run's training-time budget, earlier sessions of
@@ -453,6 +474,7 @@ a resumed run included: training stops after the epoch that exceeds it.
     if meta["n_showers"] == 0:
         raise TrainError(f"{path}: the file holds no showers")
     dev = _device(device)
+    rotate = _alpha_rotation(geo, dev) if rotate_alpha else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run_args = {"path": str(Path(path).resolve()), "batch_size": int(batch_size), "lr": float(lr),
@@ -463,6 +485,8 @@ a resumed run included: training stops after the epoch that exceeds it.
         run_args.update(model=model, ema_decay=float(ema_decay), warmup=int(warmup))
     if schedule != "constant":  # absent from the runs that predate the schedules, so they still resume
         run_args["schedule"] = schedule
+    if rotate_alpha:
+        run_args["rotate_alpha"] = True
     pre_ck = None
     if init_from is not None:
         pre_ck = load_checkpoint(init_from)
@@ -568,6 +592,8 @@ a resumed run included: training stops after the epoch that exceeds it.
         batches = loader.train.torch(num_workers=int(workers), pin_memory=dev.type == "cuda", as_dict=True)
         for batch in prog.steps(batches, epoch + 1, epochs, n_batches):
             e, s, c = _unpack(batch, conditions, dev)
+            if rotate is not None:
+                s = rotate(s, gen)
             if warm or schedule == "cosine":
                 for g in opt.param_groups:
                     g["lr"] = float(lr) * _lr_factor(state["step"], warm, schedule, int(epochs) * n_batches)
