@@ -357,3 +357,28 @@ def test_alpha_rotation_matches_numpy_roll():
     assert len(set(k.tolist())) > 1  # not one shift for the whole batch
     with pytest.raises(TrainError, match="rotate_alpha needs a geometry"):
         _alpha_rotation(geometry.get("ds1-photons"), torch.device("cpu"))
+
+
+def test_empty_noise_fills_the_snap_band_and_is_emptied_again():
+    """empty_noise: empty voxels get log shares uniform in the band the postprocessing empties (between ln 1e-6 and
+    ln 1e-6 + ZERO_SNAP), hits keep theirs, and the postprocessing gives the shower back."""
+    geo = geometry.get(GEO)
+    e, s = gflash.simulate(geo, 40, energy=(1.0, 100.0), seed=8)
+    cfg = DiffusionConfig(n_voxels=geo.n_voxels, n_tokens=6, layer_sizes=[lay.n_voxels for lay in geo.layers], dim=8,
+                          depth=1, heads=2, threshold_mev=geo.threshold, empty_noise=True)
+    m = ShowerFlow(cfg)
+    m._set_condition_stats(float(e.min()), float(e.max()))
+    st, et = torch.from_numpy(s), torch.from_numpy(e)
+    plain = m.preprocess(st, et).numpy()
+    noisy = m.preprocess(st, et, torch.Generator().manual_seed(1)).numpy()
+    empty = np.zeros_like(plain, dtype=bool)
+    empty[:, m.state_of_voxel.numpy()] = s == 0
+    np.testing.assert_array_equal(noisy[~empty], plain[~empty])
+    y_mean, y_std = (t.numpy() for t in m.moments(et)[:2])  # untrained: mean 0, std the floor (2)
+    raw = np.zeros_like(plain)
+    raw[:, m.state_of_voxel.numpy()] = noisy[:, m.state_of_voxel.numpy()] * y_std + y_mean
+    y = raw[empty]  # the log shares themselves
+    lo = math.log(LOG_EPS)
+    assert y.min() >= lo - 1e-4 and y.max() <= lo + ZERO_SNAP + 1e-4 and y.std() > 0.5
+    back = m.postprocess(torch.from_numpy(noisy), et).numpy()
+    np.testing.assert_allclose(back, m.postprocess(torch.from_numpy(plain), et).numpy(), rtol=1e-5, atol=1e-6)

@@ -91,7 +91,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
               geometry=args.geometry, dim=args.dim, depth=args.depth, heads=args.heads, tokens=args.tokens,
               steps=args.steps, sampler=args.sampler, ema_decay=args.ema, warmup=args.warmup,
               init_from=args.init_from, max_seconds=args.max_seconds, workers=args.workers, head=args.head,
-              energy=args.energy, schedule=args.schedule, rotate_alpha=args.rotate_alpha)
+              energy=args.energy, schedule=args.schedule, rotate_alpha=args.rotate_alpha,
+              empty_noise=args.empty_noise)
     print(f"{args.output}: {r['epochs_run']} epoch(s) run, at epoch {r['epoch']} (step {r['steps']}), best epoch "
           f"{r['best_epoch']} "
           f"(loss {r['best_val_loss']:.4g}){', stopped early' if r['stopped_early'] else ''}; {r['seconds']:.1f} s")
@@ -221,6 +222,8 @@ def add_parsers(sub) -> None:
                    help="diffusion: layer energies as u-variables (bounded, sum to E_tot exactly) or log fractions")
     t.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
                    help="learning rate after the warm-up (cosine: down to 5%% of --lr over --epochs)")
+    t.add_argument("--empty-noise", action="store_true",
+                   help="diffusion: empty voxels as noise below the snap level in training, not a hard zero")
     t.add_argument("--rotate-alpha", action="store_true",
                    help="turn each training shower by a random number of angular bins (normal incidence)")
     t.add_argument("--steps", type=int, default=20, help="diffusion: default sampler network evaluations (<= 20)")

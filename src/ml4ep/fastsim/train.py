@@ -416,7 +416,8 @@ def train(path, out_dir, *, model: str = "vae", epochs: int = 20, batch_size: in
           heads: int = 4, mlp_ratio: float = 2.0, tokens: int | None = None, steps: int = 20,
           sampler: str = "midpoint", ema_decay: float = 0.999, warmup: int = 200, init_from=None,
           refit_preprocessing: bool = False, max_seconds: float | None = None, workers: int = 0,
-          head: str = "switch", energy: str = "u", schedule: str = "constant", rotate_alpha: bool = False) -> dict:
+          head: str = "switch", energy: str = "u", schedule: str = "constant", rotate_alpha: bool = False,
+          empty_noise: bool = False) -> dict:
     """Train a model on the showers of ``path`` and checkpoint it in ``out_dir``; returns ``{"epochs_run",
     "epoch", "steps", "best_epoch", "best_val_loss", "stopped_early", "history", "best", "last", "seconds"}``.
 
@@ -427,7 +428,7 @@ def train(path, out_dir, *, model: str = "vae", epochs: int = 20, batch_size: in
     validated, saved and used for generation; 0 disables it) and ``warmup`` (optimizer steps of linear learning-rate
     warm-up), ``head`` (the output head: ``switch``, ``mlp`` or ``none``, see
     :class:`~ml4ep.fastsim.models.diffusion.DiffusionConfig`), ``energy`` (the layer energies' representation: ``u``,
-    bounded by construction, or ``log``)). ``schedule``: the learning rate after the warm-up, ``constant`` or
+    bounded by construction, or ``log``), ``empty_noise`` (empty voxels as noise below the snap level)). ``schedule``: the learning rate after the warm-up, ``constant`` or
     ``cosine`` (down to 5% of ``lr`` over the planned ``epochs``). ``rotate_alpha``: turn every training shower by a
     random number of angular bins (the same in every layer; needs a ``geometry`` whose layers share one (alpha, r)
     binning), an augmentation that teaches the symmetry in alpha of showers at normal incidence.
@@ -543,7 +544,7 @@ a resumed run included: training stops after the epoch that exceeds it.
                 cfg = DiffusionConfig(n_voxels=meta["n_voxels"], n_tokens=n_tok,
                                       layer_sizes=layer_sizes(meta["n_voxels"], geo), dim=dim, depth=depth, heads=heads,
                                       mlp_ratio=float(mlp_ratio), n_conditions=len(conditions), head=head,
-                                      energy=energy,
+                                      energy=energy, empty_noise=bool(empty_noise),
                                       condition_names=tuple(conditions), steps=steps, sampler=sampler,
                                       threshold_mev=float(geo.threshold) if geo is not None else 0.0)
             except DiffusionConfigError as exc:

@@ -106,6 +106,9 @@ class DiffusionConfig:
     #: E_tot <= b(E) E_inc by construction. "log" (the first checkpoints): ln(E_i / E_inc + 1e-5) per layer, unbounded
     #: but for the guard.
     energy: str = "u"
+    #: training only: empty voxels get a random share below the ZERO_SNAP level (uniform in (0, (e^3 - 1) 1e-6)) instead
+    #: of exactly 0, so the empty mode is a smooth band that the postprocessing empties again (CaloDREAM's noise)
+    empty_noise: bool = False
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -325,9 +328,15 @@ class ShowerFlow(Conditioned, EnergyGuard, nn.Module):
         a = total * left * torch.cat([u[:, :-1], torch.ones_like(u[:, -1:])], dim=1)
         return torch.clamp(a - U_DELTA, min=0.0)
 
-    def preprocess(self, showers: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
-        """Voxel energies (MeV) -> the standardised state ``(N, S)`` the flow models (clipped to +-STATE_CLIP)."""
+    def preprocess(self, showers: torch.Tensor, energy: torch.Tensor,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+        """Voxel energies (MeV) -> the standardised state ``(N, S)`` the flow models (clipped to +-STATE_CLIP); with
+        a ``generator`` and ``empty_noise``, empty voxels get their random share below the snap level."""
         y, ell = self.transform(showers, energy)
+        if generator is not None and self.config.empty_noise:
+            u = torch.rand(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+            noisy = torch.log(LOG_EPS + u * (math.exp(ZERO_SNAP) - 1.0) * LOG_EPS)
+            y = torch.where(y < math.log(LOG_EPS) + 1e-3, noisy, y)  # a hit holds >= 1e-8 of its layer: +0.01
         y_mean, y_std, l_mean, l_std = self.moments(energy)
         x = torch.empty((showers.shape[0], self.config.state_size), dtype=y.dtype, device=y.device)
         x[:, self.state_of_voxel] = (y - y_mean) / y_std
@@ -385,7 +394,7 @@ class ShowerFlow(Conditioned, EnergyGuard, nn.Module):
 
     def forward(self, showers: torch.Tensor, energy: torch.Tensor, cond: torch.Tensor | None = None,
                 generator: torch.Generator | None = None):
-        x1 = self.preprocess(showers, energy)
+        x1 = self.preprocess(showers, energy, generator if self.config.empty_noise else None)
         x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
         t = torch.rand((x1.shape[0], 1), generator=generator, device=x1.device, dtype=x1.dtype)
         xt = (1 - t) * x0 + t * x1
