@@ -269,7 +269,8 @@ def cache_key(*parts: str | bytes) -> str:
     return h.hexdigest()
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 (hex) of a file's bytes, read in blocks of 1 MiB."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -290,7 +291,7 @@ def seal(folder: Path) -> None:
             continue
         if not p.is_symlink():
             os.chmod(p, stat.S_IMODE(p.stat().st_mode) & ~0o022)
-        files[p.name] = _sha256(p)
+        files[p.name] = file_sha256(p)
     (folder / MANIFEST).write_text(json.dumps(files, indent=1, sort_keys=True))
     os.chmod(folder / MANIFEST, 0o600)
 
@@ -335,7 +336,7 @@ def verify(folder: Path) -> str | None:
         if why:
             return f"{name} {why}"
         try:
-            if _sha256(p) != digest:
+            if file_sha256(p) != digest:
                 return f"{name} has changed since it was built"
         except OSError as exc:
             return f"{name} cannot be read ({exc.strerror})"

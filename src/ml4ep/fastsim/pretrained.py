@@ -14,11 +14,11 @@ against their recorded SHA-256 before use. :func:`publish` writes a trained run 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
+from .._native.build import file_sha256
 from ..errors import Ml4epError
 
 __all__ = ["PretrainedError", "ROOT", "directory", "info", "names", "publish", "resolve"]
@@ -45,14 +45,6 @@ def directory(name: str) -> Path:
     return ROOT / name
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def info(name: str) -> dict:
     """``model.json`` of a shipped model (``files`` maps each file to its SHA-256; ``onnx`` names the graph that
     :func:`resolve` returns)."""
@@ -73,7 +65,7 @@ def verify(name: str) -> Path:
         p = folder / file
         if not p.is_file():
             raise PretrainedError(f"{p}: missing from the shipped model {name!r} (reinstall ml4ep)")
-        if _sha256(p) != digest:
+        if file_sha256(p) != digest:
             raise PretrainedError(f"{p}: its SHA-256 differs from the one recorded in {folder / META} "
                                   "(a damaged or altered file; reinstall ml4ep)")
     return folder
@@ -106,7 +98,7 @@ def publish(run, name: str, metadata: dict, *, root: Path | None = None) -> Path
     slim = {k: ck[k] for k in ("format", "config", "model", "state") if k in ck}
     slim["state"] = {k: v for k, v in slim["state"].items() if k != "history"}
     torch.save(slim, tmp / CHECKPOINT)
-    files = {f: _sha256(tmp / f) for f in (DENOISER_NAME, POST_NAME, CHECKPOINT)}
+    files = {f: file_sha256(tmp / f) for f in (DENOISER_NAME, POST_NAME, CHECKPOINT)}
     meta = {"name": name, **metadata, "onnx": DENOISER_NAME, "files": files}
     (tmp / META).write_text(json.dumps(meta, indent=1, sort_keys=False) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
