@@ -117,6 +117,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=3600.0, help="the run's total training-time budget")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-train", action="store_true", help="judge the run as it stands")
+    ap.add_argument("--label", default=None, help="the run's name in the table")
+    ap.add_argument("--reuse-judged", action="store_true",
+                    help="with --no-train: take the run's metrics from its last judgement (judged_RUN.json in --dir)")
+    ap.add_argument("--trained-with", default=None, help="the command that trained the run (when not this script)")
     ap.add_argument("--compare", action="append", default=[], help="DIR:LABEL of another run to judge beside it")
     ap.add_argument("--state", type=Path, default=None, help="keep (and resume from) last.pt and history.json here")
     ap.add_argument("--publish", action="store_true", help="write the run as the shipped model ds2-default")
@@ -150,32 +154,50 @@ def main(argv=None) -> int:
             settings["empty_noise"] = True
         if args.schedule != "constant":
             settings["schedule"] = args.schedule
+        if (run / "last.pt").exists():  # a resumed run keeps the options it was started with
+            from ml4ep.fastsim.train import load_checkpoint
+
+            ck = load_checkpoint(run / "last.pt")
+            settings.update({k: ck["run"][k] for k in ("rotate_alpha", "schedule") if k in ck["run"]})
+            settings["empty_noise"] = bool(ck["config"].get("empty_noise", False))
         train(d / _name("train", geo), run, resume=True, max_seconds=args.seconds, progress=sys.stderr.isatty(),
               **settings)
     if args.state is not None:
         args.state.mkdir(parents=True, exist_ok=True)
         for f in ("last.pt", "history.json"):
             shutil.copy2(run / f, args.state / f)
-    main_label = "ds2-default (u-variables)" if geo == "ds2" else f"flow, {geo}"
-    results = {main_label: judge(run, d, d / f"judge_{args.run}", geo)}
+    main_label = args.label or ("ds2-default (u-variables)" if geo == "ds2" else f"flow, {geo}")
+    saved = d / f"judged_{args.run}.json"
+    if args.reuse_judged and saved.exists():  # the run has not changed since it was judged
+        results = {main_label: next(iter(json.loads(saved.read_text()).values()))}
+    else:
+        results = {main_label: judge(run, d, d / f"judge_{args.run}", geo)}
     for spec in args.compare:
         path, _, label = spec.partition(":")
         results[label or path] = judge(Path(path), d, d / f"judge_{Path(path).name}", geo)
     for label, r in results.items():
         write(f"{label}: {json.dumps(r)}")
-    (d / f"judged_{args.run}.json").write_text(json.dumps(results, indent=1))
+    saved.write_text(json.dumps(results, indent=1))
     main_r = results[main_label]
     command = "python benchmarks/fastsim_default.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.publish:
         from ml4ep.fastsim.pretrained import publish
+        from ml4ep.fastsim.train import load_checkpoint
+
+        ck = load_checkpoint(run)  # the settings the run was trained with, as recorded in it
+        run_settings = {k: v for k, v in ck["run"].items() if k != "path"}
+        run_settings["config"] = {k: v for k, v in ck["config"].items() if k != "extra"}
 
         meta = {"description": "flow model (CaloDiT-style, u-variables) trained on parameterised (GFlash-type) ds2 "
                                "showers, 1 GeV - 1 TeV; not Geant4",
                 "geometry": "ds2", "energy_range_gev": [1.0, 1000.0], "command": command,
+                "train_command": args.trained_with or command,
+                "resume": "python benchmarks/fastsim_default.py --dir /tmp/v2 --run RUN --state "
+                          "benchmarks/state/ds2-default --seconds TOTAL [the run's options] --publish",
                 "data": {"generator": "ml4ep.fastsim.gflash.simulate('ds2', n, energy=(1.0, 1000.0), seed=seed)",
                          "n_train": args.n_train, "train_seed": TRAIN_SEED, "n_reference": N_REF,
                          "reference_seed": REF_SEED},
-                "settings": SETTINGS, "machine": cpu_model(), "threads": args.threads,
+                "settings": run_settings, "machine": cpu_model(), "threads": args.threads,
                 "protocol": "10000 generated (ml4ep, 20 evaluations midpoint, seed 7) vs 10000 reference; classifier "
                             "3 x 512, 30 epochs",
                 "metrics": main_r, "targets": TARGETS}
@@ -193,7 +215,7 @@ def main(argv=None) -> int:
     elif args.write:
         met = [k for k, v in TARGETS.items() if main_r[k] <= v]
         text = ["### The shipped flow model ds2-default (`benchmarks/fastsim_default.py`)", "",
-                f"{cpu_model()}, {args.threads} threads for training. Data: {args.n_train} parameterised ds2 showers "
+                f"{cpu_model()}, {args.threads} thread(s) per training run. Data: {args.n_train} parameterised ds2 showers "
                 f"(seed {TRAIN_SEED}, 5% validation), reference 10000 (seed {REF_SEED}), 1 GeV - 1 TeV log-uniform. "
                 "Protocol: 10000 generated with ml4ep.infer (20 evaluations, midpoint) for the reference's energies; "
                 "classifier 3 x 512, 30 epochs. Targets (issue 23): S(E_tot/E_inc) <= 0.01, every S(E_layer) <= 0.02, "

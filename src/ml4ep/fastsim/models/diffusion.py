@@ -296,11 +296,26 @@ class ShowerFlow(Conditioned, EnergyGuard, nn.Module):
         l_std = torch.sqrt(torch.clamp(p @ self.l_var, min=MIN_LAYER_STD**2))
         return p @ self.y_coef, y_std, p @ self.l_coef, l_std
 
+    def layer_sums(self, v: torch.Tensor) -> torch.Tensor:
+        """``(N, V)`` -> ``(N, L)``: the sum over each layer's voxels (a reshape where the layers are alike, as in
+        ds2 and ds3, so the exported graphs carry no V x L matrix)."""
+        sizes = self.config.layer_sizes
+        if len(set(sizes)) == 1:
+            return v.reshape(-1, len(sizes), sizes[0]).sum(dim=2)
+        return v @ self.member
+
+    def per_layer(self, v: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """``(N, V)`` voxels times ``(N, L)`` factors of their layers."""
+        sizes = self.config.layer_sizes
+        if len(set(sizes)) == 1:
+            return (v.reshape(-1, len(sizes), sizes[0]) * f.unsqueeze(2)).reshape(v.shape)
+        return v * (f @ self.member_t)
+
     def transform(self, showers: torch.Tensor, energy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Voxel energies (MeV) -> ``(ln(share of the layer + 1e-6) (N, V), ln(layer fraction of E_inc + 1e-5)
         (N, L))``, before standardisation."""
         showers = torch.clamp(showers, min=0.0)
-        layer_e = showers @ self.member
+        layer_e = self.layer_sums(showers)
         share = showers / torch.clamp(layer_e, min=1e-30)[:, self.layer_of_voxel]
         frac = layer_e / energy.reshape(-1, 1)
         y = torch.log(torch.clamp(share, 0.0, 1.0) + LOG_EPS)
@@ -357,8 +372,8 @@ class ShowerFlow(Conditioned, EnergyGuard, nn.Module):
         else:
             frac = self.u_to_energy(ell, energy)
         frac = self.guard_fractions(frac, energy)  # within the training data's bounds at this energy, every layer
-        scale = frac * energy.reshape(-1, 1) / torch.clamp(share @ self.member, min=1e-20)  # (N, L)
-        e = share * (scale @ self.member_t)
+        scale = frac * energy.reshape(-1, 1) / torch.clamp(self.layer_sums(share), min=1e-20)  # (N, L)
+        e = self.per_layer(share, scale)
         return torch.where(e < self.config.threshold_mev, torch.zeros_like(e), e)
 
     # -- the network --------------------------------------------------------------------------------------
