@@ -16,6 +16,7 @@ bounds (``DEFAULT_LAYER_MAX``, ``DEFAULT_TOTAL_MAX``) with a warning when it is 
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -125,8 +126,6 @@ def fill_missing_guard(model, state: dict, path) -> dict:
     missing = [k for k in GUARD_KEYS if k not in state and hasattr(model, k)]
     if not missing:
         return state
-    import logging
-
     logging.getLogger("ml4ep.fastsim").warning(
         "%s: the checkpoint predates the energy guard; using the generic bounds (every layer <= %g E_inc, "
         "E_tot <= %g E_inc). Retrain, or fine-tune with init_from, to fit them to the data.", path, DEFAULT_LAYER_MAX,
