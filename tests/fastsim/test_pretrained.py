@@ -133,3 +133,14 @@ def test_ds2_default_ships_and_generates_without_torch(tmp_path):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * b.max())
     ratio = a.sum(1) / np.array([1e3, 1e4, 1e5, 1e6] * 5)
     assert np.all(ratio < 1.7) and np.all(ratio > 0.3), ratio  # E_tot / E_inc: the data's largest is 1.5 at 1 GeV
+
+
+def test_pipeline_judges_the_shipped_model_only_where_it_fits():
+    from ml4ep.fastsim import geometry
+    from ml4ep.fastsim.pipeline import _fitting_shipped
+
+    ds2 = geometry.get("ds2")
+    assert _fitting_shipped("ds2-default", ds2, (1.0, 1000.0)) == "ds2-default"
+    assert _fitting_shipped("ds2-default", ds2, (0.5, 100.0)) is None  # below the model's training range
+    assert _fitting_shipped("ds2-default", geometry.get("ds1-photons"), (1.0, 100.0)) is None
+    assert _fitting_shipped(None, ds2, (1.0, 1000.0)) is None
